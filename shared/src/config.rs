@@ -1,0 +1,347 @@
+//! Configuration: embedded defaults → optional TOML file → `UPSHIFT_…` env.
+//!
+//! Loading validates everything once, so a bad value fails at start-up with the
+//! offending key named. Unknown keys are errors. The database URL may hold a
+//! password, so `Debug` on [`DatabaseConfig`] redacts it and nothing here logs.
+
+use crate::policy::RoutingConfig;
+use crate::subjects::{Subjects, valid_prefix};
+use crate::types::Tier;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The defaults compiled into every binary (`config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), reason: reason.into() }
+}
+
+/// The whole configuration of every upshift process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// NATS connection and stream settings.
+    pub nats: NatsConfig,
+    /// Postgres connection.
+    pub database: DatabaseConfig,
+    /// HTTP API.
+    pub api: ApiConfig,
+    /// Orchestrator loops.
+    pub orchestrator: OrchestratorConfig,
+    /// Worker pools.
+    pub worker: WorkerConfig,
+    /// The model catalog.
+    pub models: Vec<ModelConfig>,
+    /// Which catalog model serves each tier.
+    pub tiers: TierModels,
+    /// The routing policy.
+    pub routing: RoutingConfig,
+}
+
+/// NATS settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL.
+    pub url: String,
+    /// Subject prefix (see [`Subjects`]).
+    pub prefix: String,
+    /// JetStream duplicate window, seconds.
+    pub duplicate_window_secs: u64,
+    /// Deliveries of a task message before it is dead-lettered.
+    pub max_deliver: i64,
+    /// Ack wait of the task consumers, seconds.
+    pub ack_wait_secs: u64,
+}
+
+impl NatsConfig {
+    /// The subject names for this prefix.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(&self.prefix)
+    }
+    /// Duplicate window as a duration.
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_secs)
+    }
+    /// Ack wait as a duration.
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ack_wait_secs)
+    }
+}
+
+/// Postgres settings.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL (may contain a password; never logged).
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub listen: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Bearer keys; empty means no authentication and tenant `default`.
+    #[serde(default)]
+    pub keys: Vec<ApiKey>,
+}
+
+/// One API key, stored as the hex SHA-256 of the key, never the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Tenant the key belongs to.
+    pub tenant: String,
+    /// Lower-case hex SHA-256 of the bearer token.
+    pub key_sha256: String,
+}
+
+/// Orchestrator loop settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// Results pulled per batch.
+    pub result_batch: usize,
+    /// Sweeper period, milliseconds.
+    pub sweep_interval_ms: u64,
+    /// Grace before an unpublished attempt is re-published, milliseconds.
+    pub publish_grace_ms: u64,
+    /// Deadline of an attempt, seconds.
+    pub attempt_deadline_secs: u64,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Attempts run at once per process.
+    pub concurrency: usize,
+    /// Period of in-progress acks during a model call, seconds.
+    pub progress_interval_secs: u64,
+}
+
+/// One model in the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Catalog name, referenced by `[tiers]`.
+    pub name: String,
+    /// US dollars per million input tokens.
+    pub usd_per_m_in: f64,
+    /// US dollars per million output tokens.
+    pub usd_per_m_out: f64,
+    /// How the worker reaches the model.
+    pub provider: ProviderConfig,
+}
+
+/// Provider settings, tagged by `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// Answers from a RouteLLM-format CSV of recorded outputs.
+    Replay {
+        /// Path of the CSV file.
+        dataset: PathBuf,
+        /// Column holding this model's correctness; `<column>_response` holds its text.
+        column: String,
+        /// Simulated latency per call, milliseconds.
+        #[serde(default)]
+        latency_ms: u64,
+    },
+}
+
+/// The model serving each tier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierModels {
+    /// Model of the small tier.
+    pub small: String,
+    /// Model of the medium tier.
+    pub medium: String,
+    /// Model of the strong tier.
+    pub strong: String,
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `UPSHIFT_*` environment
+    /// variables (`__` separates nesting), and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(bad("--config", format!("file {} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("UPSHIFT_").ignore(&["CONFIG", "LOG"]).split("__"));
+        Self::from_figment(fig)
+    }
+
+    /// Parses and validates a TOML document layered over the defaults.
+    pub fn from_toml_over_defaults(toml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig.extract().map_err(|e| {
+            let key = if e.path.is_empty() { "<root>".to_string() } else { e.path.join(".") };
+            bad(key, e.kind.to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every cross-field rule; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !valid_prefix(&self.nats.prefix) {
+            return Err(bad("nats.prefix", "use letters, digits, '-' or '_' only"));
+        }
+        for (key, v) in [
+            ("nats.duplicate_window_secs", self.nats.duplicate_window_secs),
+            ("nats.ack_wait_secs", self.nats.ack_wait_secs),
+            ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval_ms),
+            ("orchestrator.attempt_deadline_secs", self.orchestrator.attempt_deadline_secs),
+            ("worker.progress_interval_secs", self.worker.progress_interval_secs),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
+        if self.nats.max_deliver < 1 {
+            return Err(bad("nats.max_deliver", "must be at least 1"));
+        }
+        if self.worker.progress_interval_secs >= self.nats.ack_wait_secs {
+            return Err(bad(
+                "worker.progress_interval_secs",
+                "must be shorter than nats.ack_wait_secs, or long calls are redelivered",
+            ));
+        }
+        if self.worker.concurrency == 0 || self.orchestrator.result_batch == 0 {
+            return Err(bad("worker.concurrency / orchestrator.result_batch", "must be greater than 0"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(bad("database.max_connections", "must be greater than 0"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(bad("api.max_body_bytes", "must be at least 1024"));
+        }
+        for (i, k) in self.api.keys.iter().enumerate() {
+            if k.key_sha256.len() != 64 || !k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("api.keys[{i}].key_sha256"), "must be 64 hex digits"));
+            }
+            if k.tenant.trim().is_empty() {
+                return Err(bad(format!("api.keys[{i}].tenant"), "must not be empty"));
+            }
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if !(m.usd_per_m_in >= 0.0 && m.usd_per_m_out >= 0.0) {
+                return Err(bad(format!("models[{i}]"), "prices must be non-negative numbers"));
+            }
+            if self.models[..i].iter().any(|o| o.name == m.name) {
+                return Err(bad(format!("models[{i}].name"), format!("duplicate model `{}`", m.name)));
+            }
+        }
+        for tier in Tier::ALL {
+            let name = self.tier_model_name(*tier);
+            if self.model(name).is_none() {
+                return Err(bad(format!("tiers.{tier}"), format!("no model named `{name}` in [[models]]")));
+            }
+        }
+        self.routing.validate().map_err(|(k, r)| bad(format!("routing.{k}"), r))
+    }
+
+    /// Catalog name of the model serving `tier`.
+    pub fn tier_model_name(&self, tier: Tier) -> &str {
+        match tier {
+            Tier::Small => &self.tiers.small,
+            Tier::Medium => &self.tiers.medium,
+            Tier::Strong => &self.tiers.strong,
+        }
+    }
+
+    /// Catalog entry by name.
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Catalog entry serving `tier` (exists after validation).
+    pub fn tier_model(&self, tier: Tier) -> &ModelConfig {
+        self.model(self.tier_model_name(tier)).expect("validated: every tier names a model")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::from_toml_over_defaults("").unwrap();
+        assert_eq!(c.nats.prefix, "upshift");
+        assert_eq!(c.tier_model(Tier::Strong).name, "gpt-4-1106");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml_over_defaults("[nats]\nurl = 5").unwrap_err();
+        assert_eq!(e.key, "nats.url", "{e}");
+        let e = Config::from_toml_over_defaults("[nats]\nbogus = 1").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::from_toml_over_defaults("[tiers]\nsmall = \"nope\"").unwrap_err();
+        assert_eq!(e.key, "tiers.small");
+        let e = Config::from_toml_over_defaults("[nats]\nprefix = \"a.b\"").unwrap_err();
+        assert_eq!(e.key, "nats.prefix");
+    }
+
+    #[test]
+    fn database_password_is_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        let c = Config::from_toml_over_defaults("[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

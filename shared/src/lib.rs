@@ -1,0 +1,17 @@
+//! Pure logic shared by the orchestrator, the workers and the CLI.
+//!
+//! Nothing here does I/O: no tokio, no sockets, no SQL. The live router in the
+//! orchestrator and offline tools call exactly this code, so a policy that is
+//! tested here behaves the same in the distributed system.
+
+pub mod config;
+pub mod cost;
+pub mod messages;
+pub mod policy;
+pub mod reasons;
+pub mod subjects;
+pub mod types;
+pub mod verify;
+
+pub use reasons::ReasonCode;
+pub use types::{BlastRadius, TaskType, Tier};

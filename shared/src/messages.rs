@@ -1,0 +1,178 @@
+//! Wire messages between the orchestrator and the workers (JSON on JetStream).
+//!
+//! Every message carries `version`; a reader rejects versions it does not know
+//! instead of guessing. The attempt id doubles as the `Nats-Msg-Id`, so a
+//! re-publish of the same attempt is dropped by the stream's duplicate window.
+
+use crate::types::{TaskType, Tier};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The message format version this build writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// One attempt of one step on one tier, published on `<prefix>.tasks.<tier>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskMessage {
+    /// Always [`MESSAGE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The attempt id (UUIDv7); primary key of `attempts` and `Nats-Msg-Id`.
+    pub attempt_id: Uuid,
+    /// The job the step belongs to.
+    pub job_id: Uuid,
+    /// The step being attempted.
+    pub step_id: Uuid,
+    /// The tier this attempt runs on.
+    pub tier: Tier,
+    /// What the step asks for.
+    pub task: TaskType,
+    /// The step's input as the caller gave it (the replay provider keys on it).
+    pub input: String,
+    /// Accepted outputs of the steps this one depends on, in order.
+    #[serde(default)]
+    pub context: Vec<ContextItem>,
+    /// JSON schema the output must satisfy, for extraction steps.
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// The accepted output of an earlier step, handed to a later one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextItem {
+    /// The earlier step's name.
+    pub step: String,
+    /// Its accepted output.
+    pub output: String,
+}
+
+/// What a worker reports for an attempt, published on `<prefix>.results`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultMessage {
+    /// Always [`MESSAGE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The attempt this answers.
+    pub attempt_id: Uuid,
+    /// The job of the attempt.
+    pub job_id: Uuid,
+    /// The step of the attempt.
+    pub step_id: Uuid,
+    /// The tier that ran it.
+    pub tier: Tier,
+    /// Which worker process ran it (host/pid), for capacity audits.
+    pub worker_id: String,
+    /// Provider kind, e.g. `replay`.
+    pub provider: String,
+    /// Model name from the catalog.
+    pub model: String,
+    /// Wall time of the provider call in milliseconds.
+    pub latency_ms: u64,
+    /// The answer or the error.
+    pub outcome: AttemptOutcome,
+}
+
+/// A model call either answered or failed with a classified error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AttemptOutcome {
+    /// The model answered.
+    Answered {
+        /// The model's output text.
+        output: String,
+        /// Prompt tokens (measured, or estimated when the provider has none).
+        tokens_in: u32,
+        /// Completion tokens.
+        tokens_out: u32,
+        /// Price of this call in US dollars.
+        cost_usd: f64,
+        /// Confidence in [0,1] from the provider (e.g. token logprobs), if any.
+        #[serde(default)]
+        confidence: Option<f64>,
+        /// Recorded correctness from a labelled dataset (replay only). Kept for
+        /// scoring; the router never reads it.
+        #[serde(default)]
+        label_correct: Option<bool>,
+    },
+    /// The call failed after the worker's own retries.
+    Failed {
+        /// Error class: `rate_limited`, `transient`, `fatal`, `timeout`.
+        class: String,
+        /// Human-readable message (never contains secrets).
+        message: String,
+    },
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not valid JSON of the expected shape.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A version this build does not understand.
+    #[error("unsupported message version {0} (this build reads {MESSAGE_VERSION})")]
+    UnknownVersion(u32),
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: u32,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let probe: VersionProbe = serde_json::from_slice(bytes)?;
+    if probe.version != MESSAGE_VERSION {
+        return Err(DecodeError::UnknownVersion(probe.version));
+    }
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+impl TaskMessage {
+    /// Parses a task message, rejecting unknown versions.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+}
+
+impl ResultMessage {
+    /// Parses a result message, rejecting unknown versions.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_round_trips_and_versions_are_checked() {
+        let m = ResultMessage {
+            version: MESSAGE_VERSION,
+            attempt_id: Uuid::now_v7(),
+            job_id: Uuid::now_v7(),
+            step_id: Uuid::now_v7(),
+            tier: Tier::Small,
+            worker_id: "w1".into(),
+            provider: "replay".into(),
+            model: "m".into(),
+            latency_ms: 3,
+            outcome: AttemptOutcome::Answered {
+                output: "#### 4".into(),
+                tokens_in: 10,
+                tokens_out: 2,
+                cost_usd: 0.001,
+                confidence: None,
+                label_correct: Some(true),
+            },
+        };
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(ResultMessage::decode(&bytes).unwrap(), m);
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["version"] = 9.into();
+        let err = ResultMessage::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(err, DecodeError::UnknownVersion(9)));
+        assert!(ResultMessage::decode(b"{").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The routing policy: where a step starts, and what happens after an attempt.
+//!
+//! Both functions are pure. The orchestrator calls them inside the transaction
+//! that records the decision; offline tools call them over recorded outputs.
+
+mod ambiguity;
+
+pub use ambiguity::estimate_ambiguity;
+
+use crate::config::TierModels;
+use crate::reasons::ReasonCode;
+use crate::types::{BlastRadius, TaskType, Tier};
+use crate::verify::Finding;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `[routing]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Recorded on every route event, so decisions can be traced to a policy.
+    pub policy_version: String,
+    /// Start tier when no rule matches.
+    pub default_tier: Tier,
+    /// What to do when the top tier still fails verification.
+    pub at_top_tier: TopTierAction,
+    /// Start rules; the first that matches wins.
+    #[serde(default)]
+    pub start_rules: Vec<StartRule>,
+    /// Acceptance rule per tier; a tier without one accepts on verifiers alone.
+    #[serde(default)]
+    pub accept: BTreeMap<Tier, AcceptRule>,
+}
+
+/// The top tier's fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopTierAction {
+    /// Accept, with the open findings attached to the output.
+    AcceptWithFindings,
+    /// Fail the step with its reasons.
+    Fail,
+}
+
+/// One row of the risk rule table. Absent conditions match anything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRule {
+    /// Matches when the job's blast radius is one of these.
+    #[serde(default)]
+    pub blast_radius: Option<Vec<BlastRadius>>,
+    /// Matches when the step's task type is one of these.
+    #[serde(default)]
+    pub tasks: Option<Vec<TaskType>>,
+    /// Matches when the step's ambiguity is strictly below this.
+    #[serde(default)]
+    pub max_ambiguity: Option<f64>,
+    /// The start tier when the rule matches.
+    pub tier: Tier,
+}
+
+/// A tier's acceptance rule beyond passing verifiers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRule {
+    /// Lowest confidence accepted, when the provider reports one.
+    pub min_confidence: f64,
+}
+
+impl RoutingConfig {
+    /// Validates ranges; the error is `(key under routing, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.policy_version.trim().is_empty() {
+            return Err(("policy_version".into(), "must not be empty".into()));
+        }
+        for (i, r) in self.start_rules.iter().enumerate() {
+            if let Some(a) = r.max_ambiguity
+                && !(0.0..=1.0).contains(&a)
+            {
+                return Err((format!("start_rules[{i}].max_ambiguity"), "must be in [0, 1]".into()));
+            }
+        }
+        for (tier, rule) in &self.accept {
+            if !(0.0..=1.0).contains(&rule.min_confidence) {
+                return Err((format!("accept.{tier}.min_confidence"), "must be in [0, 1]".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a step starts and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartDecision {
+    /// The start tier.
+    pub tier: Tier,
+    /// `high_blast_radius` or `risk_rule`.
+    pub reasons: Vec<ReasonCode>,
+    /// Index of the matching rule; `None` means the default tier.
+    pub rule: Option<usize>,
+}
+
+/// Picks the start tier: the first rule whose conditions all hold.
+pub fn start_tier(cfg: &RoutingConfig, task: TaskType, ambiguity: f64, blast: BlastRadius) -> StartDecision {
+    for (i, rule) in cfg.start_rules.iter().enumerate() {
+        let blast_ok = rule.blast_radius.as_ref().is_none_or(|b| b.contains(&blast));
+        let task_ok = rule.tasks.as_ref().is_none_or(|t| t.contains(&task));
+        let amb_ok = rule.max_ambiguity.is_none_or(|m| ambiguity < m);
+        if blast_ok && task_ok && amb_ok {
+            let reason = if rule.blast_radius.is_some() && blast == BlastRadius::High {
+                ReasonCode::HighBlastRadius
+            } else {
+                ReasonCode::RiskRule
+            };
+            return StartDecision { tier: rule.tier, reasons: vec![reason], rule: Some(i) };
+        }
+    }
+    StartDecision { tier: cfg.default_tier, reasons: vec![ReasonCode::RiskRule], rule: None }
+}
+
+/// What the router knows after an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptEvidence<'a> {
+    /// Tier of the attempt.
+    pub tier: Tier,
+    /// Verifier findings (empty = all passed). Ignored when `failure` is set.
+    pub findings: &'a [Finding],
+    /// Provider confidence, if any.
+    pub confidence: Option<f64>,
+    /// Set when there is no answer: provider error, timeout or dead letter.
+    pub failure: Option<ReasonCode>,
+    /// Budget left for the job after this attempt; `None` = no budget.
+    pub budget_left_usd: Option<f64>,
+}
+
+/// The router's verdict on an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Accept the output; `open_findings` is non-empty only at the top tier.
+    Accept {
+        /// Findings still open when accepting at the top.
+        open_findings: Vec<Finding>,
+    },
+    /// Publish a new attempt on `to`.
+    Escalate {
+        /// The next tier.
+        to: Tier,
+        /// Why the attempt was not accepted (plus `same_model_skipped`).
+        reasons: Vec<ReasonCode>,
+    },
+    /// Fail the step.
+    Fail {
+        /// Why.
+        reasons: Vec<ReasonCode>,
+    },
+}
+
+/// Decides accept / escalate / fail for one attempt.
+pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>) -> Decision {
+    let mut reasons: Vec<ReasonCode> = Vec::new();
+    if let Some(f) = ev.failure {
+        reasons.push(f);
+    } else {
+        for f in ev.findings {
+            if !reasons.contains(&f.code) {
+                reasons.push(f.code);
+            }
+        }
+        let threshold = cfg.accept.get(&ev.tier).map_or(0.0, |r| r.min_confidence);
+        if let Some(c) = ev.confidence
+            && c < threshold
+        {
+            reasons.push(ReasonCode::LowConfidence);
+        }
+    }
+    if reasons.is_empty() {
+        return Decision::Accept { open_findings: Vec::new() };
+    }
+    let next = next_distinct_tier(models, ev.tier);
+    let budget_gone = ev.budget_left_usd.is_some_and(|b| b <= 0.0);
+    match next {
+        Some((to, skipped)) if !budget_gone => {
+            if skipped {
+                reasons.push(ReasonCode::SameModelSkipped);
+            }
+            Decision::Escalate { to, reasons }
+        }
+        _ => {
+            if budget_gone && next.is_some() {
+                reasons.push(ReasonCode::BudgetExhausted);
+            }
+            match (cfg.at_top_tier, ev.failure) {
+                // With no answer at all there is nothing to accept.
+                (TopTierAction::AcceptWithFindings, None) => {
+                    Decision::Accept { open_findings: ev.findings.to_vec() }
+                }
+                _ => Decision::Fail { reasons },
+            }
+        }
+    }
+}
+
+/// The next tier up whose model differs from `from`'s; `true` if a tier was
+/// skipped because it serves the same model (it would repeat the same answer).
+pub fn next_distinct_tier(models: &TierModels, from: Tier) -> Option<(Tier, bool)> {
+    let mut skipped = false;
+    let mut t = from.next();
+    while let Some(tier) = t {
+        if models.get(tier) != models.get(from) {
+            return Some((tier, skipped));
+        }
+        skipped = true;
+        t = tier.next();
+    }
+    None
+}
+
+impl TierModels {
+    /// The model name serving `tier`.
+    pub fn get(&self, tier: Tier) -> &str {
+        match tier {
+            Tier::Small => &self.small,
+            Tier::Medium => &self.medium,
+            Tier::Strong => &self.strong,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

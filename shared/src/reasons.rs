@@ -1,0 +1,44 @@
+//! Reason codes: the closed vocabulary of why a decision was taken.
+//! Stored as text in `route_events.reasons`, so audit queries group by them.
+
+use crate::types::text_enum;
+
+text_enum! {
+    /// Why a step started where it did, was escalated, or failed.
+    ReasonCode {
+        /// The job's blast radius forced the strong tier.
+        HighBlastRadius => "high_blast_radius",
+        /// The risk rule picked the start tier from task type and ambiguity.
+        RiskRule => "risk_rule",
+        /// The confidence signal was under the tier's threshold.
+        LowConfidence => "low_confidence",
+        /// Output is not valid JSON or does not match the step's schema.
+        SchemaInvalid => "schema_invalid",
+        /// No final answer could be found or parsed, or the output is truncated.
+        AnswerFormat => "answer_format",
+        /// A stated computation does not evaluate to what it claims.
+        ArithmeticMismatch => "arithmetic_mismatch",
+        /// A claim cites nothing, or a passage that was not retrieved.
+        CitationMissing => "citation_missing",
+        /// Claims not supported by their cited passages.
+        UnsupportedClaims => "unsupported_claims",
+        /// Cited passages disagree.
+        ConflictingEvidence => "conflicting_evidence",
+        /// Entities in the query were left unresolved.
+        UnresolvedEntities => "unresolved_entities",
+        /// A critic step rejected the output.
+        CritiqueRejected => "critique_rejected",
+        /// The provider returned an error that retries did not cure.
+        ProviderError => "provider_error",
+        /// No result arrived before the attempt's deadline.
+        Timeout => "timeout",
+        /// The message exhausted its deliveries without a result.
+        DeadLettered => "dead_lettered",
+        /// The job's budget does not allow another attempt.
+        BudgetExhausted => "budget_exhausted",
+        /// The next tier serves the same model, so it was skipped.
+        SameModelSkipped => "same_model_skipped",
+        /// A dependency of this step failed.
+        DependencyFailed => "dependency_failed",
+    }
+}
