@@ -1,1 +1,120 @@
-fn main() {}
+//! `upshift`: the command line. Runs the processes (`orchestrator`,
+//! `worker`), a whole local stack (`run-local`, `demo`), and talks to a
+//! running orchestrator (`submit`, `history`).
+
+mod client;
+mod demo;
+mod local;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use upshift_shared::Tier;
+use upshift_shared::config::Config;
+
+/// upshift: run each AI step on the cheapest model tier that can defend its answer.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file layered over the embedded defaults (then UPSHIFT_* env).
+    #[arg(long, global = true, env = "UPSHIFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Orchestrator API base URL, for client commands.
+    #[arg(long, global = true, env = "UPSHIFT_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Bearer API key, for client commands.
+    #[arg(long, global = true, env = "UPSHIFT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run GSM8K through a local stack (orchestrator + one worker per tier) and report.
+    Demo(demo::DemoArgs),
+    /// Start an orchestrator and one worker per tier on this machine until Ctrl-C.
+    RunLocal {
+        /// Worker processes per tier.
+        #[arg(long, default_value_t = 1)]
+        workers_per_tier: usize,
+    },
+    /// Submit a job from a JSON file.
+    Submit {
+        /// The job request (see README).
+        #[arg(long)]
+        file: PathBuf,
+        /// Wait for the job to finish, printing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a job's route: every start, dispatch, escalation and decision with reasons.
+    History {
+        /// The job id.
+        job: uuid::Uuid,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the orchestrator process.
+    Orchestrator,
+    /// Run a worker process for one tier.
+    Worker {
+        /// The tier whose consumer to pull from.
+        #[arg(long)]
+        tier: Tier,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let load = || Config::load(cli.config.as_deref()).context("loading configuration");
+    match cli.command {
+        Command::Orchestrator => {
+            let cfg = load()?;
+            upshift_orchestrator::init_tracing();
+            upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", local::LISTENING)).await?;
+        }
+        Command::Worker { tier } => {
+            let cfg = load()?;
+            upshift_worker::init_tracing();
+            upshift_worker::serve(&cfg, tier, Duration::from_secs(20)).await?;
+        }
+        Command::RunLocal { workers_per_tier } => {
+            let cfg = load()?;
+            let stack = local::Stack::start(cli.config.as_deref(), &cfg, workers_per_tier, &[]).await?;
+            println!("upshift is running: API {} (Ctrl-C stops it)", stack.api);
+            tokio::signal::ctrl_c().await?;
+            stack.stop().await;
+        }
+        Command::Demo(args) => {
+            let cfg = load()?;
+            demo::run(cli.config.as_deref(), &cfg, args).await?;
+        }
+        Command::Submit { file, wait } => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            let body: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+            let id = client.submit(&body).await?;
+            println!("job {id} submitted");
+            if wait {
+                let job = client.wait(id, true).await?;
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            }
+        }
+        Command::History { job, json } => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            let route = client.route(job).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&route)?);
+            } else {
+                print!("{}", client::route_table(&route));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,84 @@
-//! placeholder
+//! upshift orchestrator: owns all state and every routing decision.
+//!
+//! [`run`] connects to Postgres and NATS, then runs three loops until the
+//! cancellation token fires: the HTTP API, the results consumer and the
+//! outbox sweeper. Replicas share nothing in memory.
+
+pub mod api;
+pub mod bus;
+pub mod error;
+pub mod outbox;
+pub mod planner;
+pub mod results;
+pub mod router;
+pub mod store;
+
+pub use error::{Error, Result};
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use upshift_shared::config::Config;
+
+/// Runs the orchestrator until `cancel`; `on_listen` receives the bound
+/// address (useful with port 0).
+pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let cfg = Arc::new(cfg);
+    let store = store::PgStore::connect(&cfg).await?;
+    let bus = bus::Bus::connect(&cfg.nats).await?;
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .map_err(|e| Error::invalid("api.listen", e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| Error::invalid("api.listen", e.to_string()))?;
+    tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
+    on_listen(addr);
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(results::run(store.clone(), bus.clone(), cfg.clone(), cancel.clone()));
+    tracker.spawn(outbox::run_sweeper(store.clone(), bus.clone(), cfg.clone(), cancel.clone()));
+    let app = api::router(api::AppState::new(store.clone(), bus.clone(), cfg.clone()));
+    let shutdown = cancel.clone();
+    tracker.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    tracker.close();
+    cancel.cancelled().await;
+    // Shutdown: 1. loops stop pulling and the server stops accepting (same token);
+    // 2. in-flight decisions finish their transaction; 3. give up after 10 s —
+    // anything unfinished is redelivered or swept on the next start.
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+        tracing::warn!("shutdown timed out; unfinished work will be redelivered");
+    }
+    Ok(())
+}
+
+/// Initialises `tracing` from `RUST_LOG` (default `info`), as JSON when
+/// `UPSHIFT_LOG=json`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Runs the orchestrator until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(cfg: Config, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        tracing::info!("shutdown requested");
+        c.cancel();
+    });
+    run(cfg, cancel, on_listen).await
+}

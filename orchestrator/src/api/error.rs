@@ -1,0 +1,98 @@
+//! The one place errors become HTTP responses:
+//! `{ "error": { "code", "message", "field"? } }`. SQL text never leaves here.
+
+use crate::error::Error;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(f) = self.field {
+            err["field"] = f.into();
+        }
+        (self.status, Json(serde_json::json!({ "error": err }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
+            Error::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            Error::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a backing service is unavailable; retry")
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let text = r.body_text();
+        let (code, field) = match &r {
+            JsonRejection::JsonDataError(_) => ("invalid_field", field_of(&text)),
+            JsonRejection::JsonSyntaxError(_) => ("malformed_json", None),
+            JsonRejection::MissingJsonContentType(_) => ("unsupported_media_type", None),
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", None),
+            _ => ("bad_request", None),
+        };
+        let status = if code == "invalid_field" { StatusCode::UNPROCESSABLE_ENTITY } else { r.status() };
+        ApiError { status, code, message: text, field }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", format!("id: {}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
+/// The serde path in axum's message: `…target type: steps[0].task: unknown…`.
+fn field_of(text: &str) -> Option<String> {
+    let rest = text.split_once("target type: ")?.1;
+    let (field, _) = rest.split_once(": ")?;
+    (!field.contains(' ')).then(|| field.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_field_in_serde_messages() {
+        let t = "Failed to deserialize the JSON body into the target type: steps[0].task: unknown variant `poem`";
+        assert_eq!(field_of(t).as_deref(), Some("steps[0].task"));
+        assert_eq!(field_of("Failed to deserialize the JSON body into the target type: missing field `kind` at line 1"), None);
+    }
+}

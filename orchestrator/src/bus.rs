@@ -1,0 +1,107 @@
+//! NATS JetStream set-up and publishing of attempts.
+//!
+//! Streams are created (or updated) idempotently at start-up, so every
+//! replica can run the same code. Attempts are published with
+//! `Nats-Msg-Id = attempt id`: a re-publish inside the duplicate window is
+//! dropped by the server, which makes the outbox sweeper safe to repeat.
+
+use crate::error::{Error, Result};
+use async_nats::jetstream::{self, consumer, stream};
+use std::time::Duration;
+use upshift_shared::config::NatsConfig;
+use upshift_shared::messages::TaskMessage;
+use upshift_shared::subjects::Subjects;
+
+/// A JetStream context plus the subject names.
+#[derive(Clone)]
+pub struct Bus {
+    /// The underlying client (for readiness checks).
+    pub client: async_nats::Client,
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// Subject names.
+    pub subjects: Subjects,
+}
+
+impl Bus {
+    /// Connects (retrying in the background on loss) and ensures the streams.
+    pub async fn connect(cfg: &NatsConfig) -> Result<Bus> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&cfg.url)
+            .await
+            .map_err(Error::nats)?;
+        let js = jetstream::new(client.clone());
+        let subjects = cfg.subjects();
+        let bus = Bus { client, js, subjects };
+        bus.ensure_streams(cfg).await?;
+        Ok(bus)
+    }
+
+    async fn ensure_streams(&self, cfg: &NatsConfig) -> Result<()> {
+        for (name, subject) in [
+            (self.subjects.tasks_stream(), self.subjects.tasks_wildcard()),
+            (self.subjects.results_stream(), self.subjects.results()),
+        ] {
+            let config = stream::Config {
+                name: name.clone(),
+                subjects: vec![subject],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: cfg.duplicate_window(),
+                ..Default::default()
+            };
+            match self.js.get_stream(&name).await {
+                Ok(_) => {
+                    self.js.update_stream(&config).await.map_err(Error::nats)?;
+                }
+                Err(_) => {
+                    self.js.get_or_create_stream(config).await.map_err(Error::nats)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable pull consumer shared by all orchestrator replicas.
+    pub async fn results_consumer(&self) -> Result<consumer::PullConsumer> {
+        let stream = self.js.get_stream(self.subjects.results_stream()).await.map_err(Error::nats)?;
+        stream
+            .get_or_create_consumer(
+                self.subjects.orchestrator_consumer(),
+                consumer::pull::Config {
+                    durable_name: Some(self.subjects.orchestrator_consumer().to_string()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 1024,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Error::nats)
+    }
+
+    /// Publishes attempts and waits for every server ack. Returns the ids the
+    /// server acknowledged (duplicates included: they are stored already).
+    pub async fn publish_tasks(&self, tasks: &[TaskMessage]) -> Vec<uuid::Uuid> {
+        let mut pending = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", t.attempt_id.to_string().as_str());
+            let body = serde_json::to_vec(t).expect("task messages serialise");
+            match self.js.publish_with_headers(self.subjects.tasks(t.tier), headers, body.into()).await {
+                Ok(ack) => pending.push((t.attempt_id, ack)),
+                Err(e) => tracing::warn!(attempt = %t.attempt_id, error = %e, "publish failed; the sweeper retries"),
+            }
+        }
+        let mut done = Vec::with_capacity(pending.len());
+        for (id, ack) in pending {
+            match ack.await {
+                Ok(_) => done.push(id),
+                Err(e) => tracing::warn!(attempt = %id, error = %e, "publish not acknowledged; the sweeper retries"),
+            }
+        }
+        done
+    }
+}

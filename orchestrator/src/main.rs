@@ -1,0 +1,12 @@
+//! `upshift-orchestrator`: load config → init tracing → run until SIGTERM.
+
+use upshift_shared::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let path = std::env::var_os("UPSHIFT_CONFIG").map(std::path::PathBuf::from);
+    let cfg = Config::load(path.as_deref())?;
+    upshift_orchestrator::init_tracing();
+    upshift_orchestrator::serve(cfg, |_| {}).await?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Publishing after commit, and the sweeper that makes it crash-safe.
+//!
+//! An attempt is committed as `dispatched` first, then published; its
+//! `published_at` is set only once JetStream acknowledged it. If the process
+//! dies in between, the sweeper finds the attempt unpublished after a grace
+//! period and publishes it again (`Nats-Msg-Id` makes a double publish
+//! harmless). The sweeper also settles attempts past their deadline.
+
+use crate::bus::Bus;
+use crate::router::{Evidence, settle};
+use crate::store::PgStore;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use upshift_shared::config::Config;
+use uuid::Uuid;
+
+/// Publishes `attempts` and records the acknowledged ones. Failures are
+/// logged and left to the sweeper.
+pub async fn publish(store: &PgStore, bus: &Bus, attempts: &[Uuid]) {
+    if attempts.is_empty() {
+        return;
+    }
+    let msgs = match store.task_messages(attempts).await {
+        Ok(m) => m,
+        Err(e) => return tracing::warn!(error = %e, "loading attempts to publish failed; the sweeper retries"),
+    };
+    let done = bus.publish_tasks(&msgs).await;
+    if let Err(e) = store.mark_published(&done).await {
+        tracing::warn!(error = %e, "marking attempts published failed; they will be re-published (deduplicated)");
+    }
+}
+
+/// Runs the sweeper until `cancel`: re-publishes stale unpublished attempts
+/// and settles overdue ones with `timeout`.
+pub async fn run_sweeper(store: PgStore, bus: Bus, cfg: std::sync::Arc<Config>, cancel: CancellationToken) {
+    let period = Duration::from_millis(cfg.orchestrator.sweep_interval_ms);
+    let grace = Duration::from_millis(cfg.orchestrator.publish_grace_ms);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match store.unpublished(grace, 500).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(count = ids.len(), "re-publishing unacknowledged attempts");
+                publish(&store, &bus, &ids).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeper: database unavailable"),
+        }
+        match store.overdue(100).await {
+            Ok(ids) => {
+                for id in ids {
+                    match settle(&store, &cfg, id, Evidence::Timeout).await {
+                        Ok(next) => publish(&store, &bus, &next).await,
+                        Err(e) => tracing::warn!(attempt = %id, error = %e, "sweeper: settling timeout failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeper: database unavailable"),
+        }
+    }
+}

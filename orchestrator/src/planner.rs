@@ -1,0 +1,189 @@
+//! The planner: validates a job request and turns it into steps.
+//!
+//! Validation happens entirely before anything is written, so a bad request
+//! leaves no rows behind. A step may depend only on steps listed before it,
+//! which makes every plan a DAG by construction.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use upshift_shared::policy::estimate_ambiguity;
+use upshift_shared::verify::{VerifierKind, default_verifiers, validate_schema};
+use upshift_shared::{BlastRadius, TaskType};
+
+/// Most steps one job may have.
+pub const MAX_STEPS: usize = 64;
+/// Largest step input, in bytes.
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+
+/// `POST /v1/jobs` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Job kind; `steps` runs the listed steps.
+    pub kind: JobKind,
+    /// How much damage a wrong answer does.
+    pub blast_radius: BlastRadius,
+    /// Most the job may spend, in US dollars; escalation stops when spent.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// The steps, in an order where dependencies come first.
+    pub steps: Vec<StepRequest>,
+    /// Free-form caller data, stored with the job.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// An explicit list of steps.
+    Steps,
+}
+
+/// One step of a job request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRequest {
+    /// Unique name within the job.
+    pub name: String,
+    /// What the step asks for.
+    pub task: TaskType,
+    /// The step's input text.
+    pub input: String,
+    /// Ambiguity in [0,1]; estimated from the input when absent.
+    #[serde(default)]
+    pub ambiguity: Option<f64>,
+    /// Names of earlier steps whose outputs this one needs.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Verifiers to run; the task type's defaults when absent.
+    #[serde(default)]
+    pub verifiers: Option<Vec<VerifierKind>>,
+    /// JSON schema the output must satisfy.
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// A validated step, ready to store.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    /// Position in the job.
+    pub idx: i32,
+    /// Name.
+    pub name: String,
+    /// Task type.
+    pub task: TaskType,
+    /// Input text.
+    pub input: String,
+    /// Indexes of the steps this one depends on.
+    pub depends_on: Vec<i32>,
+    /// Verifiers.
+    pub verifiers: Vec<VerifierKind>,
+    /// Output schema.
+    pub output_schema: Option<serde_json::Value>,
+    /// Ambiguity.
+    pub ambiguity: f64,
+    /// `request` or `estimate`.
+    pub ambiguity_source: &'static str,
+}
+
+/// Validates `req` and plans its steps; the error names the offending field.
+pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+    if let Some(b) = req.budget_usd
+        && !(b.is_finite() && (0.0..=1_000_000.0).contains(&b))
+    {
+        return Err(Error::invalid("budget_usd", "must be a number between 0 and 1000000"));
+    }
+    if req.steps.is_empty() {
+        return Err(Error::invalid("steps", "must list at least one step"));
+    }
+    if req.steps.len() > MAX_STEPS {
+        return Err(Error::invalid("steps", format!("at most {MAX_STEPS} steps")));
+    }
+    let mut out: Vec<PlannedStep> = Vec::with_capacity(req.steps.len());
+    for (i, s) in req.steps.iter().enumerate() {
+        let field = |f: &str| format!("steps[{i}].{f}");
+        let name = s.name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(Error::invalid(field("name"), "must be 1 to 100 characters"));
+        }
+        if out.iter().any(|p| p.name == name) {
+            return Err(Error::invalid(field("name"), format!("duplicate step name `{name}`")));
+        }
+        if s.input.trim().is_empty() {
+            return Err(Error::invalid(field("input"), "must not be empty"));
+        }
+        if s.input.len() > MAX_INPUT_BYTES {
+            return Err(Error::invalid(field("input"), format!("larger than {MAX_INPUT_BYTES} bytes")));
+        }
+        let (ambiguity, source) = match s.ambiguity {
+            Some(a) if a.is_finite() && (0.0..=1.0).contains(&a) => (a, "request"),
+            Some(_) => return Err(Error::invalid(field("ambiguity"), "must be in [0, 1]")),
+            None => (estimate_ambiguity(&s.input), "estimate"),
+        };
+        let mut depends_on = Vec::new();
+        for d in &s.depends_on {
+            match out.iter().find(|p| p.name == d.as_str()) {
+                Some(p) if !depends_on.contains(&p.idx) => depends_on.push(p.idx),
+                Some(_) => {}
+                None => {
+                    return Err(Error::invalid(
+                        field("depends_on"),
+                        format!("`{d}` is not the name of an earlier step"),
+                    ));
+                }
+            }
+        }
+        if let Some(schema) = &s.output_schema {
+            validate_schema(schema).map_err(|e| Error::invalid(field("output_schema"), e))?;
+        }
+        let verifiers = s
+            .verifiers
+            .clone()
+            .unwrap_or_else(|| default_verifiers(s.task, s.output_schema.is_some()));
+        out.push(PlannedStep {
+            idx: i as i32,
+            name: name.to_string(),
+            task: s.task,
+            input: s.input.clone(),
+            depends_on,
+            verifiers,
+            output_schema: s.output_schema.clone(),
+            ambiguity,
+            ambiguity_source: source,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(v: serde_json::Value) -> JobRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn plans_and_names_bad_fields() {
+        let ok = req(json!({"kind":"steps","blast_radius":"low","steps":[
+            {"name":"a","task":"answer","input":"What is 2+2?"},
+            {"name":"b","task":"summarise","input":"x","ambiguity":0.2,"depends_on":["a"]}]}));
+        let p = plan(&ok).unwrap();
+        assert_eq!(p[1].depends_on, vec![0]);
+        assert_eq!(p[0].ambiguity_source, "estimate");
+        assert_eq!(p[0].verifiers, vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic]);
+
+        let mut bad = ok.clone();
+        bad.steps[1].depends_on = vec!["zzz".into()];
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[1].depends_on"));
+        let mut bad = ok.clone();
+        bad.steps[0].ambiguity = Some(1.5);
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
+        let mut bad = ok;
+        bad.budget_usd = Some(-1.0);
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "budget_usd"));
+    }
+}

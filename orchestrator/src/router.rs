@@ -1,0 +1,325 @@
+//! The router: turns an attempt's result (or its missed deadline) into exactly
+//! one decision — accept, escalate or fail — and records it.
+//!
+//! Each call is one transaction that locks the job, then the step, then the
+//! attempt. The attempt must still be `dispatched`; anything else means the
+//! result was seen before (a redelivery or another replica), so the call
+//! changes nothing. The returned ids are attempts to publish after commit.
+
+use crate::error::Result;
+use crate::store::{PgStore, dispatch, parse_stored, reason_texts, start_step};
+use sqlx::PgConnection;
+use upshift_shared::config::Config;
+use upshift_shared::cost::call_cost;
+use upshift_shared::messages::{AttemptOutcome, ResultMessage};
+use upshift_shared::policy::{AttemptEvidence, Decision, decide};
+use upshift_shared::verify::{self, VerifierKind};
+use upshift_shared::{BlastRadius, ReasonCode, Tier};
+use uuid::Uuid;
+
+/// What arrived for an attempt.
+pub enum Evidence<'a> {
+    /// A worker's result.
+    Result(&'a ResultMessage),
+    /// The attempt's deadline passed with no result.
+    Timeout,
+}
+
+/// Decides on `attempt` given `evidence`. Idempotent: a second call for the
+/// same attempt returns no attempts and writes nothing.
+pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evidence<'_>) -> Result<Vec<Uuid>> {
+    let mut tx = store.pool.begin().await?;
+    let Some((job_id, step_id)) =
+        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT job_id, step_id FROM attempts WHERE id = $1")
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        tracing::warn!(%attempt, "result for an unknown attempt; ignored");
+        return Ok(Vec::new());
+    };
+    let (blast, budget, job_cost): (String, Option<f64>, f64) =
+        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let (verifiers, schema, step_state): (Vec<String>, Option<serde_json::Value>, String) =
+        sqlx::query_as("SELECT verifiers, output_schema, state FROM steps WHERE id = $1 FOR UPDATE")
+            .bind(step_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let (status, tier, has_result): (String, String, bool) = sqlx::query_as(
+        "SELECT status, tier, (output IS NOT NULL OR error IS NOT NULL) FROM attempts WHERE id = $1 FOR UPDATE",
+    )
+    .bind(attempt)
+    .fetch_one(&mut *tx)
+    .await?;
+    let tier: Tier = parse_stored(&tier);
+
+    let late = match (&evidence, status.as_str()) {
+        (_, "dispatched") => false,
+        (Evidence::Result(_), "timed_out") if !has_result => true,
+        _ => return Ok(Vec::new()), // seen before: nothing to do
+    };
+    if matches!(evidence, Evidence::Timeout) {
+        let overdue: bool = sqlx::query_scalar("SELECT deadline < now() FROM attempts WHERE id = $1")
+            .bind(attempt)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !overdue {
+            return Ok(Vec::new());
+        }
+    }
+
+    let cost = record_outcome(&mut tx, attempt, &evidence, late).await?;
+    if cost > 0.0 {
+        sqlx::query("UPDATE jobs SET cost_usd = cost_usd + $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(cost)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if late || step_state != "running" {
+        // The step moved on (timed out, or the job failed): keep the figures, decide nothing.
+        event(&mut tx, cfg, job_id, step_id, attempt, "late_result", Some(tier), None, &[], serde_json::json!({})).await?;
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+
+    let verifiers: Vec<VerifierKind> =
+        verifiers.iter().filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok()).collect();
+    let (findings, confidence, failure) = match &evidence {
+        Evidence::Timeout => (Vec::new(), None, Some(ReasonCode::Timeout)),
+        Evidence::Result(m) => match &m.outcome {
+            AttemptOutcome::Answered { output, confidence, .. } => {
+                (verify::run(&verifiers, output, schema.as_ref()), *confidence, None)
+            }
+            AttemptOutcome::Failed { class, .. } => {
+                let code = if class == "timeout" { ReasonCode::Timeout } else { ReasonCode::ProviderError };
+                (Vec::new(), None, Some(code))
+            }
+        },
+    };
+    sqlx::query("UPDATE attempts SET findings = $2 WHERE id = $1")
+        .bind(attempt)
+        .bind(serde_json::to_value(&findings).expect("findings serialise"))
+        .execute(&mut *tx)
+        .await?;
+    let ev = AttemptEvidence {
+        tier,
+        findings: &findings,
+        confidence,
+        failure,
+        budget_left_usd: budget.map(|b| b - job_cost - cost),
+    };
+    let decision = decide(&cfg.routing, &cfg.tiers, &ev);
+    let detail = serde_json::json!({ "findings": findings, "confidence": confidence });
+    let mut publish = Vec::new();
+    match decision {
+        Decision::Accept { open_findings } => {
+            let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
+            set_outcome(&mut tx, attempt, "accepted").await?;
+            let output = match &evidence {
+                Evidence::Result(ResultMessage { outcome: AttemptOutcome::Answered { output, .. }, .. }) => output.clone(),
+                _ => String::new(),
+            };
+            sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
+                .bind(step_id)
+                .bind(&output)
+                .bind(serde_json::to_value(&open_findings).expect("findings serialise"))
+                .execute(&mut *tx)
+                .await?;
+            event(&mut tx, cfg, job_id, step_id, attempt, "accept", Some(tier), None, &codes, detail).await?;
+            step_finished(&mut tx, cfg, job_id, step_id).await?;
+            publish = advance_job(&mut tx, cfg, job_id, parse_stored(&blast)).await?;
+        }
+        Decision::Escalate { to, reasons } => {
+            set_outcome(&mut tx, attempt, "escalated").await?;
+            event(&mut tx, cfg, job_id, step_id, attempt, "escalate", Some(tier), Some(to), &reasons, detail).await?;
+            publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, Some(tier)).await?);
+        }
+        Decision::Fail { reasons } => {
+            set_outcome(&mut tx, attempt, "rejected").await?;
+            sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1").bind(step_id).execute(&mut *tx).await?;
+            event(&mut tx, cfg, job_id, step_id, attempt, "fail", Some(tier), None, &reasons, detail).await?;
+            step_finished(&mut tx, cfg, job_id, step_id).await?;
+            fail_job(&mut tx, cfg, job_id, step_id, &reasons).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(publish)
+}
+
+/// Writes the worker's figures onto the attempt; returns the call's cost.
+async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidence<'_>, late: bool) -> Result<f64> {
+    let Evidence::Result(m) = evidence else {
+        sqlx::query("UPDATE attempts SET status = 'timed_out', completed_at = now() WHERE id = $1")
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
+        return Ok(0.0);
+    };
+    let (status, output, error, tin, tout, cost, conf, label) = match &m.outcome {
+        AttemptOutcome::Answered { output, tokens_in, tokens_out, cost_usd, confidence, label_correct } => (
+            "answered",
+            Some(output.as_str()),
+            None,
+            Some(*tokens_in as i32),
+            Some(*tokens_out as i32),
+            *cost_usd,
+            *confidence,
+            *label_correct,
+        ),
+        AttemptOutcome::Failed { class, message } => {
+            ("failed", None, Some(format!("{class}: {message}")), None, None, 0.0, None, None)
+        }
+    };
+    let status = if late { "timed_out" } else { status };
+    sqlx::query(
+        "UPDATE attempts SET status = $2, completed_at = now(), worker_id = $3, provider = $4, output = $5,
+                error = $6, tokens_in = $7, tokens_out = $8, cost_usd = $9, latency_ms = $10,
+                confidence = $11, label_correct = $12
+         WHERE id = $1",
+    )
+    .bind(attempt)
+    .bind(status)
+    .bind(&m.worker_id)
+    .bind(&m.provider)
+    .bind(output)
+    .bind(error)
+    .bind(tin)
+    .bind(tout)
+    .bind(cost)
+    .bind(m.latency_ms as i64)
+    .bind(conf)
+    .bind(label)
+    .execute(&mut *tx)
+    .await?;
+    Ok(cost)
+}
+
+async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str) -> Result<()> {
+    sqlx::query("UPDATE attempts SET outcome = $2 WHERE id = $1").bind(attempt).bind(outcome).execute(&mut *tx).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn event(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    step_id: Uuid,
+    attempt: Uuid,
+    kind: &str,
+    from: Option<Tier>,
+    to: Option<Tier>,
+    reasons: &[ReasonCode],
+    detail: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons, policy_version, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(job_id)
+    .bind(step_id)
+    .bind(attempt)
+    .bind(kind)
+    .bind(from.map(Tier::as_str))
+    .bind(to.map(Tier::as_str))
+    .bind(reason_texts(reasons))
+    .bind(&cfg.routing.policy_version)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds what the step would have cost done once on the strong tier: the
+/// tokens of its first answered attempt at the strong model's prices.
+async fn step_finished(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, step_id: Uuid) -> Result<()> {
+    let tokens: Option<(i32, i32)> = sqlx::query_as(
+        "SELECT tokens_in, tokens_out FROM attempts
+         WHERE step_id = $1 AND tokens_in IS NOT NULL ORDER BY created_at LIMIT 1",
+    )
+    .bind(step_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((tin, tout)) = tokens {
+        let strong = cfg.tier_model(Tier::Strong);
+        let c = call_cost(tin as u32, tout as u32, strong.usd_per_m_in, strong.usd_per_m_out);
+        sqlx::query("UPDATE jobs SET always_strong_cost_usd = always_strong_cost_usd + $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(c)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Starts steps whose dependencies are now all accepted; finishes the job
+/// when every step is accepted. Returns attempts to publish.
+async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: BlastRadius) -> Result<Vec<Uuid>> {
+    let steps: Vec<(Uuid, i32, String, String, f64, Vec<i32>, Option<String>, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, idx, name, state, ambiguity, depends_on, output, open_findings FROM steps WHERE job_id = $1 ORDER BY idx",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let accepted = |i: &i32| steps.iter().any(|s| s.1 == *i && s.3 == "accepted");
+    let mut publish = Vec::new();
+    for (id, _, _, state, ambiguity, deps, _, _) in &steps {
+        if state == "pending" && deps.iter().all(accepted) {
+            let task: String = sqlx::query_scalar("SELECT task_type FROM steps WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            publish.push(start_step(tx, cfg, job_id, *id, parse_stored(&task), *ambiguity, blast).await?);
+        }
+    }
+    if publish.is_empty() && steps.iter().all(|s| s.3 == "accepted") {
+        let outputs: serde_json::Map<String, serde_json::Value> =
+            steps.iter().map(|s| (s.2.clone(), s.6.clone().unwrap_or_default().into())).collect();
+        let open: Vec<serde_json::Value> = steps
+            .iter()
+            .flat_map(|s| s.7.as_array().cloned().unwrap_or_default())
+            .collect();
+        let last = steps.last().and_then(|s| s.6.clone());
+        let result = serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open });
+        sqlx::query("UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now() WHERE id = $1")
+            .bind(job_id)
+            .bind(result)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(publish)
+}
+
+/// Fails the job and cancels its other unfinished steps.
+async fn fail_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, failed: Uuid, reasons: &[ReasonCode]) -> Result<()> {
+    let name: String = sqlx::query_scalar("SELECT name FROM steps WHERE id = $1").bind(failed).fetch_one(&mut *tx).await?;
+    let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
+    sqlx::query("UPDATE jobs SET status = 'failed', result = $2, finished_at = now() WHERE id = $1")
+        .bind(job_id)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?;
+    let cancelled: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE steps SET state = 'cancelled' WHERE job_id = $1 AND state IN ('pending', 'running') RETURNING id",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for step in cancelled {
+        sqlx::query(
+            "INSERT INTO route_events (job_id, step_id, event, reasons, policy_version)
+             VALUES ($1, $2, 'cancel', $3, $4)",
+        )
+        .bind(job_id)
+        .bind(step)
+        .bind(reason_texts(&[ReasonCode::DependencyFailed]))
+        .bind(&cfg.routing.policy_version)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Postgres storage: the only place that writes jobs, steps, attempts and
+//! route events.
+//!
+//! Guarantees:
+//! - creating a job writes the job, all its steps and its first attempts in
+//!   one transaction, or nothing;
+//! - every decision about an attempt is taken under the job's and the step's
+//!   row locks (always in that order), so replicas never decide twice, and a
+//!   partial unique index on `route_events` backs this up;
+//! - an attempt is committed as `dispatched` before it is published, and
+//!   `published_at` is set only after the server acknowledged it (outbox).
+
+mod read;
+
+pub use read::{JobView, RouteEvent, StepView};
+
+use crate::error::Result;
+use crate::planner::{JobRequest, PlannedStep};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+use upshift_shared::config::Config;
+use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
+use upshift_shared::policy::start_tier;
+use upshift_shared::{BlastRadius, ReasonCode, TaskType, Tier};
+use uuid::Uuid;
+
+/// Postgres-backed store.
+#[derive(Clone)]
+pub struct PgStore {
+    /// The connection pool.
+    pub pool: PgPool,
+}
+
+/// Text list of reason codes, as stored.
+pub(crate) fn reason_texts(reasons: &[ReasonCode]) -> Vec<String> {
+    reasons.iter().map(|r| r.as_str().to_string()).collect()
+}
+
+impl PgStore {
+    /// Connects lazily (the pool retries on use) and applies migrations.
+    /// Creates the database first when it does not exist yet.
+    pub async fn connect(cfg: &Config) -> Result<PgStore> {
+        let opts = PgConnectOptions::from_str(&cfg.database.url)?;
+        ensure_database(&opts).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.database.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Creates a job with its steps and dispatches every step without
+    /// dependencies, atomically. Returns the job id and the attempts to publish.
+    pub async fn create_job(
+        &self,
+        cfg: &Config,
+        tenant: &str,
+        req: &JobRequest,
+        steps: &[PlannedStep],
+    ) -> Result<(Uuid, Vec<Uuid>)> {
+        let job_id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant, kind, input, blast_radius, budget_usd, status)
+             VALUES ($1, $2, 'steps', $3, $4, $5, 'running')",
+        )
+        .bind(job_id)
+        .bind(tenant)
+        .bind(serde_json::to_value(req).expect("requests serialise"))
+        .bind(req.blast_radius.as_str())
+        .bind(req.budget_usd)
+        .execute(&mut *tx)
+        .await?;
+        let mut to_publish = Vec::new();
+        for s in steps {
+            let step_id = Uuid::now_v7();
+            let verifiers: Vec<&str> = s.verifiers.iter().map(|v| v.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers,
+                                    output_schema, ambiguity, ambiguity_source, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
+            )
+            .bind(step_id)
+            .bind(job_id)
+            .bind(s.idx)
+            .bind(&s.name)
+            .bind(s.task.as_str())
+            .bind(&s.input)
+            .bind(&s.depends_on)
+            .bind(&verifiers)
+            .bind(&s.output_schema)
+            .bind(s.ambiguity)
+            .bind(s.ambiguity_source)
+            .execute(&mut *tx)
+            .await?;
+            if s.depends_on.is_empty() {
+                let a = start_step(&mut tx, cfg, job_id, step_id, s.task, s.ambiguity, req.blast_radius).await?;
+                to_publish.push(a);
+            }
+        }
+        tx.commit().await?;
+        Ok((job_id, to_publish))
+    }
+
+    /// Builds the task messages of `attempts` from the database.
+    pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<TaskMessage>> {
+        let rows: Vec<(Uuid, Uuid, Uuid, String, String, String, Vec<i32>, Option<serde_json::Value>)> =
+            sqlx::query_as(
+                "SELECT a.id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on, s.output_schema
+                 FROM attempts a JOIN steps s ON s.id = a.step_id
+                 WHERE a.id = ANY($1) AND a.status = 'dispatched'",
+            )
+            .bind(attempts)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (attempt_id, job_id, step_id, tier, task, input, deps, schema) in rows {
+            let context = if deps.is_empty() {
+                Vec::new()
+            } else {
+                let ctx: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT name, output FROM steps WHERE job_id = $1 AND idx = ANY($2) ORDER BY idx",
+                )
+                .bind(job_id)
+                .bind(&deps)
+                .fetch_all(&self.pool)
+                .await?;
+                ctx.into_iter()
+                    .map(|(step, output)| ContextItem { step, output: output.unwrap_or_default() })
+                    .collect()
+            };
+            out.push(TaskMessage {
+                version: MESSAGE_VERSION,
+                attempt_id,
+                job_id,
+                step_id,
+                tier: parse_stored(&tier),
+                task: parse_stored(&task),
+                input,
+                context,
+                output_schema: schema,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records that the server acknowledged these attempts.
+    pub async fn mark_published(&self, attempts: &[Uuid]) -> Result<()> {
+        sqlx::query("UPDATE attempts SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
+            .bind(attempts)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Dispatched attempts never acknowledged by NATS after `grace`.
+    pub async fn unpublished(&self, grace: Duration, limit: i64) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM attempts
+             WHERE status = 'dispatched' AND published_at IS NULL
+               AND created_at < now() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $2",
+        )
+        .bind(grace.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Dispatched attempts past their deadline.
+    pub async fn overdue(&self, limit: i64) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM attempts WHERE status = 'dispatched' AND deadline < now() ORDER BY deadline LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Creates the database named in `opts` if the server says it does not exist
+/// (SQLSTATE 3D000), connecting to the `postgres` database to do so.
+pub async fn ensure_database(opts: &PgConnectOptions) -> Result<()> {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect_with(opts).await {
+        Ok(c) => {
+            let _ = c.close().await;
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            let name = opts.get_database().unwrap_or("postgres").to_string();
+            let mut admin = sqlx::PgConnection::connect_with(&opts.clone().database("postgres")).await?;
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let sql = format!("CREATE DATABASE {quoted}");
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
+                Ok(_) => tracing::info!(database = %name, "created database"),
+                // Another process created it first.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Parses a closed-enum value written by this code; a bad value is a bug.
+pub(crate) fn parse_stored<T: FromStr<Err = String>>(s: &str) -> T {
+    s.parse().unwrap_or_else(|e| panic!("corrupt stored value: {e}"))
+}
+
+/// Picks a step's start tier, records `start`, and dispatches the first attempt.
+pub(crate) async fn start_step(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    step_id: Uuid,
+    task: TaskType,
+    ambiguity: f64,
+    blast: BlastRadius,
+) -> Result<Uuid> {
+    let d = start_tier(&cfg.routing, task, ambiguity, blast);
+    sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, event, to_tier, reasons, policy_version, detail)
+         VALUES ($1, $2, 'start', $3, $4, $5, $6)",
+    )
+    .bind(job_id)
+    .bind(step_id)
+    .bind(d.tier.as_str())
+    .bind(reason_texts(&d.reasons))
+    .bind(&cfg.routing.policy_version)
+    .bind(serde_json::json!({ "ambiguity": ambiguity, "blast_radius": blast, "rule": d.rule }))
+    .execute(&mut *tx)
+    .await?;
+    dispatch(tx, cfg, job_id, step_id, d.tier, None).await
+}
+
+/// Inserts a `dispatched` attempt on `tier` and its `dispatch` event.
+pub(crate) async fn dispatch(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    step_id: Uuid,
+    tier: Tier,
+    from: Option<Tier>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    let model = cfg.tier_model_name(tier);
+    sqlx::query(
+        "INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
+         VALUES ($1, $2, $3, $4, $5, 'dispatched', now() + make_interval(secs => $6))",
+    )
+    .bind(id)
+    .bind(step_id)
+    .bind(job_id)
+    .bind(tier.as_str())
+    .bind(model)
+    .bind(cfg.orchestrator.attempt_deadline_secs as f64)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE steps SET state = 'running', current_tier = $2 WHERE id = $1")
+        .bind(step_id)
+        .bind(tier.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, policy_version, detail)
+         VALUES ($1, $2, $3, 'dispatch', $4, $5, $6, $7)",
+    )
+    .bind(job_id)
+    .bind(step_id)
+    .bind(id)
+    .bind(from.map(Tier::as_str))
+    .bind(tier.as_str())
+    .bind(&cfg.routing.policy_version)
+    .bind(serde_json::json!({ "model": model }))
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}

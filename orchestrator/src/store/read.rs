@@ -1,0 +1,174 @@
+//! Tenant-scoped reads for the API. A job of another tenant is reported as
+//! not found, never as forbidden, so ids do not leak across tenants.
+
+use super::PgStore;
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    /// Job id.
+    pub id: Uuid,
+    /// Owner.
+    pub tenant: String,
+    /// Kind.
+    pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Caller's blast radius.
+    pub blast_radius: String,
+    /// Caller's budget.
+    pub budget_usd: Option<f64>,
+    /// Answer, outputs and open findings, or the error.
+    pub result: Option<serde_json::Value>,
+    /// Spent so far, every call counted.
+    pub cost_usd: f64,
+    /// What each finished step would have cost once on the strong tier.
+    pub always_strong_cost_usd: f64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The steps.
+    pub steps: Vec<StepView>,
+}
+
+/// A step as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StepView {
+    /// Step name.
+    pub name: String,
+    /// Task type.
+    pub task: String,
+    /// `pending`, `running`, `accepted`, `failed`, `cancelled`.
+    pub state: String,
+    /// Tier of the latest attempt.
+    pub tier: Option<String>,
+    /// Ambiguity used for routing.
+    pub ambiguity: f64,
+    /// `request` or `estimate`.
+    pub ambiguity_source: String,
+    /// Accepted output.
+    pub output: Option<String>,
+    /// Findings still open on acceptance.
+    pub open_findings: serde_json::Value,
+    /// Attempts made.
+    pub attempts: i64,
+}
+
+/// One route event as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct RouteEvent {
+    /// Time.
+    pub at: DateTime<Utc>,
+    /// Step name.
+    pub step: Option<String>,
+    /// Attempt id.
+    pub attempt_id: Option<Uuid>,
+    /// `start`, `dispatch`, `accept`, `escalate`, `fail`, `late_result`, `cancel`.
+    pub event: String,
+    /// Tier before.
+    pub from_tier: Option<String>,
+    /// Tier after.
+    pub to_tier: Option<String>,
+    /// Reason codes.
+    pub reasons: Vec<String>,
+    /// Model of the attempt.
+    pub model: Option<String>,
+    /// Cost of the attempt.
+    pub cost_usd: Option<f64>,
+    /// Latency of the attempt.
+    pub latency_ms: Option<i64>,
+    /// Confidence of the attempt.
+    pub confidence: Option<f64>,
+    /// Policy version that decided.
+    pub policy_version: String,
+    /// Findings and other detail.
+    pub detail: serde_json::Value,
+}
+
+type JobRow = (Uuid, String, String, String, String, Option<f64>, Option<serde_json::Value>, f64, f64, DateTime<Utc>, Option<DateTime<Utc>>);
+
+impl PgStore {
+    /// The job `id` if `tenant` owns it.
+    pub async fn job(&self, tenant: &str, id: Uuid) -> Result<JobView> {
+        let row: Option<JobRow> = sqlx::query_as(
+            "SELECT id, tenant, kind, status, blast_radius, budget_usd, result, cost_usd, always_strong_cost_usd,
+                    created_at, finished_at
+             FROM jobs WHERE id = $1 AND tenant = $2",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Err(Error::NotFound(format!("job {id}"))) };
+        let steps: Vec<StepView> = sqlx::query_as(
+            "SELECT s.name, s.task_type AS task, s.state, s.current_tier AS tier, s.ambiguity, s.ambiguity_source,
+                    s.output, s.open_findings,
+                    (SELECT count(*) FROM attempts a WHERE a.step_id = s.id) AS attempts
+             FROM steps s WHERE s.job_id = $1 ORDER BY s.idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(JobView {
+            id: r.0,
+            tenant: r.1,
+            kind: r.2,
+            status: r.3,
+            blast_radius: r.4,
+            budget_usd: r.5,
+            result: r.6,
+            cost_usd: r.7,
+            always_strong_cost_usd: r.8,
+            created_at: r.9,
+            finished_at: r.10,
+            steps,
+        })
+    }
+
+    /// The ordered route of job `id` if `tenant` owns it.
+    pub async fn route(&self, tenant: &str, id: Uuid) -> Result<Vec<RouteEvent>> {
+        let owned: Option<i32> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = $1 AND tenant = $2")
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        if owned.is_none() {
+            return Err(Error::NotFound(format!("job {id}")));
+        }
+        Ok(sqlx::query_as(
+            "SELECT e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
+                    a.model, a.cost_usd, a.latency_ms, a.confidence, e.policy_version, e.detail
+             FROM route_events e
+             LEFT JOIN steps s ON s.id = e.step_id
+             LEFT JOIN attempts a ON a.id = e.attempt_id
+             WHERE e.job_id = $1 ORDER BY e.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The tenant's most recent jobs, optionally by status: (id, status, created).
+    pub async fn list_jobs(
+        &self,
+        tenant: &str,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, String, f64, DateTime<Utc>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, status, cost_usd, created_at FROM jobs
+             WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)
+             ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,113 @@
+//! A small HTTP client for the orchestrator API, and the route table printer.
+
+use anyhow::{Context, bail};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Talks to one orchestrator.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, key: Option<&str>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_string(), key: key.map(str::to_string) })
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn json(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.context("reading the response")?;
+        if !status.is_success() {
+            bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("unknown error"));
+        }
+        Ok(body)
+    }
+
+    /// Submits a job; returns its id.
+    pub async fn submit(&self, body: &serde_json::Value) -> anyhow::Result<Uuid> {
+        let resp = self.req(reqwest::Method::POST, "/v1/jobs").json(body).send().await.context("POST /v1/jobs")?;
+        let v = Self::json(resp).await?;
+        Ok(v["id"].as_str().context("no id in response")?.parse()?)
+    }
+
+    /// The job's status document.
+    pub async fn job(&self, id: Uuid) -> anyhow::Result<serde_json::Value> {
+        Self::json(self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")).send().await?).await
+    }
+
+    /// The job's route.
+    pub async fn route(&self, id: Uuid) -> anyhow::Result<serde_json::Value> {
+        Self::json(self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/route")).send().await?).await
+    }
+
+    /// Polls until the job is finished; prints step changes when `progress`.
+    pub async fn wait(&self, id: Uuid, progress: bool) -> anyhow::Result<serde_json::Value> {
+        let mut last = String::new();
+        loop {
+            let job = self.job(id).await?;
+            let line: Vec<String> = job["steps"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .map(|s| format!("{}={}@{}", s["name"].as_str().unwrap_or("?"), s["state"].as_str().unwrap_or("?"), s["tier"].as_str().unwrap_or("-")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let line = format!("{}: {}", job["status"].as_str().unwrap_or("?"), line.join(" "));
+            if progress && line != last {
+                eprintln!("  {line}");
+                last = line;
+            }
+            if job["status"] != "running" {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Renders a route document as an aligned table.
+pub fn route_table(route: &serde_json::Value) -> String {
+    let mut rows = vec![["time", "step", "event", "tiers", "model", "cost $", "ms", "reasons"].map(String::from).to_vec()];
+    for e in route["events"].as_array().into_iter().flatten() {
+        let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+        let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
+            (Some(f), Some(t)) => format!("{f}→{t}"),
+            (Some(f), None) => f.to_string(),
+            (None, Some(t)) => format!("→{t}"),
+            _ => String::new(),
+        };
+        let time = s("at").get(11..23).unwrap_or("").to_string();
+        let reasons: Vec<&str> = e["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        rows.push(vec![
+            time,
+            s("step"),
+            s("event"),
+            tiers,
+            s("model"),
+            e["cost_usd"].as_f64().map(|c| format!("{c:.6}")).unwrap_or_default(),
+            e["latency_ms"].as_i64().map(|l| l.to_string()).unwrap_or_default(),
+            reasons.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

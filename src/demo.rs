@@ -1,0 +1,170 @@
+//! `upshift demo`: pushes every prompt of a RouteLLM-format dataset through a
+//! local stack as single-step jobs, waits for all of them, and reports the
+//! figures from Postgres: escalations by reason, accuracy from the recorded
+//! labels, cost against always-strong, wall time.
+
+use crate::client::Client;
+use crate::local::Stack;
+use anyhow::Context;
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use upshift_shared::config::{Config, ProviderConfig};
+use uuid::Uuid;
+
+/// Options of `upshift demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Dataset whose `prompt` column becomes the jobs (default: the first replay model's dataset).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Submit only the first N prompts.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Blast radius of every job.
+    #[arg(long, default_value = "low")]
+    blast_radius: String,
+    /// Worker processes per tier.
+    #[arg(long, default_value_t = 1)]
+    workers_per_tier: usize,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+/// Runs the demo end to end.
+pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow::Result<()> {
+    let dataset = match args.dataset {
+        Some(d) => d,
+        None => cfg
+            .models
+            .iter()
+            .map(|m| match &m.provider {
+                ProviderConfig::Replay { dataset, .. } => dataset.clone(),
+            })
+            .next()
+            .context("no replay model in the configuration; pass --dataset")?,
+    };
+    let mut prompts = read_prompts(&dataset)?;
+    if let Some(n) = args.limit {
+        prompts.truncate(n);
+    }
+    println!("upshift demo: {} prompts from {}", prompts.len(), dataset.display());
+    let stack = Stack::start(config, cfg, args.workers_per_tier, &[]).await?;
+    println!("local stack up: API {} (logs in {})", stack.api, stack.log_dir.display());
+    let outcome = drive(cfg, &stack, &prompts, &args.blast_radius, Duration::from_secs(args.timeout_secs)).await;
+    stack.stop().await;
+    outcome
+}
+
+fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let col = rdr.headers()?.iter().position(|h| h == "prompt").context("dataset has no `prompt` column")?;
+    rdr.records().map(|r| Ok(r?[col].to_string())).collect()
+}
+
+async fn drive(cfg: &Config, stack: &Stack, prompts: &[String], blast: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = Client::new(&stack.api, None)?;
+    let started = Instant::now();
+    let ids: Vec<Uuid> = futures::stream::iter(prompts.iter().enumerate())
+        .map(|(i, p)| {
+            let body = serde_json::json!({
+                "kind": "steps", "blast_radius": blast,
+                "steps": [{ "name": "solve", "task": "answer", "input": p }],
+                "metadata": { "demo_item": i },
+            });
+            let client = &client;
+            async move { client.submit(&body).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    println!("submitted {} jobs in {:.1}s", ids.len(), started.elapsed().as_secs_f64());
+    let pool = PgPool::connect(&cfg.database.url).await.context("connecting to Postgres for the report")?;
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status <> 'running'")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await?;
+        eprint!("\r  finished {done}/{}", ids.len());
+        if done as usize == ids.len() {
+            eprintln!();
+            break;
+        }
+        if started.elapsed() > timeout {
+            eprintln!();
+            anyhow::bail!("timed out with {} of {} jobs unfinished", ids.len() as i64 - done, ids.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let wall = started.elapsed();
+    report(&pool, &ids, wall).await
+}
+
+async fn report(pool: &PgPool, ids: &[Uuid], wall: Duration) -> anyhow::Result<()> {
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM jobs WHERE id = ANY($1) GROUP BY 1 ORDER BY 1")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    let by_event = |event: &'static str| {
+        sqlx::query_as::<_, (Option<String>, i64)>(
+            "SELECT CASE WHEN $2 = 'start' THEN to_tier ELSE from_tier END, count(*)
+             FROM route_events WHERE job_id = ANY($1) AND event = $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(ids)
+        .bind(event)
+    };
+    let starts = by_event("start").fetch_all(pool).await?;
+    let accepts = by_event("accept").fetch_all(pool).await?;
+    let reasons: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT reason, count(*) FROM route_events e, unnest(e.reasons) AS reason
+         WHERE e.job_id = ANY($1) AND e.event = 'escalate' GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let (escalated, needless): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT a.step_id), count(*) FILTER (WHERE a.label_correct)
+         FROM attempts a WHERE a.job_id = ANY($1) AND a.outcome = 'escalated'",
+    )
+    .bind(ids)
+    .fetch_one(pool)
+    .await?;
+    let (correct, attempts): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attempts WHERE job_id = ANY($1) AND outcome = 'accepted' AND label_correct),
+                (SELECT count(*) FROM attempts WHERE job_id = ANY($1))",
+    )
+    .bind(ids)
+    .fetch_one(pool)
+    .await?;
+    let (cost, strong): (f64, f64) =
+        sqlx::query_as("SELECT sum(cost_usd), sum(always_strong_cost_usd) FROM jobs WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_one(pool)
+            .await?;
+    let n = ids.len() as f64;
+    let pairs = |v: &[(Option<String>, i64)]| {
+        v.iter().map(|(t, c)| format!("{}={c}", t.as_deref().unwrap_or("-"))).collect::<Vec<_>>().join(" ")
+    };
+    println!("\n== upshift demo report ==");
+    println!("items                 {}", ids.len());
+    println!("jobs                  {}", statuses.iter().map(|(s, c)| format!("{s}={c}")).collect::<Vec<_>>().join(" "));
+    println!("model calls           {attempts} ({:.2} per item)", attempts as f64 / n);
+    println!("start tier            {}", pairs(&starts));
+    println!("accepted on tier      {}", pairs(&accepts));
+    println!("escalated steps       {escalated} ({:.1}%)", 100.0 * escalated as f64 / n);
+    for (r, c) in &reasons {
+        println!("  reason {r:<22} {c} ({:.1}% of items)", 100.0 * *c as f64 / n);
+    }
+    println!("needless escalations  {needless} (the escalated answer was already right)");
+    println!("accuracy (labels)     {:.3} ({correct}/{})", correct as f64 / n, ids.len());
+    println!("cost                  ${cost:.4}");
+    println!("always-strong cost    ${strong:.4}");
+    println!("cost ratio            {:.3}", if strong > 0.0 { cost / strong } else { 0.0 });
+    println!("wall time             {:.1}s ({:.1} jobs/s)", wall.as_secs_f64(), n / wall.as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! `upshift-worker --tier small|medium|strong`: load config → init tracing →
+//! pull until SIGTERM, then drain for up to 20 s.
+
+use std::time::Duration;
+use upshift_shared::Tier;
+use upshift_shared::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let tier: Tier = match (args.next().as_deref(), args.next()) {
+        (Some("--tier"), Some(t)) => t.parse().map_err(anyhow::Error::msg)?,
+        _ => anyhow::bail!("usage: upshift-worker --tier small|medium|strong"),
+    };
+    let path = std::env::var_os("UPSHIFT_CONFIG").map(std::path::PathBuf::from);
+    let cfg = Config::load(path.as_deref())?;
+    upshift_worker::init_tracing();
+    upshift_worker::serve(&cfg, tier, Duration::from_secs(20)).await?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The pull loop of one worker process for one tier.
+//!
+//! Every worker of a tier pulls from the same durable consumer, and pulls
+//! only as many messages as it has free slots, so adding a process adds
+//! capacity and a busy worker never hoards messages another could run.
+//! A message is acked only after its result was stored by JetStream; the
+//! result's `Nats-Msg-Id` is the attempt id, so a redelivered task whose
+//! result was already published produces no second result.
+
+use crate::error::{Error, ProviderError, Result};
+use crate::providers::{ModelProvider, Provider};
+use async_nats::jetstream::{self, AckKind, consumer};
+use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use upshift_shared::Tier;
+use upshift_shared::config::{Config, ModelConfig};
+use upshift_shared::cost::{call_cost, estimate_tokens};
+use upshift_shared::messages::{AttemptOutcome, MESSAGE_VERSION, ResultMessage, TaskMessage};
+use upshift_shared::subjects::Subjects;
+
+/// Everything one attempt needs.
+struct Ctx {
+    js: jetstream::Context,
+    subjects: Subjects,
+    provider: Provider,
+    model: ModelConfig,
+    tier: Tier,
+    worker_id: String,
+    progress: Duration,
+}
+
+/// Pulls and runs attempts for `tier` until `stop_pulling`; in-flight
+/// attempts then get until `hard_stop` to finish, after which they are nak'ed.
+pub async fn run(cfg: &Config, tier: Tier, stop_pulling: CancellationToken, hard_stop: CancellationToken) -> Result<()> {
+    let model = cfg.tier_model(tier).clone();
+    let provider = Provider::from_config(&model)?;
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&cfg.nats.url)
+        .await
+        .map_err(Error::nats)?;
+    let js = jetstream::new(client);
+    let subjects = cfg.nats.subjects();
+    let consumer = tier_consumer(&js, &subjects, cfg, tier, &stop_pulling).await?;
+    let Some(consumer) = consumer else { return Ok(()) };
+    let worker_id = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+        std::process::id()
+    );
+    tracing::info!(%tier, model = %model.name, provider = provider.kind(), %worker_id, "worker pulling");
+    let ctx = Arc::new(Ctx {
+        js,
+        subjects,
+        provider,
+        model,
+        tier,
+        worker_id,
+        progress: Duration::from_secs(cfg.worker.progress_interval_secs),
+    });
+    let slots = Arc::new(Semaphore::new(cfg.worker.concurrency));
+    let tracker = TaskTracker::new();
+    while !stop_pulling.is_cancelled() {
+        let permit = tokio::select! {
+            _ = stop_pulling.cancelled() => break,
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closes"),
+        };
+        let want = slots.available_permits() + 1;
+        let batch = consumer.batch().max_messages(want).expires(Duration::from_millis(500)).messages().await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut permit = Some(permit);
+        while let Some(msg) = batch.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pull error");
+                    break;
+                }
+            };
+            let p = match permit.take() {
+                Some(p) => p,
+                None => slots.clone().acquire_owned().await.expect("semaphore never closes"),
+            };
+            let (ctx, hard) = (ctx.clone(), hard_stop.clone());
+            tracker.spawn(async move {
+                handle(&ctx, msg, hard).await;
+                drop(p);
+            });
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("worker drained");
+    Ok(())
+}
+
+/// Binds the tier's durable consumer, waiting for the orchestrator to create
+/// the stream. `None` when cancelled while waiting.
+async fn tier_consumer(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    cfg: &Config,
+    tier: Tier,
+    cancel: &CancellationToken,
+) -> Result<Option<consumer::PullConsumer>> {
+    loop {
+        match js.get_stream(subjects.tasks_stream()).await {
+            Ok(stream) => {
+                let name = subjects.worker_consumer(tier);
+                let c = stream
+                    .get_or_create_consumer(
+                        &name,
+                        consumer::pull::Config {
+                            durable_name: Some(name.clone()),
+                            filter_subject: subjects.tasks(tier),
+                            ack_policy: consumer::AckPolicy::Explicit,
+                            ack_wait: cfg.nats.ack_wait(),
+                            max_deliver: cfg.nats.max_deliver,
+                            max_ack_pending: 10_000,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(Error::nats)?;
+                return Ok(Some(c));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, stream = %subjects.tasks_stream(), "waiting for the orchestrator to create the stream");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken) {
+    let task = match TaskMessage::decode(&msg.payload) {
+        Ok(t) if t.tier == ctx.tier => t,
+        Ok(t) => {
+            tracing::error!(attempt = %t.attempt_id, tier = %t.tier, "task for another tier; rejecting");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, subject = %msg.subject, "rejecting unreadable task message");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let started = Instant::now();
+    let call = (|| ctx.provider.complete(&task))
+        .retry(ExponentialBuilder::default().with_jitter().with_max_times(3))
+        .when(ProviderError::is_retryable)
+        .adjust(|e, d| match e {
+            ProviderError::RateLimited { retry_after: Some(ra) } => Some(*ra),
+            _ => d,
+        });
+    tokio::pin!(call);
+    let mut ticker = tokio::time::interval(ctx.progress);
+    ticker.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut call => break r,
+            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+            _ = hard_stop.cancelled() => {
+                tracing::warn!(attempt = %task.attempt_id, "shutting down mid-call; handing the attempt back");
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                return;
+            }
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let outcome = match outcome {
+        Ok(c) => {
+            let tokens_in = c.tokens_in.unwrap_or_else(|| prompt_tokens(&task));
+            let tokens_out = c.tokens_out.unwrap_or_else(|| estimate_tokens(&c.output));
+            AttemptOutcome::Answered {
+                cost_usd: call_cost(tokens_in, tokens_out, ctx.model.usd_per_m_in, ctx.model.usd_per_m_out),
+                output: c.output,
+                tokens_in,
+                tokens_out,
+                confidence: c.confidence,
+                label_correct: c.label_correct,
+            }
+        }
+        Err(e) => AttemptOutcome::Failed { class: e.class().into(), message: e.to_string() },
+    };
+    let result = ResultMessage {
+        version: MESSAGE_VERSION,
+        attempt_id: task.attempt_id,
+        job_id: task.job_id,
+        step_id: task.step_id,
+        tier: ctx.tier,
+        worker_id: ctx.worker_id.clone(),
+        provider: ctx.provider.kind().into(),
+        model: ctx.model.name.clone(),
+        latency_ms,
+        outcome,
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
+    let body = serde_json::to_vec(&result).expect("results serialise");
+    let published = match ctx.js.publish_with_headers(ctx.subjects.results(), headers, body.into()).await {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match published {
+        Ok(()) => {
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(attempt = %task.attempt_id, error = %e, "ack failed; a redelivery will be deduplicated");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(attempt = %task.attempt_id, error = %e, "publishing the result failed; retrying the attempt");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+/// Estimated prompt tokens: the input plus any context handed to the model.
+fn prompt_tokens(task: &TaskMessage) -> u32 {
+    let ctx: u32 = task.context.iter().map(|c| estimate_tokens(&c.output)).sum();
+    estimate_tokens(&task.input).saturating_add(ctx)
+}

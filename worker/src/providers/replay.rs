@@ -1,0 +1,109 @@
+//! `replay`: answers from a RouteLLM-format CSV of real recorded outputs.
+//!
+//! The file has a `prompt` column, a correctness column per model (`True` /
+//! `False`) named after the model, and `<model>_response` with its text. The
+//! task's `input` is looked up verbatim. The recorded correctness travels
+//! back as a label for scoring; the router never reads it.
+
+use super::{Completion, ModelProvider};
+use crate::error::ProviderError;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use upshift_shared::messages::TaskMessage;
+
+/// Recorded answers of one model, keyed by prompt.
+pub struct ReplayProvider {
+    answers: HashMap<String, (String, Option<bool>)>,
+    latency: Duration,
+}
+
+impl ReplayProvider {
+    /// Loads `column` (and `<column>_response`) from `path`.
+    pub fn load(path: &Path, column: &str, latency_ms: u64) -> Result<Self, String> {
+        let mut rdr = csv::Reader::from_path(path).map_err(|e| format!("cannot read dataset {}: {e}", path.display()))?;
+        let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
+        let find = |name: &str| headers.iter().position(|h| h == name);
+        let prompt = find("prompt").ok_or_else(|| format!("{} has no `prompt` column", path.display()))?;
+        let response = find(&format!("{column}_response"))
+            .ok_or_else(|| format!("{} has no `{column}_response` column", path.display()))?;
+        let label = find(column);
+        let mut answers = HashMap::new();
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| format!("{} row {}: {e}", path.display(), i + 2))?;
+            let correct = label.and_then(|l| match rec.get(l) {
+                Some("True") => Some(true),
+                Some("False") => Some(false),
+                _ => None,
+            });
+            answers.insert(rec[prompt].to_string(), (rec[response].to_string(), correct));
+        }
+        if answers.is_empty() {
+            return Err(format!("{} has no rows", path.display()));
+        }
+        Ok(Self { answers, latency: Duration::from_millis(latency_ms) })
+    }
+
+    /// Number of recorded prompts.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether no prompt is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+}
+
+impl ModelProvider for ReplayProvider {
+    async fn complete(&self, task: &TaskMessage) -> Result<Completion, ProviderError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let (output, label) = self
+            .answers
+            .get(&task.input)
+            .ok_or_else(|| ProviderError::Fatal("no recorded answer for this input".into()))?;
+        Ok(Completion {
+            output: output.clone(),
+            tokens_in: None,
+            tokens_out: None,
+            confidence: None,
+            label_correct: *label,
+        })
+    }
+    fn kind(&self) -> &'static str {
+        "replay"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upshift_shared::{TaskType, Tier};
+
+    #[tokio::test]
+    async fn answers_recorded_prompts_only() {
+        let dir = std::env::temp_dir().join(format!("replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.csv");
+        std::fs::write(&path, "prompt,m,m_response\n\"What is 1+1?\",True,\"1 + 1 = 2\n#### 2\"\n").unwrap();
+        let p = ReplayProvider::load(&path, "m", 0).unwrap();
+        let mut task = TaskMessage {
+            version: 1,
+            attempt_id: uuid::Uuid::now_v7(),
+            job_id: uuid::Uuid::now_v7(),
+            step_id: uuid::Uuid::now_v7(),
+            tier: Tier::Small,
+            task: TaskType::Answer,
+            input: "What is 1+1?".into(),
+            context: vec![],
+            output_schema: None,
+        };
+        let c = p.complete(&task).await.unwrap();
+        assert_eq!((c.output.as_str(), c.label_correct), ("1 + 1 = 2\n#### 2", Some(true)));
+        task.input = "unknown".into();
+        assert!(matches!(p.complete(&task).await, Err(ProviderError::Fatal(_))));
+        assert!(ReplayProvider::load(&path, "other", 0).unwrap_err().contains("other_response"));
+    }
+}
