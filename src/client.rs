@@ -15,7 +15,11 @@ impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, key: Option<&str>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_string(), key: key.map(str::to_string) })
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            key: key.map(str::to_string),
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -30,14 +34,22 @@ impl Client {
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.context("reading the response")?;
         if !status.is_success() {
-            bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("unknown error"));
+            bail!(
+                "{status}: {}",
+                body["error"]["message"].as_str().unwrap_or("unknown error")
+            );
         }
         Ok(body)
     }
 
     /// Submits a job; returns its id.
     pub async fn submit(&self, body: &serde_json::Value) -> anyhow::Result<Uuid> {
-        let resp = self.req(reqwest::Method::POST, "/v1/jobs").json(body).send().await.context("POST /v1/jobs")?;
+        let resp = self
+            .req(reqwest::Method::POST, "/v1/jobs")
+            .json(body)
+            .send()
+            .await
+            .context("POST /v1/jobs")?;
         let v = Self::json(resp).await?;
         Ok(v["id"].as_str().context("no id in response")?.parse()?)
     }
@@ -49,7 +61,12 @@ impl Client {
 
     /// The job's route.
     pub async fn route(&self, id: Uuid) -> anyhow::Result<serde_json::Value> {
-        Self::json(self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/route")).send().await?).await
+        Self::json(
+            self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/route"))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Polls until the job is finished; prints step changes when `progress`.
@@ -61,7 +78,14 @@ impl Client {
                 .as_array()
                 .map(|s| {
                     s.iter()
-                        .map(|s| format!("{}={}@{}", s["name"].as_str().unwrap_or("?"), s["state"].as_str().unwrap_or("?"), s["tier"].as_str().unwrap_or("-")))
+                        .map(|s| {
+                            format!(
+                                "{}={}@{}",
+                                s["name"].as_str().unwrap_or("?"),
+                                s["state"].as_str().unwrap_or("?"),
+                                s["tier"].as_str().unwrap_or("-")
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -80,7 +104,11 @@ impl Client {
 
 /// Renders a route document as an aligned table.
 pub fn route_table(route: &serde_json::Value) -> String {
-    let mut rows = vec![["time", "step", "event", "tiers", "model", "cost $", "ms", "reasons"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["time", "step", "event", "tiers", "model", "cost $", "ms", "reasons"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for e in route["events"].as_array().into_iter().flatten() {
         let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
         let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
@@ -90,7 +118,12 @@ pub fn route_table(route: &serde_json::Value) -> String {
             _ => String::new(),
         };
         let time = s("at").get(11..23).unwrap_or("").to_string();
-        let reasons: Vec<&str> = e["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        let reasons: Vec<&str> = e["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
         rows.push(vec![
             time,
             s("step"),
@@ -102,7 +135,9 @@ pub fn route_table(route: &serde_json::Value) -> String {
             reasons.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
         let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

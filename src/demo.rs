@@ -52,15 +52,30 @@ pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow:
     }
     println!("upshift demo: {} prompts from {}", prompts.len(), dataset.display());
     let stack = Stack::start(config, cfg, args.workers_per_tier, &[]).await?;
-    println!("local stack up: API {} (logs in {})", stack.api, stack.log_dir.display());
-    let outcome = drive(cfg, &stack, &prompts, &args.blast_radius, Duration::from_secs(args.timeout_secs)).await;
+    println!(
+        "local stack up: API {} (logs in {})",
+        stack.api,
+        stack.log_dir.display()
+    );
+    let outcome = drive(
+        cfg,
+        &stack,
+        &prompts,
+        &args.blast_radius,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await;
     stack.stop().await;
     outcome
 }
 
 fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut rdr = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let col = rdr.headers()?.iter().position(|h| h == "prompt").context("dataset has no `prompt` column")?;
+    let col = rdr
+        .headers()?
+        .iter()
+        .position(|h| h == "prompt")
+        .context("dataset has no `prompt` column")?;
     rdr.records().map(|r| Ok(r?[col].to_string())).collect()
 }
 
@@ -82,8 +97,14 @@ async fn drive(cfg: &Config, stack: &Stack, prompts: &[String], blast: &str, tim
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    println!("submitted {} jobs in {:.1}s", ids.len(), started.elapsed().as_secs_f64());
-    let pool = PgPool::connect(&cfg.database.url).await.context("connecting to Postgres for the report")?;
+    println!(
+        "submitted {} jobs in {:.1}s",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let pool = PgPool::connect(&cfg.database.url)
+        .await
+        .context("connecting to Postgres for the report")?;
     loop {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status <> 'running'")
             .bind(&ids)
@@ -96,7 +117,11 @@ async fn drive(cfg: &Config, stack: &Stack, prompts: &[String], blast: &str, tim
         }
         if started.elapsed() > timeout {
             eprintln!();
-            anyhow::bail!("timed out with {} of {} jobs unfinished", ids.len() as i64 - done, ids.len());
+            anyhow::bail!(
+                "timed out with {} of {} jobs unfinished",
+                ids.len() as i64 - done,
+                ids.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -148,23 +173,47 @@ async fn report(pool: &PgPool, ids: &[Uuid], wall: Duration) -> anyhow::Result<(
             .await?;
     let n = ids.len() as f64;
     let pairs = |v: &[(Option<String>, i64)]| {
-        v.iter().map(|(t, c)| format!("{}={c}", t.as_deref().unwrap_or("-"))).collect::<Vec<_>>().join(" ")
+        v.iter()
+            .map(|(t, c)| format!("{}={c}", t.as_deref().unwrap_or("-")))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     println!("\n== upshift demo report ==");
     println!("items                 {}", ids.len());
-    println!("jobs                  {}", statuses.iter().map(|(s, c)| format!("{s}={c}")).collect::<Vec<_>>().join(" "));
+    println!(
+        "jobs                  {}",
+        statuses
+            .iter()
+            .map(|(s, c)| format!("{s}={c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("model calls           {attempts} ({:.2} per item)", attempts as f64 / n);
     println!("start tier            {}", pairs(&starts));
     println!("accepted on tier      {}", pairs(&accepts));
-    println!("escalated steps       {escalated} ({:.1}%)", 100.0 * escalated as f64 / n);
+    println!(
+        "escalated steps       {escalated} ({:.1}%)",
+        100.0 * escalated as f64 / n
+    );
     for (r, c) in &reasons {
         println!("  reason {r:<22} {c} ({:.1}% of items)", 100.0 * *c as f64 / n);
     }
     println!("needless escalations  {needless} (the escalated answer was already right)");
-    println!("accuracy (labels)     {:.3} ({correct}/{})", correct as f64 / n, ids.len());
+    println!(
+        "accuracy (labels)     {:.3} ({correct}/{})",
+        correct as f64 / n,
+        ids.len()
+    );
     println!("cost                  ${cost:.4}");
     println!("always-strong cost    ${strong:.4}");
-    println!("cost ratio            {:.3}", if strong > 0.0 { cost / strong } else { 0.0 });
-    println!("wall time             {:.1}s ({:.1} jobs/s)", wall.as_secs_f64(), n / wall.as_secs_f64());
+    println!(
+        "cost ratio            {:.3}",
+        if strong > 0.0 { cost / strong } else { 0.0 }
+    );
+    println!(
+        "wall time             {:.1}s ({:.1} jobs/s)",
+        wall.as_secs_f64(),
+        n / wall.as_secs_f64()
+    );
     Ok(())
 }

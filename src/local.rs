@@ -28,7 +28,10 @@ fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyho
         cmd.arg("--config").arg(c);
     }
     cmd.envs(env.iter().cloned())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into()),
+        )
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
         .kill_on_drop(true);
@@ -38,7 +41,12 @@ fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyho
 impl Stack {
     /// Starts the orchestrator (on a free port), waits until it listens, then
     /// starts the workers.
-    pub async fn start(config: Option<&Path>, cfg: &Config, workers_per_tier: usize, env: &[(String, String)]) -> anyhow::Result<Stack> {
+    pub async fn start(
+        config: Option<&Path>,
+        cfg: &Config,
+        workers_per_tier: usize,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Stack> {
         let log_dir = std::env::temp_dir().join(format!("upshift-local-{}", std::process::id()));
         std::fs::create_dir_all(&log_dir)?;
         let mut env = env.to_vec();
@@ -62,7 +70,10 @@ impl Stack {
         .await;
         let addr = match addr {
             Ok(Ok(Some(a))) => a,
-            _ => bail!("the orchestrator did not start; see {}", log_dir.join("orchestrator.log").display()),
+            _ => bail!(
+                "the orchestrator did not start; see {}",
+                log_dir.join("orchestrator.log").display()
+            ),
         };
         let mut children = vec![("orchestrator".to_string(), child)];
         for tier in Tier::ALL {
@@ -73,7 +84,11 @@ impl Stack {
                 children.push((name, w.spawn().context("starting a worker")?));
             }
         }
-        Ok(Stack { api: format!("http://{addr}"), log_dir, children })
+        Ok(Stack {
+            api: format!("http://{addr}"),
+            log_dir,
+            children,
+        })
     }
 
     /// Sends SIGTERM to every process and waits (bounded) for them to exit.

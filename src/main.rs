@@ -95,10 +95,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Submit { file, wait } => {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
-            let body: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
-            )
-            .with_context(|| format!("{} is not JSON", file.display()))?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?)
+                    .with_context(|| format!("{} is not JSON", file.display()))?;
             let id = client.submit(&body).await?;
             println!("job {id} submitted");
             if wait {

@@ -66,7 +66,11 @@ impl Bus {
 
     /// The durable pull consumer shared by all orchestrator replicas.
     pub async fn results_consumer(&self) -> Result<consumer::PullConsumer> {
-        let stream = self.js.get_stream(self.subjects.results_stream()).await.map_err(Error::nats)?;
+        let stream = self
+            .js
+            .get_stream(self.subjects.results_stream())
+            .await
+            .map_err(Error::nats)?;
         stream
             .get_or_create_consumer(
                 self.subjects.orchestrator_consumer(),
@@ -90,7 +94,11 @@ impl Bus {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", t.attempt_id.to_string().as_str());
             let body = serde_json::to_vec(t).expect("task messages serialise");
-            match self.js.publish_with_headers(self.subjects.tasks(t.tier), headers, body.into()).await {
+            match self
+                .js
+                .publish_with_headers(self.subjects.tasks(t.tier), headers, body.into())
+                .await
+            {
                 Ok(ack) => pending.push((t.attempt_id, ack)),
                 Err(e) => tracing::warn!(attempt = %t.attempt_id, error = %e, "publish failed; the sweeper retries"),
             }

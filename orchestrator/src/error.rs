@@ -35,7 +35,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), message: message.into() }
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Wraps any NATS error.

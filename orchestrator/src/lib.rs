@@ -30,13 +30,20 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
         .map_err(|e| Error::invalid("api.listen", e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| Error::invalid("api.listen", e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::invalid("api.listen", e.to_string()))?;
     tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
     on_listen(addr);
 
     let tracker = TaskTracker::new();
     tracker.spawn(results::run(store.clone(), bus.clone(), cfg.clone(), cancel.clone()));
-    tracker.spawn(outbox::run_sweeper(store.clone(), bus.clone(), cfg.clone(), cancel.clone()));
+    tracker.spawn(outbox::run_sweeper(
+        store.clone(),
+        bus.clone(),
+        cfg.clone(),
+        cancel.clone(),
+    ));
     let app = api::router(api::AppState::new(store.clone(), bus.clone(), cfg.clone()));
     let shutdown = cancel.clone();
     tracker.spawn(async move {
@@ -50,7 +57,10 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     // Shutdown: 1. loops stop pulling and the server stops accepting (same token);
     // 2. in-flight decisions finish their transaction; 3. give up after 10 s —
     // anything unfinished is redelivered or swept on the next start.
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown timed out; unfinished work will be redelivered");
     }
     Ok(())
@@ -61,7 +71,9 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
         let _ = builder.json().try_init();
     } else {

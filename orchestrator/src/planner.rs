@@ -115,7 +115,10 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             return Err(Error::invalid(field("input"), "must not be empty"));
         }
         if s.input.len() > MAX_INPUT_BYTES {
-            return Err(Error::invalid(field("input"), format!("larger than {MAX_INPUT_BYTES} bytes")));
+            return Err(Error::invalid(
+                field("input"),
+                format!("larger than {MAX_INPUT_BYTES} bytes"),
+            ));
         }
         let (ambiguity, source) = match s.ambiguity {
             Some(a) if a.is_finite() && (0.0..=1.0).contains(&a) => (a, "request"),
@@ -174,7 +177,10 @@ mod tests {
         let p = plan(&ok).unwrap();
         assert_eq!(p[1].depends_on, vec![0]);
         assert_eq!(p[0].ambiguity_source, "estimate");
-        assert_eq!(p[0].verifiers, vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic]);
+        assert_eq!(
+            p[0].verifiers,
+            vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic]
+        );
 
         let mut bad = ok.clone();
         bad.steps[1].depends_on = vec!["zzz".into()];

@@ -81,13 +81,27 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     }
     if late || step_state != "running" {
         // The step moved on (timed out, or the job failed): keep the figures, decide nothing.
-        event(&mut tx, cfg, job_id, step_id, attempt, "late_result", Some(tier), None, &[], serde_json::json!({})).await?;
+        event(
+            &mut tx,
+            cfg,
+            job_id,
+            step_id,
+            attempt,
+            "late_result",
+            Some(tier),
+            None,
+            &[],
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         return Ok(Vec::new());
     }
 
-    let verifiers: Vec<VerifierKind> =
-        verifiers.iter().filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok()).collect();
+    let verifiers: Vec<VerifierKind> = verifiers
+        .iter()
+        .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
+        .collect();
     let (findings, confidence, failure) = match &evidence {
         Evidence::Timeout => (Vec::new(), None, Some(ReasonCode::Timeout)),
         Evidence::Result(m) => match &m.outcome {
@@ -95,7 +109,11 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 (verify::run(&verifiers, output, schema.as_ref()), *confidence, None)
             }
             AttemptOutcome::Failed { class, .. } => {
-                let code = if class == "timeout" { ReasonCode::Timeout } else { ReasonCode::ProviderError };
+                let code = if class == "timeout" {
+                    ReasonCode::Timeout
+                } else {
+                    ReasonCode::ProviderError
+                };
                 (Vec::new(), None, Some(code))
             }
         },
@@ -120,7 +138,10 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
             set_outcome(&mut tx, attempt, "accepted").await?;
             let output = match &evidence {
-                Evidence::Result(ResultMessage { outcome: AttemptOutcome::Answered { output, .. }, .. }) => output.clone(),
+                Evidence::Result(ResultMessage {
+                    outcome: AttemptOutcome::Answered { output, .. },
+                    ..
+                }) => output.clone(),
                 _ => String::new(),
             };
             sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
@@ -129,19 +150,60 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 .bind(serde_json::to_value(&open_findings).expect("findings serialise"))
                 .execute(&mut *tx)
                 .await?;
-            event(&mut tx, cfg, job_id, step_id, attempt, "accept", Some(tier), None, &codes, detail).await?;
+            event(
+                &mut tx,
+                cfg,
+                job_id,
+                step_id,
+                attempt,
+                "accept",
+                Some(tier),
+                None,
+                &codes,
+                detail,
+            )
+            .await?;
             step_finished(&mut tx, cfg, job_id, step_id).await?;
             publish = advance_job(&mut tx, cfg, job_id, parse_stored(&blast)).await?;
         }
-        Decision::Escalate { to, reasons } => {
+        Decision::Escalate { to, reasons, skipped } => {
+            let mut detail = detail;
+            detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
             set_outcome(&mut tx, attempt, "escalated").await?;
-            event(&mut tx, cfg, job_id, step_id, attempt, "escalate", Some(tier), Some(to), &reasons, detail).await?;
+            event(
+                &mut tx,
+                cfg,
+                job_id,
+                step_id,
+                attempt,
+                "escalate",
+                Some(tier),
+                Some(to),
+                &reasons,
+                detail,
+            )
+            .await?;
             publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, Some(tier)).await?);
         }
         Decision::Fail { reasons } => {
             set_outcome(&mut tx, attempt, "rejected").await?;
-            sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1").bind(step_id).execute(&mut *tx).await?;
-            event(&mut tx, cfg, job_id, step_id, attempt, "fail", Some(tier), None, &reasons, detail).await?;
+            sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1")
+                .bind(step_id)
+                .execute(&mut *tx)
+                .await?;
+            event(
+                &mut tx,
+                cfg,
+                job_id,
+                step_id,
+                attempt,
+                "fail",
+                Some(tier),
+                None,
+                &reasons,
+                detail,
+            )
+            .await?;
             step_finished(&mut tx, cfg, job_id, step_id).await?;
             fail_job(&mut tx, cfg, job_id, step_id, &reasons).await?;
         }
@@ -160,7 +222,14 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
         return Ok(0.0);
     };
     let (status, output, error, tin, tout, cost, conf, label) = match &m.outcome {
-        AttemptOutcome::Answered { output, tokens_in, tokens_out, cost_usd, confidence, label_correct } => (
+        AttemptOutcome::Answered {
+            output,
+            tokens_in,
+            tokens_out,
+            cost_usd,
+            confidence,
+            label_correct,
+        } => (
             "answered",
             Some(output.as_str()),
             None,
@@ -170,9 +239,16 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
             *confidence,
             *label_correct,
         ),
-        AttemptOutcome::Failed { class, message } => {
-            ("failed", None, Some(format!("{class}: {message}")), None, None, 0.0, None, None)
-        }
+        AttemptOutcome::Failed { class, message } => (
+            "failed",
+            None,
+            Some(format!("{class}: {message}")),
+            None,
+            None,
+            0.0,
+            None,
+            None,
+        ),
     };
     let status = if late { "timed_out" } else { status };
     sqlx::query(
@@ -199,7 +275,11 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
 }
 
 async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str) -> Result<()> {
-    sqlx::query("UPDATE attempts SET outcome = $2 WHERE id = $1").bind(attempt).bind(outcome).execute(&mut *tx).await?;
+    sqlx::query("UPDATE attempts SET outcome = $2 WHERE id = $1")
+        .bind(attempt)
+        .bind(outcome)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -277,8 +357,10 @@ async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: B
         }
     }
     if publish.is_empty() && steps.iter().all(|s| s.3 == "accepted") {
-        let outputs: serde_json::Map<String, serde_json::Value> =
-            steps.iter().map(|s| (s.2.clone(), s.6.clone().unwrap_or_default().into())).collect();
+        let outputs: serde_json::Map<String, serde_json::Value> = steps
+            .iter()
+            .map(|s| (s.2.clone(), s.6.clone().unwrap_or_default().into()))
+            .collect();
         let open: Vec<serde_json::Value> = steps
             .iter()
             .flat_map(|s| s.7.as_array().cloned().unwrap_or_default())
@@ -295,8 +377,17 @@ async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: B
 }
 
 /// Fails the job and cancels its other unfinished steps.
-async fn fail_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, failed: Uuid, reasons: &[ReasonCode]) -> Result<()> {
-    let name: String = sqlx::query_scalar("SELECT name FROM steps WHERE id = $1").bind(failed).fetch_one(&mut *tx).await?;
+async fn fail_job(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    failed: Uuid,
+    reasons: &[ReasonCode],
+) -> Result<()> {
+    let name: String = sqlx::query_scalar("SELECT name FROM steps WHERE id = $1")
+        .bind(failed)
+        .fetch_one(&mut *tx)
+        .await?;
     let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
     sqlx::query("UPDATE jobs SET status = 'failed', result = $2, finished_at = now() WHERE id = $1")
         .bind(job_id)

@@ -28,7 +28,10 @@ pub struct ConfigError {
 }
 
 fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), reason: reason.into() }
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The whole configuration of every upshift process.
@@ -228,7 +231,11 @@ impl Config {
 
     fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
         let cfg: Config = fig.extract().map_err(|e| {
-            let key = if e.path.is_empty() { "<root>".to_string() } else { e.path.join(".") };
+            let key = if e.path.is_empty() {
+                "<root>".to_string()
+            } else {
+                e.path.join(".")
+            };
             bad(key, e.kind.to_string())
         })?;
         cfg.validate()?;
@@ -244,7 +251,10 @@ impl Config {
             ("nats.duplicate_window_secs", self.nats.duplicate_window_secs),
             ("nats.ack_wait_secs", self.nats.ack_wait_secs),
             ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval_ms),
-            ("orchestrator.attempt_deadline_secs", self.orchestrator.attempt_deadline_secs),
+            (
+                "orchestrator.attempt_deadline_secs",
+                self.orchestrator.attempt_deadline_secs,
+            ),
             ("worker.progress_interval_secs", self.worker.progress_interval_secs),
         ] {
             if v == 0 {
@@ -261,7 +271,10 @@ impl Config {
             ));
         }
         if self.worker.concurrency == 0 || self.orchestrator.result_batch == 0 {
-            return Err(bad("worker.concurrency / orchestrator.result_batch", "must be greater than 0"));
+            return Err(bad(
+                "worker.concurrency / orchestrator.result_batch",
+                "must be greater than 0",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(bad("database.max_connections", "must be greater than 0"));
@@ -282,13 +295,19 @@ impl Config {
                 return Err(bad(format!("models[{i}]"), "prices must be non-negative numbers"));
             }
             if self.models[..i].iter().any(|o| o.name == m.name) {
-                return Err(bad(format!("models[{i}].name"), format!("duplicate model `{}`", m.name)));
+                return Err(bad(
+                    format!("models[{i}].name"),
+                    format!("duplicate model `{}`", m.name),
+                ));
             }
         }
         for tier in Tier::ALL {
             let name = self.tier_model_name(*tier);
             if self.model(name).is_none() {
-                return Err(bad(format!("tiers.{tier}"), format!("no model named `{name}` in [[models]]")));
+                return Err(bad(
+                    format!("tiers.{tier}"),
+                    format!("no model named `{name}` in [[models]]"),
+                ));
             }
         }
         self.routing.validate().map_err(|(k, r)| bad(format!("routing.{k}"), r))
@@ -310,7 +329,8 @@ impl Config {
 
     /// Catalog entry serving `tier` (exists after validation).
     pub fn tier_model(&self, tier: Tier) -> &ModelConfig {
-        self.model(self.tier_model_name(tier)).expect("validated: every tier names a model")
+        self.model(self.tier_model_name(tier))
+            .expect("validated: every tier names a model")
     }
 }
 
@@ -341,7 +361,8 @@ mod tests {
     fn database_password_is_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        let c = Config::from_toml_over_defaults("[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2").unwrap();
+        let c = Config::from_toml_over_defaults("[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2")
+            .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -36,8 +36,6 @@ text_enum! {
         DeadLettered => "dead_lettered",
         /// The job's budget does not allow another attempt.
         BudgetExhausted => "budget_exhausted",
-        /// The next tier serves the same model, so it was skipped.
-        SameModelSkipped => "same_model_skipped",
         /// A dependency of this step failed.
         DependencyFailed => "dependency_failed",
     }

@@ -1,7 +1,6 @@
 //! The small closed vocabularies of the system: tiers, task types, blast radius.
 //! All are stored as lower-case text in Postgres and on the wire.
 
-
 /// Declares a closed, text-backed enum with `as_str`, `Display`, `FromStr` and
 /// an `ALL` list, so the database, the wire and the CLI share one spelling.
 macro_rules! text_enum {

@@ -26,7 +26,10 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether retrying the same call can help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::RateLimited { .. } | ProviderError::Transient(_) | ProviderError::Timeout)
+        matches!(
+            self,
+            ProviderError::RateLimited { .. } | ProviderError::Transient(_) | ProviderError::Timeout
+        )
     }
 
     /// The error class as reported in result messages.

@@ -36,7 +36,12 @@ struct Ctx {
 
 /// Pulls and runs attempts for `tier` until `stop_pulling`; in-flight
 /// attempts then get until `hard_stop` to finish, after which they are nak'ed.
-pub async fn run(cfg: &Config, tier: Tier, stop_pulling: CancellationToken, hard_stop: CancellationToken) -> Result<()> {
+pub async fn run(
+    cfg: &Config,
+    tier: Tier,
+    stop_pulling: CancellationToken,
+    hard_stop: CancellationToken,
+) -> Result<()> {
     let model = cfg.tier_model(tier).clone();
     let provider = Provider::from_config(&model)?;
     let client = async_nats::ConnectOptions::new()
@@ -71,7 +76,12 @@ pub async fn run(cfg: &Config, tier: Tier, stop_pulling: CancellationToken, hard
             p = slots.clone().acquire_owned() => p.expect("semaphore never closes"),
         };
         let want = slots.available_permits() + 1;
-        let batch = consumer.batch().max_messages(want).expires(Duration::from_millis(500)).messages().await;
+        let batch = consumer
+            .batch()
+            .max_messages(want)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -197,7 +207,10 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
                 label_correct: c.label_correct,
             }
         }
-        Err(e) => AttemptOutcome::Failed { class: e.class().into(), message: e.to_string() },
+        Err(e) => AttemptOutcome::Failed {
+            class: e.class().into(),
+            message: e.to_string(),
+        },
     };
     let result = ResultMessage {
         version: MESSAGE_VERSION,
@@ -214,7 +227,11 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
     let body = serde_json::to_vec(&result).expect("results serialise");
-    let published = match ctx.js.publish_with_headers(ctx.subjects.results(), headers, body.into()).await {
+    let published = match ctx
+        .js
+        .publish_with_headers(ctx.subjects.results(), headers, body.into())
+        .await
+    {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 }
 
@@ -45,7 +50,11 @@ impl From<Error> for ApiError {
             Error::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
             other => {
                 tracing::error!(error = %other, "request failed");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a backing service is unavailable; retry")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a backing service is unavailable; retry",
+                )
             }
         }
     }
@@ -61,8 +70,17 @@ impl From<JsonRejection> for ApiError {
             _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", None),
             _ => ("bad_request", None),
         };
-        let status = if code == "invalid_field" { StatusCode::UNPROCESSABLE_ENTITY } else { r.status() };
-        ApiError { status, code, message: text, field }
+        let status = if code == "invalid_field" {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            r.status()
+        };
+        ApiError {
+            status,
+            code,
+            message: text,
+            field,
+        }
     }
 }
 
@@ -93,6 +111,9 @@ mod tests {
     fn finds_the_field_in_serde_messages() {
         let t = "Failed to deserialize the JSON body into the target type: steps[0].task: unknown variant `poem`";
         assert_eq!(field_of(t).as_deref(), Some("steps[0].task"));
-        assert_eq!(field_of("Failed to deserialize the JSON body into the target type: missing field `kind` at line 1"), None);
+        assert_eq!(
+            field_of("Failed to deserialize the JSON body into the target type: missing field `kind` at line 1"),
+            None
+        );
     }
 }

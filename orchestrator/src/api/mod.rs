@@ -41,8 +41,18 @@ pub struct AppState {
 impl AppState {
     /// State for the handlers.
     pub fn new(store: PgStore, bus: Bus, cfg: Arc<Config>) -> Self {
-        let keys = cfg.api.keys.iter().map(|k| (k.key_sha256.to_ascii_lowercase(), k.tenant.clone())).collect();
-        Self { store, bus, cfg, keys: Arc::new(keys) }
+        let keys = cfg
+            .api
+            .keys
+            .iter()
+            .map(|k| (k.key_sha256.to_ascii_lowercase(), k.tenant.clone()))
+            .collect();
+        Self {
+            store,
+            bus,
+            cfg,
+            keys: Arc::new(keys),
+        }
     }
 }
 
@@ -53,7 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/route", get(route))
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(DefaultBodyLimit::max(limit))
@@ -78,7 +91,11 @@ impl FromRequestParts<AppState> for Tenant {
             .ok_or(Error::Unauthorized)?;
         let digest = Sha256::digest(token.trim().as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        state.keys.get(&hex).map(|t| Tenant(t.clone())).ok_or_else(|| Error::Unauthorized.into())
+        state
+            .keys
+            .get(&hex)
+            .map(|t| Tenant(t.clone()))
+            .ok_or_else(|| Error::Unauthorized.into())
     }
 }
 
@@ -92,7 +109,10 @@ async fn submit(
     let (id, attempts) = st.store.create_job(&st.cfg, &tenant, &req, &steps).await?;
     crate::outbox::publish(&st.store, &st.bus, &attempts).await;
     tracing::info!(job = %id, %tenant, steps = steps.len(), "job accepted");
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "status": "running" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": id, "status": "running" })),
+    ))
 }
 
 async fn job(
@@ -146,8 +166,15 @@ async fn list(
 }
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&st.store.pool).await.is_ok();
+    let db = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&st.store.pool)
+        .await
+        .is_ok();
     let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
-    let status = if db && nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db && nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(serde_json::json!({ "postgres": db, "nats": nats })))
 }

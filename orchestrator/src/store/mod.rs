@@ -108,29 +108,39 @@ impl PgStore {
 
     /// Builds the task messages of `attempts` from the database.
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<TaskMessage>> {
-        let rows: Vec<(Uuid, Uuid, Uuid, String, String, String, Vec<i32>, Option<serde_json::Value>)> =
-            sqlx::query_as(
-                "SELECT a.id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on, s.output_schema
+        let rows: Vec<(
+            Uuid,
+            Uuid,
+            Uuid,
+            String,
+            String,
+            String,
+            Vec<i32>,
+            Option<serde_json::Value>,
+        )> = sqlx::query_as(
+            "SELECT a.id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on, s.output_schema
                  FROM attempts a JOIN steps s ON s.id = a.step_id
                  WHERE a.id = ANY($1) AND a.status = 'dispatched'",
-            )
-            .bind(attempts)
-            .fetch_all(&self.pool)
-            .await?;
+        )
+        .bind(attempts)
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for (attempt_id, job_id, step_id, tier, task, input, deps, schema) in rows {
             let context = if deps.is_empty() {
                 Vec::new()
             } else {
-                let ctx: Vec<(String, Option<String>)> = sqlx::query_as(
-                    "SELECT name, output FROM steps WHERE job_id = $1 AND idx = ANY($2) ORDER BY idx",
-                )
-                .bind(job_id)
-                .bind(&deps)
-                .fetch_all(&self.pool)
-                .await?;
+                let ctx: Vec<(String, Option<String>)> =
+                    sqlx::query_as("SELECT name, output FROM steps WHERE job_id = $1 AND idx = ANY($2) ORDER BY idx")
+                        .bind(job_id)
+                        .bind(&deps)
+                        .fetch_all(&self.pool)
+                        .await?;
                 ctx.into_iter()
-                    .map(|(step, output)| ContextItem { step, output: output.unwrap_or_default() })
+                    .map(|(step, output)| ContextItem {
+                        step,
+                        output: output.unwrap_or_default(),
+                    })
                     .collect()
             };
             out.push(TaskMessage {

@@ -90,7 +90,19 @@ pub struct RouteEvent {
     pub detail: serde_json::Value,
 }
 
-type JobRow = (Uuid, String, String, String, String, Option<f64>, Option<serde_json::Value>, f64, f64, DateTime<Utc>, Option<DateTime<Utc>>);
+type JobRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<f64>,
+    Option<serde_json::Value>,
+    f64,
+    f64,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
 impl PgStore {
     /// The job `id` if `tenant` owns it.
@@ -104,7 +116,9 @@ impl PgStore {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Err(Error::NotFound(format!("job {id}"))) };
+        let Some(r) = row else {
+            return Err(Error::NotFound(format!("job {id}")));
+        };
         let steps: Vec<StepView> = sqlx::query_as(
             "SELECT s.name, s.task_type AS task, s.state, s.current_tier AS tier, s.ambiguity, s.ambiguity_source,
                     s.output, s.open_findings,

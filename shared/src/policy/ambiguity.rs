@@ -8,8 +8,18 @@
 //! `ambiguity` explicitly and that value wins.
 
 const HEDGES: &[&str] = &[
-    "maybe", "perhaps", "roughly", "approximately", "about", "either", "unclear", "possibly",
-    "might", "somewhat", "ambiguous", "depends",
+    "maybe",
+    "perhaps",
+    "roughly",
+    "approximately",
+    "about",
+    "either",
+    "unclear",
+    "possibly",
+    "might",
+    "somewhat",
+    "ambiguous",
+    "depends",
 ];
 
 /// Ambiguity in `[0, 1]` estimated from the step's input text.

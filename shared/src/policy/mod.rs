@@ -112,10 +112,18 @@ pub fn start_tier(cfg: &RoutingConfig, task: TaskType, ambiguity: f64, blast: Bl
             } else {
                 ReasonCode::RiskRule
             };
-            return StartDecision { tier: rule.tier, reasons: vec![reason], rule: Some(i) };
+            return StartDecision {
+                tier: rule.tier,
+                reasons: vec![reason],
+                rule: Some(i),
+            };
         }
     }
-    StartDecision { tier: cfg.default_tier, reasons: vec![ReasonCode::RiskRule], rule: None }
+    StartDecision {
+        tier: cfg.default_tier,
+        reasons: vec![ReasonCode::RiskRule],
+        rule: None,
+    }
 }
 
 /// What the router knows after an attempt.
@@ -145,8 +153,11 @@ pub enum Decision {
     Escalate {
         /// The next tier.
         to: Tier,
-        /// Why the attempt was not accepted (plus `same_model_skipped`).
+        /// Why the attempt was not accepted.
         reasons: Vec<ReasonCode>,
+        /// Tiers passed over because they serve the same model as the one
+        /// that just failed (they would repeat its answer).
+        skipped: Vec<Tier>,
     },
     /// Fail the step.
     Fail {
@@ -174,42 +185,39 @@ pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>
         }
     }
     if reasons.is_empty() {
-        return Decision::Accept { open_findings: Vec::new() };
+        return Decision::Accept {
+            open_findings: Vec::new(),
+        };
     }
     let next = next_distinct_tier(models, ev.tier);
     let budget_gone = ev.budget_left_usd.is_some_and(|b| b <= 0.0);
     match next {
-        Some((to, skipped)) if !budget_gone => {
-            if skipped {
-                reasons.push(ReasonCode::SameModelSkipped);
-            }
-            Decision::Escalate { to, reasons }
-        }
+        Some((to, skipped)) if !budget_gone => Decision::Escalate { to, reasons, skipped },
         _ => {
             if budget_gone && next.is_some() {
                 reasons.push(ReasonCode::BudgetExhausted);
             }
             match (cfg.at_top_tier, ev.failure) {
                 // With no answer at all there is nothing to accept.
-                (TopTierAction::AcceptWithFindings, None) => {
-                    Decision::Accept { open_findings: ev.findings.to_vec() }
-                }
+                (TopTierAction::AcceptWithFindings, None) => Decision::Accept {
+                    open_findings: ev.findings.to_vec(),
+                },
                 _ => Decision::Fail { reasons },
             }
         }
     }
 }
 
-/// The next tier up whose model differs from `from`'s; `true` if a tier was
-/// skipped because it serves the same model (it would repeat the same answer).
-pub fn next_distinct_tier(models: &TierModels, from: Tier) -> Option<(Tier, bool)> {
-    let mut skipped = false;
+/// The next tier up whose model differs from `from`'s, and the tiers passed
+/// over because they serve the same model (they would repeat the answer).
+pub fn next_distinct_tier(models: &TierModels, from: Tier) -> Option<(Tier, Vec<Tier>)> {
+    let mut skipped = Vec::new();
     let mut t = from.next();
     while let Some(tier) = t {
         if models.get(tier) != models.get(from) {
             return Some((tier, skipped));
         }
-        skipped = true;
+        skipped.push(tier);
         t = tier.next();
     }
     None

@@ -17,7 +17,12 @@ static ANY_NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(NUM).unwrap());
 
 /// Parses a number as written (`$1,234.50`, `12%` → 12).
 pub(crate) fn parse_num(s: &str) -> Option<f64> {
-    s.trim().trim_start_matches('$').trim_end_matches('%').replace(',', "").parse().ok()
+    s.trim()
+        .trim_start_matches('$')
+        .trim_end_matches('%')
+        .replace(',', "")
+        .parse()
+        .ok()
 }
 
 /// The final numeric answer of `output`, if one can be found.
@@ -36,11 +41,15 @@ pub(super) fn check(output: &str) -> Vec<Finding> {
     }
     let trimmed = output.trim_end();
     if output.matches("<<").count() != output.matches(">>").count() {
-        out.push(Finding::new(ReasonCode::AnswerFormat, "output ends inside a <<calculation>>: truncated"));
-    } else if !output.contains("####")
-        && !trimmed.ends_with(|c: char| c.is_ascii_digit() || ".!)*%".contains(c))
-    {
-        out.push(Finding::new(ReasonCode::AnswerFormat, "output ends mid-sentence: truncated"));
+        out.push(Finding::new(
+            ReasonCode::AnswerFormat,
+            "output ends inside a <<calculation>>: truncated",
+        ));
+    } else if !output.contains("####") && !trimmed.ends_with(|c: char| c.is_ascii_digit() || ".!)*%".contains(c)) {
+        out.push(Finding::new(
+            ReasonCode::AnswerFormat,
+            "output ends mid-sentence: truncated",
+        ));
     }
     out
 }

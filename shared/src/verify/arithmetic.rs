@@ -16,16 +16,18 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 static ANNOTATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<<([^=<>]+)=([^<>]+)>>").unwrap());
-static PROSE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"((?:{NUM}\s*[-+*/x×÷]\s*)+{NUM})\s*=\s*({NUM})")).unwrap()
-});
+static PROSE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"((?:{NUM}\s*[-+*/x×÷]\s*)+{NUM})\s*=\s*({NUM})")).unwrap());
 static MARKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"####\s*({NUM})")).unwrap());
 
 /// Evaluates `+ - * / x × ÷ ( )` over numbers as written (`$5`, `1,000`,
 /// `60%` = 0.6). `None` for anything else or a division by zero.
 pub fn eval_expr(expr: &str) -> Option<f64> {
     let tokens = tokenize(expr)?;
-    let mut p = Parser { tokens: &tokens, pos: 0 };
+    let mut p = Parser {
+        tokens: &tokens,
+        pos: 0,
+    };
     let v = p.sum()?;
     (p.pos == tokens.len() && v.is_finite()).then_some(v)
 }
@@ -126,9 +128,17 @@ impl Parser<'_> {
 
 /// Whether `computed` equals `stated` up to the precision `stated` is written in.
 fn holds(computed: f64, stated_text: &str, relative_slack: f64) -> bool {
-    let Some(stated) = parse_num(stated_text) else { return true };
-    let stated = if stated_text.trim_end().ends_with('%') { stated / 100.0 } else { stated };
-    let decimals = stated_text.split_once('.').map_or(0, |(_, d)| d.chars().filter(char::is_ascii_digit).count());
+    let Some(stated) = parse_num(stated_text) else {
+        return true;
+    };
+    let stated = if stated_text.trim_end().ends_with('%') {
+        stated / 100.0
+    } else {
+        stated
+    };
+    let decimals = stated_text
+        .split_once('.')
+        .map_or(0, |(_, d)| d.chars().filter(char::is_ascii_digit).count());
     let rounding = 0.5 * 10f64.powi(-(decimals as i32)) + 1e-9;
     let diff = (computed - stated).abs();
     diff <= rounding || diff <= relative_slack * stated.abs()
@@ -141,7 +151,10 @@ pub(super) fn check(output: &str) -> Vec<Finding> {
         for c in ANNOTATION.captures_iter(line) {
             let Some(v) = eval_expr(&c[1]) else { continue };
             if !holds(v, &c[2], 0.0) {
-                out.push(Finding::new(ReasonCode::ArithmeticMismatch, format!("<<{}={}>> evaluates to {v}", &c[1], &c[2])));
+                out.push(Finding::new(
+                    ReasonCode::ArithmeticMismatch,
+                    format!("<<{}={}>> evaluates to {v}", &c[1], &c[2]),
+                ));
             }
             last_result = parse_num(&c[2]).or(last_result);
         }
@@ -149,7 +162,10 @@ pub(super) fn check(output: &str) -> Vec<Finding> {
         for c in PROSE.captures_iter(&prose) {
             let Some(v) = eval_expr(&c[1]) else { continue };
             if !holds(v, &c[2], 0.01) {
-                out.push(Finding::new(ReasonCode::ArithmeticMismatch, format!("`{} = {}` evaluates to {v}", c[1].trim(), &c[2])));
+                out.push(Finding::new(
+                    ReasonCode::ArithmeticMismatch,
+                    format!("`{} = {}` evaluates to {v}", c[1].trim(), &c[2]),
+                ));
             }
             last_result = parse_num(&c[2]).or(last_result);
         }

@@ -24,7 +24,10 @@ pub struct Finding {
 impl Finding {
     /// A finding with a code and a detail.
     pub fn new(code: ReasonCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into() }
+        Self {
+            code,
+            detail: detail.into(),
+        }
     }
 }
 

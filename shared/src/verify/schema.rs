@@ -23,7 +23,12 @@ pub(super) fn check(output: &str, schema: Option<&serde_json::Value>) -> Vec<Fin
     let Some(schema) = schema else { return Vec::new() };
     let validator = match compile(schema) {
         Ok(v) => v,
-        Err(e) => return vec![Finding::new(ReasonCode::SchemaInvalid, format!("schema does not compile: {e}"))],
+        Err(e) => {
+            return vec![Finding::new(
+                ReasonCode::SchemaInvalid,
+                format!("schema does not compile: {e}"),
+            )];
+        }
     };
     validator
         .iter_errors(&value)

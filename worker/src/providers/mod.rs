@@ -44,11 +44,16 @@ impl Provider {
     /// Builds the provider of a catalog model.
     pub fn from_config(model: &ModelConfig) -> Result<Provider, Error> {
         match &model.provider {
-            ProviderConfig::Replay { dataset, column, latency_ms } => {
-                ReplayProvider::load(dataset, column, *latency_ms)
-                    .map(Provider::Replay)
-                    .map_err(|reason| Error::ProviderConfig { model: model.name.clone(), reason })
-            }
+            ProviderConfig::Replay {
+                dataset,
+                column,
+                latency_ms,
+            } => ReplayProvider::load(dataset, column, *latency_ms)
+                .map(Provider::Replay)
+                .map_err(|reason| Error::ProviderConfig {
+                    model: model.name.clone(),
+                    reason,
+                }),
         }
     }
 }

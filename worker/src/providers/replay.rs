@@ -13,6 +13,7 @@ use std::time::Duration;
 use upshift_shared::messages::TaskMessage;
 
 /// Recorded answers of one model, keyed by prompt.
+#[derive(Debug)]
 pub struct ReplayProvider {
     answers: HashMap<String, (String, Option<bool>)>,
     latency: Duration,
@@ -21,7 +22,8 @@ pub struct ReplayProvider {
 impl ReplayProvider {
     /// Loads `column` (and `<column>_response`) from `path`.
     pub fn load(path: &Path, column: &str, latency_ms: u64) -> Result<Self, String> {
-        let mut rdr = csv::Reader::from_path(path).map_err(|e| format!("cannot read dataset {}: {e}", path.display()))?;
+        let mut rdr =
+            csv::Reader::from_path(path).map_err(|e| format!("cannot read dataset {}: {e}", path.display()))?;
         let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
         let find = |name: &str| headers.iter().position(|h| h == name);
         let prompt = find("prompt").ok_or_else(|| format!("{} has no `prompt` column", path.display()))?;
@@ -41,7 +43,10 @@ impl ReplayProvider {
         if answers.is_empty() {
             return Err(format!("{} has no rows", path.display()));
         }
-        Ok(Self { answers, latency: Duration::from_millis(latency_ms) })
+        Ok(Self {
+            answers,
+            latency: Duration::from_millis(latency_ms),
+        })
     }
 
     /// Number of recorded prompts.
@@ -87,7 +92,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("replay-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("d.csv");
-        std::fs::write(&path, "prompt,m,m_response\n\"What is 1+1?\",True,\"1 + 1 = 2\n#### 2\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "prompt,m,m_response\n\"What is 1+1?\",True,\"1 + 1 = 2\n#### 2\"\n",
+        )
+        .unwrap();
         let p = ReplayProvider::load(&path, "m", 0).unwrap();
         let mut task = TaskMessage {
             version: 1,
@@ -104,6 +113,10 @@ mod tests {
         assert_eq!((c.output.as_str(), c.label_correct), ("1 + 1 = 2\n#### 2", Some(true)));
         task.input = "unknown".into();
         assert!(matches!(p.complete(&task).await, Err(ProviderError::Fatal(_))));
-        assert!(ReplayProvider::load(&path, "other", 0).unwrap_err().contains("other_response"));
+        assert!(
+            ReplayProvider::load(&path, "other", 0)
+                .unwrap_err()
+                .contains("other_response")
+        );
     }
 }

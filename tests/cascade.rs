@@ -1,0 +1,124 @@
+//! The cascade on real NATS + Postgres: start tier from risk, verified
+//! escalation with reasons, acceptance, and capacity from extra workers.
+
+use crate::util::{Harness, Opts, duplicate_decisions, route};
+use std::time::Duration;
+
+const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
+const BOB: &str = "Bob packs 5 boxes with 6 pens each. How many pens does he pack?";
+const TRAIN: &str = "A train travels 60 km per hour for 3 hours. How far does it go?";
+const CARA: &str = "Cara reads 12 pages a day for 5 days. How many pages does she read?";
+
+fn events(r: &[(String, Option<String>, Option<String>, Vec<String>)]) -> Vec<String> {
+    r.iter()
+        .map(|(e, f, t, rs)| {
+            format!(
+                "{e}:{}>{}:{}",
+                f.as_deref().unwrap_or(""),
+                t.as_deref().unwrap_or(""),
+                rs.join(",")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn small_accepts_mismatch_escalates_and_high_blast_radius_starts_strong() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    let ann = h.submit_answer(ANN, "low").await;
+    let bob = h.submit_answer(BOB, "low").await;
+    let train = h.submit_answer(TRAIN, "medium").await;
+    let cara = h.submit_answer(CARA, "low").await;
+    let high = h.submit_answer(ANN, "high").await;
+    h.wait_all(&[ann, bob, train, cara, high], Duration::from_secs(60))
+        .await;
+
+    assert_eq!(
+        events(&route(&h.pool, ann).await),
+        ["start:>small:risk_rule", "dispatch:>small:", "accept:small>:"]
+    );
+    assert_eq!(
+        events(&route(&h.pool, bob).await),
+        [
+            "start:>small:risk_rule",
+            "dispatch:>small:",
+            "escalate:small>medium:arithmetic_mismatch",
+            "dispatch:small>medium:",
+            "accept:medium>:"
+        ]
+    );
+    let t = events(&route(&h.pool, train).await);
+    assert_eq!(t[2], "escalate:small>medium:arithmetic_mismatch");
+    assert_eq!(t[4], "escalate:medium>strong:arithmetic_mismatch");
+    assert_eq!(t.last().unwrap(), "accept:strong>:");
+    assert!(events(&route(&h.pool, cara).await).contains(&"escalate:small>medium:answer_format".to_string()));
+    assert_eq!(
+        events(&route(&h.pool, high).await)[..2],
+        [
+            "start:>strong:high_blast_radius".to_string(),
+            "dispatch:>strong:".to_string()
+        ]
+    );
+
+    // The API shows the same story, with costs.
+    let (status, job) = h.get(&format!("/v1/jobs/{bob}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["steps"][0]["tier"], "medium");
+    assert_eq!(job["steps"][0]["attempts"], 2);
+    assert!(job["result"]["answer"].as_str().unwrap().contains("#### 30"));
+    let cost = job["cost_usd"].as_f64().unwrap();
+    let strong = job["always_strong_cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0 && strong > cost, "cost {cost} vs always-strong {strong}");
+    let (_, r) = h.get(&format!("/v1/jobs/{bob}/route"), None).await;
+    let ev = r["events"].as_array().unwrap();
+    assert_eq!(ev[2]["event"], "escalate");
+    assert_eq!(ev[2]["reasons"][0], "arithmetic_mismatch");
+    assert_eq!(ev[2]["model"], "fx-small");
+    assert!(
+        ev[2]["detail"]["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("<<5*6=35>>")
+    );
+    assert!(duplicate_decisions(&h.pool).await.is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn two_workers_on_one_tier_share_one_consumer() {
+    let mut h = Harness::new(Opts {
+        latency_ms: [150, 0, 0],
+        concurrency: 1,
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    h.worker("small");
+    h.worker("small");
+    let mut ids = Vec::new();
+    for i in 1..=16 {
+        let input = format!(
+            "Load item {i}: a crate holds {} jars and {} more are added. How many jars are in the crate?",
+            i + 10,
+            i + 3
+        );
+        ids.push(h.submit_answer(&input, "low").await);
+    }
+    h.wait_all(&ids, Duration::from_secs(60)).await;
+    let per_worker: Vec<(String, i64)> =
+        sqlx::query_as("SELECT worker_id, count(*) FROM attempts WHERE tier = 'small' GROUP BY 1 ORDER BY 1")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        per_worker.len(),
+        2,
+        "both workers should have run attempts: {per_worker:?}"
+    );
+    assert!(per_worker.iter().all(|(_, n)| *n >= 2), "{per_worker:?}");
+    assert_eq!(per_worker.iter().map(|(_, n)| n).sum::<i64>(), 16);
+    h.finish().await;
+}

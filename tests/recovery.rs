@@ -1,0 +1,239 @@
+//! Crash and redelivery: an orchestrator killed mid-flight loses nothing, a
+//! result delivered twice is decided once, an attempt that never answers
+//! times out and escalates, and its late result changes nothing.
+
+use crate::util::{Harness, Opts, duplicate_decisions, eventually};
+use std::time::Duration;
+use upshift_shared::Tier;
+use upshift_shared::messages::{AttemptOutcome, MESSAGE_VERSION, ResultMessage};
+use uuid::Uuid;
+
+const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
+
+async fn attempt_of(h: &Harness, job: Uuid, tier: &str) -> (Uuid, Uuid) {
+    let pool = h.pool.clone();
+    let tier = tier.to_string();
+    eventually(Duration::from_secs(20), move || {
+        let (pool, tier) = (pool.clone(), tier.clone());
+        async move {
+            sqlx::query_as(
+                "SELECT id, step_id FROM attempts WHERE job_id = $1 AND tier = $2 AND published_at IS NOT NULL",
+            )
+            .bind(job)
+            .bind(&tier)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+        }
+    })
+    .await
+}
+
+fn answer(job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&ResultMessage {
+        version: MESSAGE_VERSION,
+        attempt_id: attempt,
+        job_id: job,
+        step_id: step,
+        tier,
+        worker_id: "test".into(),
+        provider: "test".into(),
+        model: "fx-small".into(),
+        latency_ms: 5,
+        outcome: AttemptOutcome::Answered {
+            output: text.into(),
+            tokens_in: 100,
+            tokens_out: 50,
+            cost_usd: 0.25,
+            confidence: None,
+            label_correct: Some(true),
+        },
+    })
+    .unwrap()
+}
+
+async fn publish_result(h: &Harness, body: Vec<u8>) {
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    // A fresh message id each time, so JetStream does not deduplicate: the
+    // orchestrator itself must recognise the repeat.
+    headers.insert("Nats-Msg-Id", Uuid::now_v7().to_string().as_str());
+    js.publish_with_headers(format!("{}.results", h.prefix), headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_same_result_delivered_twice_is_decided_once() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    let job = h.submit_answer(ANN, "low").await;
+    let (attempt, step) = attempt_of(&h, job, "small").await;
+    let body = answer(job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7");
+    publish_result(&h, body.clone()).await;
+    publish_result(&h, body).await;
+    h.wait_all(&[job], Duration::from_secs(20)).await;
+    // Both copies consumed: nothing pending on the orchestrator's consumer.
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let stream = format!("{}_RESULTS", h.prefix.to_ascii_uppercase());
+    eventually(Duration::from_secs(20), || {
+        let js = js.clone();
+        let stream = stream.clone();
+        async move {
+            let mut c: async_nats::jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream("orchestrator", &stream).await.ok()?;
+            let info = c.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= 2).then_some(())
+        }
+    })
+    .await;
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    let decisions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM route_events WHERE job_id = $1 AND event IN ('accept', 'escalate', 'fail')",
+    )
+    .bind(job)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let cost: f64 = sqlx::query_scalar("SELECT cost_usd FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!((attempts, decisions), (1, 1));
+    assert!((cost - 0.25).abs() < 1e-9, "cost counted once: {cost}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_silent_attempt_times_out_escalates_and_its_late_result_changes_nothing() {
+    let mut h = Harness::new(Opts {
+        deadline_secs: 2,
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    h.worker("medium"); // no small worker: the small attempt never answers
+    let job = h.submit_answer(ANN, "low").await;
+    let (small, step) = attempt_of(&h, job, "small").await;
+    h.wait_all(&[job], Duration::from_secs(30)).await;
+    let events: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",
+    )
+    .bind(job)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            ("escalate".into(), vec!["timeout".to_string()]),
+            ("accept".into(), vec![])
+        ]
+    );
+
+    publish_result(&h, answer(job, step, small, Tier::Small, "#### 7")).await;
+    let pool = h.pool.clone();
+    eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM route_events WHERE attempt_id = $1 AND event = 'late_result'")
+                    .bind(small)
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let (status, tier): (String, String) =
+        sqlx::query_as("SELECT j.status, s.current_tier FROM jobs j JOIN steps s ON s.job_id = j.id WHERE j.id = $1")
+            .bind(job)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), tier.as_str()), ("succeeded", "medium"));
+    assert!(duplicate_decisions(&h.pool).await.is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_orchestrator_killed_mid_flight_finishes_every_job_after_restart() {
+    let mut h = Harness::new(Opts {
+        latency_ms: [200, 100, 50],
+        concurrency: 2,
+        ..Opts::default()
+    })
+    .await;
+    let mut orch = h.orchestrator().await;
+    h.workers();
+    let mut ids = Vec::new();
+    for i in 1..=24 {
+        let input = format!(
+            "Load item {i}: a crate holds {} jars and {} more are added. How many jars are in the crate?",
+            i + 10,
+            i + 3
+        );
+        ids.push(h.submit_answer(&input, "low").await);
+    }
+    ids.push(
+        h.submit_answer("A train travels 60 km per hour for 3 hours. How far does it go?", "low")
+            .await,
+    );
+    // Let some work finish, then kill -9 while the rest is in flight.
+    let pool = h.pool.clone();
+    eventually(Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'running'")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n >= 3).then_some(())
+        }
+    })
+    .await;
+    orch.child.start_kill().unwrap();
+    orch.child.wait().await.unwrap();
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert!(unfinished > 0, "the kill should leave work in flight");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _orch2 = h.orchestrator().await;
+    h.wait_all(&ids, Duration::from_secs(90)).await;
+
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'succeeded'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, 0);
+    assert!(
+        duplicate_decisions(&h.pool).await.is_empty(),
+        "a decision was recorded twice"
+    );
+    let multi_dispatch: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT attempt_id FROM route_events WHERE event = 'dispatch' GROUP BY 1 HAVING count(*) > 1) d",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(multi_dispatch, 0);
+    let bad_steps: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM steps s WHERE (SELECT count(*) FROM attempts a WHERE a.step_id = s.id AND a.outcome = 'accepted') <> 1",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(bad_steps, 0, "every step has exactly one accepted attempt");
+    h.finish().await;
+}

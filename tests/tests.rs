@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `upshift` binary against the real NATS
+//! JetStream and Postgres of this machine. Each test gets its own database
+//! and its own subject prefix, so tests run in parallel.
+
+// Shared harness: services check, config, processes, HTTP, waiting.
+mod util;
+
+// Routing through the tiers: accept on small, escalate with reasons, blast radius.
+mod cascade;
+// Bad input gets a 4xx JSON error and writes nothing; tenants are isolated.
+mod api;
+// Crashes and redeliveries: no job lost, no decision recorded twice.
+mod recovery;

@@ -1,0 +1,280 @@
+//! Test harness. A missing service fails the test with the command that
+//! starts it; nothing is skipped silently.
+
+#![allow(dead_code)]
+
+use sqlx::{Connection, PgPool};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const PG_START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+const NATS_START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
+
+/// Options for one test's config.
+pub struct Opts {
+    /// Simulated latency of the small/medium/strong replay models (ms).
+    pub latency_ms: [u64; 3],
+    /// Worker concurrency.
+    pub concurrency: usize,
+    /// Attempt deadline (s).
+    pub deadline_secs: u64,
+    /// Extra TOML appended to the config.
+    pub extra: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            latency_ms: [0, 0, 0],
+            concurrency: 4,
+            deadline_secs: 120,
+            extra: String::new(),
+        }
+    }
+}
+
+/// One test's private world: database, subject prefix, config file, processes.
+pub struct Harness {
+    pub db_name: String,
+    pub db_url: String,
+    pub prefix: String,
+    pub config: PathBuf,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    procs: Vec<Child>,
+    pub api: Option<String>,
+    dir: PathBuf,
+}
+
+/// A running orchestrator.
+pub struct Proc {
+    pub child: Child,
+    pub api: String,
+}
+
+impl Harness {
+    pub async fn new(opts: Opts) -> Harness {
+        let id = Uuid::now_v7().simple().to_string();
+        let short = &id[id.len() - 12..];
+        let db_name = format!("upshift_test_{short}");
+        let mut admin = sqlx::PgConnection::connect(PG_ADMIN)
+            .await
+            .unwrap_or_else(|e| panic!("Postgres is not reachable at 127.0.0.1:5432 ({e}); start it with: {PG_START}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let nats = async_nats::connect(NATS_URL)
+            .await
+            .unwrap_or_else(|e| panic!("NATS is not reachable at 127.0.0.1:4222 ({e}); start it with: {NATS_START}"));
+        let db_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
+        let prefix = format!("t{short}");
+        let dir = std::env::temp_dir().join(format!("upshift-test-{short}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay.csv");
+        let [ls, lm, lg] = opts.latency_ms;
+        let model = |name: &str, price: f64, lat: u64| {
+            format!(
+                "[[models]]\nname = \"{name}\"\nusd_per_m_in = {price}\nusd_per_m_out = {price}\nprovider = {{ kind = \"replay\", dataset = \"{}\", column = \"{name}\", latency_ms = {lat} }}\n",
+                fixture.display()
+            )
+        };
+        let config = format!(
+            "[nats]\nurl = \"{NATS_URL}\"\nprefix = \"{prefix}\"\nack_wait_secs = 10\n\n\
+             [database]\nurl = \"{db_url}\"\nmax_connections = 5\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\n\
+             [orchestrator]\nresult_batch = 16\nsweep_interval_ms = 200\npublish_grace_ms = 1000\nattempt_deadline_secs = {}\n\n\
+             [worker]\nconcurrency = {}\nprogress_interval_secs = 2\n\n\
+             {}{}{}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"fx-strong\"\n\n{}\n",
+            opts.deadline_secs,
+            opts.concurrency,
+            model("fx-small", 0.2, ls),
+            model("fx-medium", 2.0, lm),
+            model("fx-strong", 20.0, lg),
+            opts.extra,
+        );
+        let config_path = dir.join("upshift.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let pool = PgPool::connect(&db_url).await.unwrap();
+        Harness {
+            db_name,
+            db_url,
+            prefix,
+            config: config_path,
+            pool,
+            nats,
+            procs: Vec::new(),
+            api: None,
+            dir,
+        }
+    }
+
+    fn command(&self, args: &[&str], log: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env("RUST_LOG", "info,sqlx=warn,async_nats=warn")
+            .env_remove("UPSHIFT_CONFIG")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(log)).unwrap())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts an orchestrator and waits until it listens.
+    pub async fn orchestrator(&mut self) -> Proc {
+        let n = self.procs.len();
+        let mut cmd = self.command(&["orchestrator"], &format!("orchestrator-{n}.log"));
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning upshift orchestrator");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(a) = l.strip_prefix("UPSHIFT_LISTENING ") {
+                    return a.to_string();
+                }
+            }
+            panic!("orchestrator exited; see {}", self.dir.display());
+        })
+        .await
+        .expect("orchestrator did not start within 60s");
+        let api = format!("http://{addr}");
+        self.api = Some(api.clone());
+        Proc { child, api }
+    }
+
+    /// Starts a worker for `tier`; the harness kills it at the end.
+    pub fn worker(&mut self, tier: &str) {
+        let n = self.procs.len();
+        let mut cmd = self.command(&["worker", "--tier", tier], &format!("worker-{tier}-{n}.log"));
+        cmd.stdout(Stdio::null());
+        self.procs.push(cmd.spawn().expect("spawning upshift worker"));
+    }
+
+    /// One worker per tier.
+    pub fn workers(&mut self) {
+        for t in ["small", "medium", "strong"] {
+            self.worker(t);
+        }
+    }
+
+    pub fn api(&self) -> &str {
+        self.api.as_deref().expect("start the orchestrator first")
+    }
+
+    /// POSTs raw bytes to `path`; returns status and JSON body.
+    pub async fn post_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", self.api()))
+            .body(body.to_vec());
+        req = req.header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.api()));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Submits a one-step `answer` job for `input`; returns the job id.
+    pub async fn submit_answer(&self, input: &str, blast: &str) -> Uuid {
+        let body = serde_json::json!({"kind":"steps","blast_radius":blast,
+            "steps":[{"name":"solve","task":"answer","input":input}]});
+        let (status, v) = self.post_raw("/v1/jobs", body.to_string().as_bytes(), &[]).await;
+        assert_eq!(status, 202, "{v}");
+        v["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Waits until every job in `ids` is finished.
+    pub async fn wait_all(&self, ids: &[Uuid], timeout: Duration) {
+        let pool = self.pool.clone();
+        let ids = ids.to_vec();
+        eventually(timeout, || {
+            let (pool, ids) = (pool.clone(), ids.clone());
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status <> 'running'")
+                    .bind(&ids)
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                (n as usize == ids.len()).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops processes, then drops the database and the streams.
+    pub async fn finish(mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill().await;
+        }
+        self.pool.close().await;
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let stem = self.prefix.to_ascii_uppercase();
+        let _ = js.delete_stream(format!("{stem}_TASKS")).await;
+        let _ = js.delete_stream(format!("{stem}_RESULTS")).await;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `probe` until it returns `Some`, panicking after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Route events of a job: (event, from_tier, to_tier, reasons).
+pub async fn route(pool: &PgPool, job: Uuid) -> Vec<(String, Option<String>, Option<String>, Vec<String>)> {
+    sqlx::query_as("SELECT event, from_tier, to_tier, reasons FROM route_events WHERE job_id = $1 ORDER BY id")
+        .bind(job)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Attempt ids with more than one decision (must be empty).
+pub async fn duplicate_decisions(pool: &PgPool) -> Vec<Uuid> {
+    sqlx::query_scalar(
+        "SELECT attempt_id FROM route_events WHERE event IN ('accept', 'escalate', 'fail')
+         GROUP BY attempt_id HAVING count(*) > 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
