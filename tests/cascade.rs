@@ -1,7 +1,7 @@
 //! The cascade on real NATS + Postgres: start tier from risk, verified
 //! escalation with reasons, acceptance, and capacity from extra workers.
 
-use crate::util::{Harness, Opts, duplicate_decisions, route};
+use crate::util::{Event, Harness, Opts, duplicate_decisions, route};
 use std::time::Duration;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
@@ -9,7 +9,7 @@ const BOB: &str = "Bob packs 5 boxes with 6 pens each. How many pens does he pac
 const TRAIN: &str = "A train travels 60 km per hour for 3 hours. How far does it go?";
 const CARA: &str = "Cara reads 12 pages a day for 5 days. How many pages does she read?";
 
-fn events(r: &[(String, Option<String>, Option<String>, Vec<String>)]) -> Vec<String> {
+fn events(r: &[Event]) -> Vec<String> {
     r.iter()
         .map(|(e, f, t, rs)| {
             format!(

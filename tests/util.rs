@@ -259,8 +259,11 @@ where
     }
 }
 
-/// Route events of a job: (event, from_tier, to_tier, reasons).
-pub async fn route(pool: &PgPool, job: Uuid) -> Vec<(String, Option<String>, Option<String>, Vec<String>)> {
+/// One route event: (event, from_tier, to_tier, reasons).
+pub type Event = (String, Option<String>, Option<String>, Vec<String>);
+
+/// Route events of a job, in order.
+pub async fn route(pool: &PgPool, job: Uuid) -> Vec<Event> {
     sqlx::query_as("SELECT event, from_tier, to_tier, reasons FROM route_events WHERE job_id = $1 ORDER BY id")
         .bind(job)
         .fetch_all(pool)

@@ -336,36 +336,48 @@ async fn step_finished(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, step_i
     Ok(())
 }
 
+/// A step's row as the job-advancing logic needs it.
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    id: Uuid,
+    idx: i32,
+    name: String,
+    state: String,
+    task_type: String,
+    ambiguity: f64,
+    depends_on: Vec<i32>,
+    output: Option<String>,
+    open_findings: serde_json::Value,
+}
+
 /// Starts steps whose dependencies are now all accepted; finishes the job
 /// when every step is accepted. Returns attempts to publish.
 async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: BlastRadius) -> Result<Vec<Uuid>> {
-    let steps: Vec<(Uuid, i32, String, String, f64, Vec<i32>, Option<String>, serde_json::Value)> = sqlx::query_as(
-        "SELECT id, idx, name, state, ambiguity, depends_on, output, open_findings FROM steps WHERE job_id = $1 ORDER BY idx",
+    let steps: Vec<StepRow> = sqlx::query_as(
+        "SELECT id, idx, name, state, task_type, ambiguity, depends_on, output, open_findings
+         FROM steps WHERE job_id = $1 ORDER BY idx",
     )
     .bind(job_id)
     .fetch_all(&mut *tx)
     .await?;
-    let accepted = |i: &i32| steps.iter().any(|s| s.1 == *i && s.3 == "accepted");
+    let accepted = |i: &i32| steps.iter().any(|s| s.idx == *i && s.state == "accepted");
     let mut publish = Vec::new();
-    for (id, _, _, state, ambiguity, deps, _, _) in &steps {
-        if state == "pending" && deps.iter().all(accepted) {
-            let task: String = sqlx::query_scalar("SELECT task_type FROM steps WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            publish.push(start_step(tx, cfg, job_id, *id, parse_stored(&task), *ambiguity, blast).await?);
+    for s in &steps {
+        if s.state == "pending" && s.depends_on.iter().all(accepted) {
+            let task = parse_stored(&s.task_type);
+            publish.push(start_step(tx, cfg, job_id, s.id, task, s.ambiguity, blast).await?);
         }
     }
-    if publish.is_empty() && steps.iter().all(|s| s.3 == "accepted") {
+    if publish.is_empty() && steps.iter().all(|s| s.state == "accepted") {
         let outputs: serde_json::Map<String, serde_json::Value> = steps
             .iter()
-            .map(|s| (s.2.clone(), s.6.clone().unwrap_or_default().into()))
+            .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
             .collect();
         let open: Vec<serde_json::Value> = steps
             .iter()
-            .flat_map(|s| s.7.as_array().cloned().unwrap_or_default())
+            .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
             .collect();
-        let last = steps.last().and_then(|s| s.6.clone());
+        let last = steps.last().and_then(|s| s.output.clone());
         let result = serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open });
         sqlx::query("UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now() WHERE id = $1")
             .bind(job_id)

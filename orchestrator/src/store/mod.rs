@@ -33,6 +33,19 @@ pub struct PgStore {
     pub pool: PgPool,
 }
 
+/// What a task message is built from.
+#[derive(sqlx::FromRow)]
+struct DispatchRow {
+    attempt_id: Uuid,
+    job_id: Uuid,
+    step_id: Uuid,
+    tier: String,
+    task_type: String,
+    input: String,
+    depends_on: Vec<i32>,
+    output_schema: Option<serde_json::Value>,
+}
+
 /// Text list of reason codes, as stored.
 pub(crate) fn reason_texts(reasons: &[ReasonCode]) -> Vec<String> {
     reasons.iter().map(|r| r.as_str().to_string()).collect()
@@ -108,25 +121,27 @@ impl PgStore {
 
     /// Builds the task messages of `attempts` from the database.
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<TaskMessage>> {
-        let rows: Vec<(
-            Uuid,
-            Uuid,
-            Uuid,
-            String,
-            String,
-            String,
-            Vec<i32>,
-            Option<serde_json::Value>,
-        )> = sqlx::query_as(
-            "SELECT a.id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on, s.output_schema
-                 FROM attempts a JOIN steps s ON s.id = a.step_id
-                 WHERE a.id = ANY($1) AND a.status = 'dispatched'",
+        let rows: Vec<DispatchRow> = sqlx::query_as(
+            "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on,
+                    s.output_schema
+             FROM attempts a JOIN steps s ON s.id = a.step_id
+             WHERE a.id = ANY($1) AND a.status = 'dispatched'",
         )
         .bind(attempts)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (attempt_id, job_id, step_id, tier, task, input, deps, schema) in rows {
+        for DispatchRow {
+            attempt_id,
+            job_id,
+            step_id,
+            tier,
+            task_type: task,
+            input,
+            depends_on: deps,
+            output_schema: schema,
+        } in rows
+        {
             let context = if deps.is_empty() {
                 Vec::new()
             } else {
