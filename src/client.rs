@@ -118,6 +118,8 @@ pub fn route_table(route: &serde_json::Value) -> String {
             _ => String::new(),
         };
         let time = s("at").get(11..23).unwrap_or("").to_string();
+        // Figures belong to the decision rows, not to start/dispatch.
+        let decided = !matches!(e["event"].as_str(), Some("start" | "dispatch"));
         let reasons: Vec<&str> = e["reasons"]
             .as_array()
             .into_iter()
@@ -130,8 +132,16 @@ pub fn route_table(route: &serde_json::Value) -> String {
             s("event"),
             tiers,
             s("model"),
-            e["cost_usd"].as_f64().map(|c| format!("{c:.6}")).unwrap_or_default(),
-            e["latency_ms"].as_i64().map(|l| l.to_string()).unwrap_or_default(),
+            e["cost_usd"]
+                .as_f64()
+                .filter(|_| decided)
+                .map(|c| format!("{c:.6}"))
+                .unwrap_or_default(),
+            e["latency_ms"]
+                .as_i64()
+                .filter(|_| decided)
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
             reasons.join(","),
         ]);
     }

@@ -6,7 +6,17 @@ use upshift_shared::Tier;
 use upshift_shared::config::Config;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let tier: Tier = match (args.next().as_deref(), args.next()) {
         (Some("--tier"), Some(t)) => t.parse().map_err(anyhow::Error::msg)?,
