@@ -237,3 +237,47 @@ async fn an_orchestrator_killed_mid_flight_finishes_every_job_after_restart() {
     assert_eq!(bad_steps, 0, "every step has exactly one accepted attempt");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn two_orchestrator_replicas_decide_each_attempt_once() {
+    let mut h = Harness::new(Opts {
+        latency_ms: [20, 20, 20],
+        ..Opts::default()
+    })
+    .await;
+    let first = h.orchestrator().await;
+    let second = h.orchestrator().await;
+    h.workers();
+    let mut ids = Vec::new();
+    for i in 1..=30 {
+        // Alternate the replica that takes the request.
+        h.api = Some(if i % 2 == 0 {
+            first.api.clone()
+        } else {
+            second.api.clone()
+        });
+        let input = if i % 5 == 0 {
+            "Bob packs 5 boxes with 6 pens each. How many pens does he pack?".to_string()
+        } else {
+            format!(
+                "Load item {i}: a crate holds {} jars and {} more are added. How many jars are in the crate?",
+                i + 10,
+                i + 3
+            )
+        };
+        ids.push(h.submit_answer(&input, "low").await);
+    }
+    h.wait_all(&ids, Duration::from_secs(60)).await;
+    assert!(
+        duplicate_decisions(&h.pool).await.is_empty(),
+        "a decision was recorded twice"
+    );
+    let (attempts, decided): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE outcome IS NOT NULL) FROM attempts")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, decided, "every attempt decided exactly once");
+    assert_eq!(attempts, 36, "24 accepted on small, 6 escalated small→medium");
+    h.finish().await;
+}
