@@ -66,20 +66,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     Ok(())
 }
 
-/// Initialises `tracing` from `RUST_LOG` (default `info`), as JSON when
-/// `UPSHIFT_LOG=json`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.try_init();
-    }
-}
+pub use upshift_shared::telemetry::init_tracing;
 
 /// Runs the orchestrator until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(cfg: Config, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {

@@ -10,6 +10,8 @@ pub mod messages;
 pub mod policy;
 pub mod reasons;
 pub mod subjects;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod types;
 pub mod verify;
 

@@ -8,20 +8,7 @@ pub mod providers;
 
 pub use error::{Error, ProviderError, Result};
 
-/// Initialises `tracing` from `RUST_LOG` (default `info`), as JSON when
-/// `UPSHIFT_LOG=json`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.try_init();
-    }
-}
+pub use upshift_shared::telemetry::init_tracing;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
