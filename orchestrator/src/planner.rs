@@ -49,6 +49,10 @@ pub struct StepRequest {
     pub name: String,
     /// What the step asks for.
     pub task: TaskType,
+    /// The class a policy is calibrated for (e.g. an MMLU domain); the task
+    /// type's name when absent.
+    #[serde(default)]
+    pub task_class: Option<String>,
     /// The step's input text.
     pub input: String,
     /// Ambiguity in [0,1]; estimated from the input when absent.
@@ -74,6 +78,8 @@ pub struct PlannedStep {
     pub name: String,
     /// Task type.
     pub task: TaskType,
+    /// Task class.
+    pub class: String,
     /// Input text.
     pub input: String,
     /// Indexes of the steps this one depends on.
@@ -120,6 +126,15 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
                 format!("larger than {MAX_INPUT_BYTES} bytes"),
             ));
         }
+        let class = s
+            .task_class
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(s.task.as_str())
+            .to_string();
+        if class.is_empty() || class.len() > 100 {
+            return Err(Error::invalid(field("task_class"), "must be 1 to 100 characters"));
+        }
         let (ambiguity, source) = match s.ambiguity {
             Some(a) if a.is_finite() && (0.0..=1.0).contains(&a) => (a, "request"),
             Some(_) => return Err(Error::invalid(field("ambiguity"), "must be in [0, 1]")),
@@ -149,6 +164,7 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             idx: i as i32,
             name: name.to_string(),
             task: s.task,
+            class,
             input: s.input.clone(),
             depends_on,
             verifiers,

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::cost::call_cost;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
-use upshift_shared::policy::{AttemptEvidence, Decision, decide};
+use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide, defensibility};
 use upshift_shared::verify::{self, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
@@ -43,11 +43,18 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let (verifiers, schema, step_state): (Vec<String>, Option<serde_json::Value>, String) =
-        sqlx::query_as("SELECT verifiers, output_schema, state FROM steps WHERE id = $1 FOR UPDATE")
-            .bind(step_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (verifiers, schema, step_state, class, ambiguity): (
+        Vec<String>,
+        Option<serde_json::Value>,
+        String,
+        String,
+        f64,
+    ) = sqlx::query_as(
+        "SELECT verifiers, output_schema, state, task_class, ambiguity FROM steps WHERE id = $1 FOR UPDATE",
+    )
+    .bind(step_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let (status, tier, has_result): (String, String, bool) = sqlx::query_as(
         "SELECT status, tier, (output IS NOT NULL OR error IS NOT NULL) FROM attempts WHERE id = $1 FOR UPDATE",
     )
@@ -123,30 +130,34 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         .bind(serde_json::to_value(&findings).expect("findings serialise"))
         .execute(&mut *tx)
         .await?;
+    let output = match &evidence {
+        Evidence::Result(ResultMessage {
+            outcome: AttemptOutcome::Answered { output, .. },
+            ..
+        }) => output.as_str(),
+        _ => "",
+    };
     let ev = AttemptEvidence {
         tier,
+        class: &class,
+        output,
+        ambiguity,
         findings: &findings,
         confidence,
         failure,
         budget_left_usd: budget.map(|b| b - job_cost - cost),
     };
     let decision = decide(&cfg.routing, &cfg.tiers, &ev);
-    let detail = serde_json::json!({ "findings": findings, "confidence": confidence });
+    let score = defensibility(&cfg.routing, &ev);
+    let detail = serde_json::json!({ "findings": findings, "confidence": confidence, "defensibility": score });
     let mut publish = Vec::new();
     match decision {
         Decision::Accept { open_findings } => {
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
             set_outcome(&mut tx, attempt, "accepted").await?;
-            let output = match &evidence {
-                Evidence::Result(ResultMessage {
-                    outcome: AttemptOutcome::Answered { output, .. },
-                    ..
-                }) => output.clone(),
-                _ => String::new(),
-            };
             sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
                 .bind(step_id)
-                .bind(&output)
+                .bind(output)
                 .bind(serde_json::to_value(&open_findings).expect("findings serialise"))
                 .execute(&mut *tx)
                 .await?;
@@ -344,6 +355,7 @@ struct StepRow {
     name: String,
     state: String,
     task_type: String,
+    task_class: String,
     ambiguity: f64,
     depends_on: Vec<i32>,
     output: Option<String>,
@@ -354,7 +366,7 @@ struct StepRow {
 /// when every step is accepted. Returns attempts to publish.
 async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: BlastRadius) -> Result<Vec<Uuid>> {
     let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT id, idx, name, state, task_type, ambiguity, depends_on, output, open_findings
+        "SELECT id, idx, name, state, task_type, task_class, ambiguity, depends_on, output, open_findings
          FROM steps WHERE job_id = $1 ORDER BY idx",
     )
     .bind(job_id)
@@ -364,8 +376,13 @@ async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: B
     let mut publish = Vec::new();
     for s in &steps {
         if s.state == "pending" && s.depends_on.iter().all(accepted) {
-            let task = parse_stored(&s.task_type);
-            publish.push(start_step(tx, cfg, job_id, s.id, task, s.ambiguity, blast).await?);
+            let risk = StepRisk {
+                task: parse_stored(&s.task_type),
+                class: &s.task_class,
+                ambiguity: s.ambiguity,
+                blast,
+            };
+            publish.push(start_step(tx, cfg, job_id, s.id, risk).await?);
         }
     }
     if publish.is_empty() && steps.iter().all(|s| s.state == "accepted") {

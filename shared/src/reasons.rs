@@ -12,6 +12,8 @@ text_enum! {
         RiskRule => "risk_rule",
         /// The confidence signal was under the tier's threshold.
         LowConfidence => "low_confidence",
+        /// A fitted acceptance model scored the answer under its threshold.
+        LowDefensibility => "low_defensibility",
         /// Output is not valid JSON or does not match the step's schema.
         SchemaInvalid => "schema_invalid",
         /// No final answer could be found or parsed, or the output is truncated.

@@ -22,8 +22,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
-use upshift_shared::policy::start_tier;
-use upshift_shared::{BlastRadius, ReasonCode, TaskType, Tier};
+use upshift_shared::policy::{StepRisk, start_tier};
+use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
 
 /// Postgres-backed store.
@@ -94,8 +94,8 @@ impl PgStore {
             let verifiers: Vec<&str> = s.verifiers.iter().map(|v| v.as_str()).collect();
             sqlx::query(
                 "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers,
-                                    output_schema, ambiguity, ambiguity_source, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
+                                    output_schema, ambiguity, ambiguity_source, state, task_class)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
             )
             .bind(step_id)
             .bind(job_id)
@@ -108,10 +108,17 @@ impl PgStore {
             .bind(&s.output_schema)
             .bind(s.ambiguity)
             .bind(s.ambiguity_source)
+            .bind(&s.class)
             .execute(&mut *tx)
             .await?;
             if s.depends_on.is_empty() {
-                let a = start_step(&mut tx, cfg, job_id, step_id, s.task, s.ambiguity, req.blast_radius).await?;
+                let risk = StepRisk {
+                    task: s.task,
+                    class: &s.class,
+                    ambiguity: s.ambiguity,
+                    blast: req.blast_radius,
+                };
+                let a = start_step(&mut tx, cfg, job_id, step_id, risk).await?;
                 to_publish.push(a);
             }
         }
@@ -244,11 +251,15 @@ pub(crate) async fn start_step(
     cfg: &Config,
     job_id: Uuid,
     step_id: Uuid,
-    task: TaskType,
-    ambiguity: f64,
-    blast: BlastRadius,
+    risk: StepRisk<'_>,
 ) -> Result<Uuid> {
-    let d = start_tier(&cfg.routing, task, ambiguity, blast);
+    let d = start_tier(&cfg.routing, risk);
+    let StepRisk {
+        ambiguity,
+        blast,
+        class,
+        ..
+    } = risk;
     sqlx::query(
         "INSERT INTO route_events (job_id, step_id, event, to_tier, reasons, policy_version, detail)
          VALUES ($1, $2, 'start', $3, $4, $5, $6)",
@@ -258,7 +269,7 @@ pub(crate) async fn start_step(
     .bind(d.tier.as_str())
     .bind(reason_texts(&d.reasons))
     .bind(&cfg.routing.policy_version)
-    .bind(serde_json::json!({ "ambiguity": ambiguity, "blast_radius": blast, "rule": d.rule }))
+    .bind(serde_json::json!({ "ambiguity": ambiguity, "blast_radius": blast, "task_class": class, "rule": d.rule }))
     .execute(&mut *tx)
     .await?;
     dispatch(tx, cfg, job_id, step_id, d.tier, None).await

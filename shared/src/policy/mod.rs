@@ -4,8 +4,10 @@
 //! that records the decision; offline tools call them over recorded outputs.
 
 mod ambiguity;
+mod defensibility;
 
 pub use ambiguity::estimate_ambiguity;
+pub use defensibility::{AcceptModel, FEATURES, features, sigmoid};
 
 use crate::config::TierModels;
 use crate::reasons::ReasonCode;
@@ -30,6 +32,27 @@ pub struct RoutingConfig {
     /// Acceptance rule per tier; a tier without one accepts on verifiers alone.
     #[serde(default)]
     pub accept: BTreeMap<Tier, AcceptRule>,
+    /// Fitted defensibility models; where one covers a (tier, class) it
+    /// replaces the verifiers-and-confidence rule for that tier.
+    #[serde(default)]
+    pub accept_models: Vec<AcceptModel>,
+    /// Per-class accuracy estimates from the data a policy was fitted on.
+    /// Read by `upshift eval` to rank classes on the operating curve; the
+    /// live router does not use them.
+    #[serde(default)]
+    pub calibration: BTreeMap<String, ClassCalibration>,
+}
+
+/// What fitting measured for one task class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassCalibration {
+    /// Items of the class in the fitting data.
+    pub n: u32,
+    /// Smoothed accuracy of the cheapest tier's model.
+    pub small_accuracy: f64,
+    /// Smoothed accuracy of the strong tier's model.
+    pub strong_accuracy: f64,
 }
 
 /// The top tier's fallback.
@@ -52,6 +75,9 @@ pub struct StartRule {
     /// Matches when the step's task type is one of these.
     #[serde(default)]
     pub tasks: Option<Vec<TaskType>>,
+    /// Matches when the step's task class is one of these.
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
     /// Matches when the step's ambiguity is strictly below this.
     #[serde(default)]
     pub max_ambiguity: Option<f64>,
@@ -80,6 +106,9 @@ impl RoutingConfig {
                 return Err((format!("start_rules[{i}].max_ambiguity"), "must be in [0, 1]".into()));
             }
         }
+        for (i, m) in self.accept_models.iter().enumerate() {
+            m.validate().map_err(|(k, r)| (format!("accept_models[{i}].{k}"), r))?;
+        }
         for (tier, rule) in &self.accept {
             if !(0.0..=1.0).contains(&rule.min_confidence) {
                 return Err((format!("accept.{tier}.min_confidence"), "must be in [0, 1]".into()));
@@ -100,13 +129,33 @@ pub struct StartDecision {
     pub rule: Option<usize>,
 }
 
+/// What the start rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRisk<'a> {
+    /// Task type.
+    pub task: TaskType,
+    /// Task class (defaults to the task type's name).
+    pub class: &'a str,
+    /// Ambiguity in [0, 1].
+    pub ambiguity: f64,
+    /// The job's blast radius.
+    pub blast: BlastRadius,
+}
+
 /// Picks the start tier: the first rule whose conditions all hold.
-pub fn start_tier(cfg: &RoutingConfig, task: TaskType, ambiguity: f64, blast: BlastRadius) -> StartDecision {
+pub fn start_tier(cfg: &RoutingConfig, risk: StepRisk<'_>) -> StartDecision {
+    let StepRisk {
+        task,
+        class,
+        ambiguity,
+        blast,
+    } = risk;
     for (i, rule) in cfg.start_rules.iter().enumerate() {
         let blast_ok = rule.blast_radius.as_ref().is_none_or(|b| b.contains(&blast));
         let task_ok = rule.tasks.as_ref().is_none_or(|t| t.contains(&task));
+        let class_ok = rule.classes.as_ref().is_none_or(|c| c.iter().any(|k| k == class));
         let amb_ok = rule.max_ambiguity.is_none_or(|m| ambiguity < m);
-        if blast_ok && task_ok && amb_ok {
+        if blast_ok && task_ok && class_ok && amb_ok {
             let reason = if rule.blast_radius.is_some() && blast == BlastRadius::High {
                 ReasonCode::HighBlastRadius
             } else {
@@ -131,6 +180,12 @@ pub fn start_tier(cfg: &RoutingConfig, task: TaskType, ambiguity: f64, blast: Bl
 pub struct AttemptEvidence<'a> {
     /// Tier of the attempt.
     pub tier: Tier,
+    /// Task class of the step.
+    pub class: &'a str,
+    /// The answer (empty when there is none).
+    pub output: &'a str,
+    /// The step's ambiguity.
+    pub ambiguity: f64,
     /// Verifier findings (empty = all passed). Ignored when `failure` is set.
     pub findings: &'a [Finding],
     /// Provider confidence, if any.
@@ -166,22 +221,53 @@ pub enum Decision {
     },
 }
 
+/// The fitted model judging answers of `tier` for `class`, if any.
+pub fn accept_model<'c>(cfg: &'c RoutingConfig, tier: Tier, class: &str) -> Option<&'c AcceptModel> {
+    cfg.accept_models.iter().find(|m| m.tier == tier && m.covers(class))
+}
+
+/// The defensibility score of an answer, when a fitted model covers it.
+pub fn defensibility(cfg: &RoutingConfig, ev: &AttemptEvidence<'_>) -> Option<f64> {
+    let m = accept_model(cfg, ev.tier, ev.class)?;
+    Some(m.score(&features(ev.output, ev.findings, ev.confidence, ev.ambiguity)))
+}
+
 /// Decides accept / escalate / fail for one attempt.
+///
+/// With a fitted model for the tier and class, the answer is accepted when
+/// its defensibility score reaches the model's threshold (findings below it
+/// stay attached as open findings); otherwise every finding and a confidence
+/// under the tier's `min_confidence` reject it.
 pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>) -> Decision {
     let mut reasons: Vec<ReasonCode> = Vec::new();
     if let Some(f) = ev.failure {
         reasons.push(f);
     } else {
+        let model = accept_model(cfg, ev.tier, ev.class);
+        let score = defensibility(cfg, ev);
+        let defended = match (model, score) {
+            (Some(m), Some(s)) => s >= m.threshold,
+            _ => ev.findings.is_empty(),
+        };
+        if defended && model.is_some() {
+            return Decision::Accept {
+                open_findings: ev.findings.to_vec(),
+            };
+        }
         for f in ev.findings {
             if !reasons.contains(&f.code) {
                 reasons.push(f.code);
             }
         }
-        let threshold = cfg.accept.get(&ev.tier).map_or(0.0, |r| r.min_confidence);
-        if let Some(c) = ev.confidence
-            && c < threshold
-        {
-            reasons.push(ReasonCode::LowConfidence);
+        if model.is_some() {
+            reasons.push(ReasonCode::LowDefensibility);
+        } else {
+            let threshold = cfg.accept.get(&ev.tier).map_or(0.0, |r| r.min_confidence);
+            if let Some(c) = ev.confidence
+                && c < threshold
+            {
+                reasons.push(ReasonCode::LowConfidence);
+            }
         }
     }
     if reasons.is_empty() {

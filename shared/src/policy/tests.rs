@@ -13,32 +13,44 @@ fn models(a: &str, b: &str, c: &str) -> TierModels {
     }
 }
 
+fn start_tier_of(r: &RoutingConfig, task: TaskType, ambiguity: f64, blast: BlastRadius) -> StartDecision {
+    start_tier(
+        r,
+        StepRisk {
+            task,
+            class: task.as_str(),
+            ambiguity,
+            blast,
+        },
+    )
+}
+
 #[test]
 fn the_essays_rule() {
     let c = cfg();
     let r = &c.routing;
-    let d = start_tier(r, TaskType::Extract, 0.1, BlastRadius::High);
+    let d = start_tier_of(r, TaskType::Extract, 0.1, BlastRadius::High);
     assert_eq!(
         (d.tier, d.reasons.clone()),
         (Tier::Strong, vec![ReasonCode::HighBlastRadius])
     );
     assert_eq!(
-        start_tier(r, TaskType::Classify, 0.29, BlastRadius::Low).tier,
+        start_tier_of(r, TaskType::Classify, 0.29, BlastRadius::Low).tier,
         Tier::Small
     );
     assert_eq!(
-        start_tier(r, TaskType::Classify, 0.3, BlastRadius::Low).tier,
+        start_tier_of(r, TaskType::Classify, 0.3, BlastRadius::Low).tier,
         Tier::Strong
     );
     assert_eq!(
-        start_tier(r, TaskType::Summarise, 0.4, BlastRadius::Medium).tier,
+        start_tier_of(r, TaskType::Summarise, 0.4, BlastRadius::Medium).tier,
         Tier::Medium
     );
     assert_eq!(
-        start_tier(r, TaskType::Rewrite, 0.5, BlastRadius::Low).tier,
+        start_tier_of(r, TaskType::Rewrite, 0.5, BlastRadius::Low).tier,
         Tier::Strong
     );
-    let d = start_tier(r, TaskType::Synthesise, 0.0, BlastRadius::Low);
+    let d = start_tier_of(r, TaskType::Synthesise, 0.0, BlastRadius::Low);
     assert_eq!((d.tier, d.rule), (Tier::Strong, None));
 }
 
@@ -48,6 +60,9 @@ fn passing_attempt_is_accepted_and_low_confidence_escalates() {
     let m = models("a", "b", "c");
     let ev = AttemptEvidence {
         tier: Tier::Small,
+        class: "answer",
+        output: "",
+        ambiguity: 0.1,
         findings: &[],
         confidence: Some(0.9),
         failure: None,
@@ -75,6 +90,9 @@ fn findings_escalate_skipping_same_model_and_top_tier_follows_policy() {
     let findings = vec![Finding::new(ReasonCode::ArithmeticMismatch, "2+2=5")];
     let ev = AttemptEvidence {
         tier: Tier::Small,
+        class: "answer",
+        output: "",
+        ambiguity: 0.1,
         findings: &findings,
         confidence: None,
         failure: None,
@@ -113,6 +131,9 @@ fn budget_and_provider_failures() {
     let m = models("a", "b", "c");
     let ev = AttemptEvidence {
         tier: Tier::Small,
+        class: "answer",
+        output: "",
+        ambiguity: 0.1,
         findings: &[],
         confidence: None,
         failure: Some(ReasonCode::ProviderError),
@@ -132,4 +153,71 @@ fn budget_and_provider_failures() {
         decide(&c.routing, &m, &ev),
         Decision::Escalate { to: Tier::Medium, .. }
     ));
+}
+
+#[test]
+fn a_fitted_model_decides_and_class_rules_pick_start_tiers() {
+    let mut c = cfg();
+    c.routing.start_rules.insert(
+        0,
+        StartRule {
+            blast_radius: None,
+            tasks: None,
+            classes: Some(vec!["law".into()]),
+            max_ambiguity: None,
+            tier: Tier::Strong,
+        },
+    );
+    let d = start_tier(
+        &c.routing,
+        StepRisk {
+            task: TaskType::Classify,
+            class: "law",
+            ambiguity: 0.1,
+            blast: BlastRadius::Low,
+        },
+    );
+    assert_eq!((d.tier, d.rule), (Tier::Strong, Some(0)));
+    c.routing.accept_models.push(AcceptModel {
+        tier: Tier::Small,
+        classes: Some(vec!["math".into()]),
+        threshold: 0.5,
+        weights: [("bias".to_string(), 2.0), ("arithmetic_mismatch".to_string(), -9.0)].into(),
+    });
+    let m = models("a", "b", "c");
+    let small = [Finding::new(ReasonCode::AnswerFormat, "x")];
+    let ev = AttemptEvidence {
+        tier: Tier::Small,
+        class: "math",
+        output: "#### 4",
+        ambiguity: 0.1,
+        findings: &small,
+        confidence: None,
+        failure: None,
+        budget_left_usd: None,
+    };
+    // A finding the model learned to forgive: accepted, finding kept open.
+    assert_eq!(
+        decide(&c.routing, &m, &ev),
+        Decision::Accept {
+            open_findings: small.to_vec()
+        }
+    );
+    let bad = [Finding::new(ReasonCode::ArithmeticMismatch, "2+2=5")];
+    let ev = AttemptEvidence { findings: &bad, ..ev };
+    assert_eq!(
+        decide(&c.routing, &m, &ev),
+        Decision::Escalate {
+            to: Tier::Medium,
+            reasons: vec![ReasonCode::ArithmeticMismatch, ReasonCode::LowDefensibility],
+            skipped: vec![]
+        }
+    );
+    // Other classes keep the plain rule.
+    let ev = AttemptEvidence {
+        class: "other",
+        findings: &[],
+        ..ev
+    };
+    assert_eq!(decide(&c.routing, &m, &ev), Decision::Accept { open_findings: vec![] });
 }

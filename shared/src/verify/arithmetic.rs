@@ -144,6 +144,14 @@ fn holds(computed: f64, stated_text: &str, relative_slack: f64) -> bool {
     diff <= rounding || diff <= relative_slack * stated.abs()
 }
 
+/// Number of computations stated in `output` (annotations and prose).
+pub fn count_computations(output: &str) -> usize {
+    output
+        .lines()
+        .map(|l| ANNOTATION.captures_iter(l).count() + PROSE.captures_iter(&ANNOTATION.replace_all(l, "")).count())
+        .sum()
+}
+
 pub(super) fn check(output: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut last_result: Option<f64> = None;

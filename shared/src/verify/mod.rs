@@ -6,7 +6,7 @@ mod arithmetic;
 mod schema;
 
 pub use answer::final_answer;
-pub use arithmetic::eval_expr;
+pub use arithmetic::{count_computations, eval_expr};
 
 use crate::reasons::ReasonCode;
 use crate::types::TaskType;
