@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// Options of `upshift demo`.
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Dataset whose `prompt` column becomes the jobs (default: the first replay model's dataset).
+    /// Dataset whose `prompt` column becomes the jobs (default: the first replay model's first dataset).
     #[arg(long)]
     dataset: Option<PathBuf>,
     /// Submit only the first N prompts.
@@ -41,9 +41,10 @@ pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow:
             .models
             .iter()
             .map(|m| match &m.provider {
-                ProviderConfig::Replay { dataset, .. } => dataset.clone(),
+                ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
             })
             .next()
+            .flatten()
             .context("no replay model in the configuration; pass --dataset")?,
     };
     let mut prompts = read_prompts(&dataset)?;

@@ -4,6 +4,7 @@
 
 mod client;
 mod demo;
+mod eval;
 mod local;
 
 use anyhow::Context;
@@ -57,6 +58,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate the routing policy offline on a labelled dataset.
+    Eval(eval::EvalArgs),
+    /// Routing policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the orchestrator process.
     Orchestrator,
     /// Run a worker process for one tier.
@@ -65,6 +71,12 @@ enum Command {
         #[arg(long)]
         tier: Tier,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Learn acceptance models and start tiers from labelled data; write them as policy config.
+    Fit(eval::fit::FitArgs),
 }
 
 #[tokio::main]
@@ -82,6 +94,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let load = || Config::load(cli.config.as_deref()).context("loading configuration");
     match cli.command {
+        Command::Eval(args) => eval::run(cli.config.as_deref(), args, &cli.api, cli.api_key.as_deref()).await?,
+        Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
         Command::Orchestrator => {
             let cfg = load()?;
             upshift_orchestrator::init_tracing();

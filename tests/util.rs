@@ -81,7 +81,7 @@ impl Harness {
         let [ls, lm, lg] = opts.latency_ms;
         let model = |name: &str, price: f64, lat: u64| {
             format!(
-                "[[models]]\nname = \"{name}\"\nusd_per_m_in = {price}\nusd_per_m_out = {price}\nprovider = {{ kind = \"replay\", dataset = \"{}\", column = \"{name}\", latency_ms = {lat} }}\n",
+                "[[models]]\nname = \"{name}\"\nusd_per_m_in = {price}\nusd_per_m_out = {price}\nprovider = {{ kind = \"replay\", datasets = [\"{}\"], column = \"{name}\", latency_ms = {lat} }}\n",
                 fixture.display()
             )
         };

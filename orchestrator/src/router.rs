@@ -17,6 +17,9 @@ use upshift_shared::verify::{self, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
 
+/// verifiers, output schema, state, task class, ambiguity, input.
+type StepFacts = (Vec<String>, Option<serde_json::Value>, String, String, f64, String);
+
 /// What arrived for an attempt.
 pub enum Evidence<'a> {
     /// A worker's result.
@@ -43,14 +46,8 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let (verifiers, schema, step_state, class, ambiguity): (
-        Vec<String>,
-        Option<serde_json::Value>,
-        String,
-        String,
-        f64,
-    ) = sqlx::query_as(
-        "SELECT verifiers, output_schema, state, task_class, ambiguity FROM steps WHERE id = $1 FOR UPDATE",
+    let (verifiers, schema, step_state, class, ambiguity, input): StepFacts = sqlx::query_as(
+        "SELECT verifiers, output_schema, state, task_class, ambiguity, input FROM steps WHERE id = $1 FOR UPDATE",
     )
     .bind(step_id)
     .fetch_one(&mut *tx)
@@ -140,6 +137,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     let ev = AttemptEvidence {
         tier,
         class: &class,
+        input: &input,
         output,
         ambiguity,
         findings: &findings,

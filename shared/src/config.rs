@@ -187,8 +187,8 @@ pub struct ModelConfig {
 pub enum ProviderConfig {
     /// Answers from a RouteLLM-format CSV of recorded outputs.
     Replay {
-        /// Path of the CSV file.
-        dataset: PathBuf,
+        /// CSV files, searched in order (a prompt found in an earlier file wins).
+        datasets: Vec<PathBuf>,
         /// Column holding this model's correctness; `<column>_response` holds its text.
         column: String,
         /// Simulated latency per call, milliseconds.
@@ -213,8 +213,14 @@ impl Config {
     /// Loads defaults, then `file` if given, then `UPSHIFT_*` environment
     /// variables (`__` separates nesting), and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_layers(file.as_slice())
+    }
+
+    /// Like [`Config::load`] with several files, later ones winning (e.g. a
+    /// deployment config, then a fitted policy).
+    pub fn load_layers(files: &[&Path]) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
-        if let Some(path) = file {
+        for path in files {
             if !path.exists() {
                 return Err(bad("--config", format!("file {} does not exist", path.display())));
             }

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod messages;
 pub mod policy;
 pub mod reasons;
+pub mod simulate;
 pub mod subjects;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

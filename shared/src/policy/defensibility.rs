@@ -12,10 +12,17 @@
 //! - `computations`: stated computations (annotations and prose), capped at 10, / 10;
 //! - `hedges`: hedging phrases ("approximately", "I think", "assume", …), capped at 3, / 3;
 //! - `ambiguity`: the step's ambiguity;
+//! - `non_integer_answer`, `negative_answer`: the final number is fractional,
+//!   or below zero (most counting questions have whole, positive answers);
+//! - `answer_in_question`: the final number already appears in the input (an
+//!   answer that copies a given quantity has usually skipped the work);
+//! - `numbers_unused`: share of the distinct numbers in the input that the
+//!   output never mentions (a solution normally uses every given quantity);
+//! - `length_ratio`: ln(output length / input length), clamped to [-2, 2], / 2;
 //! - `confidence`, `has_confidence`: the provider's confidence (0 when absent) and whether it exists.
 
 use crate::reasons::ReasonCode;
-use crate::verify::{Finding, count_computations};
+use crate::verify::{Finding, count_computations, final_answer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -32,6 +39,11 @@ pub const FEATURES: &[&str] = &[
     "ambiguity",
     "confidence",
     "has_confidence",
+    "non_integer_answer",
+    "negative_answer",
+    "answer_in_question",
+    "numbers_unused",
+    "length_ratio",
 ];
 
 const HEDGES: &[&str] = &[
@@ -45,12 +57,26 @@ const HEDGES: &[&str] = &[
     "probably",
 ];
 
-/// Feature vector of one answer, in [`FEATURES`] order.
-pub fn features(output: &str, findings: &[Finding], confidence: Option<f64>, ambiguity: f64) -> Vec<f64> {
+/// The distinct numbers written with digits in `text`.
+fn numbers(text: &str) -> Vec<f64> {
+    let mut out: Vec<f64> = NUMBER
+        .find_iter(text)
+        .filter_map(|m| m.as_str().replace(',', "").parse().ok())
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    out
+}
+
+static NUMBER: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"-?\d[\d,]*(?:\.\d+)?").expect("valid regex"));
+
+/// Feature vector of one answer to `input`, in [`FEATURES`] order.
+pub fn features(input: &str, output: &str, findings: &[Finding], confidence: Option<f64>, ambiguity: f64) -> Vec<f64> {
     let count = |code: ReasonCode| (findings.iter().filter(|f| f.code == code).count().min(3) as f64) / 3.0;
     let lower = output.to_lowercase();
     let hedges = HEDGES.iter().map(|h| lower.matches(h).count()).sum::<usize>().min(3) as f64 / 3.0;
-    vec![
+    let mut x = vec![
         1.0,
         count(ReasonCode::AnswerFormat),
         count(ReasonCode::ArithmeticMismatch),
@@ -62,7 +88,30 @@ pub fn features(output: &str, findings: &[Finding], confidence: Option<f64>, amb
         ambiguity,
         confidence.unwrap_or(0.0),
         if confidence.is_some() { 1.0 } else { 0.0 },
-    ]
+    ];
+    let given = numbers(input);
+    let said = numbers(output);
+    let fin = final_answer(output);
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    x.push(flag(fin.is_some_and(|v| v.fract().abs() > 1e-9)));
+    x.push(flag(fin.is_some_and(|v| v < 0.0)));
+    x.push(flag(fin.is_some_and(|v| given.iter().any(|g| (g - v).abs() < 1e-9))));
+    let unused = given
+        .iter()
+        .filter(|g| !said.iter().any(|s| (*s - **g).abs() < 1e-9))
+        .count();
+    x.push(if given.is_empty() {
+        0.0
+    } else {
+        unused as f64 / given.len() as f64
+    });
+    x.push(
+        ((1.0 + output.len() as f64) / (1.0 + input.len() as f64))
+            .ln()
+            .clamp(-2.0, 2.0)
+            / 2.0,
+    );
+    x
 }
 
 /// A fitted acceptance model for one tier and a set of task classes.
@@ -76,19 +125,30 @@ pub struct AcceptModel {
     pub classes: Option<Vec<String>>,
     /// Accept when the score is at or above this.
     pub threshold: f64,
-    /// Weight per feature name (see [`FEATURES`]); missing names weigh 0.
+    /// Weights of P(this tier's answer is right), per feature name (see
+    /// [`FEATURES`]); missing names weigh 0.
     pub weights: BTreeMap<String, f64>,
+    /// Weights of P(the strong tier would be right), from the same features.
+    /// When present the score is the accuracy given up by not escalating,
+    /// negated: P(this answer right) − P(strong right), in [−1, 1].
+    #[serde(default)]
+    pub strong_weights: Option<BTreeMap<String, f64>>,
 }
 
 impl AcceptModel {
-    /// Probability in (0, 1) that the answer is right.
+    /// The defensibility score: P(this answer is right), minus P(the strong
+    /// tier would be right) when the model has strong weights.
     pub fn score(&self, x: &[f64]) -> f64 {
-        let z: f64 = FEATURES
-            .iter()
-            .zip(x)
-            .map(|(name, v)| self.weights.get(*name).copied().unwrap_or(0.0) * v)
-            .sum();
-        sigmoid(z)
+        let p = |w: &BTreeMap<String, f64>| {
+            sigmoid(
+                FEATURES
+                    .iter()
+                    .zip(x)
+                    .map(|(name, v)| w.get(*name).copied().unwrap_or(0.0) * v)
+                    .sum(),
+            )
+        };
+        p(&self.weights) - self.strong_weights.as_ref().map_or(0.0, p)
     }
 
     /// Whether it applies to `class`.
@@ -106,18 +166,21 @@ impl AcceptModel {
 
     /// Checks names and ranges; the error is `(key, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(("threshold".into(), "must be in [0, 1]".into()));
+        let lo = if self.strong_weights.is_some() { -1.0 } else { 0.0 };
+        if !(lo..=1.0).contains(&self.threshold) {
+            return Err(("threshold".into(), format!("must be in [{lo}, 1]")));
         }
-        for (k, w) in &self.weights {
+        let named = self.weights.iter().map(|kv| ("weights", kv));
+        let strong = self.strong_weights.iter().flatten().map(|kv| ("strong_weights", kv));
+        for (table, (k, w)) in named.chain(strong) {
             if !FEATURES.contains(&k.as_str()) {
                 return Err((
-                    format!("weights.{k}"),
+                    format!("{table}.{k}"),
                     format!("unknown feature (known: {})", FEATURES.join(", ")),
                 ));
             }
             if !w.is_finite() {
-                return Err((format!("weights.{k}"), "must be a finite number".into()));
+                return Err((format!("{table}.{k}"), "must be a finite number".into()));
             }
         }
         Ok(())
@@ -135,17 +198,21 @@ mod tests {
 
     #[test]
     fn features_and_scores() {
-        let f = features("3 + 4 = 7\n#### 7", &[], None, 0.2);
+        let f = features("Add 3 and 4.", "3 + 4 = 7\n#### 7", &[], None, 0.2);
         assert_eq!(f.len(), FEATURES.len());
         assert_eq!((f[0], f[4], f[6]), (1.0, 0.0, 0.1));
         let bad = [Finding::new(ReasonCode::ArithmeticMismatch, "x")];
-        let g = features("3 + 4 = 8", &bad, Some(0.5), 0.2);
+        let g = features("Add 3 and 4.", "3 + 4 = 8", &bad, Some(0.5), 0.2);
+        assert_eq!(&f[11..15], &[0.0, 0.0, 0.0, 0.0]);
+        let copied = features("Add 3 and 4 and 9.", "#### 9.5", &[], None, 0.2);
+        assert_eq!(&copied[11..15], &[1.0, 0.0, 0.0, 1.0]);
         assert!((g[2] - 1.0 / 3.0).abs() < 1e-12 && g[4] == 1.0 && g[10] == 1.0);
         let m = AcceptModel {
             tier: crate::Tier::Small,
             classes: None,
             threshold: 0.5,
             weights: [("bias".to_string(), 1.0), ("arithmetic_mismatch".to_string(), -6.0)].into(),
+            strong_weights: None,
         };
         assert!(m.score(&f) > 0.7 && m.score(&g) < 0.5);
         assert!(m.reads_output() && m.covers("anything"));

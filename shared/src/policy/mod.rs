@@ -182,6 +182,8 @@ pub struct AttemptEvidence<'a> {
     pub tier: Tier,
     /// Task class of the step.
     pub class: &'a str,
+    /// The step's input.
+    pub input: &'a str,
     /// The answer (empty when there is none).
     pub output: &'a str,
     /// The step's ambiguity.
@@ -229,7 +231,7 @@ pub fn accept_model<'c>(cfg: &'c RoutingConfig, tier: Tier, class: &str) -> Opti
 /// The defensibility score of an answer, when a fitted model covers it.
 pub fn defensibility(cfg: &RoutingConfig, ev: &AttemptEvidence<'_>) -> Option<f64> {
     let m = accept_model(cfg, ev.tier, ev.class)?;
-    Some(m.score(&features(ev.output, ev.findings, ev.confidence, ev.ambiguity)))
+    Some(m.score(&features(ev.input, ev.output, ev.findings, ev.confidence, ev.ambiguity)))
 }
 
 /// Decides accept / escalate / fail for one attempt.

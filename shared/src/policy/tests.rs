@@ -61,6 +61,7 @@ fn passing_attempt_is_accepted_and_low_confidence_escalates() {
     let ev = AttemptEvidence {
         tier: Tier::Small,
         class: "answer",
+        input: "",
         output: "",
         ambiguity: 0.1,
         findings: &[],
@@ -91,6 +92,7 @@ fn findings_escalate_skipping_same_model_and_top_tier_follows_policy() {
     let ev = AttemptEvidence {
         tier: Tier::Small,
         class: "answer",
+        input: "",
         output: "",
         ambiguity: 0.1,
         findings: &findings,
@@ -132,6 +134,7 @@ fn budget_and_provider_failures() {
     let ev = AttemptEvidence {
         tier: Tier::Small,
         class: "answer",
+        input: "",
         output: "",
         ambiguity: 0.1,
         findings: &[],
@@ -183,12 +186,14 @@ fn a_fitted_model_decides_and_class_rules_pick_start_tiers() {
         classes: Some(vec!["math".into()]),
         threshold: 0.5,
         weights: [("bias".to_string(), 2.0), ("arithmetic_mismatch".to_string(), -9.0)].into(),
+        strong_weights: None,
     });
     let m = models("a", "b", "c");
     let small = [Finding::new(ReasonCode::AnswerFormat, "x")];
     let ev = AttemptEvidence {
         tier: Tier::Small,
         class: "math",
+        input: "",
         output: "#### 4",
         ambiguity: 0.1,
         findings: &small,

@@ -45,10 +45,10 @@ impl Provider {
     pub fn from_config(model: &ModelConfig) -> Result<Provider, Error> {
         match &model.provider {
             ProviderConfig::Replay {
-                dataset,
+                datasets,
                 column,
                 latency_ms,
-            } => ReplayProvider::load(dataset, column, *latency_ms)
+            } => ReplayProvider::load(datasets, column, *latency_ms)
                 .map(Provider::Replay)
                 .map_err(|reason| Error::ProviderConfig {
                     model: model.name.clone(),

@@ -1,7 +1,8 @@
 //! `replay`: answers from a RouteLLM-format CSV of real recorded outputs.
 //!
 //! The file has a `prompt` column, a correctness column per model (`True` /
-//! `False`) named after the model, and `<model>_response` with its text. The
+//! `False`) named after the model, and `<model>_response` with its text (an
+//! empty answer when the file has none, as in MMLU). The
 //! task's `input` is looked up verbatim. The recorded correctness travels
 //! back as a label for scoring; the router never reads it.
 
@@ -20,28 +21,15 @@ pub struct ReplayProvider {
 }
 
 impl ReplayProvider {
-    /// Loads `column` (and `<column>_response`) from `path`.
-    pub fn load(path: &Path, column: &str, latency_ms: u64) -> Result<Self, String> {
-        let mut rdr =
-            csv::Reader::from_path(path).map_err(|e| format!("cannot read dataset {}: {e}", path.display()))?;
-        let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
-        let find = |name: &str| headers.iter().position(|h| h == name);
-        let prompt = find("prompt").ok_or_else(|| format!("{} has no `prompt` column", path.display()))?;
-        let response = find(&format!("{column}_response"))
-            .ok_or_else(|| format!("{} has no `{column}_response` column", path.display()))?;
-        let label = find(column);
-        let mut answers = HashMap::new();
-        for (i, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| format!("{} row {}: {e}", path.display(), i + 2))?;
-            let correct = label.and_then(|l| match rec.get(l) {
-                Some("True") => Some(true),
-                Some("False") => Some(false),
-                _ => None,
-            });
-            answers.insert(rec[prompt].to_string(), (rec[response].to_string(), correct));
+    /// Loads `column` (and `<column>_response`) from each of `paths`; a
+    /// prompt found in an earlier file wins.
+    pub fn load(paths: &[std::path::PathBuf], column: &str, latency_ms: u64) -> Result<Self, String> {
+        if paths.is_empty() {
+            return Err("no datasets given".into());
         }
-        if answers.is_empty() {
-            return Err(format!("{} has no rows", path.display()));
+        let mut answers = HashMap::new();
+        for path in paths.iter().rev() {
+            load_file(path, column, &mut answers)?;
         }
         Ok(Self {
             answers,
@@ -58,6 +46,38 @@ impl ReplayProvider {
     pub fn is_empty(&self) -> bool {
         self.answers.is_empty()
     }
+}
+
+/// Adds the answers of one file to `answers`.
+fn load_file(path: &Path, column: &str, answers: &mut HashMap<String, (String, Option<bool>)>) -> Result<(), String> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| format!("cannot read dataset {}: {e}", path.display()))?;
+    let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
+    let find = |name: &str| headers.iter().position(|h| h == name);
+    let prompt = find("prompt").ok_or_else(|| format!("{} has no `prompt` column", path.display()))?;
+    // Datasets without answer text (e.g. MMLU's) replay an empty answer.
+    let response = find(&format!("{column}_response"));
+    let label = find(column);
+    if response.is_none() && label.is_none() {
+        return Err(format!(
+            "{} has neither `{column}` nor `{column}_response`",
+            path.display()
+        ));
+    }
+    let before = answers.len();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{} row {}: {e}", path.display(), i + 2))?;
+        let correct = label.and_then(|l| match rec.get(l) {
+            Some("True") => Some(true),
+            Some("False") => Some(false),
+            _ => None,
+        });
+        let text = response.and_then(|r| rec.get(r)).unwrap_or_default();
+        answers.insert(rec[prompt].to_string(), (text.to_string(), correct));
+    }
+    if answers.len() == before && rdr.position().line() <= 1 {
+        return Err(format!("{} has no rows", path.display()));
+    }
+    Ok(())
 }
 
 impl ModelProvider for ReplayProvider {
@@ -97,7 +117,7 @@ mod tests {
             "prompt,m,m_response\n\"What is 1+1?\",True,\"1 + 1 = 2\n#### 2\"\n",
         )
         .unwrap();
-        let p = ReplayProvider::load(&path, "m", 0).unwrap();
+        let p = ReplayProvider::load(std::slice::from_ref(&path), "m", 0).unwrap();
         let mut task = TaskMessage {
             version: 1,
             attempt_id: uuid::Uuid::now_v7(),
@@ -114,7 +134,7 @@ mod tests {
         task.input = "unknown".into();
         assert!(matches!(p.complete(&task).await, Err(ProviderError::Fatal(_))));
         assert!(
-            ReplayProvider::load(&path, "other", 0)
+            ReplayProvider::load(&[path], "other", 0)
                 .unwrap_err()
                 .contains("other_response")
         );
