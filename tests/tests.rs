@@ -9,5 +9,7 @@ mod util;
 mod cascade;
 // Bad input gets a 4xx JSON error and writes nothing; tenants are isolated.
 mod api;
+// Offline evaluation and policy fitting, and live routes equal to offline ones.
+mod eval;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;

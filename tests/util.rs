@@ -49,7 +49,7 @@ pub struct Harness {
     pub nats: async_nats::Client,
     procs: Vec<Child>,
     pub api: Option<String>,
-    dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// A running orchestrator.
@@ -146,6 +146,28 @@ impl Harness {
         let api = format!("http://{addr}");
         self.api = Some(api.clone());
         Proc { child, api }
+    }
+
+    /// Runs the `upshift` CLI with this harness's config; returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+        cmd.arg("--config").arg(&self.config);
+        if let Some(api) = &self.api {
+            cmd.arg("--api").arg(api);
+        }
+        let out = cmd
+            .args(args)
+            .env_remove("UPSHIFT_CONFIG")
+            .output()
+            .await
+            .expect("running upshift");
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (out.status.success(), text(out.stdout), text(out.stderr))
+    }
+
+    /// The fixture dataset the replay models answer from.
+    pub fn fixture() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay.csv")
     }
 
     /// Starts a worker for `tier`; the harness kills it at the end.

@@ -155,16 +155,13 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if p.abs() < 1e-12 {
             continue;
         }
-        for j in 0..n {
-            a[col][j] /= p;
-        }
+        a[col].iter_mut().for_each(|v| *v /= p);
         b[col] /= p;
+        let pivot_row = a[col].clone();
         for i in 0..n {
             if i != col && a[i][col] != 0.0 {
                 let f = a[i][col];
-                for j in 0..n {
-                    a[i][j] -= f * a[col][j];
-                }
+                a[i].iter_mut().zip(&pivot_row).for_each(|(v, pv)| *v -= f * pv);
                 b[i] -= f * b[col];
             }
         }
