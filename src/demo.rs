@@ -4,6 +4,7 @@
 //! labels, cost against always-strong, wall time.
 
 use crate::client::Client;
+use crate::eval::dataset::Item;
 use crate::local::Stack;
 use anyhow::Context;
 use futures::StreamExt;
@@ -47,11 +48,11 @@ pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow:
             .flatten()
             .context("no replay model in the configuration; pass --dataset")?,
     };
-    let mut prompts = read_prompts(&dataset)?;
+    let mut ds = crate::eval::dataset::load(&dataset, None)?;
     if let Some(n) = args.limit {
-        prompts.truncate(n);
+        ds.items.truncate(n);
     }
-    println!("upshift demo: {} prompts from {}", prompts.len(), dataset.display());
+    println!("upshift demo: {} prompts from {}", ds.items.len(), dataset.display());
     let stack = Stack::start(config, cfg, args.workers_per_tier, &[]).await?;
     println!(
         "local stack up: API {} (logs in {})",
@@ -61,7 +62,7 @@ pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow:
     let outcome = drive(
         cfg,
         &stack,
-        &prompts,
+        &ds.items,
         &args.blast_radius,
         Duration::from_secs(args.timeout_secs),
     )
@@ -70,24 +71,14 @@ pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow:
     outcome
 }
 
-fn read_prompts(path: &Path) -> anyhow::Result<Vec<String>> {
-    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let col = rdr
-        .headers()?
-        .iter()
-        .position(|h| h == "prompt")
-        .context("dataset has no `prompt` column")?;
-    rdr.records().map(|r| Ok(r?[col].to_string())).collect()
-}
-
-async fn drive(cfg: &Config, stack: &Stack, prompts: &[String], blast: &str, timeout: Duration) -> anyhow::Result<()> {
+async fn drive(cfg: &Config, stack: &Stack, items: &[Item], blast: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = Client::new(&stack.api, None)?;
     let started = Instant::now();
-    let ids: Vec<Uuid> = futures::stream::iter(prompts.iter().enumerate())
-        .map(|(i, p)| {
+    let ids: Vec<Uuid> = futures::stream::iter(items.iter().enumerate())
+        .map(|(i, item)| {
             let body = serde_json::json!({
                 "kind": "steps", "blast_radius": blast,
-                "steps": [{ "name": "solve", "task": "answer", "input": p }],
+                "steps": [{ "name": "solve", "task": item.task, "task_class": item.class, "input": item.prompt }],
                 "metadata": { "demo_item": i },
             });
             let client = &client;
