@@ -19,7 +19,10 @@
 //! - `numbers_unused`: share of the distinct numbers in the input that the
 //!   output never mentions (a solution normally uses every given quantity);
 //! - `length_ratio`: ln(output length / input length), clamped to [-2, 2], / 2;
-//! - `confidence`, `has_confidence`: the provider's confidence (0 when absent) and whether it exists.
+//! - `confidence`, `has_confidence`: the provider's confidence (0 when absent) and whether it exists;
+//! - `question_numbers`: distinct numbers in the input, capped at 10, / 10;
+//! - `question_percent`: the input speaks of percentages;
+//! - `question_length`: ln(1 + input length) / 8.
 
 use crate::reasons::ReasonCode;
 use crate::verify::{Finding, count_computations, final_answer};
@@ -44,6 +47,9 @@ pub const FEATURES: &[&str] = &[
     "answer_in_question",
     "numbers_unused",
     "length_ratio",
+    "question_numbers",
+    "question_percent",
+    "question_length",
 ];
 
 const HEDGES: &[&str] = &[
@@ -111,6 +117,10 @@ pub fn features(input: &str, output: &str, findings: &[Finding], confidence: Opt
             .clamp(-2.0, 2.0)
             / 2.0,
     );
+    // Difficulty of the question itself, which moves both models' odds.
+    x.push(given.len().min(10) as f64 / 10.0);
+    x.push(flag(input.contains('%') || input.contains("percent")));
+    x.push((1.0 + input.len() as f64).ln() / 8.0);
     x
 }
 
