@@ -134,7 +134,7 @@ mod tests {
         let c = curve(&perfect, 0.5, 1.0);
         assert_eq!(c.len(), 5);
         assert_eq!(c[2].pgr, 1.0);
-        assert!((apgr(&c) - 0.875).abs() < 1e-12, "{}", apgr(&c));
+        assert!((apgr(&c) - 0.75).abs() < 1e-12, "{}", apgr(&c));
         assert_eq!(cpt(&c, 0.5), Some(0.25));
         assert_eq!(cpt(&c, 0.8), Some(0.4));
         let p = cpt_point(&c, 0.5).unwrap();
