@@ -11,5 +11,7 @@ mod cascade;
 mod api;
 // Offline evaluation and policy fitting, and live routes equal to offline ones.
 mod eval;
+// Dead letters, unreadable messages, graceful shutdown.
+mod faults;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;

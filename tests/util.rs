@@ -26,6 +26,12 @@ pub struct Opts {
     pub deadline_secs: u64,
     /// Extra TOML appended to the config.
     pub extra: String,
+    /// `nats.ack_wait_secs`.
+    pub ack_wait_secs: u64,
+    /// `nats.max_deliver`.
+    pub max_deliver: i64,
+    /// `worker.progress_interval_secs`.
+    pub progress_secs: u64,
 }
 
 impl Default for Opts {
@@ -35,6 +41,9 @@ impl Default for Opts {
             concurrency: 4,
             deadline_secs: 120,
             extra: String::new(),
+            ack_wait_secs: 10,
+            max_deliver: 5,
+            progress_secs: 2,
         }
     }
 }
@@ -86,14 +95,17 @@ impl Harness {
             )
         };
         let config = format!(
-            "[nats]\nurl = \"{NATS_URL}\"\nprefix = \"{prefix}\"\nack_wait_secs = 10\n\n\
+            "[nats]\nurl = \"{NATS_URL}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n\
              [database]\nurl = \"{db_url}\"\nmax_connections = 5\n\n\
              [api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\n\
              [orchestrator]\nresult_batch = 16\nsweep_interval_ms = 200\npublish_grace_ms = 1000\nattempt_deadline_secs = {}\n\n\
-             [worker]\nconcurrency = {}\nprogress_interval_secs = 2\n\n\
+             [worker]\nconcurrency = {}\nprogress_interval_secs = {}\n\n\
              {}{}{}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"fx-strong\"\n\n{}\n",
+            opts.ack_wait_secs,
+            opts.max_deliver,
             opts.deadline_secs,
             opts.concurrency,
+            opts.progress_secs,
             model("fx-small", 0.2, ls),
             model("fx-medium", 2.0, lm),
             model("fx-strong", 20.0, lg),
@@ -115,7 +127,8 @@ impl Harness {
         }
     }
 
-    fn command(&self, args: &[&str], log: &str) -> Command {
+    /// The `upshift` binary with this harness's config and `args`, logging to `log`.
+    pub fn command(&self, args: &[&str], log: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
         cmd.arg("--config").arg(&self.config).args(args);
         cmd.env("RUST_LOG", "info,sqlx=warn,async_nats=warn")
@@ -168,6 +181,16 @@ impl Harness {
     /// The fixture dataset the replay models answer from.
     pub fn fixture() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay.csv")
+    }
+
+    /// Starts a worker for `tier` and hands it to the caller.
+    pub fn spawn_worker(&self, tier: &str, env: &[(&str, &str)]) -> Child {
+        let mut cmd = self.command(
+            &["worker", "--tier", tier],
+            &format!("worker-{tier}-{}.log", Uuid::now_v7()),
+        );
+        cmd.envs(env.iter().copied()).stdout(Stdio::null());
+        cmd.spawn().expect("spawning upshift worker")
     }
 
     /// Starts a worker for `tier`; the harness kills it at the end.

@@ -40,13 +40,18 @@ impl Bus {
     }
 
     async fn ensure_streams(&self, cfg: &NatsConfig) -> Result<()> {
-        for (name, subject) in [
-            (self.subjects.tasks_stream(), self.subjects.tasks_wildcard()),
-            (self.subjects.results_stream(), self.subjects.results()),
+        let s = &self.subjects;
+        for (name, subjects) in [
+            (s.tasks_stream(), vec![s.tasks_wildcard()]),
+            (s.results_stream(), vec![s.results()]),
+            // Dead letters: JetStream's max-deliveries advisories for the task
+            // stream, kept durably so no replica can miss one, and messages
+            // set aside as unreadable.
+            (s.dead_stream(), vec![s.max_deliveries_advisory(), s.dead()]),
         ] {
             let config = stream::Config {
                 name: name.clone(),
-                subjects: vec![subject],
+                subjects,
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: cfg.duplicate_window(),
@@ -64,13 +69,37 @@ impl Bus {
         Ok(())
     }
 
-    /// The durable pull consumer shared by all orchestrator replicas.
+    /// The durable pull consumer shared by all orchestrator replicas on the
+    /// results stream.
     pub async fn results_consumer(&self) -> Result<consumer::PullConsumer> {
+        self.shared_consumer(self.subjects.results_stream()).await
+    }
+
+    /// The durable pull consumer shared by all orchestrator replicas on the
+    /// dead-letter stream.
+    pub async fn dead_consumer(&self) -> Result<consumer::PullConsumer> {
+        self.shared_consumer(self.subjects.dead_stream()).await
+    }
+
+    /// Removes a task message from the task stream (after it was dead-lettered).
+    pub async fn delete_task(&self, seq: u64) -> Result<()> {
         let stream = self
             .js
-            .get_stream(self.subjects.results_stream())
+            .get_stream(self.subjects.tasks_stream())
             .await
             .map_err(Error::nats)?;
+        stream.delete_message(seq).await.map_err(Error::nats)?;
+        Ok(())
+    }
+
+    /// The raw task message at `seq`, if it is still stored.
+    pub async fn task_at(&self, seq: u64) -> Option<bytes::Bytes> {
+        let stream = self.js.get_stream(self.subjects.tasks_stream()).await.ok()?;
+        stream.get_raw_message(seq).await.ok().map(|m| m.payload)
+    }
+
+    async fn shared_consumer(&self, stream: String) -> Result<consumer::PullConsumer> {
+        let stream = self.js.get_stream(stream).await.map_err(Error::nats)?;
         stream
             .get_or_create_consumer(
                 self.subjects.orchestrator_consumer(),

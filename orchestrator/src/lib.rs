@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod dead;
 pub mod error;
 pub mod outbox;
 pub mod planner;
@@ -37,7 +38,15 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     on_listen(addr);
 
     let tracker = TaskTracker::new();
-    tracker.spawn(results::run(store.clone(), bus.clone(), cfg.clone(), cancel.clone()));
+    for feed in [results::Feed::Results, results::Feed::DeadLetters] {
+        tracker.spawn(results::run(
+            feed,
+            store.clone(),
+            bus.clone(),
+            cfg.clone(),
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(outbox::run_sweeper(
         store.clone(),
         bus.clone(),

@@ -1,11 +1,14 @@
-//! The results loop: pulls `<prefix>.results` from the consumer shared by all
-//! replicas, settles each result, publishes follow-up attempts, then acks.
+//! The consumer loops: results (`<prefix>.results`) and dead letters (the
+//! `<PREFIX>_DEAD` stream), each pulled from a durable consumer shared by all
+//! replicas.
 //!
-//! A result is acked only after its decision committed, so a crash before the
-//! ack redelivers it and [`settle`] recognises it as seen. A malformed or
-//! unknown-version message is terminated (not redelivered) with a logged reason.
+//! A message is acked only after its decision committed, so a crash before
+//! the ack redelivers it and [`settle`] recognises it as seen. An unreadable
+//! message is recorded in `dead_letters` with its reason and terminated, never
+//! redelivered in a loop.
 
 use crate::bus::Bus;
+use crate::dead;
 use crate::outbox::publish;
 use crate::router::{Evidence, settle};
 use crate::store::PgStore;
@@ -17,25 +20,35 @@ use tokio_util::sync::CancellationToken;
 use upshift_shared::config::Config;
 use upshift_shared::messages::ResultMessage;
 
-/// Consumes results until `cancel`; reconnects the consumer after errors.
-pub async fn run(store: PgStore, bus: Bus, cfg: Arc<Config>, cancel: CancellationToken) {
+/// Which shared consumer a loop pulls from.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed {
+    /// Worker results.
+    Results,
+    /// Dead letters and max-deliveries advisories.
+    DeadLetters,
+}
+
+/// Consumes `feed` until `cancel`; rebinds the consumer after errors.
+pub async fn run(feed: Feed, store: PgStore, bus: Bus, cfg: Arc<Config>, cancel: CancellationToken) {
     let concurrency = cfg.orchestrator.result_batch.clamp(1, 64);
     while !cancel.is_cancelled() {
-        let consumer = match bus.results_consumer().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "results consumer unavailable; retrying");
-                tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
-            }
+        let consumer = match feed {
+            Feed::Results => bus.results_consumer().await,
+            Feed::DeadLetters => bus.dead_consumer().await,
         };
-        let messages = match consumer.messages().await {
+        let messages = match consumer {
+            Ok(c) => c.messages().await.map_err(crate::Error::nats),
+            Err(e) => Err(e),
+        };
+        let messages = match messages {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "results stream unavailable; retrying");
+                tracing::warn!(error = %e, ?feed, "consumer unavailable; retrying");
                 tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
             }
         };
-        // Stop pulling on cancel; results already pulled but not acked are redelivered.
+        // Stop pulling on cancel; messages pulled but not acked are redelivered.
         let messages = messages.take_until(cancel.clone().cancelled_owned());
         messages
             .for_each_concurrent(concurrency, |msg| {
@@ -43,21 +56,36 @@ pub async fn run(store: PgStore, bus: Bus, cfg: Arc<Config>, cancel: Cancellatio
                 async move {
                     let msg = match msg {
                         Ok(m) => m,
-                        Err(e) => return tracing::warn!(error = %e, "results pull error"),
+                        Err(e) => return tracing::warn!(error = %e, ?feed, "pull error"),
                     };
-                    handle(&store, &bus, &cfg, msg).await;
+                    match feed {
+                        Feed::Results => handle_result(&store, &bus, &cfg, msg).await,
+                        Feed::DeadLetters => dead::handle(&store, &bus, &cfg, msg).await,
+                    }
                 }
             })
             .await;
     }
 }
 
-async fn handle(store: &PgStore, bus: &Bus, cfg: &Config, msg: async_nats::jetstream::Message) {
+async fn handle_result(store: &PgStore, bus: &Bus, cfg: &Config, msg: async_nats::jetstream::Message) {
     let result = match ResultMessage::decode(&msg.payload) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, subject = %msg.subject, "rejecting unreadable result message");
-            let _ = msg.ack_with(AckKind::Term).await;
+            tracing::error!(error = %e, subject = %msg.subject, "unreadable result message set aside");
+            let reason = e.to_string();
+            match store
+                .record_dead_letter("orchestrator", &msg.subject, &reason, None, &msg.payload)
+                .await
+            {
+                Ok(()) => {
+                    let _ = msg.ack_with(AckKind::Term).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording the dead letter failed; retrying later");
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+            }
             return;
         }
     };

@@ -26,6 +26,11 @@ pub enum Evidence<'a> {
     Result(&'a ResultMessage),
     /// The attempt's deadline passed with no result.
     Timeout,
+    /// Its task message exhausted `max_deliver` without a result.
+    DeadLettered {
+        /// Deliveries made.
+        deliveries: u64,
+    },
 }
 
 /// Decides on `attempt` given `evidence`. Idempotent: a second call for the
@@ -108,6 +113,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         .collect();
     let (findings, confidence, failure) = match &evidence {
         Evidence::Timeout => (Vec::new(), None, Some(ReasonCode::Timeout)),
+        Evidence::DeadLettered { .. } => (Vec::new(), None, Some(ReasonCode::DeadLettered)),
         Evidence::Result(m) => match &m.outcome {
             AttemptOutcome::Answered { output, confidence, .. } => {
                 (verify::run(&verifiers, output, schema.as_ref()), *confidence, None)
@@ -223,12 +229,23 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
 
 /// Writes the worker's figures onto the attempt; returns the call's cost.
 async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidence<'_>, late: bool) -> Result<f64> {
-    let Evidence::Result(m) = evidence else {
-        sqlx::query("UPDATE attempts SET status = 'timed_out', completed_at = now() WHERE id = $1")
-            .bind(attempt)
-            .execute(&mut *tx)
-            .await?;
-        return Ok(0.0);
+    let m = match evidence {
+        Evidence::Result(m) => m,
+        Evidence::Timeout => {
+            sqlx::query("UPDATE attempts SET status = 'timed_out', completed_at = now() WHERE id = $1")
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+            return Ok(0.0);
+        }
+        Evidence::DeadLettered { deliveries } => {
+            sqlx::query("UPDATE attempts SET status = 'failed', completed_at = now(), error = $2 WHERE id = $1")
+                .bind(attempt)
+                .bind(format!("dead_lettered: no result after {deliveries} deliveries"))
+                .execute(&mut *tx)
+                .await?;
+            return Ok(0.0);
+        }
     };
     let (status, output, error, tin, tout, cost, conf, label) = match &m.outcome {
         AttemptOutcome::Answered {

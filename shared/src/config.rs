@@ -14,6 +14,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `UPSHIFT_*` variables that are not configuration keys: the config path,
+/// log format, the CLI's API URL and key, and fault injection for tests.
+const NOT_CONFIG: &[&str] = &["CONFIG", "LOG", "API", "API_KEY", "FAULT_CRASH_ON"];
+
 /// The defaults compiled into every binary (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -226,7 +230,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("UPSHIFT_").ignore(&["CONFIG", "LOG"]).split("__"));
+        fig = fig.merge(Env::prefixed("UPSHIFT_").ignore(NOT_CONFIG).split("__"));
         Self::from_figment(fig)
     }
 

@@ -38,6 +38,23 @@ impl Subjects {
         format!("{}.results", self.prefix)
     }
 
+    /// `<prefix>.dead`: where unreadable messages are set aside, with the
+    /// reason in the `Upshift-Reason` header.
+    pub fn dead(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// JetStream's advisory for a task message that exhausted `max_deliver`
+    /// on any tier consumer.
+    pub fn max_deliveries_advisory(&self) -> String {
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*", self.tasks_stream())
+    }
+
+    /// Stream holding dead letters: the advisories above and `<prefix>.dead`.
+    pub fn dead_stream(&self) -> String {
+        format!("{}_DEAD", self.stream_stem())
+    }
+
     /// Work-queue stream holding attempts, e.g. `UPSHIFT_TASKS`.
     pub fn tasks_stream(&self) -> String {
         format!("{}_TASKS", self.stream_stem())
@@ -88,6 +105,14 @@ mod tests {
         assert_eq!(s.results(), "upshift.results");
         assert_eq!(s.tasks_stream(), "UPSHIFT_TASKS");
         assert_eq!(s.worker_consumer(Tier::Small), "workers-small");
+        assert_eq!(
+            s.max_deliveries_advisory(),
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.UPSHIFT_TASKS.*"
+        );
+        assert_eq!(
+            (s.dead(), s.dead_stream()),
+            ("upshift.dead".into(), "UPSHIFT_DEAD".into())
+        );
         assert!(valid_prefix("t-123_a") && !valid_prefix("a.b") && !valid_prefix(""));
     }
 }

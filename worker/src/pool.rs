@@ -32,6 +32,8 @@ struct Ctx {
     tier: Tier,
     worker_id: String,
     progress: Duration,
+    /// Test-only fault injection: abort the process on inputs containing this.
+    crash_on: Option<String>,
 }
 
 /// Pulls and runs attempts for `tier` until `stop_pulling`; in-flight
@@ -67,6 +69,7 @@ pub async fn run(
         tier,
         worker_id,
         progress: Duration::from_secs(cfg.worker.progress_interval_secs),
+        crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
     let slots = Arc::new(Semaphore::new(cfg.worker.concurrency));
     let tracker = TaskTracker::new();
@@ -157,20 +160,49 @@ async fn tier_consumer(
     }
 }
 
+/// Sets an unreadable message aside on `<prefix>.dead` with its reason,
+/// then terminates it so it is never redelivered.
+async fn set_aside(ctx: &Ctx, msg: &jetstream::Message, reason: String) {
+    tracing::error!(%reason, subject = %msg.subject, "setting an unreadable task message aside");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Upshift-Reason", reason.as_str());
+    headers.insert("Upshift-Subject", msg.subject.as_str());
+    let sent = match ctx
+        .js
+        .publish_with_headers(ctx.subjects.dead(), headers, msg.payload.clone())
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    if sent {
+        let _ = msg.ack_with(AckKind::Term).await;
+    } else {
+        // Keep it: redelivery (and at worst max_deliver) beats losing it.
+        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+    }
+}
+
 async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken) {
     let task = match TaskMessage::decode(&msg.payload) {
         Ok(t) if t.tier == ctx.tier => t,
         Ok(t) => {
-            tracing::error!(attempt = %t.attempt_id, tier = %t.tier, "task for another tier; rejecting");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
+            return set_aside(
+                ctx,
+                &msg,
+                format!("task for tier {} on the {} consumer", t.tier, ctx.tier),
+            )
+            .await;
         }
-        Err(e) => {
-            tracing::error!(error = %e, subject = %msg.subject, "rejecting unreadable task message");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
-        }
+        Err(e) => return set_aside(ctx, &msg, e.to_string()).await,
     };
+    if let Some(marker) = &ctx.crash_on
+        && task.input.contains(marker.as_str())
+    {
+        // Fault injection for chaos and dead-letter tests (UPSHIFT_FAULT_CRASH_ON).
+        tracing::error!(attempt = %task.attempt_id, "fault injection: crashing on this input");
+        std::process::abort();
+    }
     let started = Instant::now();
     let call = (|| ctx.provider.complete(&task))
         .retry(ExponentialBuilder::default().with_jitter().with_max_times(3))

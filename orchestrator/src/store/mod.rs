@@ -203,6 +203,29 @@ impl PgStore {
         .await?)
     }
 
+    /// Records a message set aside as a dead letter (payload truncated to 64 KiB).
+    pub async fn record_dead_letter(
+        &self,
+        source: &str,
+        subject: &str,
+        reason: &str,
+        attempt: Option<Uuid>,
+        payload: &[u8],
+    ) -> Result<()> {
+        let text = String::from_utf8_lossy(&payload[..payload.len().min(64 * 1024)]);
+        sqlx::query(
+            "INSERT INTO dead_letters (source, subject, reason, attempt_id, payload) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(source)
+        .bind(subject)
+        .bind(reason)
+        .bind(attempt)
+        .bind(text.as_ref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Dispatched attempts past their deadline.
     pub async fn overdue(&self, limit: i64) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar(

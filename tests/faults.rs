@@ -1,0 +1,173 @@
+//! Faults: a task that crashes its worker every time is dead-lettered and
+//! escalated, unreadable messages are set aside with a reason, and SIGTERM
+//! drains a worker without losing its in-flight attempt.
+
+use crate::util::{Harness, Opts, eventually};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
+
+#[tokio::test]
+async fn a_task_that_crashes_every_worker_is_dead_lettered_then_escalated() {
+    let mut h = Harness::new(Opts {
+        ack_wait_secs: 2,
+        progress_secs: 1,
+        max_deliver: 2,
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    h.worker("medium");
+    // A small worker that aborts on this input, restarted every time it dies.
+    let stop = CancellationToken::new();
+    let supervisor = {
+        let stop = stop.clone();
+        let h = &h;
+        let mut child = h.spawn_worker("small", &[("UPSHIFT_FAULT_CRASH_ON", "Ann has")]);
+        async move {
+            let mut crashes = 0;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => { let _ = child.kill().await; return crashes; }
+                    _ = child.wait() => {
+                        crashes += 1;
+                        assert!(crashes < 50, "the worker keeps dying; see its logs");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        child = h.spawn_worker("small", &[("UPSHIFT_FAULT_CRASH_ON", "Ann has")]);
+                    }
+                }
+            }
+        }
+    };
+    let job = h.submit_answer(ANN, "low").await;
+    let wait = async {
+        h.wait_all(&[job], Duration::from_secs(60)).await;
+        stop.cancel();
+    };
+    let (crashes, ()) = tokio::join!(supervisor, wait);
+    assert!(crashes >= 2, "the worker crashed on each delivery ({crashes})");
+    let events: Vec<(String, Option<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT event, from_tier, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",
+    )
+    .bind(job)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            (
+                "escalate".into(),
+                Some("small".into()),
+                vec!["dead_lettered".to_string()]
+            ),
+            ("accept".into(), Some("medium".into()), vec![])
+        ]
+    );
+    let (source, reason): (String, String) =
+        sqlx::query_as("SELECT source, reason FROM dead_letters WHERE attempt_id IS NOT NULL")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(source, "max_deliveries");
+    assert!(reason.contains("2 deliveries"), "{reason}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_set_aside_with_a_reason() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    h.worker("small");
+    let js = async_nats::jetstream::new(h.nats.clone());
+    for (subject, body) in [
+        (format!("{}.tasks.small", h.prefix), &b"{not json"[..]),
+        (format!("{}.results", h.prefix), &br#"{"version":99}"#[..]),
+    ] {
+        js.publish(subject, body.to_vec().into()).await.unwrap().await.unwrap();
+    }
+    let pool = h.pool.clone();
+    let rows: Vec<(String, String)> = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as("SELECT source, reason FROM dead_letters ORDER BY source")
+                .fetch_all(&pool)
+                .await
+                .ok()?;
+            (rows.len() == 2).then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(rows[0].0, "orchestrator");
+    assert!(rows[0].1.contains("unsupported message version 99"), "{rows:?}");
+    assert_eq!(rows[1].0, "worker");
+    assert!(rows[1].1.contains("malformed"), "{rows:?}");
+    // Both processes are still up and working.
+    let job = h.submit_answer(ANN, "low").await;
+    h.wait_all(&[job], Duration::from_secs(20)).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_worker_without_losing_its_attempt() {
+    let mut h = Harness::new(Opts {
+        latency_ms: [1500, 0, 0],
+        ..Opts::default()
+    })
+    .await;
+    let mut orch = h.orchestrator().await;
+    let mut worker = h.spawn_worker("small", &[]);
+    let job = h.submit_answer(ANN, "low").await;
+    // Once the attempt is published, give the worker a moment to pull it, then stop it.
+    let pool = h.pool.clone();
+    eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM attempts WHERE job_id = $1 AND published_at IS NOT NULL")
+                    .bind(job)
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let pid = worker.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(25), worker.wait())
+        .await
+        .expect("worker exits in bounded time");
+    assert!(status.unwrap().success(), "clean exit after draining");
+    // The in-flight call finished and its result was published before exit.
+    h.wait_all(&[job], Duration::from_secs(20)).await;
+    let (status, tier): (String, String) =
+        sqlx::query_as("SELECT j.status, s.current_tier FROM jobs j JOIN steps s ON s.job_id = j.id WHERE j.id = $1")
+            .bind(job)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), tier.as_str()), ("succeeded", "small"));
+    // The orchestrator stops promptly on SIGTERM too.
+    let pid = orch.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), orch.child.wait())
+        .await
+        .expect("orchestrator exits");
+    assert!(status.unwrap().success());
+    h.finish().await;
+}
