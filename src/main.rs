@@ -5,6 +5,7 @@
 mod client;
 mod demo;
 mod eval;
+mod keys;
 mod local;
 
 use anyhow::Context;
@@ -63,6 +64,9 @@ enum Command {
     /// Routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// API keys: issue one for a tenant, or revoke one.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Run the orchestrator process.
     Orchestrator,
     /// Run a worker process for one tier.
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(cli.config.as_deref(), args, &cli.api, cli.api_key.as_deref()).await?,
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
+        Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
         Command::Orchestrator => {
             let cfg = load()?;
             upshift_orchestrator::init_tracing();

@@ -13,5 +13,7 @@ mod api;
 mod eval;
 // Dead letters, unreadable messages, graceful shutdown.
 mod faults;
+// API keys, tenants, secrets kept out of logs, budgets.
+mod security;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;

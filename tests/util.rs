@@ -32,6 +32,8 @@ pub struct Opts {
     pub max_deliver: i64,
     /// `worker.progress_interval_secs`.
     pub progress_secs: u64,
+    /// `RUST_LOG` of the processes.
+    pub log: &'static str,
 }
 
 impl Default for Opts {
@@ -44,6 +46,7 @@ impl Default for Opts {
             ack_wait_secs: 10,
             max_deliver: 5,
             progress_secs: 2,
+            log: "info,sqlx=warn,async_nats=warn",
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Harness {
     procs: Vec<Child>,
     pub api: Option<String>,
     pub dir: PathBuf,
+    log: &'static str,
 }
 
 /// A running orchestrator.
@@ -124,6 +128,7 @@ impl Harness {
             procs: Vec::new(),
             api: None,
             dir,
+            log: opts.log,
         }
     }
 
@@ -131,7 +136,7 @@ impl Harness {
     pub fn command(&self, args: &[&str], log: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
         cmd.arg("--config").arg(&self.config).args(args);
-        cmd.env("RUST_LOG", "info,sqlx=warn,async_nats=warn")
+        cmd.env("RUST_LOG", self.log)
             .env_remove("UPSHIFT_CONFIG")
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join(log)).unwrap())
@@ -171,6 +176,7 @@ impl Harness {
         let out = cmd
             .args(args)
             .env_remove("UPSHIFT_CONFIG")
+            .env("RUST_LOG", self.log)
             .output()
             .await
             .expect("running upshift");

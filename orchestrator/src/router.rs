@@ -11,8 +11,9 @@ use crate::store::{PgStore, dispatch, parse_stored, reason_texts, start_step};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::cost::call_cost;
+use upshift_shared::cost::estimate_tokens;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
-use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide, defensibility};
+use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide, defensibility, escalation_estimate};
 use upshift_shared::verify::{self, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
@@ -140,6 +141,16 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         }) => output.as_str(),
         _ => "",
     };
+    // Token counts of this call, or the input's estimate when there are none.
+    let tokens = match &evidence {
+        Evidence::Result(ResultMessage {
+            outcome: AttemptOutcome::Answered {
+                tokens_in, tokens_out, ..
+            },
+            ..
+        }) => (*tokens_in, *tokens_out),
+        _ => (estimate_tokens(&input), estimate_tokens(&input)),
+    };
     let ev = AttemptEvidence {
         tier,
         class: &class,
@@ -150,6 +161,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         confidence,
         failure,
         budget_left_usd: budget.map(|b| b - job_cost - cost),
+        next_call_usd: escalation_estimate(cfg, tier, tokens),
     };
     let decision = decide(&cfg.routing, &cfg.tiers, &ev);
     let score = defensibility(&cfg.routing, &ev);

@@ -126,6 +126,7 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
             confidence: None,
             failure,
             budget_left_usd: None,
+            next_call_usd: None,
         };
         let score = defensibility(&cfg.routing, &ev);
         let decision = decide(&cfg.routing, &cfg.tiers, &ev);

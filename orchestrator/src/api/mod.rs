@@ -79,24 +79,39 @@ pub struct Tenant(pub String);
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
+    /// Keys from `[[api.keys]]` and from `upshift keys create` (Postgres) are
+    /// both accepted. With neither, the API is open and the tenant is `default`.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if state.keys.is_empty() {
-            return Ok(Tenant("default".into()));
-        }
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Error::Unauthorized)?;
-        let digest = Sha256::digest(token.trim().as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = token else {
+            if state.keys.is_empty() && !state.store.any_api_keys().await? {
+                return Ok(Tenant("default".into()));
+            }
+            return Err(Error::Unauthorized.into());
+        };
+        let hex = sha256_hex(token.trim());
+        if let Some(t) = state.keys.get(&hex) {
+            return Ok(Tenant(t.clone()));
+        }
         state
-            .keys
-            .get(&hex)
-            .map(|t| Tenant(t.clone()))
+            .store
+            .tenant_of_key(&hex)
+            .await?
+            .map(Tenant)
             .ok_or_else(|| Error::Unauthorized.into())
     }
+}
+
+/// Lower-case hex SHA-256 of `s`: how API keys are stored and compared.
+pub fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn submit(

@@ -226,6 +226,47 @@ impl PgStore {
         Ok(())
     }
 
+    /// The tenant of an active key, by the key's SHA-256.
+    pub async fn tenant_of_key(&self, key_sha256: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT tenant FROM api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL")
+                .bind(key_sha256)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether any key was issued and not revoked (then requests need one).
+    pub async fn any_api_keys(&self) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores a new key's digest for `tenant`; returns the key's id.
+    pub async fn create_api_key(&self, tenant: &str, key_sha256: &str) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO api_keys (id, tenant, key_sha256) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(tenant)
+            .bind(key_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    /// Revokes a key by id; `false` if there was no active key with that id.
+    pub async fn revoke_api_key(&self, id: Uuid) -> Result<bool> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Dispatched attempts past their deadline.
     pub async fn overdue(&self, limit: i64) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar(

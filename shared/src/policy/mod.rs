@@ -196,6 +196,21 @@ pub struct AttemptEvidence<'a> {
     pub failure: Option<ReasonCode>,
     /// Budget left for the job after this attempt; `None` = no budget.
     pub budget_left_usd: Option<f64>,
+    /// Estimated price of the escalation's call (see [`escalation_estimate`]).
+    pub next_call_usd: Option<f64>,
+}
+
+/// Estimated price of escalating from `from`: the next distinct tier's prices
+/// applied to this attempt's token counts, as `(tokens_in, tokens_out)`.
+pub fn escalation_estimate(cfg: &crate::config::Config, from: Tier, tokens: (u32, u32)) -> Option<f64> {
+    let (to, _) = next_distinct_tier(&cfg.tiers, from)?;
+    let m = cfg.tier_model(to);
+    Some(crate::cost::call_cost(
+        tokens.0,
+        tokens.1,
+        m.usd_per_m_in,
+        m.usd_per_m_out,
+    ))
 }
 
 /// The router's verdict on an attempt.
@@ -278,7 +293,10 @@ pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>
         };
     }
     let next = next_distinct_tier(models, ev.tier);
-    let budget_gone = ev.budget_left_usd.is_some_and(|b| b <= 0.0);
+    // Escalate only if the budget left covers the estimated next call.
+    let budget_gone = ev
+        .budget_left_usd
+        .is_some_and(|b| b <= 0.0 || b < ev.next_call_usd.unwrap_or(0.0));
     match next {
         Some((to, skipped)) if !budget_gone => Decision::Escalate { to, reasons, skipped },
         _ => {
@@ -287,9 +305,18 @@ pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>
             }
             match (cfg.at_top_tier, ev.failure) {
                 // With no answer at all there is nothing to accept.
-                (TopTierAction::AcceptWithFindings, None) => Decision::Accept {
-                    open_findings: ev.findings.to_vec(),
-                },
+                (TopTierAction::AcceptWithFindings, None) => {
+                    let mut open_findings = ev.findings.to_vec();
+                    if budget_gone && next.is_some() {
+                        let detail = format!(
+                            "budget left ${:.6} does not cover the next call (about ${:.6})",
+                            ev.budget_left_usd.unwrap_or(0.0),
+                            ev.next_call_usd.unwrap_or(0.0)
+                        );
+                        open_findings.push(Finding::new(ReasonCode::BudgetExhausted, detail));
+                    }
+                    Decision::Accept { open_findings }
+                }
                 _ => Decision::Fail { reasons },
             }
         }

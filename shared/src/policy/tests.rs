@@ -68,6 +68,7 @@ fn passing_attempt_is_accepted_and_low_confidence_escalates() {
         confidence: Some(0.9),
         failure: None,
         budget_left_usd: None,
+        next_call_usd: None,
     };
     assert_eq!(decide(&c.routing, &m, &ev), Decision::Accept { open_findings: vec![] });
     let ev = AttemptEvidence {
@@ -99,6 +100,7 @@ fn findings_escalate_skipping_same_model_and_top_tier_follows_policy() {
         confidence: None,
         failure: None,
         budget_left_usd: None,
+        next_call_usd: None,
     };
     assert_eq!(
         decide(&c.routing, &m, &ev),
@@ -141,6 +143,7 @@ fn budget_and_provider_failures() {
         confidence: None,
         failure: Some(ReasonCode::ProviderError),
         budget_left_usd: Some(0.0),
+        next_call_usd: None,
     };
     assert_eq!(
         decide(&c.routing, &m, &ev),
@@ -200,6 +203,7 @@ fn a_fitted_model_decides_and_class_rules_pick_start_tiers() {
         confidence: None,
         failure: None,
         budget_left_usd: None,
+        next_call_usd: None,
     };
     // A finding the model learned to forgive: accepted, finding kept open.
     assert_eq!(

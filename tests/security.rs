@@ -1,0 +1,142 @@
+//! Security: keys issued by `upshift keys create` are stored hashed and map
+//! to tenants; secrets never reach logs or error bodies; a budget stops an
+//! escalation it cannot pay for.
+
+use crate::util::{Harness, Opts};
+use std::time::Duration;
+
+const BOB: &str = "Bob packs 5 boxes with 6 pens each. How many pens does he pack?";
+
+fn key_of(out: &str) -> (String, String) {
+    let last = |prefix: &str| {
+        out.lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .take(prefix.split(' ').count())
+                    .eq(prefix.split(' '))
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no `{prefix}` in {out}"))
+    };
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("key ") && !l.starts_with("key id"))
+        .and_then(|l| l.split_whitespace().last());
+    (last("key id"), key.unwrap_or_else(|| panic!("{out}")).to_string())
+}
+
+#[tokio::test]
+async fn issued_keys_are_hashed_scoped_revocable_and_never_logged() {
+    let mut h = Harness::new(Opts {
+        log: "debug,hyper=info,h2=info",
+        ..Opts::default()
+    })
+    .await;
+    // A database password in the URL: it must not show up in any log.
+    let password = "s3cret-db-pass";
+    let config = std::fs::read_to_string(&h.config).unwrap();
+    let with_password = config.replace("postgres://postgres@", &format!("postgres://postgres:{password}@"));
+    std::fs::write(&h.config, with_password).unwrap();
+
+    let (ok, out, err) = h.cli(&["keys", "create", "--tenant", "acme"]).await;
+    assert!(ok, "{err}");
+    let (key_id, key) = key_of(&out);
+    assert!(key.starts_with("ups_") && key.len() > 60, "{key}");
+    let (ok, out, _) = h.cli(&["keys", "create", "--tenant", "globex"]).await;
+    assert!(ok);
+    let (_, other) = key_of(&out);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT key_sha256 FROM api_keys")
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored.iter().all(|s| s.len() == 64 && !s.contains(&key)),
+        "only digests are stored"
+    );
+
+    h.worker("small");
+    h.worker("medium");
+    let _orch = h.orchestrator().await;
+    let body =
+        format!(r#"{{"kind":"steps","blast_radius":"low","steps":[{{"name":"a","task":"answer","input":"{BOB}"}}]}}"#);
+    let (s, v) = h.post_raw("/v1/jobs", body.as_bytes(), &[]).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "keys exist, so auth is required"
+    );
+    let bearer = format!("Bearer {key}");
+    let (s, v) = h
+        .post_raw("/v1/jobs", body.as_bytes(), &[("authorization", &bearer)])
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let id: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    h.wait_all(&[id], Duration::from_secs(30)).await;
+    let (s, v) = h.get(&format!("/v1/jobs/{id}"), Some(&key)).await;
+    assert_eq!((s, v["tenant"].as_str()), (200, Some("acme")));
+    let (s, v) = h.get(&format!("/v1/jobs/{id}/route"), Some(&other)).await;
+    assert_eq!(s, 404, "another tenant's job does not exist for globex: {v}");
+    let (s, v) = h.get("/v1/jobs/not-a-uuid", Some(&format!("{key}x"))).await;
+    assert_eq!(s, 401);
+    assert!(!v.to_string().contains(&key), "error bodies never echo the key");
+
+    let (ok, _, err) = h.cli(&["keys", "revoke", &key_id]).await;
+    assert!(ok, "{err}");
+    let (s, _) = h.get(&format!("/v1/jobs/{id}"), Some(&key)).await;
+    assert_eq!(s, 401, "a revoked key is refused");
+
+    // Every log line written so far, at debug level, is free of secrets.
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(&h.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    assert!(logs.len() > 1000, "the processes logged ({} bytes)", logs.len());
+    for secret in [key.as_str(), other.as_str(), password] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_budget_that_cannot_pay_for_the_escalation_stops_it() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    // The small call costs ~$0.0000056 and the medium one ~$0.000056: the budget covers only the first.
+    let body = format!(
+        r#"{{"kind":"steps","blast_radius":"low","budget_usd":0.00002,"steps":[{{"name":"a","task":"answer","input":"{BOB}"}}]}}"#
+    );
+    let (s, v) = h.post_raw("/v1/jobs", body.as_bytes(), &[]).await;
+    assert_eq!(s, 202, "{v}");
+    let id: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    h.wait_all(&[id], Duration::from_secs(30)).await;
+    let decisions: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('accept', 'escalate', 'fail') ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(decisions.len(), 1, "no escalation: {decisions:?}");
+    assert_eq!(decisions[0].0, "accept");
+    assert!(
+        decisions[0].1.contains(&"budget_exhausted".to_string()),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions[0].1.contains(&"arithmetic_mismatch".to_string()),
+        "the open finding stays attached"
+    );
+    let (cost, budget): (f64, f64) = sqlx::query_as("SELECT cost_usd, budget_usd FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert!(cost <= budget, "spent {cost} of {budget}");
+    h.finish().await;
+}
