@@ -26,10 +26,7 @@ pub struct Bus {
 impl Bus {
     /// Connects (retrying in the background on loss) and ensures the streams.
     pub async fn connect(cfg: &NatsConfig) -> Result<Bus> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(&cfg.url)
+        let client = upshift_shared::telemetry::connect_nats(cfg)
             .await
             .map_err(Error::nats)?;
         let js = jetstream::new(client.clone());

@@ -61,7 +61,7 @@ pub struct Config {
 }
 
 /// NATS settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL.
@@ -74,6 +74,36 @@ pub struct NatsConfig {
     pub max_deliver: i64,
     /// Ack wait of the task consumers, seconds.
     pub ack_wait_secs: u64,
+    /// User name, with `password` (set the password via `UPSHIFT_NATS__PASSWORD`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password for `user`; never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Token authentication; never logged.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Refuse to talk to the server without TLS.
+    #[serde(default)]
+    pub tls_required: bool,
+    /// PEM file of extra root certificates for the server's TLS certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("tls_required", &self.tls_required)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NatsConfig {
@@ -271,6 +301,14 @@ impl Config {
                 return Err(bad(key, "must be greater than 0"));
             }
         }
+        if self.nats.user.is_some() != self.nats.password.is_some() {
+            return Err(bad("nats.user / nats.password", "give both or neither"));
+        }
+        if let Some(ca) = &self.nats.ca_file
+            && !ca.exists()
+        {
+            return Err(bad("nats.ca_file", format!("{} does not exist", ca.display())));
+        }
         if self.nats.max_deliver < 1 {
             return Err(bad("nats.max_deliver", "must be at least 1"));
         }
@@ -371,8 +409,17 @@ mod tests {
     fn database_password_is_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        let c = Config::from_toml_over_defaults("[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2")
-            .unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Config::from_toml_over_defaults(
+            "[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2\n\
+             [nats]\nuser = \"u\"\npassword = \"pw-secret\"\ntoken = \"tok-secret\"",
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw-secret") && !shown.contains("tok-secret"),
+            "{shown}"
+        );
+        let e = Config::from_toml_over_defaults("[nats]\nuser = \"u\"").unwrap_err();
+        assert_eq!(e.key, "nats.user / nats.password");
     }
 }

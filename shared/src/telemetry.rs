@@ -1,6 +1,28 @@
-//! Process set-up shared by every binary: logging (and, later, tracing
-//! export). Behind the `telemetry` feature so pure users of this crate do not
-//! pull it in.
+//! Process set-up shared by every binary: logging and the NATS connection.
+//! Behind the `telemetry` feature so pure users of this crate do not pull it in.
+
+use crate::config::NatsConfig;
+use std::time::Duration;
+
+/// Connects to NATS with the configured credentials and TLS; reconnects with
+/// back-off by itself after a connection loss (async-nats' default), and
+/// keeps retrying the first connection too.
+pub async fn connect_nats(cfg: &NatsConfig) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .require_tls(cfg.tls_required);
+    if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.clone());
+    }
+    if let Some(ca) = &cfg.ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    opts.connect(&cfg.url).await
+}
 
 /// Initialises `tracing` from `RUST_LOG` (default `info`, quiet sqlx and
 /// async-nats), writing to stderr; JSON lines when `UPSHIFT_LOG=json`.

@@ -46,9 +46,7 @@ pub async fn run(
 ) -> Result<()> {
     let model = cfg.tier_model(tier).clone();
     let provider = Provider::from_config(&model)?;
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(&cfg.nats.url)
+    let client = upshift_shared::telemetry::connect_nats(&cfg.nats)
         .await
         .map_err(Error::nats)?;
     let js = jetstream::new(client);
