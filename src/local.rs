@@ -22,7 +22,7 @@ pub struct Stack {
     children: Vec<(String, Child)>,
 }
 
-fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyhow::Result<Command> {
+pub(crate) fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyhow::Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);

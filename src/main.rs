@@ -2,6 +2,7 @@
 //! `worker`), a whole local stack (`run-local`, `demo`), and talks to a
 //! running orchestrator (`submit`, `history`).
 
+mod bench;
 mod client;
 mod demo;
 mod eval;
@@ -64,6 +65,9 @@ enum Command {
     /// Routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Benchmarks and fault runs that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// API keys: issue one for a tenant, or revoke one.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -101,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(cli.config.as_deref(), args, &cli.api, cli.api_key.as_deref()).await?,
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
         Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
+        Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load()?, args).await?,
         Command::Orchestrator => {
             let cfg = load()?;
             upshift_orchestrator::init_tracing();

@@ -1,0 +1,422 @@
+//! `upshift bench chaos`: the fault run. Jobs flow through orchestrator
+//! replicas and worker pools (replay provider with simulated latency) while
+//! random processes are killed with SIGKILL and restarted, NATS restarts once
+//! and Postgres once. Afterwards it checks, from Postgres and JetStream:
+//! every job terminal; every finished step decided exactly once; no attempt
+//! dispatched or decided twice; every call's cost counted once; and it prints
+//! the redeliveries seen. Any violation makes it exit non-zero.
+//!
+//! Loopback only, bounded in jobs and time; it uses its own database and
+//! subject prefix, removed after a clean run.
+
+use super::fleet::Fleet;
+use crate::client::Client;
+use anyhow::{Context, bail};
+use sqlx::PgPool;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use upshift_shared::Tier;
+use upshift_shared::config::{Config, ProviderConfig};
+use uuid::Uuid;
+
+const NATS_START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
+const NATS_STOP: &str = "start-stop-daemon --stop --oknodo --retry 10 --exec /usr/sbin/nats-server";
+const PG_STOP: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main stop";
+const PG_START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+
+/// Options of `upshift bench chaos`.
+#[derive(clap::Args)]
+pub struct ChaosArgs {
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 1000)]
+    jobs: usize,
+    /// Processes to kill -9 (and restart) along the way.
+    #[arg(long, default_value_t = 10)]
+    kills: usize,
+    /// Orchestrator replicas.
+    #[arg(long, default_value_t = 2)]
+    orchestrators: usize,
+    /// Worker processes per tier.
+    #[arg(long, default_value_t = 2)]
+    workers_per_tier: usize,
+    /// Simulated model latency, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Give up waiting for jobs after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Do not restart NATS and Postgres (for machines where this user cannot).
+    #[arg(long)]
+    no_service_restarts: bool,
+    /// Seed of the random kill schedule.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// What happened during the run.
+#[derive(Default)]
+struct Log {
+    kills: Vec<String>,
+    nats_restart: Option<String>,
+    pg_restart: Option<String>,
+}
+
+/// Runs the chaos run.
+pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
+    let run_id = format!("{}{}", std::process::id(), chrono::Utc::now().timestamp() % 100_000);
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    fastrand::seed(seed);
+    let dir = std::env::temp_dir().join(format!("upshift-chaos-{run_id}"));
+    std::fs::create_dir_all(&dir)?;
+    let (config, db_url) = chaos_config(cfg, &run_id, &args, &dir)?;
+    let dataset = cfg
+        .models
+        .iter()
+        .find_map(|m| match &m.provider {
+            ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
+        })
+        .context("no replay dataset in the configuration")?;
+    let items = crate::eval::dataset::load(&dataset, None)?.items;
+    println!(
+        "chaos run {run_id}: {} jobs, {} kills, {} orchestrators, {} workers per tier, {} ms latency, seed {seed}",
+        args.jobs, args.kills, args.orchestrators, args.workers_per_tier, args.latency_ms
+    );
+    println!("logs and config in {}", dir.display());
+
+    let mut fleet = Fleet::new(&config, &dir);
+    for i in 0..args.orchestrators {
+        fleet.add(format!("orchestrator-{i}"), &["orchestrator"]);
+    }
+    for tier in Tier::ALL {
+        for i in 0..args.workers_per_tier {
+            fleet.add(format!("worker-{tier}-{i}"), &["worker", "--tier", tier.as_str()]);
+        }
+    }
+    fleet.start(0).await?; // the first orchestrator creates the database and streams
+    fleet.revive().await?;
+    let fleet = Arc::new(Mutex::new(fleet));
+    let started = Instant::now();
+
+    // Submissions are paced to span the whole kill schedule.
+    let span = Duration::from_millis(900 * args.kills as u64 + 6000);
+    let pace = span / args.jobs.max(1) as u32;
+    let submitter = tokio::spawn(submit_all(fleet.clone(), items, args.jobs, pace));
+    let log = chaos(fleet.clone(), &args).await?;
+    let (acked, submit_retries) = submitter.await??;
+    fleet.lock().await.revive().await?;
+
+    let pool = PgPool::connect(&db_url)
+        .await
+        .context("connecting to the chaos database")?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    loop {
+        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(i64::MAX);
+        if running == 0 || Instant::now() > deadline {
+            break;
+        }
+        // Processes may have died on their own (e.g. during the Postgres restart).
+        fleet.lock().await.revive().await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let wall = started.elapsed();
+    let redeliveries = redeliveries(cfg, &run_id).await;
+    fleet.lock().await.stop().await;
+    let violations = report(&pool, &acked, submit_retries, &log, redeliveries, wall).await?;
+    if violations > 0 {
+        bail!(
+            "{violations} guarantee(s) violated; database and logs kept (see {})",
+            dir.display()
+        );
+    }
+    cleanup(cfg, &run_id, &db_url, &dir, pool).await;
+    println!("all guarantees held");
+    Ok(())
+}
+
+/// Writes the run's config: own prefix and database, simulated latency, short deadlines.
+fn chaos_config(
+    cfg: &Config,
+    run_id: &str,
+    args: &ChaosArgs,
+    dir: &Path,
+) -> anyhow::Result<(std::path::PathBuf, String)> {
+    let mut c = cfg.clone();
+    c.nats.prefix = format!("chaos{run_id}");
+    c.nats.ack_wait_secs = 10;
+    c.worker.progress_interval_secs = 3;
+    c.orchestrator.attempt_deadline_secs = 60;
+    c.api.listen = "127.0.0.1:0".into();
+    let base = c.database.url.split('?').next().unwrap_or_default();
+    let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
+    c.database.url = format!("{server}/upshift_chaos_{run_id}");
+    for m in &mut c.models {
+        match &mut m.provider {
+            ProviderConfig::Replay { latency_ms, .. } => *latency_ms = args.latency_ms,
+        }
+    }
+    let path = dir.join("chaos.toml");
+    std::fs::write(&path, toml::to_string(&c).context("serialising the chaos config")?)?;
+    Ok((path, c.database.url))
+}
+
+/// Submits `n` jobs, retrying on any replica that is up; returns acknowledged ids and retries.
+async fn submit_all(
+    fleet: Arc<Mutex<Fleet>>,
+    items: Vec<crate::eval::dataset::Item>,
+    n: usize,
+    pace: Duration,
+) -> anyhow::Result<(Vec<Uuid>, usize)> {
+    let mut acked = Vec::with_capacity(n);
+    let mut retries = 0;
+    for i in 0..n {
+        let item = &items[i % items.len()];
+        let body = serde_json::json!({
+            "kind": "steps", "blast_radius": "low",
+            "steps": [{ "name": "solve", "task": item.task, "task_class": item.class, "input": item.prompt }],
+        });
+        let mut tries = 0;
+        loop {
+            let apis = fleet.lock().await.apis();
+            if let Some(api) = apis.get(fastrand::usize(..apis.len().max(1)))
+                && let Ok(id) = Client::new(api, None)?.submit(&body).await
+            {
+                acked.push(id);
+                break;
+            }
+            tries += 1;
+            retries += 1;
+            anyhow::ensure!(tries < 600, "no orchestrator accepted job {i} for 2 minutes");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(pace).await;
+    }
+    Ok((acked, retries))
+}
+
+/// The kill schedule, with one NATS and one Postgres restart in it.
+async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs) -> anyhow::Result<Log> {
+    let mut log = Log::default();
+    for k in 0..args.kills {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1500))).await;
+        let (i, name) = {
+            let mut f = fleet.lock().await;
+            let i = fastrand::usize(..f.slots.len());
+            f.kill9(i).await;
+            (i, f.slots[i].name.clone())
+        };
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..800))).await;
+        fleet.lock().await.start(i).await?;
+        log.kills
+            .push(format!("{name} (down {:.1}s)", t.elapsed().as_secs_f64()));
+        if !args.no_service_restarts && k == args.kills / 3 {
+            log.nats_restart = Some(restart_service(&fleet, NATS_STOP, NATS_START, 4222).await?);
+        }
+        if !args.no_service_restarts && k == (2 * args.kills) / 3 {
+            log.pg_restart = Some(restart_service(&fleet, PG_STOP, PG_START, 5432).await?);
+        }
+    }
+    Ok(log)
+}
+
+/// Stops (`stop`), starts (`start`) a service and reports what `/readyz` said meanwhile.
+async fn restart_service(fleet: &Arc<Mutex<Fleet>>, stop: &str, start: &str, port: u16) -> anyhow::Result<String> {
+    let sh = |c: &str| tokio::process::Command::new("sh").arg("-c").arg(c).status();
+    anyhow::ensure!(sh(stop).await?.success(), "`{stop}` failed");
+    let t = Instant::now();
+    // While it is down (or restarting), ask the orchestrators whether they are ready.
+    let mut not_ready = false;
+    for _ in 0..10 {
+        not_ready |= any_not_ready(fleet).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(sh(start).await?.success(), "`{start}` failed");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ready_again = None;
+    for _ in 0..150 {
+        if !any_not_ready(fleet).await {
+            ready_again = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(format!(
+        "port {port}: /readyz said not-ready while down: {}; ready again after {}",
+        if not_ready { "yes" } else { "no" },
+        ready_again.map_or("(not within 30 s)".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+    ))
+}
+
+async fn any_not_ready(fleet: &Arc<Mutex<Fleet>>) -> bool {
+    let apis = fleet.lock().await.apis();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    for api in apis {
+        match http.get(format!("{api}/readyz")).send().await {
+            Ok(r) if r.status().is_success() => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
+/// Deliveries beyond the first, from the JetStream consumers' counters.
+async fn redeliveries(cfg: &Config, run_id: &str) -> Option<(u64, u64)> {
+    let client = async_nats::connect(&cfg.nats.url).await.ok()?;
+    let js = async_nats::jetstream::new(client);
+    let subjects = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
+    let mut tasks_stream = js.get_stream(subjects.tasks_stream()).await.ok()?;
+    let stored = tasks_stream.info().await.ok()?.state.last_sequence;
+    let mut delivered = 0;
+    for tier in Tier::ALL {
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            tasks_stream.get_consumer(&subjects.worker_consumer(*tier)).await.ok()?;
+        delivered += c.info().await.ok()?.delivered.consumer_sequence;
+    }
+    let mut results = js.get_stream(subjects.results_stream()).await.ok()?;
+    let results_stored = results.info().await.ok()?.state.last_sequence;
+    let mut rc: async_nats::jetstream::consumer::PullConsumer =
+        results.get_consumer(subjects.orchestrator_consumer()).await.ok()?;
+    let results_delivered = rc.info().await.ok()?.delivered.consumer_sequence;
+    Some((
+        delivered.saturating_sub(stored),
+        results_delivered.saturating_sub(results_stored),
+    ))
+}
+
+/// Prints the checks; returns the number of violations.
+async fn report(
+    pool: &PgPool,
+    acked: &[Uuid],
+    submit_retries: usize,
+    log: &Log,
+    redeliveries: Option<(u64, u64)>,
+    wall: Duration,
+) -> anyhow::Result<usize> {
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
+    let jobs = count("SELECT count(*) FROM jobs").await?;
+    let attempts = count("SELECT count(*) FROM attempts").await?;
+    let acked_found: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1)")
+        .bind(acked)
+        .fetch_one(pool)
+        .await?;
+    let checks: Vec<(&str, i64)> = vec![
+        ("acknowledged jobs missing", acked.len() as i64 - acked_found),
+        (
+            "jobs not terminal",
+            count("SELECT count(*) FROM jobs WHERE status = 'running'").await?,
+        ),
+        (
+            "steps not terminal",
+            count("SELECT count(*) FROM steps WHERE state IN ('pending', 'running')").await?,
+        ),
+        (
+            "finished steps without exactly one accept or fail",
+            count(
+                "SELECT count(*) FROM steps s WHERE s.state IN ('accepted', 'failed') AND (SELECT count(*)
+                 FROM route_events e WHERE e.step_id = s.id AND e.event IN ('accept', 'fail')) <> 1",
+            )
+            .await?,
+        ),
+        (
+            "attempts decided more than once",
+            count(
+                "SELECT count(*) FROM (SELECT attempt_id FROM route_events
+                 WHERE event IN ('accept', 'escalate', 'fail') GROUP BY 1 HAVING count(*) > 1) d",
+            )
+            .await?,
+        ),
+        (
+            "attempts without exactly one dispatch",
+            count(
+                "SELECT count(*) FROM attempts a WHERE (SELECT count(*) FROM route_events e
+                 WHERE e.attempt_id = a.id AND e.event = 'dispatch') <> 1",
+            )
+            .await?,
+        ),
+        (
+            "cost not counted exactly once (micro-dollars off)",
+            count(
+                "SELECT round(1e6 * abs((SELECT coalesce(sum(cost_usd), 0) FROM attempts)
+                                      - (SELECT coalesce(sum(cost_usd), 0) FROM jobs)))::bigint",
+            )
+            .await?,
+        ),
+    ];
+    let by_status: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY 1 ORDER BY 1")
+        .fetch_all(pool)
+        .await?;
+    let timeouts = count("SELECT count(*) FROM attempts WHERE status = 'timed_out'").await?;
+    let dead = count("SELECT count(*) FROM dead_letters").await?;
+    println!("\n== chaos report ==");
+    println!("wall time                 {:.1}s", wall.as_secs_f64());
+    println!(
+        "jobs acknowledged         {} ({} jobs in the database, {submit_retries} submit retries)",
+        acked.len(),
+        jobs
+    );
+    println!(
+        "jobs by status            {}",
+        by_status
+            .iter()
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("attempts                  {attempts} ({timeouts} timed out, {dead} dead letters)");
+    println!(
+        "kills                     {}: {}",
+        log.kills.len(),
+        log.kills.join(", ")
+    );
+    println!(
+        "nats restart              {}",
+        log.nats_restart.as_deref().unwrap_or("skipped")
+    );
+    println!(
+        "postgres restart          {}",
+        log.pg_restart.as_deref().unwrap_or("skipped")
+    );
+    match redeliveries {
+        Some((t, r)) => println!("redeliveries              {t} task, {r} result"),
+        None => println!("redeliveries              unavailable"),
+    }
+    let mut violations = 0;
+    for (name, n) in checks {
+        let verdict = if n == 0 { "ok" } else { "VIOLATED" };
+        println!("check {name:<48} {n:>6}  {verdict}");
+        violations += usize::from(n != 0);
+    }
+    Ok(violations)
+}
+
+/// Drops the run's database and streams after a clean run.
+async fn cleanup(cfg: &Config, run_id: &str, db_url: &str, dir: &Path, pool: PgPool) {
+    pool.close().await;
+    if let Ok(client) = async_nats::connect(&cfg.nats.url).await {
+        let js = async_nats::jetstream::new(client);
+        let s = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
+        for name in [s.tasks_stream(), s.results_stream(), s.dead_stream()] {
+            let _ = js.delete_stream(name).await;
+        }
+    }
+    if let Some((server, name)) = db_url.rsplit_once('/')
+        && let Ok(admin) = PgPool::connect(&format!("{server}/postgres")).await
+    {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

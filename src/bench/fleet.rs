@@ -1,0 +1,120 @@
+//! A fleet of upshift processes that can be killed and restarted one by one:
+//! the chaos run's moving parts.
+
+use crate::local::{LISTENING, command};
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+/// One process slot.
+pub struct Slot {
+    /// e.g. `orchestrator-0`, `worker-small-1`.
+    pub name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// API URL, for orchestrators.
+    pub api: Option<String>,
+    starts: u32,
+}
+
+/// Every process of the run.
+pub struct Fleet {
+    config: PathBuf,
+    log_dir: PathBuf,
+    /// The slots.
+    pub slots: Vec<Slot>,
+}
+
+impl Fleet {
+    /// An empty fleet whose processes read `config` and log under `log_dir`.
+    pub fn new(config: &Path, log_dir: &Path) -> Fleet {
+        Fleet {
+            config: config.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            slots: Vec::new(),
+        }
+    }
+
+    /// Adds a slot running `upshift <args>`, not started yet.
+    pub fn add(&mut self, name: String, args: &[&str]) {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.slots.push(Slot {
+            name,
+            args,
+            child: None,
+            api: None,
+            starts: 0,
+        });
+    }
+
+    /// Starts slot `i`; an orchestrator is started when it listens.
+    pub async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let slot = &mut self.slots[i];
+        slot.starts += 1;
+        let log = self.log_dir.join(format!("{}.{}.log", slot.name, slot.starts));
+        let mut cmd = command(Some(&self.config), &[], &log)?;
+        cmd.args(&slot.args);
+        let is_orchestrator = slot.args.first().is_some_and(|a| a == "orchestrator");
+        cmd.stdout(if is_orchestrator { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", slot.name))?;
+        if is_orchestrator {
+            let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+            let addr = tokio::time::timeout(Duration::from_secs(90), async {
+                while let Ok(Some(l)) = lines.next_line().await {
+                    if let Some(a) = l.strip_prefix(LISTENING) {
+                        return Some(a.to_string());
+                    }
+                }
+                None
+            })
+            .await;
+            match addr {
+                Ok(Some(a)) => slot.api = Some(format!("http://{a}")),
+                _ => bail!("{} did not start; see {}", slot.name, log.display()),
+            }
+            // Keep draining stdout so the process never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        }
+        slot.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9` slot `i` and reap it.
+    pub async fn kill9(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.api = None;
+        if let Some(mut c) = slot.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+
+    /// Restarts every slot whose process is not running.
+    pub async fn revive(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.slots.len() {
+            let dead = match self.slots[i].child.as_mut() {
+                None => true,
+                Some(c) => c.try_wait().ok().flatten().is_some(),
+            };
+            if dead {
+                self.start(i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// URLs of the orchestrators that are up.
+    pub fn apis(&self) -> Vec<String> {
+        self.slots.iter().filter_map(|s| s.api.clone()).collect()
+    }
+
+    /// Stops everything (SIGKILL; the run is over).
+    pub async fn stop(&mut self) {
+        for i in 0..self.slots.len() {
+            self.kill9(i).await;
+        }
+    }
+}
