@@ -181,10 +181,12 @@ async fn list(
 }
 
 async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&st.store.pool)
-        .await
-        .is_ok();
+    // Bounded, so a load balancer gets a prompt 503 rather than a hang while Postgres is down.
+    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&st.store.pool);
+    let db = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
+        Ok(Ok(_))
+    );
     let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
     let status = if db && nats {
         StatusCode::OK
