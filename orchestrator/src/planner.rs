@@ -16,7 +16,7 @@ pub const MAX_STEPS: usize = 64;
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;
 
 /// `POST /v1/jobs` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// Job kind; `steps` runs the listed steps.
@@ -25,16 +25,19 @@ pub struct JobRequest {
     pub blast_radius: BlastRadius,
     /// Most the job may spend, in US dollars; escalation stops when spent.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1000000.0)]
     pub budget_usd: Option<f64>,
     /// The steps, in an order where dependencies come first.
+    #[schema(min_items = 1, max_items = 64)]
     pub steps: Vec<StepRequest>,
     /// Free-form caller data, stored with the job.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// Kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// An explicit list of steps.
@@ -42,21 +45,25 @@ pub enum JobKind {
 }
 
 /// One step of a job request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
     /// Unique name within the job.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// What the step asks for.
     pub task: TaskType,
     /// The class a policy is calibrated for (e.g. an MMLU domain); the task
     /// type's name when absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub task_class: Option<String>,
     /// The step's input text.
+    #[schema(min_length = 1, max_length = 262144, pattern = "\\S")]
     pub input: String,
     /// Ambiguity in [0,1]; estimated from the input when absent.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub ambiguity: Option<f64>,
     /// Names of earlier steps whose outputs this one needs.
     #[serde(default)]
@@ -66,6 +73,7 @@ pub struct StepRequest {
     pub verifiers: Option<Vec<VerifierKind>>,
     /// JSON schema the output must satisfy.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub output_schema: Option<serde_json::Value>,
 }
 
@@ -96,6 +104,12 @@ pub struct PlannedStep {
 
 /// Validates `req` and plans its steps; the error names the offending field.
 pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+    // Postgres text and jsonb cannot hold NUL characters: refuse them up front.
+    if let Some(m) = &req.metadata
+        && has_nul(m)
+    {
+        return Err(Error::invalid("metadata", "must not contain NUL characters"));
+    }
     if let Some(b) = req.budget_usd
         && !(b.is_finite() && (0.0..=1_000_000.0).contains(&b))
     {
@@ -110,6 +124,20 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
     let mut out: Vec<PlannedStep> = Vec::with_capacity(req.steps.len());
     for (i, s) in req.steps.iter().enumerate() {
         let field = |f: &str| format!("steps[{i}].{f}");
+        for (f, text) in [("name", &s.name), ("input", &s.input)] {
+            if text.contains('\0') {
+                return Err(Error::invalid(field(f), "must not contain NUL characters"));
+            }
+        }
+        if s.task_class.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(Error::invalid(field("task_class"), "must not contain NUL characters"));
+        }
+        if s.output_schema.as_ref().is_some_and(has_nul) {
+            return Err(Error::invalid(
+                field("output_schema"),
+                "must not contain NUL characters",
+            ));
+        }
         let name = s.name.trim();
         if name.is_empty() || name.len() > 100 {
             return Err(Error::invalid(field("name"), "must be 1 to 100 characters"));
@@ -176,6 +204,16 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
     Ok(out)
 }
 
+/// Whether any string (or key) in `v` contains a NUL character.
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +242,9 @@ mod tests {
         let mut bad = ok.clone();
         bad.steps[0].ambiguity = Some(1.5);
         assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
+        let mut bad = ok.clone();
+        bad.steps[0].input = "a\0b".into();
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
         let mut bad = ok;
         bad.budget_usd = Some(-1.0);
         assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "budget_usd"));

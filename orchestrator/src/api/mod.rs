@@ -1,29 +1,26 @@
-//! The HTTP API (axum): submit jobs, read status and route, health.
+//! The HTTP API (axum): submit jobs, read status and route, health, and the
+//! OpenAPI document at `/openapi.json`.
 //!
 //! Every job endpoint is tenant-scoped through the bearer key. Validation is
 //! complete before anything is written, so a 4xx leaves no rows.
 
 mod error;
+mod jobs;
 
 pub use error::ApiError;
+pub use jobs::ApiDoc;
 
 use crate::bus::Bus;
 use crate::error::Error;
-use crate::planner::{JobRequest, plan};
 use crate::store::PgStore;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use upshift_shared::config::Config;
-use uuid::Uuid;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -60,14 +57,15 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.api.max_body_bytes;
     Router::new()
-        .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(job))
-        .route("/v1/jobs/{id}/route", get(route))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::job))
+        .route("/v1/jobs/{id}/route", get(jobs::route))
+        .route("/healthz", get(jobs::healthz))
+        .route("/readyz", get(jobs::readyz))
         .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+            "/openapi.json",
+            get(|| async { Json(<ApiDoc as utoipa::OpenApi>::openapi()) }),
         )
-        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -112,86 +110,4 @@ pub fn sha256_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-async fn submit(
-    State(st): State<AppState>,
-    Tenant(tenant): Tenant,
-    body: Result<Json<JobRequest>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Json(req) = body?;
-    let steps = plan(&req)?;
-    let (id, attempts) = st.store.create_job(&st.cfg, &tenant, &req, &steps).await?;
-    crate::outbox::publish(&st.store, &st.bus, &attempts).await;
-    tracing::info!(job = %id, %tenant, steps = steps.len(), "job accepted");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": id, "status": "running" })),
-    ))
-}
-
-async fn job(
-    State(st): State<AppState>,
-    Tenant(tenant): Tenant,
-    id: Result<Path<Uuid>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Path(id) = id?;
-    Ok(Json(st.store.job(&tenant, id).await?))
-}
-
-async fn route(
-    State(st): State<AppState>,
-    Tenant(tenant): Tenant,
-    id: Result<Path<Uuid>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Path(id) = id?;
-    let events = st.store.route(&tenant, id).await?;
-    Ok(Json(serde_json::json!({ "job_id": id, "events": events })))
-}
-
-/// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list(
-    State(st): State<AppState>,
-    Tenant(tenant): Tenant,
-    q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Query(q) = q?;
-    if let Some(s) = &q.status
-        && !["running", "succeeded", "failed"].contains(&s.as_str())
-    {
-        return Err(Error::invalid("status", "must be running, succeeded or failed").into());
-    }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
-    }
-    let rows = st.store.list_jobs(&tenant, q.status.as_deref(), limit).await?;
-    let jobs: Vec<_> = rows
-        .into_iter()
-        .map(|(id, status, cost, created)| serde_json::json!({ "id": id, "status": status, "cost_usd": cost, "created_at": created }))
-        .collect();
-    Ok(Json(serde_json::json!({ "jobs": jobs })))
-}
-
-async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    // Bounded, so a load balancer gets a prompt 503 rather than a hang while Postgres is down.
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&st.store.pool);
-    let db = matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
-        Ok(Ok(_))
-    );
-    let nats = st.bus.client.connection_state() == async_nats::connection::State::Connected;
-    let status = if db && nats {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(serde_json::json!({ "postgres": db, "nats": nats })))
 }

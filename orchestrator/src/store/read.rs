@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// A job as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     /// Job id.
     pub id: Uuid,
@@ -23,6 +23,7 @@ pub struct JobView {
     /// Caller's budget.
     pub budget_usd: Option<f64>,
     /// Answer, outputs and open findings, or the error.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Spent so far, every call counted.
     pub cost_usd: f64,
@@ -37,7 +38,7 @@ pub struct JobView {
 }
 
 /// A step as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StepView {
     /// Step name.
     pub name: String,
@@ -54,13 +55,14 @@ pub struct StepView {
     /// Accepted output.
     pub output: Option<String>,
     /// Findings still open on acceptance.
+    #[schema(value_type = Vec<Object>)]
     pub open_findings: serde_json::Value,
     /// Attempts made.
     pub attempts: i64,
 }
 
 /// One route event as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RouteEvent {
     /// Time.
     pub at: DateTime<Utc>,
@@ -87,6 +89,7 @@ pub struct RouteEvent {
     /// Policy version that decided.
     pub policy_version: String,
     /// Findings and other detail.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -33,6 +33,7 @@ impl Finding {
 
 /// The verifiers a step can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VerifierKind {
     /// A final answer is present and parseable and the output is not cut off.
