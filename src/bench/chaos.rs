@@ -228,7 +228,6 @@ async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs) -> anyhow::Result<Log
 async fn restart_service(fleet: &Arc<Mutex<Fleet>>, stop: &str, start: &str, port: u16) -> anyhow::Result<String> {
     let sh = |c: &str| tokio::process::Command::new("sh").arg("-c").arg(c).status();
     anyhow::ensure!(sh(stop).await?.success(), "`{stop}` failed");
-    let t = Instant::now();
     // While it is down (or restarting), ask the orchestrators whether they are ready.
     let mut not_ready = false;
     for _ in 0..10 {
@@ -236,6 +235,7 @@ async fn restart_service(fleet: &Arc<Mutex<Fleet>>, stop: &str, start: &str, por
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     anyhow::ensure!(sh(start).await?.success(), "`{start}` failed");
+    let t = Instant::now();
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             break;
@@ -251,7 +251,7 @@ async fn restart_service(fleet: &Arc<Mutex<Fleet>>, stop: &str, start: &str, por
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(format!(
-        "port {port}: /readyz said not-ready while down: {}; ready again after {}",
+        "port {port}: /readyz said not-ready while down: {}; ready again {} after the restart",
         if not_ready { "yes" } else { "no" },
         ready_again.map_or("(not within 30 s)".into(), |d| format!("{:.1}s", d.as_secs_f64()))
     ))
