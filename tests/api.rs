@@ -115,3 +115,34 @@ fn sha256_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[tokio::test]
+async fn an_invalid_config_stops_every_process_at_start_naming_the_key() {
+    let h = Harness::new(Opts::default()).await;
+    let bad = h.dir.join("bad.toml");
+    for (toml, key) in [
+        ("[tiers]\nsmall = \"nope\"\n", "tiers.small"),
+        ("[nats]\nack_wait_secs = \"soon\"\n", "nats.ack_wait_secs"),
+        ("[worker]\ncolour = 1\n", "colour"),
+        ("[routing]\nat_top_tier = \"maybe\"\n", "routing.at_top_tier"),
+    ] {
+        std::fs::write(&bad, toml).unwrap();
+        for args in [&["orchestrator"][..], &["worker", "--tier", "small"][..]] {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
+                .arg("--config")
+                .arg(&bad)
+                .args(args)
+                .env_remove("UPSHIFT_CONFIG")
+                .output()
+                .await
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} started with {toml}");
+            assert!(
+                err.contains("invalid configuration") && err.contains(key),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    h.finish().await;
+}
