@@ -27,11 +27,11 @@ pub(crate) fn command(config: Option<&Path>, env: &[(String, String)], log: &Pat
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    if !env.iter().any(|(k, _)| k == "RUST_LOG") {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
+        cmd.env("RUST_LOG", log);
+    }
     cmd.envs(env.iter().cloned())
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into()),
-        )
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
         .kill_on_drop(true);

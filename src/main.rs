@@ -106,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
         Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
         Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load()?, args).await?,
+        Command::Bench(bench::BenchCommand::Engine(args)) => bench::engine::run(&load()?, args).await?,
         Command::Orchestrator => {
             let cfg = load()?;
             upshift_orchestrator::init_tracing();

@@ -41,6 +41,8 @@ fn answer(job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u
         provider: "test".into(),
         model: "fx-small".into(),
         latency_ms: 5,
+        received_at: None,
+        sent_at: None,
         outcome: AttemptOutcome::Answered {
             output: text.into(),
             tokens_in: 100,

@@ -5,6 +5,8 @@
 // Shared harness: services check, config, processes, HTTP, waiting.
 mod util;
 
+// The engine benchmark runs and prints its table.
+mod bench;
 // Routing through the tiers: accept on small, escalate with reasons, blast radius.
 mod cascade;
 // Bad input gets a 4xx JSON error and writes nothing; tenants are isolated.

@@ -292,6 +292,7 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
     sqlx::query(
         "UPDATE attempts SET status = $2, completed_at = now(), worker_id = $3, provider = $4, output = $5,
                 error = $6, tokens_in = $7, tokens_out = $8, cost_usd = $9, latency_ms = $10,
+                received_at = $13, result_sent_at = $14,
                 confidence = $11, label_correct = $12
          WHERE id = $1",
     )
@@ -307,6 +308,8 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
     .bind(m.latency_ms as i64)
     .bind(conf)
     .bind(label)
+    .bind(m.received_at)
+    .bind(m.sent_at)
     .execute(&mut *tx)
     .await?;
     Ok(cost)

@@ -69,6 +69,12 @@ pub struct ResultMessage {
     pub model: String,
     /// Wall time of the provider call in milliseconds.
     pub latency_ms: u64,
+    /// When the worker pulled the task.
+    #[serde(default)]
+    pub received_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the worker published this result.
+    #[serde(default)]
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The answer or the error.
     pub outcome: AttemptOutcome,
 }
@@ -158,6 +164,8 @@ mod tests {
             provider: "replay".into(),
             model: "m".into(),
             latency_ms: 3,
+            received_at: None,
+            sent_at: Some(chrono::Utc::now()),
             outcome: AttemptOutcome::Answered {
                 output: "#### 4".into(),
                 tokens_in: 10,

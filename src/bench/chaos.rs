@@ -10,6 +10,7 @@
 //! subject prefix, removed after a clean run.
 
 use super::fleet::Fleet;
+use super::isolated_config;
 use crate::client::Client;
 use anyhow::{Context, bail};
 use sqlx::PgPool;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use upshift_shared::Tier;
-use upshift_shared::config::{Config, ProviderConfig};
+use upshift_shared::config::Config;
 use uuid::Uuid;
 
 const NATS_START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
@@ -70,14 +71,12 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     fastrand::seed(seed);
     let dir = std::env::temp_dir().join(format!("upshift-chaos-{run_id}"));
     std::fs::create_dir_all(&dir)?;
-    let (config, db_url) = chaos_config(cfg, &run_id, &args, &dir)?;
-    let dataset = cfg
-        .models
-        .iter()
-        .find_map(|m| match &m.provider {
-            ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
-        })
-        .context("no replay dataset in the configuration")?;
+    let (config, db_url) = isolated_config(cfg, &format!("chaos{run_id}"), args.latency_ms, &dir, |c| {
+        c.nats.ack_wait_secs = 10;
+        c.worker.progress_interval_secs = 3;
+        c.orchestrator.attempt_deadline_secs = 60;
+    })?;
+    let dataset = super::first_dataset(cfg)?;
     let items = crate::eval::dataset::load(&dataset, None)?.items;
     println!(
         "chaos run {run_id}: {} jobs, {} kills, {} orchestrators, {} workers per tier, {} ms latency, seed {seed}",
@@ -136,32 +135,6 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     cleanup(cfg, &run_id, &db_url, &dir, pool).await;
     println!("all guarantees held");
     Ok(())
-}
-
-/// Writes the run's config: own prefix and database, simulated latency, short deadlines.
-fn chaos_config(
-    cfg: &Config,
-    run_id: &str,
-    args: &ChaosArgs,
-    dir: &Path,
-) -> anyhow::Result<(std::path::PathBuf, String)> {
-    let mut c = cfg.clone();
-    c.nats.prefix = format!("chaos{run_id}");
-    c.nats.ack_wait_secs = 10;
-    c.worker.progress_interval_secs = 3;
-    c.orchestrator.attempt_deadline_secs = 60;
-    c.api.listen = "127.0.0.1:0".into();
-    let base = c.database.url.split('?').next().unwrap_or_default();
-    let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
-    c.database.url = format!("{server}/upshift_chaos_{run_id}");
-    for m in &mut c.models {
-        match &mut m.provider {
-            ProviderConfig::Replay { latency_ms, .. } => *latency_ms = args.latency_ms,
-        }
-    }
-    let path = dir.join("chaos.toml");
-    std::fs::write(&path, toml::to_string(&c).context("serialising the chaos config")?)?;
-    Ok((path, c.database.url))
 }
 
 /// Submits `n` jobs, retrying on any replica that is up; returns acknowledged ids and retries.

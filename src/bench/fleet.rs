@@ -24,6 +24,7 @@ pub struct Slot {
 pub struct Fleet {
     config: PathBuf,
     log_dir: PathBuf,
+    env: Vec<(String, String)>,
     /// The slots.
     pub slots: Vec<Slot>,
 }
@@ -34,8 +35,19 @@ impl Fleet {
         Fleet {
             config: config.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
+            env: Vec::new(),
             slots: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for every process started from now on.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Process id of slot `i`, if running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.slots[i].child.as_ref().and_then(|c| c.id())
     }
 
     /// Adds a slot running `upshift <args>`, not started yet.
@@ -55,7 +67,7 @@ impl Fleet {
         let slot = &mut self.slots[i];
         slot.starts += 1;
         let log = self.log_dir.join(format!("{}.{}.log", slot.name, slot.starts));
-        let mut cmd = command(Some(&self.config), &[], &log)?;
+        let mut cmd = command(Some(&self.config), &self.env, &log)?;
         cmd.args(&slot.args);
         let is_orchestrator = slot.args.first().is_some_and(|a| a == "orchestrator");
         cmd.stdout(if is_orchestrator { Stdio::piped() } else { Stdio::null() });

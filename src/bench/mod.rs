@@ -1,7 +1,49 @@
 //! `upshift bench …`: runs that print figures (no timed tests).
 
 pub mod chaos;
+pub mod engine;
 mod fleet;
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use upshift_shared::config::{Config, ProviderConfig};
+
+/// Writes a config for a run of its own: subject prefix `name`, database
+/// `upshift_<name>` on the configured server, replay latency `latency_ms`, a
+/// free API port; `tweak` adjusts the rest. Returns the file and database URL.
+pub fn isolated_config(
+    cfg: &Config,
+    name: &str,
+    latency_ms: u64,
+    dir: &Path,
+    tweak: impl FnOnce(&mut Config),
+) -> anyhow::Result<(PathBuf, String)> {
+    let mut c = cfg.clone();
+    c.nats.prefix = name.to_string();
+    c.api.listen = "127.0.0.1:0".into();
+    let base = c.database.url.split('?').next().unwrap_or_default();
+    let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
+    c.database.url = format!("{server}/upshift_{name}");
+    for m in &mut c.models {
+        match &mut m.provider {
+            ProviderConfig::Replay { latency_ms: l, .. } => *l = latency_ms,
+        }
+    }
+    tweak(&mut c);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string(&c).context("serialising the run's config")?)?;
+    Ok((path, c.database.url))
+}
+
+/// The replay dataset of the first replay model.
+pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
+    cfg.models
+        .iter()
+        .find_map(|m| match &m.provider {
+            ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
+        })
+        .context("no replay dataset in the configuration")
+}
 
 /// Benchmarks and fault runs.
 #[derive(clap::Subcommand)]
@@ -9,4 +51,7 @@ pub enum BenchCommand {
     /// Jobs through orchestrator replicas and worker pools while processes are
     /// kill -9'ed and NATS and Postgres restart; then checks every guarantee.
     Chaos(chaos::ChaosArgs),
+    /// Throughput, per-hop overhead and memory of the whole system next to the
+    /// raw NATS and Postgres floor, measured in the same run (use --release).
+    Engine(engine::EngineArgs),
 }

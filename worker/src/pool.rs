@@ -202,6 +202,7 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         std::process::abort();
     }
     let started = Instant::now();
+    let received_at = chrono::Utc::now();
     let call = (|| ctx.provider.complete(&task))
         .retry(ExponentialBuilder::default().with_jitter().with_max_times(3))
         .when(ProviderError::is_retryable)
@@ -252,6 +253,8 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         provider: ctx.provider.kind().into(),
         model: ctx.model.name.clone(),
         latency_ms,
+        received_at: Some(received_at),
+        sent_at: Some(chrono::Utc::now()),
         outcome,
     };
     let mut headers = async_nats::HeaderMap::new();
