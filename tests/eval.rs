@@ -3,6 +3,18 @@
 //! evaluation does — under the seed policy and under a fitted one.
 
 use crate::util::{Harness, Opts};
+use std::path::PathBuf;
+
+/// Fits a policy on `data` for PGR 0.9 into the harness's folder; returns it and the CLI's output.
+async fn fit_policy(h: &Harness, data: &str) -> (PathBuf, String) {
+    let policy = h.dir.join("policy.toml");
+    let out = policy.to_str().unwrap();
+    let (ok, stdout, err) = h
+        .cli(&["policy", "fit", "--dataset", data, "--target-pgr", "0.9", "--out", out])
+        .await;
+    assert!(ok, "{err}");
+    (policy, stdout)
+}
 
 #[tokio::test]
 async fn eval_reports_metrics_and_fit_writes_a_loadable_policy() {
@@ -34,20 +46,7 @@ async fn eval_reports_metrics_and_fit_writes_a_loadable_policy() {
     assert_eq!(class["task_class"], "replay");
     assert_eq!(class["reasons"]["arithmetic_mismatch"], 3, "{class}");
 
-    let policy = h.dir.join("policy.toml");
-    let (ok, out, err) = h
-        .cli(&[
-            "policy",
-            "fit",
-            "--dataset",
-            data,
-            "--target-pgr",
-            "0.9",
-            "--out",
-            policy.to_str().unwrap(),
-        ])
-        .await;
-    assert!(ok, "{err}");
+    let (policy, out) = fit_policy(&h, data).await;
     assert!(out.contains("cv_apgr"), "{out}");
     let text = std::fs::read_to_string(&policy).unwrap();
     assert!(
@@ -89,20 +88,7 @@ async fn live_routes_equal_offline_routes() {
     assert!(out.contains("44 identical routes, 0 mismatches"), "{out}");
 
     // Fit a policy, hand it to the orchestrator, and compare again.
-    let policy = h.dir.join("policy.toml");
-    let (ok, _, err) = h
-        .cli(&[
-            "policy",
-            "fit",
-            "--dataset",
-            data,
-            "--target-pgr",
-            "0.9",
-            "--out",
-            policy.to_str().unwrap(),
-        ])
-        .await;
-    assert!(ok, "{err}");
+    let (policy, _) = fit_policy(&h, data).await;
     let mut config = std::fs::read_to_string(&h.config).unwrap();
     config.push_str(&std::fs::read_to_string(&policy).unwrap());
     std::fs::write(&h.config, config).unwrap();

@@ -2,7 +2,7 @@
 //! escalated, unreadable messages are set aside with a reason, and SIGTERM
 //! drains a worker without losing its in-flight attempt.
 
-use crate::util::{Harness, Opts, eventually};
+use crate::util::{Harness, Opts, eventually, sigterm_and_wait};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -120,33 +120,9 @@ async fn sigterm_drains_a_worker_without_losing_its_attempt() {
     let mut worker = h.spawn_worker("small", &[]);
     let job = h.submit_answer(ANN, "low").await;
     // Once the attempt is published, give the worker a moment to pull it, then stop it.
-    let pool = h.pool.clone();
-    eventually(Duration::from_secs(20), || {
-        let pool = pool.clone();
-        async move {
-            let n: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM attempts WHERE job_id = $1 AND published_at IS NOT NULL")
-                    .bind(job)
-                    .fetch_one(&pool)
-                    .await
-                    .ok()?;
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    h.published_attempt(job, "small").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let pid = worker.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(25), worker.wait())
-        .await
-        .expect("worker exits in bounded time");
-    assert!(status.unwrap().success(), "clean exit after draining");
+    sigterm_and_wait(&mut worker, Duration::from_secs(25)).await;
     // The in-flight call finished and its result was published before exit.
     h.wait_all(&[job], Duration::from_secs(20)).await;
     let (status, tier): (String, String) =
@@ -157,17 +133,6 @@ async fn sigterm_drains_a_worker_without_losing_its_attempt() {
             .unwrap();
     assert_eq!((status.as_str(), tier.as_str()), ("succeeded", "small"));
     // The orchestrator stops promptly on SIGTERM too.
-    let pid = orch.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(15), orch.child.wait())
-        .await
-        .expect("orchestrator exits");
-    assert!(status.unwrap().success());
+    sigterm_and_wait(&mut orch.child, Duration::from_secs(15)).await;
     h.finish().await;
 }

@@ -10,26 +10,6 @@ use uuid::Uuid;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
 
-async fn attempt_of(h: &Harness, job: Uuid, tier: &str) -> (Uuid, Uuid) {
-    let pool = h.pool.clone();
-    let tier = tier.to_string();
-    eventually(Duration::from_secs(20), move || {
-        let (pool, tier) = (pool.clone(), tier.clone());
-        async move {
-            sqlx::query_as(
-                "SELECT id, step_id FROM attempts WHERE job_id = $1 AND tier = $2 AND published_at IS NOT NULL",
-            )
-            .bind(job)
-            .bind(&tier)
-            .fetch_optional(&pool)
-            .await
-            .ok()
-            .flatten()
-        }
-    })
-    .await
-}
-
 fn answer(job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u8> {
     serde_json::to_vec(&ResultMessage {
         version: MESSAGE_VERSION,
@@ -73,7 +53,7 @@ async fn the_same_result_delivered_twice_is_decided_once() {
     let mut h = Harness::new(Opts::default()).await;
     let _orch = h.orchestrator().await;
     let job = h.submit_answer(ANN, "low").await;
-    let (attempt, step) = attempt_of(&h, job, "small").await;
+    let (attempt, step) = h.published_attempt(job, "small").await;
     let body = answer(job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7");
     publish_result(&h, body.clone()).await;
     publish_result(&h, body).await;
@@ -124,7 +104,7 @@ async fn a_silent_attempt_times_out_escalates_and_its_late_result_changes_nothin
     let _orch = h.orchestrator().await;
     h.worker("medium"); // no small worker: the small attempt never answers
     let job = h.submit_answer(ANN, "low").await;
-    let (small, step) = attempt_of(&h, job, "small").await;
+    let (small, step) = h.published_attempt(job, "small").await;
     h.wait_all(&[job], Duration::from_secs(30)).await;
     let events: Vec<(String, Vec<String>)> = sqlx::query_as(
         "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",

@@ -269,6 +269,27 @@ impl Harness {
         .await;
     }
 
+    /// (attempt id, step id) of `job`'s attempt on `tier`, once it is published.
+    pub async fn published_attempt(&self, job: Uuid, tier: &str) -> (Uuid, Uuid) {
+        let pool = self.pool.clone();
+        let tier = tier.to_string();
+        eventually(Duration::from_secs(20), move || {
+            let (pool, tier) = (pool.clone(), tier.clone());
+            async move {
+                sqlx::query_as(
+                    "SELECT id, step_id FROM attempts WHERE job_id = $1 AND tier = $2 AND published_at IS NOT NULL",
+                )
+                .bind(job)
+                .bind(&tier)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten()
+            }
+        })
+        .await
+    }
+
     /// Stops processes, then drops the database and the streams.
     pub async fn finish(mut self) {
         for p in &mut self.procs {
@@ -289,6 +310,22 @@ impl Harness {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends SIGTERM to `child` and waits (bounded) for it to exit cleanly.
+pub async fn sigterm_and_wait(child: &mut Child, within: Duration) {
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(within, child.wait())
+        .await
+        .expect("exits in bounded time");
+    assert!(status.unwrap().success(), "clean exit after SIGTERM");
 }
 
 /// Polls `probe` until it returns `Some`, panicking after `timeout`.

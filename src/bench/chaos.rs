@@ -14,7 +14,6 @@ use super::isolated_config;
 use crate::client::Client;
 use anyhow::{Context, bail};
 use sqlx::PgPool;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -132,7 +131,9 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    cleanup(cfg, &run_id, &db_url, &dir, pool).await;
+    pool.close().await;
+    super::drop_run(cfg, &format!("chaos{run_id}"), &db_url).await;
+    let _ = std::fs::remove_dir_all(&dir);
     println!("all guarantees held");
     Ok(())
 }
@@ -373,23 +374,4 @@ async fn report(
         violations += usize::from(n != 0);
     }
     Ok(violations)
-}
-
-/// Drops the run's database and streams after a clean run.
-async fn cleanup(cfg: &Config, run_id: &str, db_url: &str, dir: &Path, pool: PgPool) {
-    pool.close().await;
-    if let Ok(client) = async_nats::connect(&cfg.nats.url).await {
-        let js = async_nats::jetstream::new(client);
-        let s = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
-        for name in [s.tasks_stream(), s.results_stream(), s.dead_stream()] {
-            let _ = js.delete_stream(name).await;
-        }
-    }
-    if let Some((server, name)) = db_url.rsplit_once('/')
-        && let Ok(admin) = PgPool::connect(&format!("{server}/postgres")).await
-    {
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
-    }
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -158,7 +158,7 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     println!("upshift steps/s / slower floor   {:.2}", steps_per_s / floor);
 
     pool.close().await;
-    cleanup(cfg, &id, &db_url).await;
+    super::drop_run(cfg, &id, &db_url).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -215,7 +215,7 @@ async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &st
     let logged = count_logged().saturating_sub(baseline);
     fleet.stop().await;
     pool.close().await;
-    cleanup(cfg, name, &db_url).await;
+    super::drop_run(cfg, name, &db_url).await;
     Ok((logged > 0).then(|| logged as f64 / n as f64))
 }
 
@@ -433,23 +433,4 @@ fn status_kb(pid: Option<u32>, field: &str) -> Option<u64> {
 
 fn mib(kb: Option<u64>) -> String {
     kb.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-}
-
-async fn cleanup(cfg: &Config, name: &str, db_url: &str) {
-    if let Ok(client) = upshift_shared::telemetry::connect_nats(&cfg.nats).await {
-        let js = jetstream::new(client);
-        let s = upshift_shared::subjects::Subjects::new(name);
-        for stream in [s.tasks_stream(), s.results_stream(), s.dead_stream()] {
-            let _ = js.delete_stream(stream).await;
-        }
-    }
-    if let Some((server, db)) = db_url.rsplit_once('/')
-        && let Ok(admin) = PgPool::connect(&format!("{server}/postgres")).await
-    {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-    }
 }

@@ -35,6 +35,23 @@ pub fn isolated_config(
     Ok((path, c.database.url))
 }
 
+/// Deletes a run's streams (prefix `name`) and drops its database.
+pub async fn drop_run(cfg: &Config, name: &str, db_url: &str) {
+    if let Ok(client) = upshift_shared::telemetry::connect_nats(&cfg.nats).await {
+        let js = async_nats::jetstream::new(client);
+        let s = upshift_shared::subjects::Subjects::new(name);
+        for stream in [s.tasks_stream(), s.results_stream(), s.dead_stream()] {
+            let _ = js.delete_stream(stream).await;
+        }
+    }
+    if let Some((server, db)) = db_url.rsplit_once('/')
+        && let Ok(admin) = sqlx::PgPool::connect(&format!("{server}/postgres")).await
+    {
+        let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+    }
+}
+
 /// The replay dataset of the first replay model.
 pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
     cfg.models
