@@ -115,7 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { tier } => {
             let cfg = load()?;
             upshift_worker::init_tracing();
-            upshift_worker::serve(&cfg, tier, Duration::from_secs(20)).await?;
+            upshift_worker::serve(&cfg, tier, Duration::from_secs(20), |addr| {
+                println!("{}{addr}", local::LISTENING)
+            })
+            .await?;
         }
         Command::RunLocal { workers_per_tier } => {
             let cfg = load()?;

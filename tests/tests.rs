@@ -17,5 +17,7 @@ mod eval;
 mod faults;
 // API keys, tenants, secrets kept out of logs, budgets.
 mod security;
+// Prometheus metrics of the orchestrator and the workers.
+mod metrics;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;

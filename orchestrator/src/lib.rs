@@ -8,6 +8,7 @@ pub mod api;
 pub mod bus;
 pub mod dead;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod planner;
 pub mod results;
@@ -37,7 +38,9 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
     on_listen(addr);
 
+    let prometheus = upshift_shared::telemetry::install_metrics();
     let tracker = TaskTracker::new();
+    tracker.spawn(metrics::sample(store.clone(), bus.clone(), cancel.clone()));
     for feed in [results::Feed::Results, results::Feed::DeadLetters] {
         tracker.spawn(results::run(
             feed,
@@ -53,7 +56,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
         cfg.clone(),
         cancel.clone(),
     ));
-    let app = api::router(api::AppState::new(store.clone(), bus.clone(), cfg.clone()));
+    let app = api::router(api::AppState::new(store.clone(), bus.clone(), cfg.clone(), prometheus));
     let shutdown = cancel.clone();
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });

@@ -18,8 +18,16 @@ use upshift_shared::verify::{self, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
 
-/// verifiers, output schema, state, task class, ambiguity, input.
-type StepFacts = (Vec<String>, Option<serde_json::Value>, String, String, f64, String);
+/// verifiers, output schema, state, task class, ambiguity, input, task type.
+type StepFacts = (
+    Vec<String>,
+    Option<serde_json::Value>,
+    String,
+    String,
+    f64,
+    String,
+    String,
+);
 
 /// What arrived for an attempt.
 pub enum Evidence<'a> {
@@ -47,13 +55,15 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         tracing::warn!(%attempt, "result for an unknown attempt; ignored");
         return Ok(Vec::new());
     };
-    let (blast, budget, job_cost): (String, Option<f64>, f64) =
-        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd FROM jobs WHERE id = $1 FOR UPDATE")
+    let started = std::time::Instant::now();
+    let (blast, budget, job_cost, tenant): (String, Option<f64>, f64, String) =
+        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd, tenant FROM jobs WHERE id = $1 FOR UPDATE")
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let (verifiers, schema, step_state, class, ambiguity, input): StepFacts = sqlx::query_as(
-        "SELECT verifiers, output_schema, state, task_class, ambiguity, input FROM steps WHERE id = $1 FOR UPDATE",
+    let (verifiers, schema, step_state, class, ambiguity, input, task_type): StepFacts = sqlx::query_as(
+        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, task_type FROM steps
+         WHERE id = $1 FOR UPDATE",
     )
     .bind(step_id)
     .fetch_one(&mut *tx)
@@ -165,6 +175,15 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     };
     let decision = decide(&cfg.routing, &cfg.tiers, &ev);
     let score = defensibility(&cfg.routing, &ev);
+    let observed = crate::metrics::Settled {
+        tier,
+        tenant: &tenant,
+        task_type: &task_type,
+        evidence: &evidence,
+        decision: &decision,
+        cost_usd: cost,
+    };
+    let observed = observed.labels();
     let detail = serde_json::json!({ "findings": findings, "confidence": confidence, "defensibility": score });
     let mut publish = Vec::new();
     match decision {
@@ -236,6 +255,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         }
     }
     tx.commit().await?;
+    crate::metrics::record(&observed, started.elapsed());
     Ok(publish)
 }
 

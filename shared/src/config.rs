@@ -199,6 +199,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Period of in-progress acks during a model call, seconds.
     pub progress_interval_secs: u64,
+    /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; none = off.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// One model in the catalog.

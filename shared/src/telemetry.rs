@@ -4,6 +4,25 @@
 use crate::config::NatsConfig;
 use std::time::Duration;
 
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle). `*_seconds` histograms get buckets from 1 ms to 60 s.
+pub fn install_metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("valid buckets")
+                .install_recorder()
+                .expect("the only metrics recorder of this process")
+        })
+        .clone()
+}
+
 /// Connects to NATS with the configured credentials and TLS; reconnects with
 /// back-off by itself after a connection loss (async-nats' default), and
 /// keeps retrying the first connection too.

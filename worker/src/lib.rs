@@ -3,6 +3,7 @@
 //! never talks to Postgres.
 
 pub mod error;
+mod http;
 pub mod pool;
 pub mod providers;
 
@@ -17,7 +18,34 @@ use upshift_shared::config::Config;
 
 /// Runs a worker for `tier` until SIGTERM or Ctrl-C: it then stops pulling,
 /// lets in-flight attempts finish for up to `drain`, and naks the rest.
-pub async fn serve(cfg: &Config, tier: Tier, drain: Duration) -> Result<()> {
+///
+/// With `worker.listen` set it also serves `/metrics`, `/healthz` and
+/// `/readyz` (NATS connected) there; `on_listen` gets the bound address.
+pub async fn serve(
+    cfg: &Config,
+    tier: Tier,
+    drain: Duration,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    if let Some(addr) = &cfg.worker.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::ProviderConfig {
+                model: "worker.listen".into(),
+                reason: e.to_string(),
+            })?;
+        if let Ok(a) = listener.local_addr() {
+            on_listen(a);
+        }
+        let nats = upshift_shared::telemetry::connect_nats(&cfg.nats)
+            .await
+            .map_err(Error::nats)?;
+        tokio::spawn(http::serve(
+            listener,
+            upshift_shared::telemetry::install_metrics(),
+            nats,
+        ));
+    }
     let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
     let (s, h) = (stop.clone(), hard.clone());
     tokio::spawn(async move {

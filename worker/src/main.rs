@@ -25,6 +25,12 @@ async fn run() -> anyhow::Result<()> {
     let path = std::env::var_os("UPSHIFT_CONFIG").map(std::path::PathBuf::from);
     let cfg = Config::load(path.as_deref())?;
     upshift_worker::init_tracing();
-    upshift_worker::serve(&cfg, tier, Duration::from_secs(20)).await?;
+    upshift_worker::serve(
+        &cfg,
+        tier,
+        Duration::from_secs(20),
+        |addr| tracing::info!(%addr, "worker http listening"),
+    )
+    .await?;
     Ok(())
 }

@@ -106,7 +106,10 @@ pub async fn run(
             };
             let (ctx, hard) = (ctx.clone(), hard_stop.clone());
             tracker.spawn(async move {
+                let in_flight = metrics::gauge!("upshift_worker_in_flight", "tier" => ctx.tier.as_str());
+                in_flight.increment(1.0);
                 handle(&ctx, msg, hard).await;
+                in_flight.decrement(1.0);
                 drop(p);
             });
         }
@@ -225,6 +228,12 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         }
     };
     let latency_ms = started.elapsed().as_millis() as u64;
+    let tier = ctx.tier.as_str();
+    metrics::histogram!("upshift_worker_model_call_seconds", "tier" => tier, "model" => ctx.model.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome_label = if outcome.is_ok() { "answered" } else { "failed" };
+    metrics::counter!("upshift_worker_calls_total", "tier" => tier, "model" => ctx.model.name.clone(), "outcome" => outcome_label)
+        .increment(1);
     let outcome = match outcome {
         Ok(c) => {
             let tokens_in = c.tokens_in.unwrap_or_else(|| prompt_tokens(&task));

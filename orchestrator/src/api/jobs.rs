@@ -122,6 +122,7 @@ pub async fn submit(
     let (id, attempts) = st.store.create_job(&st.cfg, &tenant, &req, &steps).await?;
     crate::outbox::publish(&st.store, &st.bus, &attempts).await;
     tracing::info!(job = %id, %tenant, steps = steps.len(), "job accepted");
+    metrics::counter!("upshift_jobs_submitted_total", "tenant" => tenant.clone()).increment(1);
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

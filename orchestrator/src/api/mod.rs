@@ -33,11 +33,18 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// sha256(key) → tenant.
     keys: Arc<HashMap<String, String>>,
+    /// Renders `/metrics`.
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl AppState {
     /// State for the handlers.
-    pub fn new(store: PgStore, bus: Bus, cfg: Arc<Config>) -> Self {
+    pub fn new(
+        store: PgStore,
+        bus: Bus,
+        cfg: Arc<Config>,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Self {
         let keys = cfg
             .api
             .keys
@@ -49,6 +56,7 @@ impl AppState {
             bus,
             cfg,
             keys: Arc::new(keys),
+            metrics,
         }
     }
 }
@@ -62,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/route", get(jobs::route))
         .route("/healthz", get(jobs::healthz))
         .route("/readyz", get(jobs::readyz))
+        .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
             get(|| async { Json(<ApiDoc as utoipa::OpenApi>::openapi()) }),
@@ -69,6 +78,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Prometheus text exposition of every metric.
+async fn metrics_text(axum::extract::State(st): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
 }
 
 /// The caller's tenant, from `Authorization: Bearer <key>`.
