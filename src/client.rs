@@ -102,8 +102,47 @@ impl Client {
     }
 }
 
-/// Renders a route document as an aligned table.
-pub fn route_table(route: &serde_json::Value) -> String {
+impl Client {
+    /// Prints the job's route events as they appear, until the job is finished.
+    pub async fn watch(&self, id: Uuid, json: bool) -> anyhow::Result<()> {
+        let mut shown = 0;
+        loop {
+            let route = self.route(id).await?;
+            let events = route["events"].as_array().cloned().unwrap_or_default();
+            if events.len() > shown {
+                if json {
+                    for e in &events[shown..] {
+                        println!("{}", serde_json::to_string(e)?);
+                    }
+                } else {
+                    let table = route_table(&serde_json::json!({ "events": events }), true);
+                    let rows: Vec<&str> = table.lines().collect();
+                    // Row 0 is the header; print it once, then only new rows.
+                    let from = if shown == 0 { 0 } else { shown + 1 };
+                    for r in &rows[from..] {
+                        println!("{r}");
+                    }
+                }
+                shown = events.len();
+            }
+            let job = self.job(id).await?;
+            if job["status"] != "running" {
+                if !json {
+                    println!(
+                        "job {id} {}: cost ${:.6}",
+                        job["status"].as_str().unwrap_or("?"),
+                        job["cost_usd"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Renders a route document as an aligned table (`fixed`: constant column widths).
+pub fn route_table(route: &serde_json::Value, fixed: bool) -> String {
     let mut rows = vec![
         ["time", "step", "event", "tiers", "model", "cost $", "ms", "reasons"]
             .map(String::from)
@@ -145,9 +184,13 @@ pub fn route_table(route: &serde_json::Value) -> String {
             reasons.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
+    // Fixed widths when following a job live, so later rows line up with the header.
+    let widths: Vec<usize> = match fixed {
+        true => vec![12, 10, 11, 14, 14, 10, 6, 0],
+        false => (0..8)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect(),
+    };
     let mut out = String::new();
     for r in rows {
         let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

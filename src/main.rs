@@ -71,6 +71,19 @@ enum Command {
     /// API keys: issue one for a tenant, or revoke one.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Follow a job live: print each route event as it happens, until the job ends.
+    Watch {
+        /// The job id.
+        job: uuid::Uuid,
+        /// One JSON object per event instead of table rows.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run the orchestrator process.
     Orchestrator,
     /// Run a worker process for one tier.
@@ -143,13 +156,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             }
         }
+        Command::Watch { job, json } => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            client.watch(job, json).await?;
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "upshift", &mut std::io::stdout());
+        }
         Command::History { job, json } => {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
             let route = client.route(job).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&route)?);
             } else {
-                print!("{}", client::route_table(&route));
+                print!("{}", client::route_table(&route, false));
             }
         }
     }

@@ -84,6 +84,18 @@ async fn small_accepts_mismatch_escalates_and_high_blast_radius_starts_strong() 
             .contains("<<5*6=35>>")
     );
     assert!(duplicate_decisions(&h.pool).await.is_empty());
+
+    // The CLI shows the same route: `watch` (which returns once the job is done) and `history --json`.
+    let (ok, out, err) = h.cli(&["watch", &bob.to_string()]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("escalate") && out.contains("arithmetic_mismatch") && out.contains("succeeded"),
+        "{out}"
+    );
+    let (ok, out, _) = h.cli(&["history", &bob.to_string(), "--json"]).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["events"].as_array().unwrap().len(), 5);
     h.finish().await;
 }
 
