@@ -19,5 +19,7 @@ mod faults;
 mod security;
 // Prometheus metrics of the orchestrator and the workers.
 mod metrics;
+// The route viewer, rendered by headless Chromium.
+mod viewer;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;

@@ -6,6 +6,7 @@
 
 mod error;
 mod jobs;
+mod ui;
 
 pub use error::ApiError;
 pub use jobs::ApiDoc;
@@ -70,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/route", get(jobs::route))
         .route("/healthz", get(jobs::healthz))
         .route("/readyz", get(jobs::readyz))
+        .route("/ui", get(ui::jobs))
+        .route("/ui/jobs/{id}", get(ui::job))
+        .route("/ui/summary", get(ui::summary))
         .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
