@@ -15,6 +15,11 @@ use serde::Deserialize;
 use std::fmt::Write;
 use uuid::Uuid;
 
+/// id, status, cost, always-strong cost, created, attempts.
+type JobRow = (Uuid, String, f64, f64, chrono::DateTime<chrono::Utc>, i64);
+/// day, jobs, cost, always-strong cost.
+type SpendRow = (chrono::DateTime<chrono::Utc>, i64, Option<f64>, Option<f64>);
+
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -67,7 +72,7 @@ pub async fn jobs(
         .status
         .filter(|s| ["running", "succeeded", "failed"].contains(&s.as_str()));
     let hours = f64::from(q.hours.unwrap_or(24 * 365).clamp(1, 24 * 3650));
-    let rows: Vec<(Uuid, String, f64, f64, chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
+    let rows: Vec<JobRow> = sqlx::query_as(
         "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
                 (SELECT count(*) FROM attempts a WHERE a.job_id = j.id)
          FROM jobs j WHERE j.tenant = $1 AND ($2::text IS NULL OR j.status = $2)
@@ -168,7 +173,7 @@ pub async fn job(
 /// `/ui/summary`: spend and escalations of the tenant.
 pub async fn summary(State(st): State<AppState>, Tenant(tenant): Tenant) -> Result<Html<String>, ApiError> {
     let pool = &st.store.pool;
-    let spend: Vec<(chrono::DateTime<chrono::Utc>, i64, Option<f64>, Option<f64>)> = sqlx::query_as(
+    let spend: Vec<SpendRow> = sqlx::query_as(
         "SELECT day, jobs, cost_usd, always_strong_cost_usd FROM spend_vs_strong WHERE tenant = $1 ORDER BY day DESC LIMIT 30",
     )
     .bind(&tenant)
