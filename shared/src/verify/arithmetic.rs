@@ -23,10 +23,15 @@ static MARKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"####\s*(
 /// Evaluates `+ - * / x × ÷ ( )` over numbers as written (`$5`, `1,000`,
 /// `60%` = 0.6). `None` for anything else or a division by zero.
 pub fn eval_expr(expr: &str) -> Option<f64> {
+    // Model output is untrusted: bound the work and the recursion depth.
+    if expr.len() > MAX_EXPR_BYTES {
+        return None;
+    }
     let tokens = tokenize(expr)?;
     let mut p = Parser {
         tokens: &tokens,
         pos: 0,
+        depth: 0,
     };
     let v = p.sum()?;
     (p.pos == tokens.len() && v.is_finite()).then_some(v)
@@ -75,9 +80,15 @@ fn tokenize(expr: &str) -> Option<Vec<Tok>> {
     Some(out)
 }
 
+/// Longest expression evaluated; longer ones are not checked.
+const MAX_EXPR_BYTES: usize = 512;
+/// Deepest nesting of parentheses and unary minus evaluated.
+const MAX_DEPTH: usize = 32;
+
 struct Parser<'a> {
     tokens: &'a [Tok],
     pos: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -106,6 +117,15 @@ impl Parser<'_> {
         Some(v)
     }
     fn unary(&mut self) -> Option<f64> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        let v = self.atom();
+        self.depth -= 1;
+        v
+    }
+    fn atom(&mut self) -> Option<f64> {
         match self.peek()? {
             Tok::Op('-') => {
                 self.pos += 1;
@@ -202,6 +222,13 @@ mod tests {
         assert_eq!(eval_expr("-2 * -3"), Some(6.0));
         assert_eq!(eval_expr("1 / 0"), None);
         assert_eq!(eval_expr("2 + apples"), None);
+        // Hostile input neither overflows the stack nor runs long.
+        assert_eq!(
+            eval_expr(&format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000))),
+            None
+        );
+        assert_eq!(eval_expr(&"-".repeat(400)), None);
+        assert_eq!(eval_expr(&format!("{}1{}", "(".repeat(20), ")".repeat(20))), Some(1.0));
     }
 
     #[test]
