@@ -185,17 +185,6 @@ pub fn route_table(route: &serde_json::Value, fixed: bool) -> String {
         ]);
     }
     // Fixed widths when following a job live, so later rows line up with the header.
-    let widths: Vec<usize> = match fixed {
-        true => vec![12, 10, 11, 14, 14, 10, 6, 0],
-        false => (0..8)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect(),
-    };
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    const LIVE: [usize; 8] = [12, 10, 11, 14, 14, 10, 6, 0];
+    crate::table::render(&rows, fixed.then_some(&LIVE[..]))
 }

@@ -76,11 +76,8 @@ async fn drive(cfg: &Config, stack: &Stack, items: &[Item], blast: &str, timeout
     let started = Instant::now();
     let ids: Vec<Uuid> = futures::stream::iter(items.iter().enumerate())
         .map(|(i, item)| {
-            let body = serde_json::json!({
-                "kind": "steps", "blast_radius": blast,
-                "steps": [{ "name": "solve", "task": item.task, "task_class": item.class, "input": item.prompt }],
-                "metadata": { "demo_item": i },
-            });
+            let mut body = item.job_body(blast);
+            body["metadata"] = serde_json::json!({ "demo_item": i });
             let client = &client;
             async move { client.submit(&body).await }
         })

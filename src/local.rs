@@ -1,25 +1,24 @@
 //! A whole upshift on this machine: one orchestrator and N workers per tier,
-//! each a child process of this binary, logging to files.
+//! each a child process of this binary (a [`Fleet`]), logging to files.
 
-use anyhow::{Context, bail};
+use crate::fleet::Fleet;
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use upshift_shared::Tier;
 use upshift_shared::config::Config;
 
 /// Line the orchestrator prints on stdout once it is listening.
 pub const LISTENING: &str = "UPSHIFT_LISTENING ";
 
-/// Running child processes.
+/// A running local stack.
 pub struct Stack {
     /// API base URL.
     pub api: String,
     /// Where the processes log.
     pub log_dir: PathBuf,
-    children: Vec<(String, Child)>,
+    fleet: Fleet,
 }
 
 pub(crate) fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyhow::Result<Command> {
@@ -49,60 +48,31 @@ impl Stack {
     ) -> anyhow::Result<Stack> {
         let log_dir = std::env::temp_dir().join(format!("upshift-local-{}", std::process::id()));
         std::fs::create_dir_all(&log_dir)?;
-        let mut env = env.to_vec();
+        let mut fleet = Fleet::new(config, &log_dir);
+        for (k, v) in env {
+            fleet.env(k, v);
+        }
         if !env.iter().any(|(k, _)| k == "UPSHIFT_API__LISTEN") {
             let host = cfg.api.listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
-            env.push(("UPSHIFT_API__LISTEN".into(), format!("{host}:0")));
+            fleet.env("UPSHIFT_API__LISTEN", &format!("{host}:0"));
         }
-        let mut orch = command(config, &env, &log_dir.join("orchestrator.log"))?;
-        orch.arg("orchestrator").stdout(Stdio::piped());
-        let mut child = orch.spawn().context("starting the orchestrator")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(a) = line.strip_prefix(LISTENING) {
-                    return Ok::<_, std::io::Error>(Some(a.to_string()));
-                }
-            }
-            Ok(None)
-        })
-        .await;
-        let addr = match addr {
-            Ok(Ok(Some(a))) => a,
-            _ => bail!(
-                "the orchestrator did not start; see {}",
-                log_dir.join("orchestrator.log").display()
-            ),
-        };
-        let mut children = vec![("orchestrator".to_string(), child)];
+        fleet.add("orchestrator".into(), &["orchestrator"]);
         for tier in Tier::ALL {
             for i in 0..workers_per_tier {
-                let name = format!("worker-{tier}-{i}");
-                let mut w = command(config, &env, &log_dir.join(format!("{name}.log")))?;
-                w.arg("worker").arg("--tier").arg(tier.as_str()).stdout(Stdio::null());
-                children.push((name, w.spawn().context("starting a worker")?));
+                fleet.add(format!("worker-{tier}-{i}"), &["worker", "--tier", tier.as_str()]);
             }
         }
-        Ok(Stack {
-            api: format!("http://{addr}"),
-            log_dir,
-            children,
-        })
+        fleet.revive().await?; // the orchestrator first: it creates the streams
+        let api = fleet
+            .apis()
+            .into_iter()
+            .next()
+            .context("the orchestrator did not start")?;
+        Ok(Stack { api, log_dir, fleet })
     }
 
     /// Sends SIGTERM to every process and waits (bounded) for them to exit.
     pub async fn stop(mut self) {
-        for (_, c) in &self.children {
-            if let Some(pid) = c.id() {
-                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-            }
-        }
-        for (name, c) in &mut self.children {
-            if tokio::time::timeout(Duration::from_secs(25), c.wait()).await.is_err() {
-                eprintln!("{name} did not stop in time; killing it");
-                let _ = c.kill().await;
-            }
-        }
+        self.fleet.terminate().await;
     }
 }

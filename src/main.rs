@@ -6,8 +6,10 @@ mod bench;
 mod client;
 mod demo;
 mod eval;
+mod fleet;
 mod keys;
 mod local;
+mod table;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -102,14 +104,7 @@ enum PolicyCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // Errors print as one readable chain ("error: …: …"), never a backtrace.
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    upshift_shared::telemetry::exit_code(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -13,8 +13,8 @@ use upshift_shared::config::Config;
 use upshift_shared::cost::call_cost;
 use upshift_shared::cost::estimate_tokens;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
-use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide, defensibility, escalation_estimate};
-use upshift_shared::verify::{self, VerifierKind};
+use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide_scored, escalation_estimate};
+use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
 
@@ -139,11 +139,6 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             }
         },
     };
-    sqlx::query("UPDATE attempts SET findings = $2 WHERE id = $1")
-        .bind(attempt)
-        .bind(serde_json::to_value(&findings).expect("findings serialise"))
-        .execute(&mut *tx)
-        .await?;
     let output = match &evidence {
         Evidence::Result(ResultMessage {
             outcome: AttemptOutcome::Answered { output, .. },
@@ -173,8 +168,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         budget_left_usd: budget.map(|b| b - job_cost - cost),
         next_call_usd: escalation_estimate(cfg, tier, tokens),
     };
-    let decision = decide(&cfg.routing, &cfg.tiers, &ev);
-    let score = defensibility(&cfg.routing, &ev);
+    let (decision, score) = decide_scored(&cfg.routing, &cfg.tiers, &ev);
     let observed = crate::metrics::Settled {
         tier,
         tenant: &tenant,
@@ -189,7 +183,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     match decision {
         Decision::Accept { open_findings } => {
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
-            set_outcome(&mut tx, attempt, "accepted").await?;
+            set_outcome(&mut tx, attempt, "accepted", &findings).await?;
             sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
                 .bind(step_id)
                 .bind(output)
@@ -215,7 +209,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         Decision::Escalate { to, reasons, skipped } => {
             let mut detail = detail;
             detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
-            set_outcome(&mut tx, attempt, "escalated").await?;
+            set_outcome(&mut tx, attempt, "escalated", &findings).await?;
             event(
                 &mut tx,
                 cfg,
@@ -232,7 +226,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, Some(tier)).await?);
         }
         Decision::Fail { reasons } => {
-            set_outcome(&mut tx, attempt, "rejected").await?;
+            set_outcome(&mut tx, attempt, "rejected", &findings).await?;
             sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1")
                 .bind(step_id)
                 .execute(&mut *tx)
@@ -335,10 +329,12 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
     Ok(cost)
 }
 
-async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str) -> Result<()> {
-    sqlx::query("UPDATE attempts SET outcome = $2 WHERE id = $1")
+/// Records the decision's outcome and the verifier findings it was based on.
+async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str, findings: &[Finding]) -> Result<()> {
+    sqlx::query("UPDATE attempts SET outcome = $2, findings = $3 WHERE id = $1")
         .bind(attempt)
         .bind(outcome)
+        .bind(serde_json::to_value(findings).expect("findings serialise"))
         .execute(&mut *tx)
         .await?;
     Ok(())

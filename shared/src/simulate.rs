@@ -6,7 +6,7 @@
 
 use crate::config::{Config, ModelConfig};
 use crate::cost::{call_cost, estimate_tokens};
-use crate::policy::{AttemptEvidence, Decision, StepRisk, decide, defensibility, start_tier};
+use crate::policy::{AttemptEvidence, Decision, StepRisk, decide_scored, start_tier};
 use crate::reasons::ReasonCode;
 use crate::types::{BlastRadius, TaskType, Tier};
 use crate::verify::{self, Finding};
@@ -128,8 +128,7 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
             budget_left_usd: None,
             next_call_usd: None,
         };
-        let score = defensibility(&cfg.routing, &ev);
-        let decision = decide(&cfg.routing, &cfg.tiers, &ev);
+        let (decision, score) = decide_scored(&cfg.routing, &cfg.tiers, &ev);
         let mut a = SimAttempt {
             tier,
             model: model.name.clone(),

@@ -4,6 +4,18 @@
 use crate::config::NatsConfig;
 use std::time::Duration;
 
+/// Turns a binary's result into its exit code, printing an error as one
+/// readable chain (`error: …: …`, via `{:#}`), never a backtrace.
+pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs the process-wide Prometheus recorder (once; later calls return
 /// the same handle). `*_seconds` histograms get buckets from 1 ms to 60 s.
 pub fn install_metrics() -> metrics_exporter_prometheus::PrometheusHandle {

@@ -9,9 +9,9 @@
 //! Loopback only, bounded in jobs and time; it uses its own database and
 //! subject prefix, removed after a clean run.
 
-use super::fleet::Fleet;
 use super::isolated_config;
 use crate::client::Client;
+use crate::fleet::Fleet;
 use anyhow::{Context, bail};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     );
     println!("logs and config in {}", dir.display());
 
-    let mut fleet = Fleet::new(&config, &dir);
+    let mut fleet = Fleet::new(Some(&config), &dir);
     for i in 0..args.orchestrators {
         fleet.add(format!("orchestrator-{i}"), &["orchestrator"]);
     }
@@ -149,10 +149,7 @@ async fn submit_all(
     let mut retries = 0;
     for i in 0..n {
         let item = &items[i % items.len()];
-        let body = serde_json::json!({
-            "kind": "steps", "blast_radius": "low",
-            "steps": [{ "name": "solve", "task": item.task, "task_class": item.class, "input": item.prompt }],
-        });
+        let body = item.job_body("low");
         let mut tries = 0;
         loop {
             let apis = fleet.lock().await.apis();
@@ -248,7 +245,7 @@ async fn any_not_ready(fleet: &Arc<Mutex<Fleet>>) -> bool {
 
 /// Deliveries beyond the first, from the JetStream consumers' counters.
 async fn redeliveries(cfg: &Config, run_id: &str) -> Option<(u64, u64)> {
-    let client = async_nats::connect(&cfg.nats.url).await.ok()?;
+    let client = upshift_shared::telemetry::connect_nats(&cfg.nats).await.ok()?;
     let js = async_nats::jetstream::new(client);
     let subjects = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
     let mut tasks_stream = js.get_stream(subjects.tasks_stream()).await.ok()?;

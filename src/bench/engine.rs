@@ -12,10 +12,10 @@
 //! 4. Memory: peak RSS of every process, and the orchestrator's RSS at idle
 //!    and with `--backlog` steps queued while no worker runs.
 
-use super::fleet::Fleet;
 use super::{first_dataset, isolated_config};
 use crate::client::Client;
 use crate::eval::dataset::Item;
+use crate::fleet::Fleet;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
@@ -164,7 +164,7 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
 }
 
 fn fleet(config: &Path, dir: &Path, args: &EngineArgs) -> Fleet {
-    let mut fleet = Fleet::new(config, dir);
+    let mut fleet = Fleet::new(Some(config), dir);
     fleet.env("RUST_LOG", "warn");
     for i in 0..args.orchestrators {
         fleet.add(format!("orchestrator-{i}"), &["orchestrator"]);
@@ -180,7 +180,7 @@ fn fleet(config: &Path, dir: &Path, args: &EngineArgs) -> Fleet {
 /// Statements sqlx logs per step over a short run (each is one round trip).
 async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &str) -> anyhow::Result<Option<f64>> {
     let (config, db_url) = isolated_config(cfg, name, 0, dir, |_| {})?;
-    let mut fleet = Fleet::new(&config, dir);
+    let mut fleet = Fleet::new(Some(&config), dir);
     fleet.env("RUST_LOG", "warn,sqlx::query=debug");
     fleet.add("calibration-orchestrator".into(), &["orchestrator"]);
     for tier in Tier::ALL {
@@ -229,13 +229,7 @@ async fn submit(apis: &[String], items: &[Item], n: usize, concurrency: usize) -
         .map(|i| {
             let item = &items[i % items.len()];
             let client = &clients[i % clients.len()];
-            async move {
-                let body = serde_json::json!({
-                    "kind": "steps", "blast_radius": "low",
-                    "steps": [{ "name": "solve", "task": item.task, "task_class": item.class, "input": item.prompt }],
-                });
-                client.submit(&body).await
-            }
+            async move { client.submit(&item.job_body("low")).await }
         })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()

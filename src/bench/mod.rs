@@ -2,7 +2,6 @@
 
 pub mod chaos;
 pub mod engine;
-mod fleet;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

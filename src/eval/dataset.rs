@@ -27,6 +27,17 @@ pub struct Item {
     pub answers: HashMap<String, Recorded>,
 }
 
+impl Item {
+    /// The single-step job that runs this item, as `POST /v1/jobs` takes it.
+    pub fn job_body(&self, blast_radius: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "steps",
+            "blast_radius": blast_radius,
+            "steps": [{ "name": "solve", "task": self.task, "task_class": self.class, "input": self.prompt }],
+        })
+    }
+}
+
 /// A loaded dataset.
 #[derive(Debug)]
 pub struct Dataset {

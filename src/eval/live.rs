@@ -22,11 +22,7 @@ pub async fn run(cfg: &Config, ds: &Dataset, blast: BlastRadius, api: &str, key:
         .map(|item| {
             let client = &client;
             async move {
-                let body = serde_json::json!({
-                    "kind": "steps", "blast_radius": blast,
-                    "steps": [{ "name": "item", "task": item.task, "task_class": item.class, "input": item.prompt }],
-                });
-                let id = client.submit(&body).await?;
+                let id = client.submit(&item.job_body(blast.as_str())).await?;
                 client.wait(id, false).await?;
                 let route = client.route(id).await?;
                 Ok(live_hops(&route))

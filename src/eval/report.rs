@@ -92,26 +92,6 @@ pub fn class_rows(ds: &Dataset, routes: &[SimRoute]) -> Vec<ClassRow> {
         .collect()
 }
 
-/// Left-aligned columns separated by two spaces.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
-}
-
 fn pct(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| format!("{:.1}%", 100.0 * v))
 }
@@ -155,7 +135,7 @@ pub fn render(ev: &Evaluation) -> String {
             pct(Some(b.strong_share)),
         ]);
     }
-    out.push_str(&table(&rows));
+    out.push_str(&crate::table::render(&rows, None));
     out.push('\n');
     let mut rows = vec![
         [
@@ -197,6 +177,6 @@ pub fn render(ev: &Evaluation) -> String {
                 .join(","),
         ]);
     }
-    out.push_str(&table(&rows));
+    out.push_str(&crate::table::render(&rows, None));
     out
 }

@@ -7,13 +7,7 @@ use upshift_shared::config::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    upshift_shared::telemetry::exit_code(run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -256,12 +256,21 @@ pub fn defensibility(cfg: &RoutingConfig, ev: &AttemptEvidence<'_>) -> Option<f6
 /// stay attached as open findings); otherwise every finding and a confidence
 /// under the tier's `min_confidence` reject it.
 pub fn decide(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>) -> Decision {
+    decide_scored(cfg, models, ev).0
+}
+
+/// [`decide`], also returning the defensibility score it used (computed once).
+pub fn decide_scored(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>) -> (Decision, Option<f64>) {
+    let score = defensibility(cfg, ev);
+    (decide_with(cfg, models, ev, score), score)
+}
+
+fn decide_with(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_>, score: Option<f64>) -> Decision {
     let mut reasons: Vec<ReasonCode> = Vec::new();
     if let Some(f) = ev.failure {
         reasons.push(f);
     } else {
         let model = accept_model(cfg, ev.tier, ev.class);
-        let score = defensibility(cfg, ev);
         let defended = match (model, score) {
             (Some(m), Some(s)) => s >= m.threshold,
             _ => ev.findings.is_empty(),

@@ -1,5 +1,6 @@
-//! A fleet of upshift processes that can be killed and restarted one by one:
-//! the chaos run's moving parts.
+//! A fleet of upshift processes (children of this binary, logging to files)
+//! that can be started, killed and restarted one by one: the local stack of
+//! `run-local` and `demo`, and the moving parts of the benchmarks.
 
 use crate::local::{LISTENING, command};
 use anyhow::{Context, bail};
@@ -22,7 +23,7 @@ pub struct Slot {
 
 /// Every process of the run.
 pub struct Fleet {
-    config: PathBuf,
+    config: Option<PathBuf>,
     log_dir: PathBuf,
     env: Vec<(String, String)>,
     /// The slots.
@@ -31,9 +32,9 @@ pub struct Fleet {
 
 impl Fleet {
     /// An empty fleet whose processes read `config` and log under `log_dir`.
-    pub fn new(config: &Path, log_dir: &Path) -> Fleet {
+    pub fn new(config: Option<&Path>, log_dir: &Path) -> Fleet {
         Fleet {
-            config: config.to_path_buf(),
+            config: config.map(Path::to_path_buf),
             log_dir: log_dir.to_path_buf(),
             env: Vec::new(),
             slots: Vec::new(),
@@ -67,7 +68,7 @@ impl Fleet {
         let slot = &mut self.slots[i];
         slot.starts += 1;
         let log = self.log_dir.join(format!("{}.{}.log", slot.name, slot.starts));
-        let mut cmd = command(Some(&self.config), &self.env, &log)?;
+        let mut cmd = command(self.config.as_deref(), &self.env, &log)?;
         cmd.args(&slot.args);
         let is_orchestrator = slot.args.first().is_some_and(|a| a == "orchestrator");
         cmd.stdout(if is_orchestrator { Stdio::piped() } else { Stdio::null() });
@@ -121,6 +122,28 @@ impl Fleet {
     /// URLs of the orchestrators that are up.
     pub fn apis(&self) -> Vec<String> {
         self.slots.iter().filter_map(|s| s.api.clone()).collect()
+    }
+
+    /// Sends SIGTERM to every process and waits (bounded) for each to drain
+    /// and exit; one that does not is killed.
+    pub async fn terminate(&mut self) {
+        for slot in &self.slots {
+            if let Some(pid) = slot.child.as_ref().and_then(|c| c.id()) {
+                let _ = tokio::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await;
+            }
+        }
+        for slot in &mut self.slots {
+            if let Some(c) = slot.child.as_mut()
+                && tokio::time::timeout(Duration::from_secs(25), c.wait()).await.is_err()
+            {
+                eprintln!("{} did not stop in time; killing it", slot.name);
+                let _ = c.kill().await;
+            }
+        }
     }
 
     /// Stops everything (SIGKILL; the run is over).
