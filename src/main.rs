@@ -9,6 +9,7 @@ mod eval;
 mod fleet;
 mod keys;
 mod local;
+mod models;
 mod table;
 
 use anyhow::Context;
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use upshift_shared::Tier;
-use upshift_shared::config::Config;
+use upshift_shared::config::{Config, REPLAY_TOML};
 
 /// upshift: run each AI step on the cheapest model tier that can defend its answer.
 #[derive(Parser)]
@@ -37,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run GSM8K through a local stack (orchestrator + one worker per tier) and report.
+    /// Real jobs on local models through a local stack (orchestrator + one worker per tier); `--replay` for GSM8K on recorded outputs.
     Demo(demo::DemoArgs),
     /// Start an orchestrator and one worker per tier on this machine until Ctrl-C.
     RunLocal {
@@ -86,6 +87,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Local model files: fetch them, or list which model serves each tier.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Run the orchestrator process.
     Orchestrator,
     /// Run a worker process for one tier.
@@ -104,17 +108,28 @@ enum PolicyCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Only ring is compiled in; every TLS client (reqwest, NATS, Postgres) uses it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     upshift_shared::telemetry::exit_code(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let load = || Config::load(cli.config.as_deref()).context("loading configuration");
+    let load_replay =
+        || Config::load_profile(Some(REPLAY_TOML), cli.config.as_deref().as_slice()).context("loading configuration");
     match cli.command {
         Command::Eval(args) => eval::run(cli.config.as_deref(), args, &cli.api, cli.api_key.as_deref()).await?,
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
         Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
-        Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load()?, args).await?,
-        Command::Bench(bench::BenchCommand::Engine(args)) => bench::engine::run(&load()?, args).await?,
+        Command::Models(cmd) => {
+            let cfg = load()?;
+            tokio::task::spawn_blocking(move || models::run(&cfg, cmd)).await??
+        }
+        Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load_replay()?, args).await?,
+        Command::Bench(bench::BenchCommand::Engine(args)) => bench::engine::run(&load_replay()?, args).await?,
+        Command::Bench(bench::BenchCommand::Models(args)) => {
+            bench::models::run(&load()?, cli.config.as_deref(), args).await?
+        }
         Command::Orchestrator => {
             let cfg = load()?;
             upshift_orchestrator::init_tracing();
@@ -135,10 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             stack.stop().await;
         }
-        Command::Demo(args) => {
-            let cfg = load()?;
-            demo::run(cli.config.as_deref(), &cfg, args).await?;
-        }
+        Command::Demo(args) => demo::run(cli.config.as_deref(), args).await?,
         Command::Submit { file, wait } => {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
             let body: serde_json::Value =

@@ -23,3 +23,5 @@ mod metrics;
 mod viewer;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;
+// Real models: local llama.cpp, an OpenAI-compatible server, provider errors.
+mod models;

@@ -34,6 +34,8 @@ pub struct Opts {
     pub progress_secs: u64,
     /// `RUST_LOG` of the processes.
     pub log: &'static str,
+    /// `[[models]]` and `[tiers]` TOML replacing the replay fixture models.
+    pub models: Option<String>,
 }
 
 impl Default for Opts {
@@ -47,8 +49,14 @@ impl Default for Opts {
             max_deliver: 5,
             progress_secs: 2,
             log: "info,sqlx=warn,async_nats=warn",
+            models: None,
         }
     }
+}
+
+/// Installs ring as the TLS provider of the test process (reqwest needs one).
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// One test's private world: database, subject prefix, config file, processes.
@@ -73,6 +81,7 @@ pub struct Proc {
 
 impl Harness {
     pub async fn new(opts: Opts) -> Harness {
+        install_tls();
         let id = Uuid::now_v7().simple().to_string();
         let short = &id[id.len() - 12..];
         let db_name = format!("upshift_test_{short}");
@@ -98,22 +107,22 @@ impl Harness {
                 fixture.display()
             )
         };
+        let models = opts.models.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}{}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"fx-strong\"\n",
+                model("fx-small", 0.2, ls),
+                model("fx-medium", 2.0, lm),
+                model("fx-strong", 20.0, lg),
+            )
+        });
         let config = format!(
             "[nats]\nurl = \"{NATS_URL}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n\
              [database]\nurl = \"{db_url}\"\nmax_connections = 5\n\n\
              [api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\n\
              [orchestrator]\nresult_batch = 16\nsweep_interval_ms = 200\npublish_grace_ms = 1000\nattempt_deadline_secs = {}\n\n\
              [worker]\nconcurrency = {}\nprogress_interval_secs = {}\n\n\
-             {}{}{}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"fx-strong\"\n\n{}\n",
-            opts.ack_wait_secs,
-            opts.max_deliver,
-            opts.deadline_secs,
-            opts.concurrency,
-            opts.progress_secs,
-            model("fx-small", 0.2, ls),
-            model("fx-medium", 2.0, lm),
-            model("fx-strong", 20.0, lg),
-            opts.extra,
+             {models}\n{}\n",
+            opts.ack_wait_secs, opts.max_deliver, opts.deadline_secs, opts.concurrency, opts.progress_secs, opts.extra,
         );
         let config_path = dir.join("upshift.toml");
         std::fs::write(&config_path, config).unwrap();

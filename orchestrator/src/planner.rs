@@ -75,7 +75,14 @@ pub struct StepRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<serde_json::Value>,
+    /// The closed set of labels a `classify` step chooses from.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub labels: Option<Vec<String>>,
 }
+
+/// Most labels one classification step may have.
+pub const MAX_LABELS: usize = 64;
 
 /// A validated step, ready to store.
 #[derive(Debug, Clone)]
@@ -96,6 +103,8 @@ pub struct PlannedStep {
     pub verifiers: Vec<VerifierKind>,
     /// Output schema.
     pub output_schema: Option<serde_json::Value>,
+    /// Labels of a classification step (empty otherwise).
+    pub labels: Vec<String>,
     /// Ambiguity.
     pub ambiguity: f64,
     /// `request` or `estimate`.
@@ -184,10 +193,11 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
         if let Some(schema) = &s.output_schema {
             validate_schema(schema).map_err(|e| Error::invalid(field("output_schema"), e))?;
         }
+        let labels = plan_labels(s).map_err(|reason| Error::invalid(field("labels"), reason))?;
         let verifiers = s
             .verifiers
             .clone()
-            .unwrap_or_else(|| default_verifiers(s.task, s.output_schema.is_some()));
+            .unwrap_or_else(|| default_verifiers(s.task, s.output_schema.is_some(), !labels.is_empty()));
         out.push(PlannedStep {
             idx: i as i32,
             name: name.to_string(),
@@ -197,9 +207,33 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             depends_on,
             verifiers,
             output_schema: s.output_schema.clone(),
+            labels,
             ambiguity,
             ambiguity_source: source,
         });
+    }
+    Ok(out)
+}
+
+/// Checks a step's labels: only on `classify`, distinct, short, non-empty.
+fn plan_labels(s: &StepRequest) -> std::result::Result<Vec<String>, String> {
+    let Some(labels) = &s.labels else { return Ok(Vec::new()) };
+    if s.task != TaskType::Classify {
+        return Err("only `classify` steps take labels".into());
+    }
+    if !(2..=MAX_LABELS).contains(&labels.len()) {
+        return Err(format!("give 2 to {MAX_LABELS} labels"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for l in labels {
+        let l = l.trim();
+        if l.is_empty() || l.len() > 100 || l.contains('\0') {
+            return Err("each label must be 1 to 100 characters, without NUL".into());
+        }
+        if out.iter().any(|o| o.eq_ignore_ascii_case(l)) {
+            return Err(format!("duplicate label `{l}`"));
+        }
+        out.push(l.to_string());
     }
     Ok(out)
 }

@@ -18,7 +18,7 @@ use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
 
-/// verifiers, output schema, state, task class, ambiguity, input, task type.
+/// verifiers, output schema, state, task class, ambiguity, input, task type, labels.
 type StepFacts = (
     Vec<String>,
     Option<serde_json::Value>,
@@ -27,6 +27,7 @@ type StepFacts = (
     f64,
     String,
     String,
+    Vec<String>,
 );
 
 /// What arrived for an attempt.
@@ -61,8 +62,8 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let (verifiers, schema, step_state, class, ambiguity, input, task_type): StepFacts = sqlx::query_as(
-        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, task_type FROM steps
+    let (verifiers, schema, step_state, class, ambiguity, input, task_type, labels): StepFacts = sqlx::query_as(
+        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, task_type, labels FROM steps
          WHERE id = $1 FOR UPDATE",
     )
     .bind(step_id)
@@ -127,7 +128,11 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         Evidence::DeadLettered { .. } => (Vec::new(), None, Some(ReasonCode::DeadLettered)),
         Evidence::Result(m) => match &m.outcome {
             AttemptOutcome::Answered { output, confidence, .. } => {
-                (verify::run(&verifiers, output, schema.as_ref()), *confidence, None)
+                let expect = verify::Expect {
+                    schema: schema.as_ref(),
+                    labels: &labels,
+                };
+                (verify::run(&verifiers, output, expect), *confidence, None)
             }
             AttemptOutcome::Failed { class, .. } => {
                 let code = if class == "timeout" {

@@ -14,12 +14,33 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `UPSHIFT_*` variables that are not configuration keys: the config path,
-/// log format, the CLI's API URL and key, and fault injection for tests.
-const NOT_CONFIG: &[&str] = &["CONFIG", "LOG", "API", "API_KEY", "FAULT_CRASH_ON"];
+/// Config sections settable from the environment as `UPSHIFT_<SECTION>__<KEY>`.
+/// Other `UPSHIFT_*` variables (`UPSHIFT_CONFIG`, `UPSHIFT_API_KEY`, a model's
+/// API key variable, …) are not configuration and are left alone.
+const ENV_SECTIONS: &[&str] = &[
+    "nats",
+    "database",
+    "api",
+    "orchestrator",
+    "worker",
+    "models",
+    "tiers",
+    "routing",
+];
+
+fn is_config_var(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ENV_SECTIONS
+        .iter()
+        .any(|s| key.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
+}
 
 /// The defaults compiled into every binary (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// The replay profile: every tier on recorded RouteLLM outputs, for `eval`,
+/// `policy fit`, the benchmarks and `demo --replay`.
+pub const REPLAY_TOML: &str = include_str!("../../config/replay.toml");
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +223,28 @@ pub struct WorkerConfig {
     /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; none = off.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Where local model files live; `UPSHIFT_MODEL_DIR`, else
+    /// `$XDG_CACHE_HOME/upshift/models`, else `~/.cache/upshift/models`.
+    #[serde(default)]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl WorkerConfig {
+    /// The directory relative local model paths are resolved against.
+    pub fn model_dir(&self) -> PathBuf {
+        if let Some(d) = std::env::var_os("UPSHIFT_MODEL_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = &self.model_dir {
+            return d.clone();
+        }
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"));
+        cache.join("upshift").join("models")
+    }
 }
 
 /// One model in the catalog.
@@ -232,18 +275,61 @@ pub enum ProviderConfig {
         #[serde(default)]
         latency_ms: u64,
     },
+    /// An OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama,
+    /// llama.cpp's server, LiteLLM).
+    Openai(OpenaiConfig),
+    /// In-process GGUF inference on CPU with llama.cpp.
+    Local(LocalConfig),
 }
 
-/// The model serving each tier.
+impl ProviderConfig {
+    /// Whether the model can be used with the current environment: an
+    /// `openai` model needs a base URL (given, or from `base_url_env`).
+    pub fn available(&self) -> bool {
+        match self {
+            ProviderConfig::Openai(o) => o.resolved_base_url().is_some(),
+            _ => true,
+        }
+    }
+}
+
+/// The model serving each tier: a catalog name, or a list of names of which
+/// the first [available](ProviderConfig::available) one serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierModels {
-    /// Model of the small tier.
-    pub small: String,
-    /// Model of the medium tier.
-    pub medium: String,
-    /// Model of the strong tier.
-    pub strong: String,
+    /// Model(s) of the small tier.
+    pub small: TierChoice,
+    /// Model(s) of the medium tier.
+    pub medium: TierChoice,
+    /// Model(s) of the strong tier.
+    pub strong: TierChoice,
+}
+
+/// One catalog name, or candidates in order of preference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TierChoice {
+    /// Exactly this model.
+    One(String),
+    /// The first available of these.
+    FirstOf(Vec<String>),
+}
+
+impl From<&str> for TierChoice {
+    fn from(name: &str) -> Self {
+        TierChoice::One(name.to_string())
+    }
+}
+
+impl TierChoice {
+    /// The candidate names, in order of preference.
+    pub fn names(&self) -> &[String] {
+        match self {
+            TierChoice::One(n) => std::slice::from_ref(n),
+            TierChoice::FirstOf(v) => v,
+        }
+    }
 }
 
 impl Config {
@@ -255,15 +341,39 @@ impl Config {
 
     /// Like [`Config::load`] with several files, later ones winning (e.g. a
     /// deployment config, then a fitted policy).
+    /// `UPSHIFT_PROFILE=replay` layers [`REPLAY_TOML`] under the files.
     pub fn load_layers(files: &[&Path]) -> Result<Config, ConfigError> {
+        let profile = match std::env::var("UPSHIFT_PROFILE").unwrap_or_default().as_str() {
+            "" | "local" => None,
+            "replay" => Some(REPLAY_TOML),
+            other => {
+                return Err(bad(
+                    "UPSHIFT_PROFILE",
+                    format!("unknown profile `{other}` (expected local or replay)"),
+                ));
+            }
+        };
+        Self::load_profile(profile, files)
+    }
+
+    /// Like [`Config::load_layers`] with an embedded profile (e.g.
+    /// [`REPLAY_TOML`]) between the defaults and the files.
+    pub fn load_profile(profile: Option<&str>, files: &[&Path]) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(p) = profile {
+            fig = fig.merge(Toml::string(p));
+        }
         for path in files {
             if !path.exists() {
                 return Err(bad("--config", format!("file {} does not exist", path.display())));
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("UPSHIFT_").ignore(NOT_CONFIG).split("__"));
+        fig = fig.merge(
+            Env::prefixed("UPSHIFT_")
+                .filter(|k| is_config_var(k.as_str()))
+                .split("__"),
+        );
         Self::from_figment(fig)
     }
 
@@ -281,7 +391,19 @@ impl Config {
             };
             bad(key, e.kind.to_string())
         })?;
+        let mut cfg = cfg;
         cfg.validate()?;
+        // Fix each tier to its first available model, so every reader (and a
+        // config written back out) sees one name.
+        for tier in Tier::ALL {
+            let name = cfg.tier_model_name(*tier).to_string();
+            let slot = match tier {
+                Tier::Small => &mut cfg.tiers.small,
+                Tier::Medium => &mut cfg.tiers.medium,
+                Tier::Strong => &mut cfg.tiers.strong,
+            };
+            *slot = TierChoice::One(name);
+        }
         Ok(cfg)
     }
 
@@ -352,25 +474,57 @@ impl Config {
                 ));
             }
         }
+        for (i, m) in self.models.iter().enumerate() {
+            m.provider
+                .validate()
+                .map_err(|(k, r)| bad(format!("models[{i}].provider.{k}"), r))?;
+        }
         for tier in Tier::ALL {
-            let name = self.tier_model_name(*tier);
-            if self.model(name).is_none() {
+            let choice = self.tier_choice(*tier);
+            if choice.names().is_empty() {
+                return Err(bad(format!("tiers.{tier}"), "name at least one model"));
+            }
+            for name in choice.names() {
+                if self.model(name).is_none() {
+                    return Err(bad(
+                        format!("tiers.{tier}"),
+                        format!("no model named `{name}` in [[models]]"),
+                    ));
+                }
+            }
+            if self.try_tier_model_name(*tier).is_none() {
                 return Err(bad(
                     format!("tiers.{tier}"),
-                    format!("no model named `{name}` in [[models]]"),
+                    "none of the models is available (an openai model needs its base URL)",
                 ));
             }
         }
         self.routing.validate().map_err(|(k, r)| bad(format!("routing.{k}"), r))
     }
 
-    /// Catalog name of the model serving `tier`.
-    pub fn tier_model_name(&self, tier: Tier) -> &str {
+    fn tier_choice(&self, tier: Tier) -> &TierChoice {
         match tier {
             Tier::Small => &self.tiers.small,
             Tier::Medium => &self.tiers.medium,
             Tier::Strong => &self.tiers.strong,
         }
+    }
+
+    fn try_tier_model_name(&self, tier: Tier) -> Option<&str> {
+        let names = self.tier_choice(tier).names();
+        let available = names
+            .iter()
+            .find(|n| self.model(n).is_some_and(|m| m.provider.available()));
+        // A single name is taken as given: its provider reports its own problem.
+        available
+            .or(if names.len() == 1 { names.first() } else { None })
+            .map(String::as_str)
+    }
+
+    /// Catalog name of the model serving `tier` (after validation).
+    pub fn tier_model_name(&self, tier: Tier) -> &str {
+        self.try_tier_model_name(tier)
+            .expect("validated: every tier resolves to a model")
     }
 
     /// Catalog entry by name.
@@ -385,6 +539,8 @@ impl Config {
     }
 }
 
+pub use crate::provider_config::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +549,7 @@ mod tests {
     fn defaults_load_and_validate() {
         let c = Config::from_toml_over_defaults("").unwrap();
         assert_eq!(c.nats.prefix, "upshift");
+        let c = Config::from_toml_over_defaults(REPLAY_TOML).unwrap();
         assert_eq!(c.tier_model(Tier::Strong).name, "gpt-4-1106");
     }
 
@@ -406,6 +563,12 @@ mod tests {
         assert_eq!(e.key, "tiers.small");
         let e = Config::from_toml_over_defaults("[nats]\nprefix = \"a.b\"").unwrap_err();
         assert_eq!(e.key, "nats.prefix");
+    }
+
+    #[test]
+    fn only_section_variables_are_config() {
+        assert!(is_config_var("NATS__URL") && is_config_var("tiers__strong"));
+        assert!(!is_config_var("API_KEY") && !is_config_var("STRONG_API_KEY") && !is_config_var("NATSX__URL"));
     }
 
     #[test]

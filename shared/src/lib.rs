@@ -8,6 +8,7 @@ pub mod config;
 pub mod cost;
 pub mod messages;
 pub mod policy;
+mod provider_config;
 pub mod reasons;
 pub mod simulate;
 pub mod subjects;

@@ -35,6 +35,9 @@ pub struct TaskMessage {
     /// JSON schema the output must satisfy, for extraction steps.
     #[serde(default)]
     pub output_schema: Option<serde_json::Value>,
+    /// The closed label set of a classification step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// The accepted output of an earlier step, handed to a later one.

@@ -94,7 +94,7 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
         blast: item.blast,
     };
     let start = start_tier(&cfg.routing, risk);
-    let verifiers = verify::default_verifiers(item.task, false);
+    let verifiers = verify::default_verifiers(item.task, false, false);
     let mut tier = start.tier;
     let mut attempts = Vec::new();
     let mut cost = 0.0;
@@ -112,7 +112,7 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
         };
         cost += call;
         let findings = if rec.is_some() {
-            verify::run(&verifiers, output, None)
+            verify::run(&verifiers, output, verify::Expect::default())
         } else {
             Vec::new()
         };

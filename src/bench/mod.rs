@@ -2,6 +2,7 @@
 
 pub mod chaos;
 pub mod engine;
+pub mod models;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -24,8 +25,8 @@ pub fn isolated_config(
     let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
     c.database.url = format!("{server}/upshift_{name}");
     for m in &mut c.models {
-        match &mut m.provider {
-            ProviderConfig::Replay { latency_ms: l, .. } => *l = latency_ms,
+        if let ProviderConfig::Replay { latency_ms: l, .. } = &mut m.provider {
+            *l = latency_ms;
         }
     }
     tweak(&mut c);
@@ -57,6 +58,7 @@ pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
         .iter()
         .find_map(|m| match &m.provider {
             ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
+            _ => None,
         })
         .context("no replay dataset in the configuration")
 }
@@ -70,4 +72,7 @@ pub enum BenchCommand {
     /// Throughput, per-hop overhead and memory of the whole system next to the
     /// raw NATS and Postgres floor, measured in the same run (use --release).
     Engine(engine::EngineArgs),
+    /// Local model speed and memory beside llama-cpp-python's figure, and the
+    /// tier ladder's accuracy and escalation rate on the demo's tasks.
+    Models(models::ModelsArgs),
 }

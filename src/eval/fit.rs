@@ -89,7 +89,11 @@ fn rows(cfg: &Config, ds: &Dataset, folds: usize) -> anyhow::Result<Vec<Row>> {
             let s = recorded(it, strong).context("strong-tier answer")?;
             let text = it.task != TaskType::Classify;
             let findings = if text {
-                verify::run(&verify::default_verifiers(it.task, false), &w.output, None)
+                verify::run(
+                    &verify::default_verifiers(it.task, false, false),
+                    &w.output,
+                    verify::Expect::default(),
+                )
             } else {
                 vec![]
             };
@@ -262,7 +266,8 @@ pub fn run(config: Option<&std::path::Path>, args: FitArgs) -> anyhow::Result<()
     if let Some(t) = args.target_pgr.filter(|t| !(0.0..=1.5).contains(t)) {
         bail!("--target-pgr {t} is out of range [0, 1.5]");
     }
-    let cfg = Config::load(config).context("loading configuration")?;
+    let cfg = Config::load_profile(Some(upshift_shared::config::REPLAY_TOML), config.as_slice())
+        .context("loading configuration")?;
     let ds = dataset::load(&args.dataset, args.class.as_deref())?;
     check_columns(&cfg, &ds)?;
     let rows = rows(&cfg, &ds, args.folds)?;

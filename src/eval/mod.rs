@@ -16,7 +16,7 @@ use metrics::{CurveItem, Point};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use upshift_shared::config::{Config, ModelConfig, ProviderConfig};
+use upshift_shared::config::{Config, ModelConfig, ProviderConfig, REPLAY_TOML};
 use upshift_shared::policy::{accept_model, estimate_ambiguity, features};
 use upshift_shared::simulate::{Recorded, SimItem, SimRoute, call_price, simulate};
 use upshift_shared::{BlastRadius, TaskType, Tier, verify};
@@ -101,6 +101,7 @@ pub struct Baseline {
 pub fn column_of(model: &ModelConfig) -> &str {
     match &model.provider {
         ProviderConfig::Replay { column, .. } => column,
+        _ => "",
     }
 }
 
@@ -243,7 +244,11 @@ pub fn evaluate(cfg: &Config, ds: &Dataset, blast: BlastRadius) -> anyhow::Resul
 fn priority(cfg: &Config, item: &Item, weak_output: &str, route: &SimRoute) -> f64 {
     let cal = cfg.routing.calibration.get(&item.class);
     if let Some(m) = accept_model(&cfg.routing, Tier::Small, &item.class).filter(|m| m.reads_output()) {
-        let findings = verify::run(&verify::default_verifiers(item.task, false), weak_output, None);
+        let findings = verify::run(
+            &verify::default_verifiers(item.task, false, false),
+            weak_output,
+            verify::Expect::default(),
+        );
         let score = m.score(&features(
             &item.prompt,
             weak_output,
@@ -268,7 +273,7 @@ pub async fn run(config: Option<&std::path::Path>, args: EvalArgs, api: &str, ke
     if let Some(p) = &args.policy {
         layers.push(p);
     }
-    let cfg = Config::load_layers(&layers).context("loading configuration")?;
+    let cfg = Config::load_profile(Some(REPLAY_TOML), &layers).context("loading configuration")?;
     let mut ds = dataset::load(&args.dataset, args.class.as_deref())?;
     if let Some(n) = args.limit {
         ds.items.truncate(n);

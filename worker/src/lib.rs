@@ -5,6 +5,7 @@
 pub mod error;
 mod http;
 pub mod pool;
+pub mod prompt;
 pub mod providers;
 
 pub use error::{Error, ProviderError, Result};

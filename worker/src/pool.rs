@@ -45,7 +45,10 @@ pub async fn run(
     hard_stop: CancellationToken,
 ) -> Result<()> {
     let model = cfg.tier_model(tier).clone();
-    let provider = Provider::from_config(&model)?;
+    let provider = Provider::from_config(&model, &cfg.worker.model_dir())?;
+    let concurrency = provider
+        .max_concurrency()
+        .map_or(cfg.worker.concurrency, |m| m.min(cfg.worker.concurrency));
     let client = upshift_shared::telemetry::connect_nats(&cfg.nats)
         .await
         .map_err(Error::nats)?;
@@ -69,7 +72,7 @@ pub async fn run(
         progress: Duration::from_secs(cfg.worker.progress_interval_secs),
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
-    let slots = Arc::new(Semaphore::new(cfg.worker.concurrency));
+    let slots = Arc::new(Semaphore::new(concurrency));
     let tracker = TaskTracker::new();
     while !stop_pulling.is_cancelled() {
         let permit = tokio::select! {

@@ -44,6 +44,7 @@ struct DispatchRow {
     input: String,
     depends_on: Vec<i32>,
     output_schema: Option<serde_json::Value>,
+    labels: Vec<String>,
 }
 
 /// Text list of reason codes, as stored.
@@ -94,8 +95,8 @@ impl PgStore {
             let verifiers: Vec<&str> = s.verifiers.iter().map(|v| v.as_str()).collect();
             sqlx::query(
                 "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers,
-                                    output_schema, ambiguity, ambiguity_source, state, task_class)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
+                                    output_schema, ambiguity, ambiguity_source, state, task_class, labels)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
             )
             .bind(step_id)
             .bind(job_id)
@@ -109,6 +110,7 @@ impl PgStore {
             .bind(s.ambiguity)
             .bind(s.ambiguity_source)
             .bind(&s.class)
+            .bind(&s.labels)
             .execute(&mut *tx)
             .await?;
             if s.depends_on.is_empty() {
@@ -130,7 +132,7 @@ impl PgStore {
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<TaskMessage>> {
         let rows: Vec<DispatchRow> = sqlx::query_as(
             "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on,
-                    s.output_schema
+                    s.output_schema, s.labels
              FROM attempts a JOIN steps s ON s.id = a.step_id
              WHERE a.id = ANY($1) AND a.status = 'dispatched'",
         )
@@ -147,6 +149,7 @@ impl PgStore {
             input,
             depends_on: deps,
             output_schema: schema,
+            labels,
         } in rows
         {
             let context = if deps.is_empty() {
@@ -175,6 +178,7 @@ impl PgStore {
                 input,
                 context,
                 output_schema: schema,
+                labels,
             });
         }
         Ok(out)

@@ -348,13 +348,14 @@ pub fn next_distinct_tier(models: &TierModels, from: Tier) -> Option<(Tier, Vec<
 }
 
 impl TierModels {
-    /// The model name serving `tier`.
+    /// The model name serving `tier` (resolved when the config was loaded).
     pub fn get(&self, tier: Tier) -> &str {
-        match tier {
+        let choice = match tier {
             Tier::Small => &self.small,
             Tier::Medium => &self.medium,
             Tier::Strong => &self.strong,
-        }
+        };
+        choice.names().first().map_or("", String::as_str)
     }
 }
 

@@ -42,6 +42,8 @@ pub enum VerifierKind {
     Arithmetic,
     /// The output is JSON valid against the step's schema.
     JsonSchema,
+    /// The output is exactly one of the step's labels.
+    Label,
 }
 
 impl VerifierKind {
@@ -51,34 +53,85 @@ impl VerifierKind {
             VerifierKind::AnswerFormat => "answer_format",
             VerifierKind::Arithmetic => "arithmetic",
             VerifierKind::JsonSchema => "json_schema",
+            VerifierKind::Label => "label",
         }
     }
 }
 
 /// Verifiers a task type gets when the request names none.
-pub fn default_verifiers(task: TaskType, has_schema: bool) -> Vec<VerifierKind> {
+pub fn default_verifiers(task: TaskType, has_schema: bool, has_labels: bool) -> Vec<VerifierKind> {
     match task {
         TaskType::Answer => vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic],
         TaskType::Extract => vec![VerifierKind::JsonSchema],
+        TaskType::Classify if has_labels => vec![VerifierKind::Label],
         _ if has_schema => vec![VerifierKind::JsonSchema],
         _ => Vec::new(),
     }
 }
 
+/// What a step's output is checked against besides its text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect<'a> {
+    /// The step's JSON schema, if any.
+    pub schema: Option<&'a serde_json::Value>,
+    /// The step's closed label set (classification), if any.
+    pub labels: &'a [String],
+}
+
 /// Runs `verifiers` over `output`; an empty result means every check passed.
-pub fn run(verifiers: &[VerifierKind], output: &str, schema: Option<&serde_json::Value>) -> Vec<Finding> {
+pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for v in verifiers {
         match v {
             VerifierKind::AnswerFormat => out.extend(answer::check(output)),
             VerifierKind::Arithmetic => out.extend(arithmetic::check(output)),
-            VerifierKind::JsonSchema => out.extend(schema::check(output, schema)),
+            VerifierKind::JsonSchema => out.extend(schema::check(output, expect.schema)),
+            VerifierKind::Label => out.extend(check_label(output, expect.labels)),
         }
     }
     out
 }
 
+/// The label `output` names, matched case-insensitively after trimming.
+pub fn match_label<'a>(output: &str, labels: &'a [String]) -> Option<&'a str> {
+    let o = output
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '.' || c == '\'')
+        .trim();
+    labels.iter().find(|l| l.eq_ignore_ascii_case(o)).map(String::as_str)
+}
+
+fn check_label(output: &str, labels: &[String]) -> Option<Finding> {
+    if labels.is_empty() || match_label(output, labels).is_some() {
+        return None;
+    }
+    let shown: String = output.chars().take(40).collect();
+    Some(Finding::new(
+        ReasonCode::AnswerFormat,
+        format!("`{shown}` is not one of the labels: {}", labels.join(", ")),
+    ))
+}
+
 /// Checks that a JSON schema itself is valid, for request validation.
 pub fn validate_schema(schema: &serde_json::Value) -> Result<(), String> {
     schema::compile(schema).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_match_loosely_and_misses_are_findings() {
+        let labels = vec!["positive".to_string(), "negative".to_string()];
+        assert_eq!(match_label(" Positive.", &labels), Some("positive"));
+        let e = Expect {
+            schema: None,
+            labels: &labels,
+        };
+        assert!(run(&[VerifierKind::Label], "negative", e).is_empty());
+        let f = run(&[VerifierKind::Label], "The sentiment is good", e);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, ReasonCode::AnswerFormat);
+    }
 }

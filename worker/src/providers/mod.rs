@@ -1,12 +1,18 @@
 //! Model providers: one trait, one enum built from the `[[models]]` config.
-//! Real providers (OpenAI-compatible, local GGUF) slot in as new variants.
 
+#[cfg(feature = "local")]
+pub mod local;
+mod openai;
 mod replay;
 
+#[cfg(feature = "local")]
+pub use local::{LocalModel, LocalProvider};
+pub use openai::OpenaiProvider;
 pub use replay::ReplayProvider;
 
 use crate::error::{Error, ProviderError};
 use std::future::Future;
+use std::path::Path;
 use upshift_shared::config::{ModelConfig, ProviderConfig};
 use upshift_shared::messages::TaskMessage;
 
@@ -38,11 +44,21 @@ pub trait ModelProvider {
 pub enum Provider {
     /// Recorded outputs.
     Replay(ReplayProvider),
+    /// An OpenAI-compatible server.
+    Openai(OpenaiProvider),
+    /// In-process llama.cpp.
+    #[cfg(feature = "local")]
+    Local(LocalProvider),
 }
 
 impl Provider {
-    /// Builds the provider of a catalog model.
-    pub fn from_config(model: &ModelConfig) -> Result<Provider, Error> {
+    /// Builds the provider of a catalog model; local model files are found
+    /// under `model_dir`.
+    pub fn from_config(model: &ModelConfig, model_dir: &Path) -> Result<Provider, Error> {
+        let err = |reason: String| Error::ProviderConfig {
+            model: model.name.clone(),
+            reason,
+        };
         match &model.provider {
             ProviderConfig::Replay {
                 datasets,
@@ -50,10 +66,26 @@ impl Provider {
                 latency_ms,
             } => ReplayProvider::load(datasets, column, *latency_ms)
                 .map(Provider::Replay)
-                .map_err(|reason| Error::ProviderConfig {
-                    model: model.name.clone(),
-                    reason,
-                }),
+                .map_err(err),
+            ProviderConfig::Openai(o) => OpenaiProvider::new(o).map(Provider::Openai).map_err(err),
+            #[cfg(feature = "local")]
+            ProviderConfig::Local(l) => LocalProvider::load(l, model_dir).map(Provider::Local).map_err(err),
+            #[cfg(not(feature = "local"))]
+            ProviderConfig::Local(_) => {
+                let _ = model_dir;
+                Err(err("this build has no local provider (feature `local` is off)".into()))
+            }
+        }
+    }
+
+    /// Most calls worth running at once, when the provider has a limit; the
+    /// pool pulls no more than this, so queued work stays in NATS.
+    pub fn max_concurrency(&self) -> Option<usize> {
+        match self {
+            Provider::Replay(_) => None,
+            Provider::Openai(p) => Some(p.max_concurrency()),
+            #[cfg(feature = "local")]
+            Provider::Local(p) => Some(p.max_concurrency()),
         }
     }
 }
@@ -62,11 +94,17 @@ impl ModelProvider for Provider {
     async fn complete(&self, task: &TaskMessage) -> Result<Completion, ProviderError> {
         match self {
             Provider::Replay(p) => p.complete(task).await,
+            Provider::Openai(p) => p.complete(task).await,
+            #[cfg(feature = "local")]
+            Provider::Local(p) => p.complete(task).await,
         }
     }
     fn kind(&self) -> &'static str {
         match self {
             Provider::Replay(p) => p.kind(),
+            Provider::Openai(_) => "openai",
+            #[cfg(feature = "local")]
+            Provider::Local(_) => "local",
         }
     }
 }

@@ -128,6 +128,7 @@ mod tests {
             input: "What is 1+1?".into(),
             context: vec![],
             output_schema: None,
+            labels: vec![],
         };
         let c = p.complete(&task).await.unwrap();
         assert_eq!((c.output.as_str(), c.label_correct), ("1 + 1 = 2\n#### 2", Some(true)));

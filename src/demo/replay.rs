@@ -1,59 +1,33 @@
-//! `upshift demo`: pushes every prompt of a RouteLLM-format dataset through a
+//! `upshift demo --replay`: pushes every prompt of a RouteLLM-format dataset through a
 //! local stack as single-step jobs, waits for all of them, and reports the
 //! figures from Postgres: escalations by reason, accuracy from the recorded
 //! labels, cost against always-strong, wall time.
 
+use super::DemoArgs;
 use crate::client::Client;
 use crate::eval::dataset::Item;
 use crate::local::Stack;
 use anyhow::Context;
 use futures::StreamExt;
 use sqlx::PgPool;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use upshift_shared::config::{Config, ProviderConfig};
+use upshift_shared::config::Config;
 use uuid::Uuid;
 
-/// Options of `upshift demo`.
-#[derive(clap::Args)]
-pub struct DemoArgs {
-    /// Dataset whose `prompt` column becomes the jobs (default: the first replay model's first dataset).
-    #[arg(long)]
-    dataset: Option<PathBuf>,
-    /// Submit only the first N prompts.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Blast radius of every job.
-    #[arg(long, default_value = "low")]
-    blast_radius: String,
-    /// Worker processes per tier.
-    #[arg(long, default_value_t = 1)]
-    workers_per_tier: usize,
-    /// Give up waiting after this many seconds.
-    #[arg(long, default_value_t = 900)]
-    timeout_secs: u64,
-}
-
-/// Runs the demo end to end.
-pub async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow::Result<()> {
+/// Runs the replay demo end to end.
+pub(super) async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let dataset = match args.dataset {
         Some(d) => d,
-        None => cfg
-            .models
-            .iter()
-            .map(|m| match &m.provider {
-                ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
-            })
-            .next()
-            .flatten()
-            .context("no replay model in the configuration; pass --dataset")?,
+        None => crate::bench::first_dataset(cfg).context("pass --dataset")?,
     };
     let mut ds = crate::eval::dataset::load(&dataset, None)?;
     if let Some(n) = args.limit {
         ds.items.truncate(n);
     }
     println!("upshift demo: {} prompts from {}", ds.items.len(), dataset.display());
-    let stack = Stack::start(config, cfg, args.workers_per_tier, &[]).await?;
+    let profile = [("UPSHIFT_PROFILE".to_string(), "replay".to_string())];
+    let stack = Stack::start(config, cfg, args.workers_per_tier, &profile).await?;
     println!(
         "local stack up: API {} (logs in {})",
         stack.api,

@@ -1,0 +1,115 @@
+//! Prompts: how a task message is put to a model. One place, so the
+//! OpenAI-compatible and the local provider ask the same question.
+
+use upshift_shared::TaskType;
+use upshift_shared::messages::TaskMessage;
+
+/// A prompt as chat messages; completion-style models get [`Prompt::as_completion`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// What the task type asks for, and the output format.
+    pub instruction: String,
+    /// The step's input plus the outputs of the steps it depends on.
+    pub content: String,
+}
+
+impl Prompt {
+    /// The user message of a chat: instruction, then content.
+    pub fn user_message(&self) -> String {
+        format!("{}\n\n{}", self.instruction, self.content)
+    }
+
+    /// Plain-text layout for base (not instruction-tuned) models: the model
+    /// continues after `Answer:`.
+    pub fn as_completion(&self) -> String {
+        format!("{}\n\n{}\nAnswer:", self.instruction, self.content)
+    }
+}
+
+/// Ways of phrasing a classification, for prompt ensembles (variant 0 is the
+/// plain one). More variants than this cycle.
+pub const CLASSIFY_VARIANTS: u32 = 3;
+
+/// Builds the prompt of `task`. `variant` picks a phrasing for label tasks.
+pub fn build(task: &TaskMessage, variant: u32) -> Prompt {
+    let labels = task.labels.join(", ");
+    let instruction = match task.task {
+        TaskType::Classify if !task.labels.is_empty() => match variant % CLASSIFY_VARIANTS {
+            0 => format!("Classify the text. Reply with exactly one of these labels: {labels}."),
+            1 => format!(
+                "Read the text and decide which label fits it best. Labels: {labels}. Reply with the label only."
+            ),
+            _ => format!("Which one of these describes the text: {labels}? Reply with one word from the list."),
+        },
+        TaskType::Classify => "Classify the text. Reply with the label only.".to_string(),
+        TaskType::Extract => match &task.output_schema {
+            Some(s) => {
+                format!("Extract what is asked from the text. Reply with only JSON that matches this JSON schema: {s}")
+            }
+            None => "Extract what is asked from the text. Reply with only JSON.".to_string(),
+        },
+        TaskType::Answer => "Answer the question. Work it out briefly, then give the final answer \
+                             on its own last line as `#### <answer>`."
+            .to_string(),
+        TaskType::Summarise => "Summarise the text in at most three sentences.".to_string(),
+        TaskType::Rewrite => "Rewrite the text as asked.".to_string(),
+        TaskType::RetrievePlan => "Turn the question into 3 to 8 search keywords for a full-text \
+                                   search. Reply with the keywords only, separated by spaces."
+            .to_string(),
+        TaskType::Synthesise => "Answer the question using only the evidence given. After each \
+                                 sentence, cite the passages it rests on as [passage_id]."
+            .to_string(),
+        TaskType::Critique => "Check whether the answer is supported by the evidence. Reply with \
+                               JSON: {\"verdict\": \"accept\" or \"reject\", \"reason\": \"...\"}."
+            .to_string(),
+    };
+    let mut content = format!("Text: {}", task.input.trim());
+    for c in &task.context {
+        content.push_str(&format!("\n\nOutput of step `{}`:\n{}", c.step, c.output.trim()));
+    }
+    if task.task == TaskType::Classify && variant % CLASSIFY_VARIANTS == 1 && !task.labels.is_empty() {
+        content.push_str(&format!("\n\nLabels: {labels}"));
+    }
+    Prompt { instruction, content }
+}
+
+/// The JSON schema a label task's output is constrained to.
+pub fn labels_schema(labels: &[String]) -> serde_json::Value {
+    serde_json::json!({ "type": "string", "enum": labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upshift_shared::Tier;
+    use upshift_shared::messages::ContextItem;
+
+    fn task(t: TaskType, labels: &[&str]) -> TaskMessage {
+        TaskMessage {
+            version: 1,
+            attempt_id: uuid::Uuid::nil(),
+            job_id: uuid::Uuid::nil(),
+            step_id: uuid::Uuid::nil(),
+            tier: Tier::Small,
+            task: t,
+            input: " The food was cold. ".into(),
+            context: vec![ContextItem {
+                step: "a".into(),
+                output: "x".into(),
+            }],
+            output_schema: None,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn prompts_name_the_labels_and_carry_context() {
+        let p = build(&task(TaskType::Classify, &["positive", "negative"]), 0);
+        assert!(p.instruction.contains("positive, negative"));
+        assert!(p.content.starts_with("Text: The food was cold."));
+        assert!(p.content.contains("Output of step `a`:\nx"));
+        assert!(p.as_completion().ends_with("Answer:"));
+        assert_ne!(build(&task(TaskType::Classify, &["a", "b"]), 1), p);
+        assert!(build(&task(TaskType::Answer, &[]), 0).instruction.contains("####"));
+    }
+}
