@@ -132,12 +132,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Orchestrator => {
             let cfg = load()?;
-            upshift_orchestrator::init_tracing();
+            let _telemetry = upshift_orchestrator::init_tracing("upshift-orchestrator");
             upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", local::LISTENING)).await?;
         }
         Command::Worker { tier } => {
             let cfg = load()?;
-            upshift_worker::init_tracing();
+            let _telemetry = upshift_worker::init_tracing("upshift-worker");
             upshift_worker::serve(&cfg, tier, Duration::from_secs(20), |addr| {
                 println!("{}{addr}", local::LISTENING)
             })

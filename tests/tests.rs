@@ -25,3 +25,5 @@ mod viewer;
 mod recovery;
 // Real models: local llama.cpp, an OpenAI-compatible server, provider errors.
 mod models;
+// One OpenTelemetry trace per job, across the NATS hops.
+mod traces;

@@ -6,11 +6,13 @@
 //! dropped by the server, which makes the outbox sweeper safe to repeat.
 
 use crate::error::{Error, Result};
+use crate::store::Outgoing;
 use async_nats::jetstream::{self, consumer, stream};
 use std::time::Duration;
+use tracing::Instrument;
 use upshift_shared::config::NatsConfig;
-use upshift_shared::messages::TaskMessage;
 use upshift_shared::subjects::Subjects;
+use upshift_shared::telemetry;
 
 /// A JetStream context plus the subject names.
 #[derive(Clone)]
@@ -114,15 +116,29 @@ impl Bus {
 
     /// Publishes attempts and waits for every server ack. Returns the ids the
     /// server acknowledged (duplicates included: they are stored already).
-    pub async fn publish_tasks(&self, tasks: &[TaskMessage]) -> Vec<uuid::Uuid> {
+    ///
+    /// Each publish is an `attempt.publish` span in the job's trace, and its
+    /// context travels to the worker in the `traceparent` header.
+    pub async fn publish_tasks(&self, tasks: &[Outgoing]) -> Vec<uuid::Uuid> {
         let mut pending = Vec::with_capacity(tasks.len());
-        for t in tasks {
+        for Outgoing { msg: t, traceparent } in tasks {
+            let span = tracing::info_span!(
+                "attempt.publish",
+                job = %t.job_id,
+                step = %t.step_id,
+                attempt = %t.attempt_id,
+                tier = %t.tier,
+                task = %t.task,
+            );
+            telemetry::set_parent_from_traceparent(&span, traceparent.as_deref());
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", t.attempt_id.to_string().as_str());
+            telemetry::inject(&span, &mut headers);
             let body = serde_json::to_vec(t).expect("task messages serialise");
             match self
                 .js
                 .publish_with_headers(self.subjects.tasks(t.tier), headers, body.into())
+                .instrument(span)
                 .await
             {
                 Ok(ack) => pending.push((t.attempt_id, ack)),

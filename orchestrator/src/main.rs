@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let path = std::env::var_os("UPSHIFT_CONFIG").map(std::path::PathBuf::from);
     let cfg = Config::load(path.as_deref())?;
-    upshift_orchestrator::init_tracing();
+    let _telemetry = upshift_orchestrator::init_tracing("upshift-orchestrator");
     upshift_orchestrator::serve(cfg, |_| {}).await?;
     Ok(())
 }

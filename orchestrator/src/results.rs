@@ -17,6 +17,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use upshift_shared::config::Config;
 use upshift_shared::messages::ResultMessage;
 
@@ -89,9 +90,24 @@ async fn handle_result(store: &PgStore, bus: &Bus, cfg: &Config, msg: async_nats
             return;
         }
     };
-    match settle(store, cfg, result.attempt_id, Evidence::Result(&result)).await {
+    let span = tracing::info_span!(
+        "attempt.decide",
+        job = %result.job_id,
+        step = %result.step_id,
+        attempt = %result.attempt_id,
+        tier = %result.tier,
+        model = %result.model,
+        decision = tracing::field::Empty,
+        reasons = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+    );
+    upshift_shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    let settled = settle(store, cfg, result.attempt_id, Evidence::Result(&result))
+        .instrument(span.clone())
+        .await;
+    match settled {
         Ok(next) => {
-            publish(store, bus, &next).await;
+            publish(store, bus, &next).instrument(span).await;
             if let Err(e) = msg.ack().await {
                 tracing::warn!(error = %e, attempt = %result.attempt_id, "ack failed; the result will be redelivered and recognised");
             }

@@ -174,6 +174,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         next_call_usd: escalation_estimate(cfg, tier, tokens),
     };
     let (decision, score) = decide_scored(&cfg.routing, &cfg.tiers, &ev);
+    record_on_span(&decision, cost);
     let observed = crate::metrics::Settled {
         tier,
         tenant: &tenant,
@@ -493,4 +494,17 @@ async fn fail_job(
         .await?;
     }
     Ok(())
+}
+
+/// Puts the decision on the current span (`attempt.decide` for results).
+fn record_on_span(decision: &Decision, cost: f64) {
+    let span = tracing::Span::current();
+    let (name, reasons): (&str, Vec<&str>) = match decision {
+        Decision::Accept { open_findings } => ("accept", open_findings.iter().map(|f| f.code.as_str()).collect()),
+        Decision::Escalate { reasons, .. } => ("escalate", reasons.iter().map(|r| r.as_str()).collect()),
+        Decision::Fail { reasons } => ("fail", reasons.iter().map(|r| r.as_str()).collect()),
+    };
+    span.record("decision", name);
+    span.record("reasons", reasons.join(","));
+    span.record("cost_usd", cost);
 }

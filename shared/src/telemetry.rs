@@ -55,17 +55,115 @@ pub async fn connect_nats(cfg: &NatsConfig) -> Result<async_nats::Client, async_
     opts.connect(&cfg.url).await
 }
 
+/// Keeps the OTLP exporter alive; dropping it flushes and shuts it down.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
 /// Initialises `tracing` from `RUST_LOG` (default `info`, quiet sqlx and
 /// async-nats), writing to stderr; JSON lines when `UPSHIFT_LOG=json`.
-pub fn init_tracing() {
+///
+/// When `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) is set, spans
+/// are also exported over OTLP/HTTP with `service.name = service`; otherwise
+/// nothing is exported and nothing is reported. W3C trace context is the
+/// propagator either way.
+pub fn init_tracing(service: &'static str) -> Telemetry {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
-        let _ = builder.json().try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if std::env::var("UPSHIFT_LOG").as_deref() == Ok("json") {
+        fmt.json().boxed()
     } else {
-        let _ = builder.try_init();
+        fmt.boxed()
+    };
+    let configured = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
+    let provider = configured
+        .then(|| opentelemetry_otlp::SpanExporter::builder().with_http().build())
+        .and_then(|r| r.map_err(|e| eprintln!("OTLP trace export is off: {e}")).ok())
+        .map(|exporter| {
+            opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service)
+                        .build(),
+                )
+                .build()
+        });
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Telemetry { provider }
+}
+
+struct HeaderInjector<'a>(&'a mut async_nats::HeaderMap);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a async_nats::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+}
+
+/// Writes `span`'s trace context (`traceparent`) into NATS headers.
+pub fn inject(span: &tracing::Span, headers: &mut async_nats::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+}
+
+/// Makes the trace context in `headers` (if any) the parent of `span`.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let Some(h) = headers else { return };
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h)));
+    let _ = span.set_parent(cx);
+}
+
+/// `span`'s W3C `traceparent`, when it belongs to an exported trace.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut h = async_nats::HeaderMap::new();
+    inject(span, &mut h);
+    h.get("traceparent").map(|v| v.as_str().to_string())
+}
+
+/// Makes a stored `traceparent` the parent of `span`.
+pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(tp) = traceparent {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("traceparent", tp);
+        set_parent_from_headers(span, Some(&h));
     }
 }

@@ -18,7 +18,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let path = std::env::var_os("UPSHIFT_CONFIG").map(std::path::PathBuf::from);
     let cfg = Config::load(path.as_deref())?;
-    upshift_worker::init_tracing();
+    let _telemetry = upshift_worker::init_tracing("upshift-worker");
     upshift_worker::serve(
         &cfg,
         tier,

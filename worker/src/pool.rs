@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use upshift_shared::Tier;
 use upshift_shared::config::{Config, ModelConfig};
 use upshift_shared::cost::{call_cost, estimate_tokens};
@@ -207,9 +208,31 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         tracing::error!(attempt = %task.attempt_id, "fault injection: crashing on this input");
         std::process::abort();
     }
+    let span = tracing::info_span!(
+        "attempt.run",
+        job = %task.job_id,
+        step = %task.step_id,
+        attempt = %task.attempt_id,
+        tier = %ctx.tier,
+        task = %task.task,
+        model = %ctx.model.name,
+        provider = ctx.provider.kind(),
+        outcome = tracing::field::Empty,
+        tokens_in = tracing::field::Empty,
+        tokens_out = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+        confidence = tracing::field::Empty,
+    );
+    upshift_shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    run_attempt(ctx, msg, task, hard_stop).instrument(span).await;
+}
+
+/// Calls the model (retrying retryable errors), publishes the result, acks.
+async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard_stop: CancellationToken) {
     let started = Instant::now();
     let received_at = chrono::Utc::now();
-    let call = (|| ctx.provider.complete(&task))
+    let model_span = tracing::info_span!("model.call", model = %ctx.model.name, provider = ctx.provider.kind());
+    let call = (|| ctx.provider.complete(&task).instrument(model_span.clone()))
         .retry(ExponentialBuilder::default().with_jitter().with_max_times(3))
         .when(ProviderError::is_retryable)
         .adjust(|e, d| match e {
@@ -237,12 +260,21 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
     let outcome_label = if outcome.is_ok() { "answered" } else { "failed" };
     metrics::counter!("upshift_worker_calls_total", "tier" => tier, "model" => ctx.model.name.clone(), "outcome" => outcome_label)
         .increment(1);
+    let span = tracing::Span::current();
+    span.record("outcome", outcome_label);
     let outcome = match outcome {
         Ok(c) => {
             let tokens_in = c.tokens_in.unwrap_or_else(|| prompt_tokens(&task));
             let tokens_out = c.tokens_out.unwrap_or_else(|| estimate_tokens(&c.output));
+            let cost = call_cost(tokens_in, tokens_out, ctx.model.usd_per_m_in, ctx.model.usd_per_m_out);
+            span.record("tokens_in", tokens_in);
+            span.record("tokens_out", tokens_out);
+            span.record("cost_usd", cost);
+            if let Some(c) = c.confidence {
+                span.record("confidence", c);
+            }
             AttemptOutcome::Answered {
-                cost_usd: call_cost(tokens_in, tokens_out, ctx.model.usd_per_m_in, ctx.model.usd_per_m_out),
+                cost_usd: cost,
                 output: c.output,
                 tokens_in,
                 tokens_out,
@@ -271,6 +303,7 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
+    upshift_shared::telemetry::inject(&span, &mut headers);
     let body = serde_json::to_vec(&result).expect("results serialise");
     let published = match ctx
         .js

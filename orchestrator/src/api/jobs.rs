@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -118,9 +119,18 @@ pub async fn submit(
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
+    let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, steps = req.steps.len());
     let steps = plan(&req)?;
-    let (id, attempts) = st.store.create_job(&st.cfg, &tenant, &req, &steps).await?;
-    crate::outbox::publish(&st.store, &st.bus, &attempts).await;
+    let traceparent = upshift_shared::telemetry::traceparent(&span);
+    let (id, attempts) = st
+        .store
+        .create_job(&st.cfg, &tenant, &req, &steps, traceparent.as_deref())
+        .instrument(span.clone())
+        .await?;
+    span.record("job", id.to_string());
+    crate::outbox::publish(&st.store, &st.bus, &attempts)
+        .instrument(span)
+        .await;
     tracing::info!(job = %id, %tenant, steps = steps.len(), "job accepted");
     metrics::counter!("upshift_jobs_submitted_total", "tenant" => tenant.clone()).increment(1);
     Ok((

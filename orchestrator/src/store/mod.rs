@@ -45,6 +45,15 @@ struct DispatchRow {
     depends_on: Vec<i32>,
     output_schema: Option<serde_json::Value>,
     labels: Vec<String>,
+    traceparent: Option<String>,
+}
+
+/// A task message to publish, with the trace of the job it belongs to.
+pub struct Outgoing {
+    /// The message.
+    pub msg: TaskMessage,
+    /// The job's W3C `traceparent`, when the job was traced.
+    pub traceparent: Option<String>,
 }
 
 /// Text list of reason codes, as stored.
@@ -75,18 +84,20 @@ impl PgStore {
         tenant: &str,
         req: &JobRequest,
         steps: &[PlannedStep],
+        traceparent: Option<&str>,
     ) -> Result<(Uuid, Vec<Uuid>)> {
         let job_id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO jobs (id, tenant, kind, input, blast_radius, budget_usd, status)
-             VALUES ($1, $2, 'steps', $3, $4, $5, 'running')",
+            "INSERT INTO jobs (id, tenant, kind, input, blast_radius, budget_usd, status, traceparent)
+             VALUES ($1, $2, 'steps', $3, $4, $5, 'running', $6)",
         )
         .bind(job_id)
         .bind(tenant)
         .bind(serde_json::to_value(req).expect("requests serialise"))
         .bind(req.blast_radius.as_str())
         .bind(req.budget_usd)
+        .bind(traceparent)
         .execute(&mut *tx)
         .await?;
         let mut to_publish = Vec::new();
@@ -129,11 +140,11 @@ impl PgStore {
     }
 
     /// Builds the task messages of `attempts` from the database.
-    pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<TaskMessage>> {
+    pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<Outgoing>> {
         let rows: Vec<DispatchRow> = sqlx::query_as(
             "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on,
-                    s.output_schema, s.labels
-             FROM attempts a JOIN steps s ON s.id = a.step_id
+                    s.output_schema, s.labels, j.traceparent
+             FROM attempts a JOIN steps s ON s.id = a.step_id JOIN jobs j ON j.id = a.job_id
              WHERE a.id = ANY($1) AND a.status = 'dispatched'",
         )
         .bind(attempts)
@@ -150,6 +161,7 @@ impl PgStore {
             depends_on: deps,
             output_schema: schema,
             labels,
+            traceparent,
         } in rows
         {
             let context = if deps.is_empty() {
@@ -168,7 +180,7 @@ impl PgStore {
                     })
                     .collect()
             };
-            out.push(TaskMessage {
+            let msg = TaskMessage {
                 version: MESSAGE_VERSION,
                 attempt_id,
                 job_id,
@@ -179,7 +191,8 @@ impl PgStore {
                 context,
                 output_schema: schema,
                 labels,
-            });
+            };
+            out.push(Outgoing { msg, traceparent });
         }
         Ok(out)
     }
