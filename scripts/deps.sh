@@ -3,7 +3,8 @@
 #   scripts/deps.sh          build tools: cmake and clang/libclang, which
 #                            llama.cpp (llama-cpp-sys-2) needs to compile
 #   scripts/deps.sh --test   also what the tests use: Debian's chromium (route
-#                            viewer test) and llama-cpp-python's OpenAI-compatible
+#                            viewer test), postgresql-doc-15 (the collection tests'
+#                            corpus) and llama-cpp-python's OpenAI-compatible
 #                            server (pip builds llama.cpp once and caches the wheel)
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v clang >/dev/null 2>&1 || apt_missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || apt_missing+=(libclang-dev)
 if [[ "${1:-}" == "--test" ]]; then
   command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+  # The corpus of the collection tests and the RAG demo.
+  [[ -d /usr/share/doc/postgresql-doc-15/html ]] || apt_missing+=(postgresql-doc-15)
 fi
 if ((${#apt_missing[@]})); then
   echo "installing ${apt_missing[*]} (Debian packages)"

@@ -54,6 +54,23 @@ impl Client {
         Ok(v["id"].as_str().context("no id in response")?.parse()?)
     }
 
+    /// Posts a JSON body to `path`; returns the status and the JSON answer.
+    pub async fn post_status(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+        let resp = self
+            .req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// GETs `path` with query parameters.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<serde_json::Value> {
+        Self::json(self.req(reqwest::Method::GET, path).query(query).send().await?).await
+    }
+
     /// The job's status document.
     pub async fn job(&self, id: Uuid) -> anyhow::Result<serde_json::Value> {
         Self::json(self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")).send().await?).await

@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod eval;
 mod fleet;
+mod ingest;
 mod keys;
 mod local;
 mod models;
@@ -54,6 +55,22 @@ enum Command {
         /// Wait for the job to finish, printing progress.
         #[arg(long)]
         wait: bool,
+    },
+    /// Ingest files (text, Markdown, HTML) into a document collection for RAG jobs.
+    Ingest(ingest::IngestArgs),
+    /// Search a collection: the ranked passages a RAG job would retrieve.
+    Search {
+        /// The collection.
+        #[arg(long)]
+        collection: String,
+        /// At most this many passages.
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+        /// The query.
+        query: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a job's route: every start, dispatch, escalation and decision with reasons.
     History {
@@ -161,6 +178,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if wait {
                 let job = client.wait(id, true).await?;
                 println!("{}", serde_json::to_string_pretty(&job)?);
+            }
+        }
+        Command::Ingest(args) => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            ingest::run(&client, args).await?;
+        }
+        Command::Search {
+            collection,
+            limit,
+            query,
+            json,
+        } => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            let hits = client
+                .get(
+                    &format!("/v1/collections/{collection}/search"),
+                    &[("q", query.as_str()), ("limit", &limit.to_string())],
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else {
+                for h in hits.as_array().into_iter().flatten() {
+                    let text: String = h["text"].as_str().unwrap_or("").chars().take(160).collect();
+                    println!(
+                        "{:>7.4}  {}  ({})
+         {text}…",
+                        h["score"].as_f64().unwrap_or(0.0),
+                        h["passage_id"].as_str().unwrap_or(""),
+                        h["title"].as_str().unwrap_or("")
+                    );
+                }
             }
         }
         Command::Watch { job, json } => {

@@ -27,3 +27,5 @@ mod recovery;
 mod models;
 // One OpenTelemetry trace per job, across the NATS hops.
 mod traces;
+// Document collections: ingest, search, bad input.
+mod collections;

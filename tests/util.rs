@@ -232,7 +232,9 @@ impl Harness {
         let mut req = reqwest::Client::new()
             .post(format!("{}{path}", self.api()))
             .body(body.to_vec());
-        req = req.header("content-type", "application/json");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req = req.header("content-type", "application/json");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

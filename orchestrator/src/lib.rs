@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod collections;
 pub mod dead;
 pub mod error;
 pub mod metrics;

@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_wrong_small_answer_is_escalated_and_priced_like_a_worker() {
-        let cfg = Config::from_toml_over_defaults("").unwrap();
+        let cfg = Config::from_toml_over_defaults(crate::config::REPLAY_TOML).unwrap();
         let item = SimItem {
             input: "What is 2+2?",
             task: TaskType::Answer,

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -81,6 +81,28 @@ impl From<JsonRejection> for ApiError {
             message: text,
             field,
         }
+    }
+}
+
+impl ApiError {
+    /// 415 for a body that is neither JSON nor JSON Lines.
+    pub fn unsupported_media() -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or application/x-ndjson",
+        )
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(r.status(), code, r.body_text())
     }
 }
 

@@ -253,7 +253,16 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         title = "upshift",
         description = "Run each AI step on the cheapest model tier that can defend its answer."
     ),
-    paths(submit, list, job, route, healthz, readyz),
+    paths(
+        submit,
+        list,
+        job,
+        route,
+        healthz,
+        readyz,
+        super::collections::ingest,
+        super::collections::search
+    ),
     components(schemas(ErrorBody, ErrorDetail))
 )]
 pub struct ApiDoc;

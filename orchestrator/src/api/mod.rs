@@ -4,6 +4,7 @@
 //! Every job endpoint is tenant-scoped through the bearer key. Validation is
 //! complete before anything is written, so a 4xx leaves no rows.
 
+mod collections;
 mod error;
 mod jobs;
 mod ui;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/route", get(jobs::route))
+        .route("/v1/collections/{name}/documents", post(collections::ingest))
+        .route("/v1/collections/{name}/search", get(collections::search))
         .route("/healthz", get(jobs::healthz))
         .route("/readyz", get(jobs::readyz))
         .route("/ui", get(ui::jobs))

@@ -2,7 +2,7 @@ use super::*;
 use crate::config::Config;
 
 fn cfg() -> Config {
-    Config::from_toml_over_defaults("").unwrap()
+    Config::from_toml_over_defaults(crate::config::REPLAY_TOML).unwrap()
 }
 
 fn models(a: &str, b: &str, c: &str) -> TierModels {

@@ -1,0 +1,238 @@
+//! `upshift ingest`: reads files (plain text, Markdown, HTML with its markup
+//! stripped), and sends them to a collection in batches under the API's body
+//! limit, showing progress. Document ids are the paths relative to the
+//! argument they were found under, so re-ingesting replaces them.
+
+use crate::client::Client;
+use anyhow::{Context, bail};
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// Largest document the API accepts (bytes of text).
+const MAX_DOC: usize = 512 * 1024;
+
+/// Options of `upshift ingest`.
+#[derive(clap::Args)]
+pub struct IngestArgs {
+    /// The collection to write to (created on first use).
+    #[arg(long)]
+    collection: String,
+    /// Send documents in requests of about this many KiB (halved on 413).
+    #[arg(long, default_value_t = 700)]
+    batch_kib: usize,
+    /// Files or directories (searched recursively for .txt, .md, .html, .htm).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// Runs the ingest; returns (documents, passages) written.
+pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, usize)> {
+    let mut files = Vec::new();
+    for root in &args.paths {
+        collect(root, root, &mut files).with_context(|| format!("reading {}", root.display()))?;
+    }
+    files.sort();
+    let total = files.len();
+    let started = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let (mut batch, mut batch_bytes) = (Vec::new(), 0);
+    let path = format!("/v1/collections/{}/documents", args.collection);
+    for (i, (id, file)) in files.iter().enumerate() {
+        let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let raw = String::from_utf8_lossy(&raw);
+        let (title, text) = to_text(file, &raw);
+        if text.trim().is_empty() || text.len() > MAX_DOC {
+            eprintln!("\nskipped {id}: {} bytes of text", text.len());
+            tally.skipped += 1;
+        } else {
+            let doc = serde_json::json!({"id": id, "title": title.unwrap_or_else(|| id.clone()), "text": text});
+            batch_bytes += doc.to_string().len();
+            batch.push(doc);
+        }
+        if !batch.is_empty() && (batch_bytes > args.batch_kib * 1024 || i + 1 == total) {
+            send(client, &path, std::mem::take(&mut batch), &mut tally).await?;
+            batch_bytes = 0;
+            eprint!(
+                "\r  ingested {}/{total} documents, {} passages",
+                tally.documents, tally.passages
+            );
+        }
+    }
+    let (docs, passages, skipped) = (tally.documents, tally.passages, tally.skipped);
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!();
+    println!(
+        "collection {}: {docs} documents, {passages} passages in {secs:.1}s ({:.0} documents/s, {:.0} passages/s){}",
+        args.collection,
+        docs as f64 / secs,
+        passages as f64 / secs,
+        if skipped > 0 {
+            format!("; {skipped} skipped")
+        } else {
+            String::new()
+        }
+    );
+    Ok((docs, passages))
+}
+
+#[derive(Default)]
+struct Tally {
+    documents: usize,
+    passages: usize,
+    skipped: usize,
+}
+
+/// Posts a batch; when the server finds it too large (413) the batch is
+/// halved and retried, and a single document too large is skipped.
+async fn send(client: &Client, path: &str, batch: Vec<serde_json::Value>, tally: &mut Tally) -> anyhow::Result<()> {
+    let mut queue = vec![batch];
+    while let Some(b) = queue.pop() {
+        // A server that refuses a large body early may close the connection
+        // before the client has sent it all: treat that like a 413.
+        let (status, out) = match client.post_status(path, &serde_json::json!({ "documents": b })).await {
+            Ok(r) => r,
+            Err(e) if b.len() > 1 => {
+                tracing::debug!(error = %e, "batch not delivered; splitting it");
+                (413, serde_json::Value::Null)
+            }
+            Err(e) => return Err(e),
+        };
+        match status {
+            200 => {
+                tally.documents += out["documents"].as_u64().unwrap_or(0) as usize;
+                tally.passages += out["passages"].as_u64().unwrap_or(0) as usize;
+            }
+            413 if b.len() > 1 => {
+                let mut b = b;
+                let tail = b.split_off(b.len() / 2);
+                queue.push(tail);
+                queue.push(b);
+            }
+            413 => {
+                eprintln!("\nskipped {}: larger than the server's body limit", b[0]["id"]);
+                tally.skipped += 1;
+            }
+            _ => bail!(
+                "{status}: {}",
+                out["error"]["message"].as_str().unwrap_or("unknown error")
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Files under `path` with a known extension, as (id, path).
+fn collect(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> anyhow::Result<()> {
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            collect(root, &e?.path(), out)?;
+        }
+        return Ok(());
+    }
+    let known = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["txt", "md", "markdown", "html", "htm"].contains(&e.to_ascii_lowercase().as_str()));
+    if known {
+        let rel = if root == path {
+            path.file_name().map(PathBuf::from).unwrap_or_default()
+        } else {
+            path.strip_prefix(root)?.to_path_buf()
+        };
+        out.push((rel.to_string_lossy().into_owned(), path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// (title, plain text) of a file by its extension.
+pub fn to_text(path: &Path, raw: &str) -> (Option<String>, String) {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => html_to_text(raw),
+        "md" | "markdown" => {
+            let title = raw
+                .lines()
+                .find_map(|l| l.strip_prefix("# "))
+                .map(|t| t.trim().to_string());
+            (title, raw.to_string())
+        }
+        _ => (None, raw.to_string()),
+    }
+}
+
+static TITLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").unwrap());
+static DROP: LazyLock<[Regex; 4]> = LazyLock::new(|| {
+    let [a, b, c] =
+        ["script", "style", "head"].map(|t| Regex::new(&format!(r"(?is)<{t}\b[^>]*>.*?</{t}\s*>")).unwrap());
+    // Navigation bars repeated on every page (DocBook's navheader/navfooter, <nav>).
+    let nav = Regex::new(r#"(?is)<div class="nav(header|footer)">.*?</div>|<nav\b[^>]*>.*?</nav\s*>"#).unwrap();
+    [a, b, c, nav]
+});
+static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)</?(p|div|h[1-6]|li|tr|table|pre|br|dt|dd|dl|section|ul|ol|blockquote|hr)\b[^>]*>").unwrap()
+});
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").unwrap());
+static NUMERIC: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"&#(x[0-9a-fA-F]+|[0-9]+);").unwrap());
+
+/// Strips HTML to text: drops head, scripts and styles, turns block elements
+/// into paragraph breaks, removes the other tags and decodes entities.
+pub fn html_to_text(html: &str) -> (Option<String>, String) {
+    let title = TITLE.captures(html).map(|c| {
+        decode(&TAG.replace_all(&c[1], ""))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let mut s = html.to_string();
+    for re in DROP.iter() {
+        s = re.replace_all(&s, " ").into_owned();
+    }
+    let s = BLOCK.replace_all(&s, "\n\n");
+    let s = decode(&TAG.replace_all(&s, ""));
+    let mut out = String::new();
+    for para in s.split("\n\n") {
+        let p = para.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !p.is_empty() {
+            out.push_str(&p);
+            out.push_str("\n\n");
+        }
+    }
+    (title.filter(|t| !t.is_empty()), out.trim_end().to_string())
+}
+
+fn decode(s: &str) -> String {
+    let s = NUMERIC.replace_all(s, |c: &regex::Captures| {
+        let n = &c[1];
+        let code = match n.strip_prefix('x') {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => n.parse().ok(),
+        };
+        code.and_then(char::from_u32).map(String::from).unwrap_or_default()
+    });
+    s.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_becomes_paragraphs_without_markup() {
+        let html = "<html><head><title>19.5. Write Ahead &amp; Log</title><style>p{}</style></head>\
+                    <body><h1>WAL</h1><p><code>wal_level</code> (<span>enum</span>) determines&nbsp;how much&#x20;information</p>\
+                    <script>x()</script></body></html>";
+        let (title, text) = html_to_text(html);
+        assert_eq!(title.as_deref(), Some("19.5. Write Ahead & Log"));
+        assert_eq!(text, "WAL\n\nwal_level (enum) determines how much information");
+    }
+}
