@@ -86,37 +86,74 @@ impl Client {
         .await
     }
 
-    /// Polls until the job is finished; prints step changes when `progress`.
+    /// Waits until the job is finished and returns its status document.
+    /// With `progress`, prints each route event as it happens, from the
+    /// job's server-sent event stream (`GET /v1/jobs/{id}/events`).
     pub async fn wait(&self, id: Uuid, progress: bool) -> anyhow::Result<serde_json::Value> {
-        let mut last = String::new();
-        loop {
-            let job = self.job(id).await?;
-            let line: Vec<String> = job["steps"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .map(|s| {
-                            format!(
-                                "{}={}@{}",
-                                s["name"].as_str().unwrap_or("?"),
-                                s["state"].as_str().unwrap_or("?"),
-                                s["tier"].as_str().unwrap_or("-")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let line = format!("{}: {}", job["status"].as_str().unwrap_or("?"), line.join(" "));
-            if progress && line != last {
-                eprintln!("  {line}");
-                last = line;
-            }
-            if job["status"] != "running" {
-                return Ok(job);
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = format!("/v1/jobs/{id}/events");
+        let mut resp = self
+            .http
+            .request(reqwest::Method::GET, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(24 * 3600))
+            .header("accept", "text/event-stream");
+        if let Some(k) = &self.key {
+            resp = resp.bearer_auth(k);
         }
+        let mut resp = resp.send().await.with_context(|| format!("GET {path}"))?;
+        if !resp.status().is_success() {
+            return Self::json(resp).await;
+        }
+        let (mut buf, mut name, mut data) = (String::new(), String::new(), String::new());
+        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(nl) = buf.find('\n') {
+                let line = buf[..nl].trim_end_matches('\r').to_string();
+                buf.drain(..=nl);
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                } else if line.is_empty() && !data.is_empty() {
+                    let e: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                    if name == "done" {
+                        return self.job(id).await;
+                    }
+                    if progress {
+                        println!("{}", crate::client::event_line(&e));
+                    }
+                    data.clear();
+                }
+            }
+        }
+        // The stream ended early (a proxy, a restart): the job document still tells.
+        self.job(id).await
     }
+}
+
+/// One route event as a line: `12:00:01.123 solve escalate small→medium low_confidence`.
+pub fn event_line(e: &serde_json::Value) -> String {
+    let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
+        (Some(f), Some(t)) => format!("{f}→{t}"),
+        (Some(f), None) => f.to_string(),
+        (None, Some(t)) => format!("→{t}"),
+        _ => String::new(),
+    };
+    let reasons: Vec<&str> = e["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .collect();
+    format!(
+        "{} {} {} {} {}",
+        e["at"].as_str().and_then(|t| t.get(11..23)).unwrap_or(""),
+        e["step"].as_str().unwrap_or("-"),
+        e["event"].as_str().unwrap_or("?"),
+        tiers,
+        reasons.join(",")
+    )
+    .trim_end()
+    .to_string()
 }
 
 impl Client {

@@ -146,3 +146,58 @@ async fn an_invalid_config_stops_every_process_at_start_naming_the_key() {
     }
     h.finish().await;
 }
+
+#[tokio::test]
+async fn job_progress_streams_as_server_sent_events() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    // Bob's small answer has an arithmetic slip: start, dispatch, escalate, dispatch, accept.
+    let id = h
+        .submit_answer("Bob packs 5 boxes with 6 pens each. How many pens does he pack?", "low")
+        .await;
+    let url = format!("{}/v1/jobs/{id}/events", h.api());
+    let body = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        reqwest::get(&url).await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("the stream ends once the job is done");
+    let names: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(
+        names,
+        ["start", "dispatch", "escalate", "dispatch", "accept", "done"],
+        "{body}"
+    );
+    assert!(
+        body.contains("arithmetic_mismatch") && body.contains("\"status\":\"succeeded\""),
+        "{body}"
+    );
+    // Resuming with Last-Event-ID sends only what came after it.
+    let ids: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let resumed = reqwest::Client::new()
+        .get(&url)
+        .header("last-event-id", ids[2])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let names: Vec<&str> = resumed.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names, ["dispatch", "accept", "done"], "{resumed}");
+    let (code, _) = h.get(&format!("/v1/jobs/{}/events", uuid::Uuid::now_v7()), None).await;
+    assert_eq!(code, 404);
+    // `upshift submit --wait` follows the same stream.
+    let file = h.dir.join("job.json");
+    std::fs::write(
+        &file,
+        r#"{"kind":"steps","blast_radius":"low","steps":[{"name":"solve","task":"answer","input":"Ann has 3 apples and buys 4 more. How many apples does she have now?"}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = h.cli(&["submit", "--wait", "--file", file.to_str().unwrap()]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("solve start") && out.contains("solve accept") && out.contains("\"succeeded\""),
+        "{out}"
+    );
+}

@@ -258,6 +258,7 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         list,
         job,
         route,
+        super::events::events,
         healthz,
         readyz,
         super::collections::ingest,

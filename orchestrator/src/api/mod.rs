@@ -6,6 +6,7 @@
 
 mod collections;
 mod error;
+mod events;
 mod jobs;
 mod ui;
 
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/route", get(jobs::route))
+        .route("/v1/jobs/{id}/events", get(events::events))
         .route("/v1/collections/{name}/documents", post(collections::ingest))
         .route("/v1/collections/{name}/search", get(collections::search))
         .route("/healthz", get(jobs::healthz))

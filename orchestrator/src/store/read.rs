@@ -64,6 +64,8 @@ pub struct StepView {
 /// One route event as the API shows it.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RouteEvent {
+    /// Sequence number of the event (increasing; the SSE event id).
+    pub id: i64,
     /// Time.
     pub at: DateTime<Utc>,
     /// Step name.
@@ -149,6 +151,11 @@ impl PgStore {
 
     /// The ordered route of job `id` if `tenant` owns it.
     pub async fn route(&self, tenant: &str, id: Uuid) -> Result<Vec<RouteEvent>> {
+        self.route_since(tenant, id, 0).await
+    }
+
+    /// The job's route events with a sequence number above `after`.
+    pub async fn route_since(&self, tenant: &str, id: Uuid, after: i64) -> Result<Vec<RouteEvent>> {
         let owned: Option<i32> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = $1 AND tenant = $2")
             .bind(id)
             .bind(tenant)
@@ -158,14 +165,15 @@ impl PgStore {
             return Err(Error::NotFound(format!("job {id}")));
         }
         Ok(sqlx::query_as(
-            "SELECT e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
+            "SELECT e.id, e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
                     a.model, a.cost_usd, a.latency_ms, a.confidence, e.policy_version, e.detail
              FROM route_events e
              LEFT JOIN steps s ON s.id = e.step_id
              LEFT JOIN attempts a ON a.id = e.attempt_id
-             WHERE e.job_id = $1 ORDER BY e.id",
+             WHERE e.job_id = $1 AND e.id > $2 ORDER BY e.id",
         )
         .bind(id)
+        .bind(after)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -1,0 +1,85 @@
+//! `GET /v1/jobs/{id}/events`: a job's progress as server-sent events.
+//!
+//! Each route event (`start`, `dispatch`, `accept`, `escalate` with its
+//! reasons, `fail`, …) is sent as an SSE event of that name, its `id` the
+//! event's sequence number, so a client that reconnects with `Last-Event-ID`
+//! continues where it stopped. A final `done` event carries the job's status
+//! and cost, then the stream ends. The stream polls Postgres (every 250 ms),
+//! which keeps any orchestrator replica able to serve it.
+
+use super::{ApiError, AppState, Tenant};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use std::convert::Infallible;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often the stream looks for new events.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Follow a job: its route events as they happen, then `done`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = Uuid, Path, description = "job id")),
+    responses(
+        (status = 200, description = "text/event-stream of route events, then `done`", content_type = "text/event-stream", body = String),
+        (status = 404, description = "no such job for this tenant", body = super::jobs::ErrorBody),
+    ))]
+pub async fn events(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    id: Result<Path<Uuid>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Path(id) = id?;
+    // 404 before the stream starts, for unknown jobs and other tenants' jobs.
+    st.store.job(&tenant, id).await?;
+    let after: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let stream = futures::stream::unfold(Some((st, tenant, after)), move |state| async move {
+        let (st, tenant, mut after) = state?;
+        loop {
+            let events = match st.store.route_since(&tenant, id, after).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
+                    Vec::new()
+                }
+            };
+            if !events.is_empty() {
+                let out: Vec<Result<Event, Infallible>> = events
+                    .iter()
+                    .map(|e| {
+                        Ok(Event::default()
+                            .event(e.event.clone())
+                            .id(e.id.to_string())
+                            .json_data(e)
+                            .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
+                    })
+                    .collect();
+                after = events.last().map_or(after, |e| e.id);
+                return Some((futures::stream::iter(out), Some((st, tenant, after))));
+            }
+            match st.store.job(&tenant, id).await {
+                Ok(job) if job.status != "running" => {
+                    let done = Event::default()
+                        .event("done")
+                        .json_data(serde_json::json!({
+                            "status": job.status,
+                            "cost_usd": job.cost_usd,
+                            "always_strong_cost_usd": job.always_strong_cost_usd,
+                        }))
+                        .unwrap_or_default();
+                    return Some((futures::stream::iter(vec![Ok(done)]), None));
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
+}
