@@ -144,6 +144,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load_replay()?, args).await?,
         Command::Bench(bench::BenchCommand::Engine(args)) => bench::engine::run(&load_replay()?, args).await?,
+        Command::Bench(bench::BenchCommand::Retrieval(args)) => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            bench::retrieval::run(&client, args).await?
+        }
         Command::Bench(bench::BenchCommand::Models(args)) => {
             bench::models::run(&load()?, cli.config.as_deref(), args).await?
         }

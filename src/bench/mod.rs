@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod engine;
 pub mod models;
+pub mod retrieval;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -75,4 +76,6 @@ pub enum BenchCommand {
     /// Local model speed and memory beside llama-cpp-python's figure, and the
     /// tier ladder's accuracy and escalation rate on the demo's tasks.
     Models(models::ModelsArgs),
+    /// Search latency (p50/p90/p99) over a collection through the API.
+    Retrieval(retrieval::RetrievalArgs),
 }

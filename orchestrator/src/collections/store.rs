@@ -118,21 +118,26 @@ impl PgStore {
         if !exists {
             return Err(Error::NotFound(format!("collection `{collection}`")));
         }
+        // The OR of the query's lexemes, computed first so the search below
+        // sees a constant tsquery and can use the GIN index.
+        let terms: Option<String> = sqlx::query_scalar(
+            "SELECT string_agg(quote_literal(lexeme), ' | ') FROM unnest(to_tsvector('english', $1))",
+        )
+        .bind(query)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(terms) = terms else { return Ok(Vec::new()) }; // only stop words
         Ok(sqlx::query_as(
-            "WITH q AS (
-                 SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS q
-                 FROM unnest(to_tsvector('english', $3))
-             )
-             SELECT p.id AS passage_id, p.doc_id AS document_id, p.title,
-                    ts_rank(p.tsv, q.q, 1)::real AS score, p.text
-             FROM passages p, q
-             WHERE p.tenant = $1 AND p.collection = $2 AND p.tsv @@ q.q
+            "SELECT p.id AS passage_id, p.doc_id AS document_id, p.title,
+                    ts_rank(p.tsv, to_tsquery('english', $3), 1)::real AS score, p.text
+             FROM passages p
+             WHERE p.tenant = $1 AND p.collection = $2 AND p.tsv @@ to_tsquery('english', $3)
              ORDER BY score DESC, p.id
              LIMIT $4",
         )
         .bind(tenant)
         .bind(collection)
-        .bind(query)
+        .bind(terms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
