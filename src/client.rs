@@ -130,20 +130,29 @@ impl Client {
     }
 }
 
-/// One route event as a line: `12:00:01.123 solve escalate small→medium low_confidence`.
-pub fn event_line(e: &serde_json::Value) -> String {
-    let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
+/// The tiers a route event moved between: `small→medium`, `small`, `→medium`.
+pub fn tier_move(e: &serde_json::Value) -> String {
+    match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
         (Some(f), Some(t)) => format!("{f}→{t}"),
         (Some(f), None) => f.to_string(),
         (None, Some(t)) => format!("→{t}"),
         _ => String::new(),
-    };
-    let reasons: Vec<&str> = e["reasons"]
+    }
+}
+
+/// A route event's reason codes.
+pub fn reasons(e: &serde_json::Value) -> Vec<&str> {
+    e["reasons"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|r| r.as_str())
-        .collect();
+        .collect()
+}
+
+/// One route event as a line: `12:00:01.123 solve escalate small→medium low_confidence`.
+pub fn event_line(e: &serde_json::Value) -> String {
+    let (tiers, reasons) = (tier_move(e), reasons(e));
     format!(
         "{} {} {} {} {}",
         e["at"].as_str().and_then(|t| t.get(11..23)).unwrap_or(""),
@@ -204,21 +213,11 @@ pub fn route_table(route: &serde_json::Value, fixed: bool) -> String {
     ];
     for e in route["events"].as_array().into_iter().flatten() {
         let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
-        let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
-            (Some(f), Some(t)) => format!("{f}→{t}"),
-            (Some(f), None) => f.to_string(),
-            (None, Some(t)) => format!("→{t}"),
-            _ => String::new(),
-        };
+        let tiers = tier_move(e);
         let time = s("at").get(11..23).unwrap_or("").to_string();
         // Figures belong to the decision rows, not to start/dispatch.
         let decided = !matches!(e["event"].as_str(), Some("start" | "dispatch"));
-        let reasons: Vec<&str> = e["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.as_str())
-            .collect();
+        let reasons = reasons(e);
         rows.push(vec![
             time,
             s("step"),

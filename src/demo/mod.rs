@@ -119,18 +119,7 @@ async fn drive(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
 
 /// One route event as a line: `escalate small→medium: low_confidence`.
 fn describe(e: &serde_json::Value) -> String {
-    let tiers = match (e["from_tier"].as_str(), e["to_tier"].as_str()) {
-        (Some(f), Some(t)) => format!("{f}→{t}"),
-        (Some(f), None) => f.to_string(),
-        (None, Some(t)) => t.to_string(),
-        _ => String::new(),
-    };
-    let reasons: Vec<&str> = e["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.as_str())
-        .collect();
+    let (tiers, reasons) = (crate::client::tier_move(e), crate::client::reasons(e));
     let mut line = format!("{} {tiers}", e["event"].as_str().unwrap_or("?"));
     if let Some(m) = e["model"].as_str() {
         line.push_str(&format!(" [{m}]"));
