@@ -5,7 +5,7 @@
 //! password, so `Debug` on [`DatabaseConfig`] redacts it and nothing here logs.
 
 use crate::policy::RoutingConfig;
-use crate::subjects::{Subjects, valid_prefix};
+use crate::subjects::Subjects;
 use crate::types::Tier;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -36,11 +36,11 @@ fn is_config_var(key: &str) -> bool {
 }
 
 /// The defaults compiled into every binary (`config/default.toml`).
-pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// The replay profile: every tier on recorded RouteLLM outputs, for `eval`,
 /// `policy fit`, the benchmarks and `demo --replay`.
-pub const REPLAY_TOML: &str = include_str!("../../config/replay.toml");
+pub const REPLAY_TOML: &str = include_str!("../../../config/replay.toml");
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -306,32 +306,6 @@ pub struct TierModels {
     pub strong: TierChoice,
 }
 
-/// One catalog name, or candidates in order of preference.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TierChoice {
-    /// Exactly this model.
-    One(String),
-    /// The first available of these.
-    FirstOf(Vec<String>),
-}
-
-impl From<&str> for TierChoice {
-    fn from(name: &str) -> Self {
-        TierChoice::One(name.to_string())
-    }
-}
-
-impl TierChoice {
-    /// The candidate names, in order of preference.
-    pub fn names(&self) -> &[String] {
-        match self {
-            TierChoice::One(n) => std::slice::from_ref(n),
-            TierChoice::FirstOf(v) => v,
-        }
-    }
-}
-
 impl Config {
     /// Loads defaults, then `file` if given, then `UPSHIFT_*` environment
     /// variables (`__` separates nesting), and validates the result.
@@ -407,101 +381,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks every cross-field rule; the error names the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !valid_prefix(&self.nats.prefix) {
-            return Err(bad("nats.prefix", "use letters, digits, '-' or '_' only"));
-        }
-        for (key, v) in [
-            ("nats.duplicate_window_secs", self.nats.duplicate_window_secs),
-            ("nats.ack_wait_secs", self.nats.ack_wait_secs),
-            ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval_ms),
-            (
-                "orchestrator.attempt_deadline_secs",
-                self.orchestrator.attempt_deadline_secs,
-            ),
-            ("worker.progress_interval_secs", self.worker.progress_interval_secs),
-        ] {
-            if v == 0 {
-                return Err(bad(key, "must be greater than 0"));
-            }
-        }
-        if self.nats.user.is_some() != self.nats.password.is_some() {
-            return Err(bad("nats.user / nats.password", "give both or neither"));
-        }
-        if let Some(ca) = &self.nats.ca_file
-            && !ca.exists()
-        {
-            return Err(bad("nats.ca_file", format!("{} does not exist", ca.display())));
-        }
-        if self.nats.max_deliver < 1 {
-            return Err(bad("nats.max_deliver", "must be at least 1"));
-        }
-        if self.worker.progress_interval_secs >= self.nats.ack_wait_secs {
-            return Err(bad(
-                "worker.progress_interval_secs",
-                "must be shorter than nats.ack_wait_secs, or long calls are redelivered",
-            ));
-        }
-        if self.worker.concurrency == 0 || self.orchestrator.result_batch == 0 {
-            return Err(bad(
-                "worker.concurrency / orchestrator.result_batch",
-                "must be greater than 0",
-            ));
-        }
-        if self.database.max_connections == 0 {
-            return Err(bad("database.max_connections", "must be greater than 0"));
-        }
-        if self.api.max_body_bytes < 1024 {
-            return Err(bad("api.max_body_bytes", "must be at least 1024"));
-        }
-        for (i, k) in self.api.keys.iter().enumerate() {
-            if k.key_sha256.len() != 64 || !k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad(format!("api.keys[{i}].key_sha256"), "must be 64 hex digits"));
-            }
-            if k.tenant.trim().is_empty() {
-                return Err(bad(format!("api.keys[{i}].tenant"), "must not be empty"));
-            }
-        }
-        for (i, m) in self.models.iter().enumerate() {
-            if !(m.usd_per_m_in >= 0.0 && m.usd_per_m_out >= 0.0) {
-                return Err(bad(format!("models[{i}]"), "prices must be non-negative numbers"));
-            }
-            if self.models[..i].iter().any(|o| o.name == m.name) {
-                return Err(bad(
-                    format!("models[{i}].name"),
-                    format!("duplicate model `{}`", m.name),
-                ));
-            }
-        }
-        for (i, m) in self.models.iter().enumerate() {
-            m.provider
-                .validate()
-                .map_err(|(k, r)| bad(format!("models[{i}].provider.{k}"), r))?;
-        }
-        for tier in Tier::ALL {
-            let choice = self.tier_choice(*tier);
-            if choice.names().is_empty() {
-                return Err(bad(format!("tiers.{tier}"), "name at least one model"));
-            }
-            for name in choice.names() {
-                if self.model(name).is_none() {
-                    return Err(bad(
-                        format!("tiers.{tier}"),
-                        format!("no model named `{name}` in [[models]]"),
-                    ));
-                }
-            }
-            if self.try_tier_model_name(*tier).is_none() {
-                return Err(bad(
-                    format!("tiers.{tier}"),
-                    "none of the models is available (an openai model needs its base URL)",
-                ));
-            }
-        }
-        self.routing.validate().map_err(|(k, r)| bad(format!("routing.{k}"), r))
-    }
-
     fn tier_choice(&self, tier: Tier) -> &TierChoice {
         match tier {
             Tier::Small => &self.tiers.small,
@@ -539,53 +418,11 @@ impl Config {
     }
 }
 
+mod tiers;
+mod validate;
+pub use tiers::TierChoice;
+
 pub use crate::provider_config::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_load_and_validate() {
-        let c = Config::from_toml_over_defaults("").unwrap();
-        assert_eq!(c.nats.prefix, "upshift");
-        let c = Config::from_toml_over_defaults(REPLAY_TOML).unwrap();
-        assert_eq!(c.tier_model(Tier::Strong).name, "gpt-4-1106");
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = Config::from_toml_over_defaults("[nats]\nurl = 5").unwrap_err();
-        assert_eq!(e.key, "nats.url", "{e}");
-        let e = Config::from_toml_over_defaults("[nats]\nbogus = 1").unwrap_err();
-        assert!(e.to_string().contains("bogus"), "{e}");
-        let e = Config::from_toml_over_defaults("[tiers]\nsmall = \"nope\"").unwrap_err();
-        assert_eq!(e.key, "tiers.small");
-        let e = Config::from_toml_over_defaults("[nats]\nprefix = \"a.b\"").unwrap_err();
-        assert_eq!(e.key, "nats.prefix");
-    }
-
-    #[test]
-    fn only_section_variables_are_config() {
-        assert!(is_config_var("NATS__URL") && is_config_var("tiers__strong"));
-        assert!(!is_config_var("API_KEY") && !is_config_var("STRONG_API_KEY") && !is_config_var("NATSX__URL"));
-    }
-
-    #[test]
-    fn database_password_is_redacted() {
-        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        let c = Config::from_toml_over_defaults(
-            "[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2\n\
-             [nats]\nuser = \"u\"\npassword = \"pw-secret\"\ntoken = \"tok-secret\"",
-        )
-        .unwrap();
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("pw-secret") && !shown.contains("tok-secret"),
-            "{shown}"
-        );
-        let e = Config::from_toml_over_defaults("[nats]\nuser = \"u\"").unwrap_err();
-        assert_eq!(e.key, "nats.user / nats.password");
-    }
-}
+mod tests;

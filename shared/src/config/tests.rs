@@ -1,0 +1,47 @@
+//! Tests of loading and validating configuration.
+
+use super::*;
+
+#[test]
+fn defaults_load_and_validate() {
+    let c = Config::from_toml_over_defaults("").unwrap();
+    assert_eq!(c.nats.prefix, "upshift");
+    let c = Config::from_toml_over_defaults(REPLAY_TOML).unwrap();
+    assert_eq!(c.tier_model(Tier::Strong).name, "gpt-4-1106");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = Config::from_toml_over_defaults("[nats]\nurl = 5").unwrap_err();
+    assert_eq!(e.key, "nats.url", "{e}");
+    let e = Config::from_toml_over_defaults("[nats]\nbogus = 1").unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+    let e = Config::from_toml_over_defaults("[tiers]\nsmall = \"nope\"").unwrap_err();
+    assert_eq!(e.key, "tiers.small");
+    let e = Config::from_toml_over_defaults("[nats]\nprefix = \"a.b\"").unwrap_err();
+    assert_eq!(e.key, "nats.prefix");
+}
+
+#[test]
+fn only_section_variables_are_config() {
+    assert!(is_config_var("NATS__URL") && is_config_var("tiers__strong"));
+    assert!(!is_config_var("API_KEY") && !is_config_var("STRONG_API_KEY") && !is_config_var("NATSX__URL"));
+}
+
+#[test]
+fn database_password_is_redacted() {
+    assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    let c = Config::from_toml_over_defaults(
+        "[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2\n\
+         [nats]\nuser = \"u\"\npassword = \"pw-secret\"\ntoken = \"tok-secret\"",
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("pw-secret") && !shown.contains("tok-secret"),
+        "{shown}"
+    );
+    let e = Config::from_toml_over_defaults("[nats]\nuser = \"u\"").unwrap_err();
+    assert_eq!(e.key, "nats.user / nats.password");
+}

@@ -1,0 +1,102 @@
+//! Cross-field validation of a loaded configuration; every error names the key.
+
+use super::{Config, ConfigError, bad};
+use crate::subjects::valid_prefix;
+use crate::types::Tier;
+
+impl Config {
+    /// Checks every cross-field rule; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !valid_prefix(&self.nats.prefix) {
+            return Err(bad("nats.prefix", "use letters, digits, '-' or '_' only"));
+        }
+        for (key, v) in [
+            ("nats.duplicate_window_secs", self.nats.duplicate_window_secs),
+            ("nats.ack_wait_secs", self.nats.ack_wait_secs),
+            ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval_ms),
+            (
+                "orchestrator.attempt_deadline_secs",
+                self.orchestrator.attempt_deadline_secs,
+            ),
+            ("worker.progress_interval_secs", self.worker.progress_interval_secs),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
+        if self.nats.user.is_some() != self.nats.password.is_some() {
+            return Err(bad("nats.user / nats.password", "give both or neither"));
+        }
+        if let Some(ca) = &self.nats.ca_file
+            && !ca.exists()
+        {
+            return Err(bad("nats.ca_file", format!("{} does not exist", ca.display())));
+        }
+        if self.nats.max_deliver < 1 {
+            return Err(bad("nats.max_deliver", "must be at least 1"));
+        }
+        if self.worker.progress_interval_secs >= self.nats.ack_wait_secs {
+            return Err(bad(
+                "worker.progress_interval_secs",
+                "must be shorter than nats.ack_wait_secs, or long calls are redelivered",
+            ));
+        }
+        if self.worker.concurrency == 0 || self.orchestrator.result_batch == 0 {
+            return Err(bad(
+                "worker.concurrency / orchestrator.result_batch",
+                "must be greater than 0",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(bad("database.max_connections", "must be greater than 0"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(bad("api.max_body_bytes", "must be at least 1024"));
+        }
+        for (i, k) in self.api.keys.iter().enumerate() {
+            if k.key_sha256.len() != 64 || !k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("api.keys[{i}].key_sha256"), "must be 64 hex digits"));
+            }
+            if k.tenant.trim().is_empty() {
+                return Err(bad(format!("api.keys[{i}].tenant"), "must not be empty"));
+            }
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if !(m.usd_per_m_in >= 0.0 && m.usd_per_m_out >= 0.0) {
+                return Err(bad(format!("models[{i}]"), "prices must be non-negative numbers"));
+            }
+            if self.models[..i].iter().any(|o| o.name == m.name) {
+                return Err(bad(
+                    format!("models[{i}].name"),
+                    format!("duplicate model `{}`", m.name),
+                ));
+            }
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            m.provider
+                .validate()
+                .map_err(|(k, r)| bad(format!("models[{i}].provider.{k}"), r))?;
+        }
+        for tier in Tier::ALL {
+            let choice = self.tier_choice(*tier);
+            if choice.names().is_empty() {
+                return Err(bad(format!("tiers.{tier}"), "name at least one model"));
+            }
+            for name in choice.names() {
+                if self.model(name).is_none() {
+                    return Err(bad(
+                        format!("tiers.{tier}"),
+                        format!("no model named `{name}` in [[models]]"),
+                    ));
+                }
+            }
+            if self.try_tier_model_name(*tier).is_none() {
+                return Err(bad(
+                    format!("tiers.{tier}"),
+                    "none of the models is available (an openai model needs its base URL)",
+                ));
+            }
+        }
+        self.routing.validate().map_err(|(k, r)| bad(format!("routing.{k}"), r))
+    }
+}
