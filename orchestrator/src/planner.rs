@@ -239,7 +239,7 @@ fn plan_labels(s: &StepRequest) -> std::result::Result<Vec<String>, String> {
 }
 
 /// Whether any string (or key) in `v` contains a NUL character.
-fn has_nul(v: &serde_json::Value) -> bool {
+pub(crate) fn has_nul(v: &serde_json::Value) -> bool {
     match v {
         serde_json::Value::String(s) => s.contains('\0'),
         serde_json::Value::Array(a) => a.iter().any(has_nul),

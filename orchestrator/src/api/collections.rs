@@ -21,6 +21,8 @@ use serde::Deserialize;
     request_body = collections::IngestRequest,
     responses(
         (status = 200, description = "written", body = Ingested),
+        (status = 400, description = "malformed path or body", body = super::jobs::ErrorBody),
+        (status = 415, description = "neither JSON nor JSON Lines", body = super::jobs::ErrorBody),
         (status = 413, description = "body over api.max_body_bytes", body = super::jobs::ErrorBody),
         (status = 422, description = "a document or line is invalid; nothing was written", body = super::jobs::ErrorBody),
     ))]
@@ -81,6 +83,7 @@ pub struct SearchQuery {
     params(("name" = String, Path, description = "collection name"), SearchQuery),
     responses(
         (status = 200, description = "best passages first", body = [Hit]),
+        (status = 400, description = "a query parameter is missing or malformed", body = super::jobs::ErrorBody),
         (status = 404, description = "no such collection for this tenant", body = super::jobs::ErrorBody),
         (status = 422, description = "a parameter is invalid", body = super::jobs::ErrorBody),
     ))]

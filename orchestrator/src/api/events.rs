@@ -17,6 +17,18 @@ use std::convert::Infallible;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// One server-sent event as the stream carries it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the wire format only
+pub struct SseEvent {
+    /// `start`, `dispatch`, `accept`, `escalate`, `fail`, `late_result`, `cancel`, or `done`.
+    event: String,
+    /// The route event's sequence number (absent on `done`).
+    id: Option<String>,
+    /// JSON: the route event, or `{status, cost_usd, always_strong_cost_usd}` for `done`.
+    data: String,
+}
+
 /// How often the stream looks for new events.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -24,7 +36,8 @@ const POLL: Duration = Duration::from_millis(250);
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = Uuid, Path, description = "job id")),
     responses(
-        (status = 200, description = "text/event-stream of route events, then `done`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream of route events, then `done`", content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "malformed job id", body = super::jobs::ErrorBody),
         (status = 404, description = "no such job for this tenant", body = super::jobs::ErrorBody),
     ))]
 pub async fn events(

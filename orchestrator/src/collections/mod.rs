@@ -121,6 +121,10 @@ pub fn validate(docs: &[DocumentIn], at: impl Fn(usize) -> String) -> Result<()>
         if d.metadata.as_ref().is_some_and(|m| !m.is_object()) {
             return Err(Error::invalid(field("metadata"), "must be an object"));
         }
+        // Postgres jsonb cannot hold NUL characters, in keys or values.
+        if d.metadata.as_ref().is_some_and(crate::planner::has_nul) {
+            return Err(Error::invalid(field("metadata"), "must not contain NUL characters"));
+        }
     }
     Ok(())
 }
@@ -151,5 +155,11 @@ mod tests {
         }];
         assert!(validate(&big, |i| format!("documents[{i}]")).is_err());
         assert!(valid_name("pg-docs_15").is_ok() && valid_name("Bad Name").is_err());
+        let nul = parse(br#"[{"id":"a","text":"x","metadata":{"k\u0000":1}}]"#, false).unwrap();
+        let e = validate(&nul, |i| format!("documents[{i}]")).unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { field, .. } if field == "documents[0].metadata"),
+            "{e}"
+        );
     }
 }
