@@ -93,11 +93,7 @@ pub fn tier_table(cfg: &Config) -> String {
         let m = cfg.tier_model(*tier);
         let (kind, runs) = match &m.provider {
             ProviderConfig::Local(l) => {
-                let path = if l.path.is_absolute() {
-                    l.path.clone()
-                } else {
-                    dir.join(&l.path)
-                };
+                let path = l.file(&dir);
                 let mark = if path.is_file() { "" } else { " (missing)" };
                 let sc = if l.samples > 1 {
                     format!(", {} samples", l.samples)
@@ -133,7 +129,7 @@ pub fn tier_table(cfg: &Config) -> String {
 pub fn tiers_need_fetch(cfg: &Config) -> bool {
     let dir = cfg.worker.model_dir();
     Tier::ALL.iter().any(|t| match &cfg.tier_model(*t).provider {
-        ProviderConfig::Local(l) => !dir.join(&l.path).is_file() && !l.path.is_file(),
+        ProviderConfig::Local(l) => !l.file(&dir).is_file(),
         _ => false,
     })
 }

@@ -119,6 +119,17 @@ pub struct LocalConfig {
     pub max_concurrency: usize,
 }
 
+impl LocalConfig {
+    /// The GGUF file: `path` itself when absolute, else under `model_dir`.
+    pub fn file(&self, model_dir: &std::path::Path) -> PathBuf {
+        if self.path.is_absolute() {
+            self.path.clone()
+        } else {
+            model_dir.join(&self.path)
+        }
+    }
+}
+
 impl ProviderConfig {
     /// Checks the provider's own settings; the error is `(key, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {

@@ -82,11 +82,7 @@ pub async fn run(cfg: &Config, config: Option<&Path>, args: ModelsArgs) -> anyho
         let ProviderConfig::Local(l) = &m.provider else {
             continue;
         };
-        let path = if l.path.is_absolute() {
-            l.path.clone()
-        } else {
-            dir.join(&l.path)
-        };
+        let path = l.file(&dir);
         if seen.contains(&path) {
             continue;
         }

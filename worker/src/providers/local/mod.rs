@@ -68,11 +68,7 @@ struct Answer {
 impl LocalModel {
     /// Loads the GGUF file of `cfg` (relative paths against `dir`).
     pub fn load(cfg: &LocalConfig, dir: &Path) -> Result<LocalModel, String> {
-        let path = if cfg.path.is_absolute() {
-            cfg.path.clone()
-        } else {
-            dir.join(&cfg.path)
-        };
+        let path = cfg.file(dir);
         if !path.is_file() {
             return Err(format!(
                 "model file {} not found; run `upshift models fetch` (or set UPSHIFT_MODEL_DIR)",

@@ -36,6 +36,8 @@ pub(super) struct Session<'m> {
     max_tokens: u32,
     /// Logits after the last prompt token, kept to restart generation.
     prompt_logits: Vec<f32>,
+    /// One batch buffer, reused for every decode (one per generated token).
+    batch: LlamaBatch<'static>,
 }
 
 impl<'m> Session<'m> {
@@ -58,6 +60,7 @@ impl<'m> Session<'m> {
             n_batch: n_batch as usize,
             max_tokens: cfg.max_tokens,
             prompt_logits: Vec::new(),
+            batch: LlamaBatch::new(n_batch as usize, 1),
         })
     }
 
@@ -103,14 +106,14 @@ impl<'m> Session<'m> {
         }
         let chunks = tokens.len().div_ceil(self.n_batch);
         for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
-            let mut batch = LlamaBatch::new(self.n_batch, 1);
+            self.batch.clear();
             for (j, t) in chunk.iter().enumerate() {
                 let last = c + 1 == chunks && j + 1 == chunk.len();
-                batch
+                self.batch
                     .add(*t, (self.n_past + j as u32) as i32, &[0], all || last)
                     .map_err(|e| e.to_string())?;
             }
-            self.ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+            self.ctx.decode(&mut self.batch).map_err(|e| format!("decode: {e}"))?;
             self.n_past += chunk.len() as u32;
         }
         Ok(())
