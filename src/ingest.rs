@@ -26,6 +26,17 @@ pub struct IngestArgs {
     paths: Vec<PathBuf>,
 }
 
+impl IngestArgs {
+    /// Ingest `paths` into `collection` with the default batch size.
+    pub fn new(collection: &str, paths: Vec<PathBuf>) -> IngestArgs {
+        IngestArgs {
+            collection: collection.to_string(),
+            batch_kib: 700,
+            paths,
+        }
+    }
+}
+
 /// Runs the ingest; returns (documents, passages) written.
 pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, usize)> {
     let mut files = Vec::new();

@@ -11,6 +11,7 @@ mod ingest;
 mod keys;
 mod local;
 mod models;
+mod rag;
 mod table;
 
 use anyhow::Context;
@@ -41,6 +42,9 @@ struct Cli {
 enum Command {
     /// Real jobs on local models through a local stack (orchestrator + one worker per tier); `--replay` for GSM8K on recorded outputs.
     Demo(demo::DemoArgs),
+    /// Ask a question of a collection: submits a `rag` job, follows it, prints
+    /// the cited answer, the route and the time per step.
+    Ask(rag::AskArgs),
     /// Start an orchestrator and one worker per tier on this machine until Ctrl-C.
     RunLocal {
         /// Worker processes per tier.
@@ -182,6 +186,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if wait {
                 let job = client.wait(id, true).await?;
                 println!("{}", serde_json::to_string_pretty(&job)?);
+            }
+        }
+        Command::Ask(args) => {
+            let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
+            let (id, job) = rag::ask(&client, &args, true).await?;
+            rag::print_answer(&job, &client.route(id).await?);
+            if job["status"] != "succeeded" {
+                anyhow::bail!("job {id} {}", job["status"].as_str().unwrap_or("did not succeed"));
             }
         }
         Command::Ingest(args) => {

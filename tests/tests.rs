@@ -29,3 +29,5 @@ mod models;
 mod traces;
 // Document collections: ingest, search, bad input.
 mod collections;
+// The rag job: four routed steps, citations, escalation reasons.
+mod rag;

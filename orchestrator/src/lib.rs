@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod outbox;
 pub mod planner;
+pub mod rag;
 pub mod results;
 pub mod router;
 pub mod store;

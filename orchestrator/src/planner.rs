@@ -19,7 +19,8 @@ pub const MAX_INPUT_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// Job kind; `steps` runs the listed steps.
+    /// Job kind: `steps` runs the listed steps; `rag` answers `query` from
+    /// `collection` (retrieve → extract → synthesise → critique).
     pub kind: JobKind,
     /// How much damage a wrong answer does.
     pub blast_radius: BlastRadius,
@@ -27,9 +28,18 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(minimum = 0.0, maximum = 1000000.0)]
     pub budget_usd: Option<f64>,
-    /// The steps, in an order where dependencies come first.
-    #[schema(min_items = 1, max_items = 64)]
+    /// The steps of a `steps` job, in an order where dependencies come first.
+    #[serde(default)]
+    #[schema(max_items = 64)]
     pub steps: Vec<StepRequest>,
+    /// The collection a `rag` job searches.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")]
+    pub collection: Option<String>,
+    /// The question of a `rag` job.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    pub query: Option<String>,
     /// Free-form caller data, stored with the job.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -42,6 +52,18 @@ pub struct JobRequest {
 pub enum JobKind {
     /// An explicit list of steps.
     Steps,
+    /// Retrieval-augmented answer with citations, from a collection.
+    Rag,
+}
+
+impl JobKind {
+    /// Text form, as stored in `jobs.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Steps => "steps",
+            JobKind::Rag => "rag",
+        }
+    }
 }
 
 /// One step of a job request.
@@ -124,6 +146,21 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
     {
         return Err(Error::invalid("budget_usd", "must be a number between 0 and 1000000"));
     }
+    match req.kind {
+        JobKind::Steps => {
+            for (field, given) in [("collection", req.collection.is_some()), ("query", req.query.is_some())] {
+                if given {
+                    return Err(Error::invalid(field, "only `rag` jobs take this field"));
+                }
+            }
+            plan_steps(req)
+        }
+        JobKind::Rag => crate::rag::plan(req),
+    }
+}
+
+/// Plans a `steps` job.
+fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
     if req.steps.is_empty() {
         return Err(Error::invalid("steps", "must list at least one step"));
     }

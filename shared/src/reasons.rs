@@ -20,6 +20,8 @@ text_enum! {
         AnswerFormat => "answer_format",
         /// A stated computation does not evaluate to what it claims.
         ArithmeticMismatch => "arithmetic_mismatch",
+        /// Retrieval found too few passages above the score floor.
+        RetrievalEmpty => "retrieval_empty",
         /// A claim cites nothing, or a passage that was not retrieved.
         CitationMissing => "citation_missing",
         /// Claims not supported by their cited passages.

@@ -239,6 +239,7 @@ async fn ladder(cfg: &Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", t.name))?;
             right += usize::from(tasks::is_correct(&t.expected, &c.output));
             let expect = verify::Expect {
+                rag: None,
                 schema: msg.output_schema.as_ref(),
                 labels: &msg.labels,
             };

@@ -3,8 +3,11 @@
 //! Fetches the local models if missing, starts an orchestrator and one worker
 //! per tier, submits the labelled tasks of [`tasks`], prints the route events
 //! as they happen, then each answer with its route and the cost against
-//! always-strong. `--replay` runs the RouteLLM replay demo instead.
+//! always-strong. Then the RAG part ([`rag`]): the PostgreSQL docs are
+//! ingested and a question is answered with citations, live.
+//! `--replay` runs the RouteLLM replay demo instead.
 
+pub mod rag;
 mod replay;
 pub mod tasks;
 
@@ -35,6 +38,12 @@ pub struct DemoArgs {
     /// Worker processes per tier.
     #[arg(long, default_value_t = 1)]
     workers_per_tier: usize,
+    /// The question of the RAG part.
+    #[arg(long, default_value = rag::QUESTION)]
+    question: String,
+    /// Skip the RAG part.
+    #[arg(long)]
+    no_rag: bool,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -62,7 +71,10 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         stack.api,
         stack.log_dir.display()
     );
-    let outcome = drive(&stack, Duration::from_secs(args.timeout_secs)).await;
+    let mut outcome = drive(&stack, Duration::from_secs(args.timeout_secs)).await;
+    if outcome.is_ok() && !args.no_rag {
+        outcome = rag::run(&stack.api, &args.question).await;
+    }
     stack.stop().await;
     outcome
 }

@@ -2,7 +2,7 @@
 
 use super::{ApiError, AppState, Tenant};
 use crate::error::Error;
-use crate::planner::{JobRequest, plan};
+use crate::planner::{JobKind, JobRequest, plan};
 use crate::store::{JobView, RouteEvent};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -119,8 +119,17 @@ pub async fn submit(
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
-    let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, steps = req.steps.len());
+    let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
     let steps = plan(&req)?;
+    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag)
+        && !st.store.collection_exists(&tenant, c).await?
+    {
+        return Err(Error::invalid(
+            "collection",
+            format!("no collection `{c}`; ingest documents into it first"),
+        )
+        .into());
+    }
     let traceparent = upshift_shared::telemetry::traceparent(&span);
     let (id, attempts) = st
         .store

@@ -103,19 +103,24 @@ impl PgStore {
         })
     }
 
+    /// Whether `tenant` has a collection named `collection`.
+    pub async fn collection_exists(&self, tenant: &str, collection: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM collections WHERE tenant = $1 AND name = $2)")
+                .bind(tenant)
+                .bind(collection)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// The best `limit` passages for `query`: any of its words may match
     /// (OR), ranked by `ts_rank` normalised by log length (title matches
     /// weighted up); on the PostgreSQL docs this beat cover density, which
     /// favoured index and table-of-contents passages. 404 when
     /// the tenant has no such collection.
     pub async fn search(&self, tenant: &str, collection: &str, query: &str, limit: i64) -> Result<Vec<Hit>> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM collections WHERE tenant = $1 AND name = $2)")
-                .bind(tenant)
-                .bind(collection)
-                .fetch_one(&self.pool)
-                .await?;
-        if !exists {
+        if !self.collection_exists(tenant, collection).await? {
             return Err(Error::NotFound(format!("collection `{collection}`")));
         }
         // The OR of the query's lexemes, computed first so the search below

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
-use upshift_shared::policy::{StepRisk, start_tier};
+use upshift_shared::policy::{StartDecision, StepRisk, start_tier};
 use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
 
@@ -90,10 +90,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, tenant, kind, input, blast_radius, budget_usd, status, traceparent)
-             VALUES ($1, $2, 'steps', $3, $4, $5, 'running', $6)",
+             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7)",
         )
         .bind(job_id)
         .bind(tenant)
+        .bind(req.kind.as_str())
         .bind(serde_json::to_value(req).expect("requests serialise"))
         .bind(req.blast_radius.as_str())
         .bind(req.budget_usd)
@@ -131,7 +132,7 @@ impl PgStore {
                     ambiguity: s.ambiguity,
                     blast: req.blast_radius,
                 };
-                let a = start_step(&mut tx, cfg, job_id, step_id, risk).await?;
+                let a = start_step(&mut tx, cfg, job_id, step_id, risk, None, serde_json::Value::Null).await?;
                 to_publish.push(a);
             }
         }
@@ -326,15 +327,26 @@ pub(crate) fn parse_stored<T: FromStr<Err = String>>(s: &str) -> T {
     s.parse().unwrap_or_else(|e| panic!("corrupt stored value: {e}"))
 }
 
-/// Picks a step's start tier, records `start`, and dispatches the first attempt.
+/// Picks a step's start tier (or takes `forced`, e.g. a rag critique's tier
+/// below its synthesiser), records `start` with the ambiguity and its
+/// `parts` when known, and dispatches the first attempt.
 pub(crate) async fn start_step(
     tx: &mut PgConnection,
     cfg: &Config,
     job_id: Uuid,
     step_id: Uuid,
     risk: StepRisk<'_>,
+    forced: Option<StartDecision>,
+    parts: serde_json::Value,
 ) -> Result<Uuid> {
-    let d = start_tier(&cfg.routing, risk);
+    let (d, rule) = match forced {
+        Some(d) => (d, serde_json::json!("below_synthesiser")),
+        None => {
+            let d = start_tier(&cfg.routing, risk);
+            let rule = serde_json::json!(d.rule);
+            (d, rule)
+        }
+    };
     let StepRisk {
         ambiguity,
         blast,
@@ -350,7 +362,9 @@ pub(crate) async fn start_step(
     .bind(d.tier.as_str())
     .bind(reason_texts(&d.reasons))
     .bind(&cfg.routing.policy_version)
-    .bind(serde_json::json!({ "ambiguity": ambiguity, "blast_radius": blast, "task_class": class, "rule": d.rule }))
+    .bind(serde_json::json!({
+        "ambiguity": ambiguity, "ambiguity_parts": parts, "blast_radius": blast, "task_class": class, "rule": rule,
+    }))
     .execute(&mut *tx)
     .await?;
     dispatch(tx, cfg, job_id, step_id, d.tier, None).await

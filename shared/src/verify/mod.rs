@@ -3,6 +3,7 @@
 
 mod answer;
 mod arithmetic;
+pub mod rag;
 mod schema;
 
 pub use answer::final_answer;
@@ -44,6 +45,14 @@ pub enum VerifierKind {
     JsonSchema,
     /// The output is exactly one of the step's labels.
     Label,
+    /// Retrieval found enough passages above the score floor (rag).
+    Retrieval,
+    /// Extracted facts cite retrieved passages that support them and cover
+    /// the query's entities (rag).
+    FactCitations,
+    /// An answer's sentences cite retrieved passages that support them and
+    /// do not conflict (rag).
+    AnswerCitations,
 }
 
 impl VerifierKind {
@@ -54,6 +63,9 @@ impl VerifierKind {
             VerifierKind::Arithmetic => "arithmetic",
             VerifierKind::JsonSchema => "json_schema",
             VerifierKind::Label => "label",
+            VerifierKind::Retrieval => "retrieval",
+            VerifierKind::FactCitations => "fact_citations",
+            VerifierKind::AnswerCitations => "answer_citations",
         }
     }
 }
@@ -76,6 +88,19 @@ pub struct Expect<'a> {
     pub schema: Option<&'a serde_json::Value>,
     /// The step's closed label set (classification), if any.
     pub labels: &'a [String],
+    /// What a rag step is checked against (its job's query and retrieval).
+    pub rag: Option<RagExpect<'a>>,
+}
+
+/// The evidence of a rag step's checks.
+#[derive(Debug, Clone, Copy)]
+pub struct RagExpect<'a> {
+    /// The job's question.
+    pub query: &'a str,
+    /// What the retrieve step found.
+    pub retrieval: &'a rag::Retrieval,
+    /// The retrieval floor.
+    pub floor: rag::RetrievalFloor,
 }
 
 /// Runs `verifiers` over `output`; an empty result means every check passed.
@@ -87,6 +112,20 @@ pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<
             VerifierKind::Arithmetic => out.extend(arithmetic::check(output)),
             VerifierKind::JsonSchema => out.extend(schema::check(output, expect.schema)),
             VerifierKind::Label => out.extend(check_label(output, expect.labels)),
+            VerifierKind::Retrieval | VerifierKind::FactCitations | VerifierKind::AnswerCitations => {
+                let Some(r) = expect.rag else {
+                    out.push(Finding::new(
+                        ReasonCode::CitationMissing,
+                        format!("`{}` needs the job's retrieval, which is missing", v.as_str()),
+                    ));
+                    continue;
+                };
+                match v {
+                    VerifierKind::Retrieval => out.extend(rag::check_retrieval(r.retrieval, r.floor)),
+                    VerifierKind::FactCitations => out.extend(rag::check_facts(output, r.retrieval, r.query)),
+                    _ => out.extend(rag::check_answer(output, r.retrieval)),
+                }
+            }
         }
     }
     out
@@ -128,6 +167,7 @@ mod tests {
         let e = Expect {
             schema: None,
             labels: &labels,
+            rag: None,
         };
         assert!(run(&[VerifierKind::Label], "negative", e).is_empty());
         let f = run(&[VerifierKind::Label], "The sentiment is good", e);

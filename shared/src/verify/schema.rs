@@ -8,7 +8,7 @@ pub(super) fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validato
     jsonschema::validator_for(schema).map_err(|e| e.to_string())
 }
 
-fn strip_fence(output: &str) -> &str {
+pub(super) fn strip_fence(output: &str) -> &str {
     let t = output.trim();
     let Some(rest) = t.strip_prefix("```") else { return t };
     let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic());

@@ -19,7 +19,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use upshift_shared::TaskType;
 use upshift_shared::config::{OpenaiConfig, StructuredOutput};
 use upshift_shared::messages::TaskMessage;
 
@@ -123,11 +122,7 @@ impl OpenaiProvider {
             body["logprobs"] = json!(true);
             body["top_logprobs"] = json!(1);
         }
-        let schema = match (&task.output_schema, task.task) {
-            (Some(s), _) => Some(s.clone()),
-            (None, TaskType::Classify) if !task.labels.is_empty() => Some(prompt::labels_schema(&task.labels)),
-            _ => None,
-        };
+        let schema = prompt::decoding_schema(task);
         match (schema, self.cfg.structured_output) {
             (Some(schema), StructuredOutput::JsonSchema) => {
                 body["response_format"] = json!({

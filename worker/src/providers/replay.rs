@@ -2,8 +2,8 @@
 //!
 //! The file has a `prompt` column, a correctness column per model (`True` /
 //! `False`) named after the model, and `<model>_response` with its text (an
-//! empty answer when the file has none, as in MMLU). The
-//! task's `input` is looked up verbatim. The recorded correctness travels
+//! empty answer when the file has none, as in MMLU). The task is looked up
+//! as `<task type>: <input>`, then as its `input`, verbatim. The recorded correctness travels
 //! back as a label for scoring; the router never reads it.
 
 use super::{Completion, ModelProvider};
@@ -85,9 +85,13 @@ impl ModelProvider for ReplayProvider {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
+        // `<task type>: <input>` first, so steps that share an input (the
+        // steps of a rag job all carry its question) can be told apart.
+        let keyed = format!("{}: {}", task.task, task.input);
         let (output, label) = self
             .answers
-            .get(&task.input)
+            .get(&keyed)
+            .or_else(|| self.answers.get(&task.input))
             .ok_or_else(|| ProviderError::Fatal("no recorded answer for this input".into()))?;
         Ok(Completion {
             output: output.clone(),

@@ -134,11 +134,11 @@ impl LocalModel {
             return self.score_labels(task);
         }
         let text = self.render(&prompt::build(task, 0));
-        let grammar = match &task.output_schema {
-            Some(s) => Some(
+        let grammar = match (&prompt::decoding_schema(task), prompt::citation_grammar(task)) {
+            (Some(s), _) => Some(
                 llama_cpp_2::json_schema_to_grammar(&s.to_string()).map_err(|e| format!("schema to grammar: {e}"))?,
             ),
-            None => None,
+            (None, g) => g,
         };
         let mut s = self.session()?;
         let n_prompt = s.feed_prompt(&text, self.cfg.prompt == PromptFormat::Completion)?;
@@ -242,6 +242,18 @@ impl LocalModel {
 /// The majority answer of `samples` and its vote share.
 fn majority(task: TaskType, samples: &[Generated]) -> (String, f64) {
     let key = |text: &str| -> String {
+        // Agreement on what decides: a critique's verdict, the passages a
+        // synthesis rests on (its wording always differs between samples).
+        if task == TaskType::Critique
+            && let Some(v) = upshift_shared::verify::rag::Verdict::parse(text)
+        {
+            return v.verdict;
+        }
+        if task == TaskType::Synthesise {
+            let mut cited = upshift_shared::verify::rag::text::citations(text);
+            cited.sort();
+            return cited.join(" ");
+        }
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim()) {
             return v.to_string();
         }

@@ -1,6 +1,10 @@
 //! Prompts: how a task message is put to a model. One place, so the
 //! OpenAI-compatible and the local provider ask the same question.
 
+mod rag;
+
+pub use rag::citation_grammar;
+
 use upshift_shared::TaskType;
 use upshift_shared::messages::TaskMessage;
 
@@ -32,6 +36,9 @@ pub const CLASSIFY_VARIANTS: u32 = 3;
 
 /// Builds the prompt of `task`. `variant` picks a phrasing for label tasks.
 pub fn build(task: &TaskMessage, variant: u32) -> Prompt {
+    if let Some(p) = rag::build(task) {
+        return p;
+    }
     let labels = task.labels.join(", ");
     let instruction = match task.task {
         TaskType::Classify if !task.labels.is_empty() => match variant % CLASSIFY_VARIANTS {
@@ -71,6 +78,18 @@ pub fn build(task: &TaskMessage, variant: u32) -> Prompt {
         content.push_str(&format!("\n\nLabels: {labels}"));
     }
     Prompt { instruction, content }
+}
+
+/// The schema to constrain decoding to, when the task has one: the step's
+/// output schema (for a rag extraction, with `passage_id` narrowed to the
+/// retrieved passages), or a label task's label set.
+pub fn decoding_schema(task: &TaskMessage) -> Option<serde_json::Value> {
+    match (&task.output_schema, task.task) {
+        (Some(s), TaskType::Extract) => Some(rag::narrow_ids(task, s.clone())),
+        (Some(s), _) => Some(s.clone()),
+        (None, TaskType::Classify) if !task.labels.is_empty() => Some(labels_schema(&task.labels)),
+        _ => None,
+    }
 }
 
 /// The JSON schema a label task's output is constrained to.

@@ -6,26 +6,32 @@
 //! result was seen before (a redelivery or another replica), so the call
 //! changes nothing. The returned ids are attempts to publish after commit.
 
+mod advance;
+
 use crate::error::Result;
-use crate::store::{PgStore, dispatch, parse_stored, reason_texts, start_step};
+use crate::rag::route::RagJob;
+use crate::store::{PgStore, dispatch, parse_stored};
+use advance::{advance_job, event, fail_job, step_finished};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
-use upshift_shared::cost::call_cost;
 use upshift_shared::cost::estimate_tokens;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
-use upshift_shared::policy::{AttemptEvidence, Decision, StepRisk, decide_scored, escalation_estimate};
+use upshift_shared::policy::{AttemptEvidence, Decision, decide_scored, escalation_estimate};
 use upshift_shared::verify::{self, Finding, VerifierKind};
-use upshift_shared::{BlastRadius, ReasonCode, Tier};
+use upshift_shared::{ReasonCode, TaskType, Tier};
 use uuid::Uuid;
 
-/// verifiers, output schema, state, task class, ambiguity, input, task type, labels.
+/// The attempt's ids, its status, its job's kind and (for rag jobs) request,
+/// the tenant and the step's task type.
+type Head = (Uuid, Uuid, String, String, Option<serde_json::Value>, String, String);
+
+/// verifiers, output schema, state, task class, ambiguity, input, labels.
 type StepFacts = (
     Vec<String>,
     Option<serde_json::Value>,
     String,
     String,
     f64,
-    String,
     String,
     Vec<String>,
 );
@@ -46,24 +52,42 @@ pub enum Evidence<'a> {
 /// Decides on `attempt` given `evidence`. Idempotent: a second call for the
 /// same attempt returns no attempts and writes nothing.
 pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evidence<'_>) -> Result<Vec<Uuid>> {
-    let mut tx = store.pool.begin().await?;
-    let Some((job_id, step_id)) =
-        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT job_id, step_id FROM attempts WHERE id = $1")
-            .bind(attempt)
-            .fetch_optional(&mut *tx)
-            .await?
+    let Some((job_id, step_id, status, kind, request, tenant, task_type)) = sqlx::query_as::<_, Head>(
+        "SELECT a.job_id, a.step_id, a.status, j.kind, CASE WHEN j.kind = 'rag' THEN j.input END, j.tenant, s.task_type
+         FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN steps s ON s.id = a.step_id WHERE a.id = $1",
+    )
+    .bind(attempt)
+    .fetch_optional(&store.pool)
+    .await?
     else {
         tracing::warn!(%attempt, "result for an unknown attempt; ignored");
         return Ok(Vec::new());
     };
+    let rag = request.as_ref().and_then(|r| RagJob::from_input(&kind, r));
+    let task: TaskType = parse_stored(&task_type);
+    // A retrieve step's answer is search terms: run the search before taking
+    // any lock (it is a read), so the decision sees what the terms retrieve.
+    let searched = match (&rag, &evidence) {
+        (
+            Some(job),
+            Evidence::Result(ResultMessage {
+                outcome: AttemptOutcome::Answered { output, .. },
+                ..
+            }),
+        ) if task == TaskType::RetrievePlan && status == "dispatched" => {
+            Some(crate::rag::route::search(store, &tenant, job, output).await?)
+        }
+        _ => None,
+    };
+    let mut tx = store.pool.begin().await?;
     let started = std::time::Instant::now();
-    let (blast, budget, job_cost, tenant): (String, Option<f64>, f64, String) =
-        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd, tenant FROM jobs WHERE id = $1 FOR UPDATE")
+    let (blast, budget, job_cost): (String, Option<f64>, f64) =
+        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd FROM jobs WHERE id = $1 FOR UPDATE")
             .bind(job_id)
             .fetch_one(&mut *tx)
             .await?;
-    let (verifiers, schema, step_state, class, ambiguity, input, task_type, labels): StepFacts = sqlx::query_as(
-        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, task_type, labels FROM steps
+    let (verifiers, schema, step_state, class, ambiguity, input, labels): StepFacts = sqlx::query_as(
+        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, labels FROM steps
          WHERE id = $1 FOR UPDATE",
     )
     .bind(step_id)
@@ -123,6 +147,14 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         .iter()
         .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
         .collect();
+    // What a rag step is checked against: the retrieval it just ran, or the
+    // one its job's retrieve step stored.
+    let retrieval = match (&rag, searched) {
+        (_, Some(r)) => Some(r),
+        (Some(_), None) => crate::rag::route::load_retrieval(&mut tx, job_id).await?,
+        (None, None) => None,
+    };
+    let rag_expect = rag.as_ref().zip(retrieval.as_ref()).map(|(j, r)| j.expect(r));
     let (findings, confidence, failure) = match &evidence {
         Evidence::Timeout => (Vec::new(), None, Some(ReasonCode::Timeout)),
         Evidence::DeadLettered { .. } => (Vec::new(), None, Some(ReasonCode::DeadLettered)),
@@ -131,6 +163,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 let expect = verify::Expect {
                     schema: schema.as_ref(),
                     labels: &labels,
+                    rag: rag_expect,
                 };
                 (verify::run(&verifiers, output, expect), *confidence, None)
             }
@@ -190,9 +223,14 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         Decision::Accept { open_findings } => {
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
             set_outcome(&mut tx, attempt, "accepted", &findings).await?;
+            // A retrieve step's output, for the steps after it, is what its terms found.
+            let stored = match (&retrieval, task) {
+                (Some(r), TaskType::RetrievePlan) => serde_json::to_string(r).expect("retrievals serialise"),
+                _ => output.to_string(),
+            };
             sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
                 .bind(step_id)
-                .bind(output)
+                .bind(&stored)
                 .bind(serde_json::to_value(&open_findings).expect("findings serialise"))
                 .execute(&mut *tx)
                 .await?;
@@ -210,7 +248,17 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             )
             .await?;
             step_finished(&mut tx, cfg, job_id, step_id).await?;
-            publish = advance_job(&mut tx, cfg, job_id, parse_stored(&blast)).await?;
+            let reopened = match (&rag, task) {
+                (Some(_), TaskType::Critique) => {
+                    let left = budget.map(|b| b - job_cost - cost);
+                    crate::rag::route::after_critique(&mut tx, cfg, job_id, step_id, attempt, output, left).await?
+                }
+                _ => None,
+            };
+            publish = match reopened {
+                Some(a) => vec![a],
+                None => advance_job(&mut tx, cfg, job_id, parse_stored(&blast), rag.as_ref()).await?,
+            };
         }
         Decision::Escalate { to, reasons, skipped } => {
             let mut detail = detail;
@@ -343,156 +391,6 @@ async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str, findin
         .bind(serde_json::to_value(findings).expect("findings serialise"))
         .execute(&mut *tx)
         .await?;
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn event(
-    tx: &mut PgConnection,
-    cfg: &Config,
-    job_id: Uuid,
-    step_id: Uuid,
-    attempt: Uuid,
-    kind: &str,
-    from: Option<Tier>,
-    to: Option<Tier>,
-    reasons: &[ReasonCode],
-    detail: serde_json::Value,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons, policy_version, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(job_id)
-    .bind(step_id)
-    .bind(attempt)
-    .bind(kind)
-    .bind(from.map(Tier::as_str))
-    .bind(to.map(Tier::as_str))
-    .bind(reason_texts(reasons))
-    .bind(&cfg.routing.policy_version)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Adds what the step would have cost done once on the strong tier: the
-/// tokens of its first answered attempt at the strong model's prices.
-async fn step_finished(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, step_id: Uuid) -> Result<()> {
-    let tokens: Option<(i32, i32)> = sqlx::query_as(
-        "SELECT tokens_in, tokens_out FROM attempts
-         WHERE step_id = $1 AND tokens_in IS NOT NULL ORDER BY created_at LIMIT 1",
-    )
-    .bind(step_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((tin, tout)) = tokens {
-        let strong = cfg.tier_model(Tier::Strong);
-        let c = call_cost(tin as u32, tout as u32, strong.usd_per_m_in, strong.usd_per_m_out);
-        sqlx::query("UPDATE jobs SET always_strong_cost_usd = always_strong_cost_usd + $2 WHERE id = $1")
-            .bind(job_id)
-            .bind(c)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// A step's row as the job-advancing logic needs it.
-#[derive(sqlx::FromRow)]
-struct StepRow {
-    id: Uuid,
-    idx: i32,
-    name: String,
-    state: String,
-    task_type: String,
-    task_class: String,
-    ambiguity: f64,
-    depends_on: Vec<i32>,
-    output: Option<String>,
-    open_findings: serde_json::Value,
-}
-
-/// Starts steps whose dependencies are now all accepted; finishes the job
-/// when every step is accepted. Returns attempts to publish.
-async fn advance_job(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, blast: BlastRadius) -> Result<Vec<Uuid>> {
-    let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT id, idx, name, state, task_type, task_class, ambiguity, depends_on, output, open_findings
-         FROM steps WHERE job_id = $1 ORDER BY idx",
-    )
-    .bind(job_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let accepted = |i: &i32| steps.iter().any(|s| s.idx == *i && s.state == "accepted");
-    let mut publish = Vec::new();
-    for s in &steps {
-        if s.state == "pending" && s.depends_on.iter().all(accepted) {
-            let risk = StepRisk {
-                task: parse_stored(&s.task_type),
-                class: &s.task_class,
-                ambiguity: s.ambiguity,
-                blast,
-            };
-            publish.push(start_step(tx, cfg, job_id, s.id, risk).await?);
-        }
-    }
-    if publish.is_empty() && steps.iter().all(|s| s.state == "accepted") {
-        let outputs: serde_json::Map<String, serde_json::Value> = steps
-            .iter()
-            .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
-            .collect();
-        let open: Vec<serde_json::Value> = steps
-            .iter()
-            .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
-            .collect();
-        let last = steps.last().and_then(|s| s.output.clone());
-        let result = serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open });
-        sqlx::query("UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now() WHERE id = $1")
-            .bind(job_id)
-            .bind(result)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(publish)
-}
-
-/// Fails the job and cancels its other unfinished steps.
-async fn fail_job(
-    tx: &mut PgConnection,
-    cfg: &Config,
-    job_id: Uuid,
-    failed: Uuid,
-    reasons: &[ReasonCode],
-) -> Result<()> {
-    let name: String = sqlx::query_scalar("SELECT name FROM steps WHERE id = $1")
-        .bind(failed)
-        .fetch_one(&mut *tx)
-        .await?;
-    let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
-    sqlx::query("UPDATE jobs SET status = 'failed', result = $2, finished_at = now() WHERE id = $1")
-        .bind(job_id)
-        .bind(result)
-        .execute(&mut *tx)
-        .await?;
-    let cancelled: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE steps SET state = 'cancelled' WHERE job_id = $1 AND state IN ('pending', 'running') RETURNING id",
-    )
-    .bind(job_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for step in cancelled {
-        sqlx::query(
-            "INSERT INTO route_events (job_id, step_id, event, reasons, policy_version)
-             VALUES ($1, $2, 'cancel', $3, $4)",
-        )
-        .bind(job_id)
-        .bind(step)
-        .bind(reason_texts(&[ReasonCode::DependencyFailed]))
-        .bind(&cfg.routing.policy_version)
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(())
 }
 

@@ -1,0 +1,300 @@
+//! What the router does differently for the steps of a `rag` job: run the
+//! search for the retrieve step, hand the retrieval to the verifiers, set
+//! the later steps' ambiguity and the critique's tier, reopen synthesis
+//! when the critique rejects it, and assemble the cited result.
+
+use super::{CRITIQUE, FLOOR, PASSAGES, RETRIEVE, SYNTHESISE};
+use crate::error::{Error, Result};
+use crate::store::{PgStore, dispatch, parse_stored, reason_texts};
+use sqlx::PgConnection;
+use upshift_shared::config::Config;
+use upshift_shared::policy::StartDecision;
+use upshift_shared::verify::rag::{Retrieval, Verdict, ambiguity, text::citations};
+use upshift_shared::verify::{Finding, RagExpect};
+use upshift_shared::{ReasonCode, Tier};
+use uuid::Uuid;
+
+/// The question and collection of a `rag` job, from its stored request.
+#[derive(Debug, Clone)]
+pub struct RagJob {
+    /// The question.
+    pub query: String,
+    /// The collection searched.
+    pub collection: String,
+}
+
+impl RagJob {
+    /// Reads them from `jobs.input`; `None` for other kinds of job.
+    pub fn from_input(kind: &str, input: &serde_json::Value) -> Option<RagJob> {
+        (kind == "rag").then(|| RagJob {
+            query: input["query"].as_str().unwrap_or_default().trim().to_string(),
+            collection: input["collection"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// What the verifiers check a step against.
+    pub fn expect<'a>(&'a self, retrieval: &'a Retrieval) -> RagExpect<'a> {
+        RagExpect {
+            query: &self.query,
+            retrieval,
+            floor: FLOOR,
+        }
+    }
+}
+
+/// Runs the search for a retrieve step's `terms` (the model's output). A
+/// collection that has gone missing retrieves nothing, which the retrieval
+/// verifier then reports.
+pub async fn search(store: &PgStore, tenant: &str, job: &RagJob, terms: &str) -> Result<Retrieval> {
+    let terms: String = terms.split_whitespace().collect::<Vec<_>>().join(" ");
+    let terms: String = terms.chars().take(300).collect();
+    let hits = match store.search(tenant, &job.collection, &terms, PASSAGES).await {
+        Ok(h) => h,
+        Err(Error::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let passages = hits
+        .into_iter()
+        .map(|h| upshift_shared::verify::rag::Passage {
+            passage_id: h.passage_id,
+            document_id: h.document_id,
+            title: h.title,
+            score: h.score,
+            text: h.text,
+        })
+        .collect();
+    Ok(Retrieval { terms, passages })
+}
+
+/// The retrieval the job's retrieve step stored, once it is accepted.
+pub async fn load_retrieval(tx: &mut PgConnection, job_id: Uuid) -> Result<Option<Retrieval>> {
+    let out: Option<Option<String>> = sqlx::query_scalar("SELECT output FROM steps WHERE job_id = $1 AND name = $2")
+        .bind(job_id)
+        .bind(RETRIEVE)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(out.flatten().as_deref().and_then(Retrieval::parse))
+}
+
+/// Prepares a later rag step's start: its ambiguity from the retrieval
+/// (stored on the step, parts returned for the start event) and, for the
+/// critique, a start tier one below the synthesiser's.
+pub async fn prepare_start(
+    tx: &mut PgConnection,
+    job: &RagJob,
+    job_id: Uuid,
+    step_id: Uuid,
+    name: &str,
+    base: f64,
+) -> Result<(f64, serde_json::Value, Option<StartDecision>)> {
+    let Some(r) = load_retrieval(tx, job_id).await? else {
+        return Ok((base, serde_json::Value::Null, None));
+    };
+    let (a, parts) = ambiguity(&job.query, &r, base);
+    sqlx::query("UPDATE steps SET ambiguity = $2 WHERE id = $1")
+        .bind(step_id)
+        .bind(a)
+        .execute(&mut *tx)
+        .await?;
+    let forced = if name == CRITIQUE {
+        let synth: Option<String> =
+            sqlx::query_scalar("SELECT current_tier FROM steps WHERE job_id = $1 AND name = $2")
+                .bind(job_id)
+                .bind(SYNTHESISE)
+                .fetch_one(&mut *tx)
+                .await?;
+        let synth: Tier = synth.as_deref().map(parse_stored).unwrap_or(Tier::Small);
+        Some(StartDecision {
+            tier: below(synth),
+            reasons: vec![ReasonCode::RiskRule],
+            rule: None,
+        })
+    } else {
+        None
+    };
+    Ok((a, parts, forced))
+}
+
+/// The tier below `t` (the small tier stays small).
+fn below(t: Tier) -> Tier {
+    Tier::ALL.iter().copied().rev().find(|x| *x < t).unwrap_or(Tier::Small)
+}
+
+/// After a critique was accepted: when its verdict rejects the answer,
+/// re-dispatches synthesis one tier up (`critique_rejected`) and puts the
+/// critique back to pending, returning the new attempt. When synthesis is
+/// already on the top tier, or the budget cannot pay for another attempt,
+/// the rejection stays on the critique as an open finding and the job goes on.
+pub async fn after_critique(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    critique_step: Uuid,
+    critique_attempt: Uuid,
+    output: &str,
+    budget_left: Option<f64>,
+) -> Result<Option<Uuid>> {
+    let Some(v) = Verdict::parse(output).filter(Verdict::rejects) else {
+        return Ok(None);
+    };
+    let (synth, tier, tokens): (Uuid, Option<String>, Option<(i32, i32)>) = {
+        let (id, tier): (Uuid, Option<String>) =
+            sqlx::query_as("SELECT id, current_tier FROM steps WHERE job_id = $1 AND name = $2 FOR UPDATE")
+                .bind(job_id)
+                .bind(SYNTHESISE)
+                .fetch_one(&mut *tx)
+                .await?;
+        let tokens: Option<(i32, i32)> = sqlx::query_as(
+            "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        (id, tier, tokens)
+    };
+    let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
+    let (tin, tout) = tokens.unwrap_or((0, 0));
+    let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
+    let affordable = match (budget_left, estimate) {
+        (Some(left), Some(cost)) => cost <= left,
+        _ => true,
+    };
+    let detail = serde_json::json!({ "critique_attempt": critique_attempt, "reason": v.reason });
+    let to = from.next().filter(|_| affordable);
+    let Some(to) = to else {
+        let why = if from.next().is_none() {
+            "the synthesiser is already on the top tier"
+        } else {
+            "the budget does not allow another synthesis"
+        };
+        let mut open = vec![Finding::new(
+            ReasonCode::CritiqueRejected,
+            format!("{}; {why}", v.reason.trim()),
+        )];
+        if !affordable {
+            open.push(Finding::new(ReasonCode::BudgetExhausted, why));
+        }
+        sqlx::query("UPDATE steps SET open_findings = open_findings || $2 WHERE id = $1")
+            .bind(critique_step)
+            .bind(serde_json::to_value(&open).expect("findings serialise"))
+            .execute(&mut *tx)
+            .await?;
+        return Ok(None);
+    };
+    sqlx::query("UPDATE steps SET state = 'pending', output = NULL, open_findings = '[]' WHERE id = $1")
+        .bind(critique_step)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, event, from_tier, to_tier, reasons, policy_version, detail)
+         VALUES ($1, $2, 'escalate', $3, $4, $5, $6, $7)",
+    )
+    .bind(job_id)
+    .bind(synth)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(reason_texts(&[ReasonCode::CritiqueRejected]))
+    .bind(&cfg.routing.policy_version)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(dispatch(tx, cfg, job_id, synth, to, Some(from)).await?))
+}
+
+/// An accepted step's name and output, as the result needs them.
+pub struct Done<'a> {
+    /// Step name.
+    pub name: &'a str,
+    /// Accepted output.
+    pub output: &'a str,
+    /// Findings accepted with it.
+    pub open_findings: &'a serde_json::Value,
+}
+
+/// The result of a finished rag job: the answer, its citations resolved to
+/// passages, the critique's verdict, the open findings and the spend.
+pub fn result(steps: &[Done<'_>], cost_usd: f64, always_strong_cost_usd: f64) -> serde_json::Value {
+    let find = |n: &str| steps.iter().find(|s| s.name == n).map(|s| s.output).unwrap_or_default();
+    let retrieval = Retrieval::parse(find(RETRIEVE));
+    let answer = find(SYNTHESISE).trim();
+    let cites: Vec<serde_json::Value> = citations(answer)
+        .iter()
+        .filter_map(|id| retrieval.as_ref()?.passages.iter().find(|p| p.passage_id == *id))
+        .map(|p| {
+            serde_json::json!({
+                "passage_id": p.passage_id, "document_id": p.document_id, "title": p.title,
+                "snippet": snippet(&p.text, 240),
+            })
+        })
+        .collect();
+    let open: Vec<serde_json::Value> = steps
+        .iter()
+        .flat_map(|s| {
+            s.open_findings
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut f| {
+                    f["step"] = s.name.into();
+                    f
+                })
+        })
+        .collect();
+    let facts: serde_json::Value = serde_json::from_str(find(super::EXTRACT)).unwrap_or(serde_json::Value::Null);
+    let verdict: serde_json::Value = serde_json::from_str(find(CRITIQUE)).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "answer": answer,
+        "citations": cites,
+        "open_findings": open,
+        "verdict": verdict,
+        "facts": facts,
+        "search_terms": retrieval.as_ref().map(|r| r.terms.clone()),
+        "retrieved": retrieval.as_ref().map(|r| r.passages.iter().map(|p| p.passage_id.clone()).collect::<Vec<_>>()),
+        "cost_usd": cost_usd,
+        "always_strong_cost_usd": always_strong_cost_usd,
+    })
+}
+
+/// The first `max` bytes of `text` (on a character boundary), with `…` when cut.
+fn snippet(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critique_runs_below_the_synthesiser_and_results_resolve_citations() {
+        assert_eq!(below(Tier::Strong), Tier::Medium);
+        assert_eq!(below(Tier::Medium), Tier::Small);
+        assert_eq!(below(Tier::Small), Tier::Small);
+        let r = r#"{"terms":"wal","passages":[{"passage_id":"a#1","document_id":"a","title":"A","score":0.5,"text":"wal_level sets it"}]}"#;
+        let empty = serde_json::json!([]);
+        let steps = [
+            Done {
+                name: RETRIEVE,
+                output: r,
+                open_findings: &empty,
+            },
+            Done {
+                name: SYNTHESISE,
+                output: "It is wal_level [a#1]. Also [zz#9].",
+                open_findings: &empty,
+            },
+        ];
+        let v = result(&steps, 0.5, 2.0);
+        assert_eq!(v["citations"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["citations"][0]["document_id"], "a");
+        assert_eq!(snippet("ééé", 3), "é…");
+    }
+}

@@ -1,0 +1,200 @@
+//! Moving a job on after a decision: recording route events, starting the
+//! steps whose dependencies are done, finishing or failing the job.
+
+use crate::error::Result;
+use crate::rag::route::{Done, RagJob, prepare_start};
+use crate::store::{parse_stored, reason_texts, start_step};
+use sqlx::PgConnection;
+use upshift_shared::config::Config;
+use upshift_shared::cost::call_cost;
+use upshift_shared::policy::StepRisk;
+use upshift_shared::{BlastRadius, ReasonCode, Tier};
+use uuid::Uuid;
+
+/// Records one route event of an attempt.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn event(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    step_id: Uuid,
+    attempt: Uuid,
+    kind: &str,
+    from: Option<Tier>,
+    to: Option<Tier>,
+    reasons: &[ReasonCode],
+    detail: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons, policy_version, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(job_id)
+    .bind(step_id)
+    .bind(attempt)
+    .bind(kind)
+    .bind(from.map(Tier::as_str))
+    .bind(to.map(Tier::as_str))
+    .bind(reason_texts(reasons))
+    .bind(&cfg.routing.policy_version)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds what the step would have cost done once on the strong tier: the
+/// tokens of its first answered attempt at the strong model's prices. Only
+/// a step's first decision counts (a rag synthesis reopened by its critique
+/// is decided again, but would have run once on the strong tier).
+pub(super) async fn step_finished(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, step_id: Uuid) -> Result<()> {
+    let decided: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM route_events WHERE step_id = $1 AND event IN ('accept', 'fail')")
+            .bind(step_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if decided > 1 {
+        return Ok(());
+    }
+    let tokens: Option<(i32, i32)> = sqlx::query_as(
+        "SELECT tokens_in, tokens_out FROM attempts
+         WHERE step_id = $1 AND tokens_in IS NOT NULL ORDER BY created_at LIMIT 1",
+    )
+    .bind(step_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((tin, tout)) = tokens {
+        let strong = cfg.tier_model(Tier::Strong);
+        let c = call_cost(tin as u32, tout as u32, strong.usd_per_m_in, strong.usd_per_m_out);
+        sqlx::query("UPDATE jobs SET always_strong_cost_usd = always_strong_cost_usd + $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(c)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A step's row as the job-advancing logic needs it.
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    id: Uuid,
+    idx: i32,
+    name: String,
+    state: String,
+    task_type: String,
+    task_class: String,
+    ambiguity: f64,
+    depends_on: Vec<i32>,
+    output: Option<String>,
+    open_findings: serde_json::Value,
+}
+
+/// Starts steps whose dependencies are now all accepted; finishes the job
+/// when every step is accepted. Returns attempts to publish.
+pub(super) async fn advance_job(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    blast: BlastRadius,
+    rag: Option<&RagJob>,
+) -> Result<Vec<Uuid>> {
+    let steps: Vec<StepRow> = sqlx::query_as(
+        "SELECT id, idx, name, state, task_type, task_class, ambiguity, depends_on, output, open_findings
+         FROM steps WHERE job_id = $1 ORDER BY idx",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let accepted = |i: &i32| steps.iter().any(|s| s.idx == *i && s.state == "accepted");
+    let mut publish = Vec::new();
+    for s in &steps {
+        if s.state == "pending" && s.depends_on.iter().all(accepted) {
+            let (ambiguity, parts, forced) = match rag {
+                Some(job) if s.idx > 0 => prepare_start(tx, job, job_id, s.id, &s.name, s.ambiguity).await?,
+                _ => (s.ambiguity, serde_json::Value::Null, None),
+            };
+            let risk = StepRisk {
+                task: parse_stored(&s.task_type),
+                class: &s.task_class,
+                ambiguity,
+                blast,
+            };
+            publish.push(start_step(tx, cfg, job_id, s.id, risk, forced, parts).await?);
+        }
+    }
+    if publish.is_empty() && steps.iter().all(|s| s.state == "accepted") {
+        let outputs: serde_json::Map<String, serde_json::Value> = steps
+            .iter()
+            .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
+            .collect();
+        let open: Vec<serde_json::Value> = steps
+            .iter()
+            .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
+            .collect();
+        let last = steps.last().and_then(|s| s.output.clone());
+        let result = if rag.is_some() {
+            let (cost, strong): (f64, f64) =
+                sqlx::query_as("SELECT cost_usd, always_strong_cost_usd FROM jobs WHERE id = $1")
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let done: Vec<Done<'_>> = steps
+                .iter()
+                .map(|s| Done {
+                    name: &s.name,
+                    output: s.output.as_deref().unwrap_or_default(),
+                    open_findings: &s.open_findings,
+                })
+                .collect();
+            crate::rag::route::result(&done, cost, strong)
+        } else {
+            serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open })
+        };
+        sqlx::query("UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now() WHERE id = $1")
+            .bind(job_id)
+            .bind(result)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(publish)
+}
+
+/// Fails the job and cancels its other unfinished steps.
+pub(super) async fn fail_job(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    failed: Uuid,
+    reasons: &[ReasonCode],
+) -> Result<()> {
+    let name: String = sqlx::query_scalar("SELECT name FROM steps WHERE id = $1")
+        .bind(failed)
+        .fetch_one(&mut *tx)
+        .await?;
+    let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
+    sqlx::query("UPDATE jobs SET status = 'failed', result = $2, finished_at = now() WHERE id = $1")
+        .bind(job_id)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?;
+    let cancelled: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE steps SET state = 'cancelled' WHERE job_id = $1 AND state IN ('pending', 'running') RETURNING id",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for step in cancelled {
+        sqlx::query(
+            "INSERT INTO route_events (job_id, step_id, event, reasons, policy_version)
+             VALUES ($1, $2, 'cancel', $3, $4)",
+        )
+        .bind(job_id)
+        .bind(step)
+        .bind(reason_texts(&[ReasonCode::DependencyFailed]))
+        .bind(&cfg.routing.policy_version)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}

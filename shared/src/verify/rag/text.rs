@@ -1,0 +1,230 @@
+//! Lexical tools of the RAG verifiers: content words with a crude stemmer,
+//! sentence splitting that keeps `[passage_id]` citations with their
+//! sentence, query entities, and `setting = value` statements for conflicts.
+//!
+//! They are deliberately lexical: cheap, deterministic and explainable in a
+//! finding. A claim is "supported" when most of its content words occur in
+//! the passages it cites.
+
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+const STOP: &[&str] = &[
+    "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "has", "have", "had", "was", "were", "been",
+    "this", "that", "these", "those", "with", "from", "into", "onto", "than", "then", "there", "their", "they", "them",
+    "its", "it's", "which", "what", "when", "where", "who", "whom", "how", "why", "will", "would", "should", "could",
+    "may", "might", "must", "does", "did", "doing", "also", "such", "only", "other", "some", "more", "most", "each",
+    "about", "over", "under", "between", "via", "per", "use", "used", "using", "one", "our", "your", "his", "her",
+    "she", "him", "out", "off", "yes", "very", "just", "like", "being", "because", "both", "either", "whether",
+    "while", "passage", "passages", "answer", "question", "text", "evidence",
+];
+
+/// Lower-cased content words of `text`, stemmed: stop words and words under
+/// three characters are dropped (numbers are kept).
+pub fn content_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| (w.len() >= 3 || w.chars().all(|c| c.is_ascii_digit())) && !STOP.contains(&w.as_str()))
+        .map(|w| stem(&w))
+        .collect()
+}
+
+/// Strips common English suffixes so "written" ~ "writes" ~ "write" do not
+/// have to match exactly (only what the lexical check needs).
+fn stem(w: &str) -> String {
+    for suffix in ["ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "en", "s"] {
+        if let Some(root) = w.strip_suffix(suffix)
+            && root.chars().count() >= 4
+        {
+            return root.to_string();
+        }
+    }
+    w.to_string()
+}
+
+/// The share of `claim`'s content words found in `source`'s (1.0 when the
+/// claim has none).
+pub fn support(claim: &str, source: &HashSet<String>) -> f64 {
+    let words = content_words(claim);
+    if words.is_empty() {
+        return 1.0;
+    }
+    words.iter().filter(|w| source.contains(*w)).count() as f64 / words.len() as f64
+}
+
+/// The set of content words of all `texts`.
+pub fn word_set<'a>(texts: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    texts.into_iter().flat_map(content_words).collect()
+}
+
+static CITATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[([^\[\]\s,;]{1,300}(?:\s*[,;]\s*[^\[\]\s,;]{1,300})*)\]").expect("valid regex"));
+
+/// The passage ids cited as `[id]` in `text` (comma- or semicolon-separated
+/// lists inside one bracket count too), in order, without repeats.
+pub fn citations(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in CITATION.captures_iter(text) {
+        for id in c[1].split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
+            if !out.iter().any(|o| o == id) {
+                out.push(id.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `text` without its citations.
+pub fn strip_citations(text: &str) -> String {
+    CITATION.replace_all(text, "").into_owned()
+}
+
+/// Splits an answer into sentences. A sentence ends at `.`, `!` or `?`
+/// followed by white space, or at a line break; a citation written after the
+/// full stop (`… log. [wal#2]`) belongs to the sentence before it.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == '\n' {
+            push_sentence(&mut out, &mut cur);
+            continue;
+        }
+        cur.push(c);
+        let at_end = matches!(c, '.' | '!' | '?') && depth == 0;
+        if at_end && chars.peek().is_none_or(|n| n.is_whitespace()) {
+            push_sentence(&mut out, &mut cur);
+        }
+    }
+    push_sentence(&mut out, &mut cur);
+    out
+}
+
+fn push_sentence(out: &mut Vec<String>, cur: &mut String) {
+    let s = std::mem::take(cur);
+    let s = s.trim();
+    if s.is_empty() {
+        return;
+    }
+    // Only citations (and punctuation): they belong to the previous sentence.
+    let rest = strip_citations(s);
+    if rest
+        .trim_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+        .is_empty()
+        && let Some(prev) = out.last_mut()
+    {
+        prev.push(' ');
+        prev.push_str(s);
+        return;
+    }
+    out.push(s.to_string());
+}
+
+static ENTITY: LazyLock<Regex> = LazyLock::new(|| {
+    // snake_case names, ALL-CAPS words, quoted terms, and CamelCase/Capitalised
+    // words (the first word of the question is skipped by the caller).
+    Regex::new(r#"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|\b[A-Z]{2,}[A-Z0-9]*\b|"[^"]{2,40}"|`[^`]{2,40}`|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*\b"#)
+        .expect("valid regex")
+});
+
+/// Named things in a query that an answer must account for: setting names
+/// (`wal_level`), commands (`VACUUM`), quoted terms and proper names.
+pub fn entities(query: &str) -> Vec<String> {
+    let first_word_end = query.trim_start().find(char::is_whitespace).unwrap_or(query.len());
+    let offset = query.len() - query.trim_start().len();
+    let mut out: Vec<String> = Vec::new();
+    for m in ENTITY.find_iter(query) {
+        let raw = m.as_str().trim_matches(|c| c == '"' || c == '`');
+        // A capitalised first word is grammar, not a name.
+        let capitalised =
+            raw.chars().next().is_some_and(char::is_uppercase) && raw.chars().skip(1).all(|c| !c.is_uppercase());
+        if m.start() <= offset + first_word_end && capitalised && !raw.contains('_') {
+            continue;
+        }
+        if ["I", "SQL"].contains(&raw) {
+            continue;
+        }
+        let e = raw.to_lowercase();
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Whether `entity` occurs in `text` (case-insensitive, on word boundaries
+/// for single words).
+pub fn mentions(text: &str, entity: &str) -> bool {
+    let lower = text.to_lowercase();
+    if entity.contains(' ') {
+        return lower.contains(entity);
+    }
+    lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w == entity || stem(w) == stem(entity))
+}
+
+static SETTING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?:\W+\w+){0,4}?\W+(?:is|=|to|of)\W+(-?\d+(?:\.\d+)?\s?(?:kb|mb|gb|tb|ms|s|min|h|%)?)\b")
+        .expect("valid regex")
+});
+
+/// `(setting, value)` statements such as "`work_mem` defaults to 4MB" or
+/// "max_connections = 100", lower-cased with spaces removed from values.
+pub fn settings(text: &str) -> Vec<(String, String)> {
+    SETTING
+        .captures_iter(text)
+        .map(|c| (c[1].to_lowercase(), c[2].to_lowercase().replace(' ', "")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_stem_and_support_is_a_share() {
+        assert_eq!(content_words("The WAL writes it"), vec!["wal", "writ"]);
+        let src = word_set(["wal_level determines how much information is written to the WAL."]);
+        assert!(support("wal_level determines the information written", &src) > 0.99);
+        assert!(support("shared_buffers sets the memory for caching", &src) < 0.2);
+    }
+
+    #[test]
+    fn sentences_keep_their_citations() {
+        let s = sentences("It is set by wal_level [a.html#1]. The default is replica. [b.html#0]\nDone!");
+        assert_eq!(
+            s,
+            vec![
+                "It is set by wal_level [a.html#1].",
+                "The default is replica. [b.html#0]",
+                "Done!"
+            ]
+        );
+        assert_eq!(citations("x [a#1, b#2] y [a#1]"), vec!["a#1", "b#2"]);
+        assert_eq!(strip_citations("x [a#1]."), "x .");
+    }
+
+    #[test]
+    fn entities_and_settings_are_found() {
+        assert_eq!(
+            entities("Which value of wal_level does VACUUM need on PostgreSQL?"),
+            vec!["wal_level", "vacuum", "postgresql"]
+        );
+        assert!(entities("What is a tablespace?").is_empty());
+        assert!(mentions("Set WAL_LEVEL to replica", "wal_level"));
+        assert_eq!(
+            settings("The default value of max_widgets is 10. work_mem = 4 MB"),
+            vec![("max_widgets".into(), "10".into()), ("work_mem".into(), "4mb".into())]
+        );
+    }
+}

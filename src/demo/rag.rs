@@ -1,0 +1,56 @@
+//! The demo's RAG part: the PostgreSQL 15 documentation (Debian's
+//! `postgresql-doc-15`, installed when missing) is ingested into a
+//! collection with progress, a question is asked as a `rag` job whose
+//! progress streams live, and the cited answer is printed with its route.
+
+use crate::client::Client;
+use crate::ingest::{IngestArgs, run as ingest};
+use crate::rag::{AskArgs, ask, print_answer};
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+
+/// Where Debian's postgresql-doc-15 puts the HTML manual.
+pub const PG_DOCS: &str = "/usr/share/doc/postgresql-doc-15/html";
+/// The demo's collection.
+pub const COLLECTION: &str = "pg-docs";
+/// The demo's question.
+pub const QUESTION: &str = "Which setting controls how much information is written to the write-ahead log?";
+
+/// Installs the docs when missing (needs root and apt-get).
+pub fn ensure_docs() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(PG_DOCS);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    println!("{PG_DOCS} is missing: installing Debian's postgresql-doc-15");
+    let status = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-qq", "postgresql-doc-15"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get (install postgresql-doc-15 yourself, as root)")?;
+    if !status.success() || !Path::new(PG_DOCS).is_dir() {
+        bail!("could not install postgresql-doc-15: run `apt-get install postgresql-doc-15` as root");
+    }
+    Ok(dir)
+}
+
+/// Runs the RAG part against the API at `api`.
+pub async fn run(api: &str, question: &str) -> anyhow::Result<()> {
+    let docs = ensure_docs()?;
+    let client = Client::new(api, None)?;
+    println!("\n== RAG: ingesting the PostgreSQL 15 documentation into `{COLLECTION}` ==");
+    ingest(&client, IngestArgs::new(COLLECTION, vec![docs])).await?;
+    println!("\n== RAG: {question} ==");
+    let args = AskArgs {
+        collection: COLLECTION.into(),
+        blast_radius: "low".into(),
+        budget_usd: None,
+        query: question.into(),
+    };
+    let (id, job) = ask(&client, &args, true).await?;
+    print_answer(&job, &client.route(id).await?);
+    if job["status"] != "succeeded" {
+        bail!("the RAG job {id} did not succeed: {}", job["result"]);
+    }
+    Ok(())
+}
