@@ -152,17 +152,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
             bench::retrieval::run(&client, args).await?
         }
+        Command::Bench(bench::BenchCommand::Rag(args)) => bench::rag::run(&load()?, args).await?,
         Command::Bench(bench::BenchCommand::Models(args)) => {
             bench::models::run(&load()?, cli.config.as_deref(), args).await?
         }
         Command::Orchestrator => {
             let cfg = load()?;
             let _telemetry = upshift_orchestrator::init_tracing("upshift-orchestrator");
+            local::die_with_parent();
             upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", local::LISTENING)).await?;
         }
         Command::Worker { tier } => {
             let cfg = load()?;
             let _telemetry = upshift_worker::init_tracing("upshift-worker");
+            local::die_with_parent();
             upshift_worker::serve(&cfg, tier, Duration::from_secs(20), |addr| {
                 println!("{}{addr}", local::LISTENING)
             })
@@ -172,7 +175,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = load()?;
             let stack = local::Stack::start(cli.config.as_deref(), &cfg, workers_per_tier, &[]).await?;
             println!("upshift is running: API {} (Ctrl-C stops it)", stack.api);
-            tokio::signal::ctrl_c().await?;
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
             stack.stop().await;
         }
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await?,

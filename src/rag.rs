@@ -48,6 +48,8 @@ pub struct StepTime {
     pub model_s: f64,
     /// `small → medium` style path of its attempts.
     pub path: Vec<String>,
+    /// Reason codes of its escalations.
+    pub reasons: Vec<String>,
 }
 
 /// Per-step timings from a job's route, in step order of first start.
@@ -65,6 +67,9 @@ pub fn step_times(route: &serde_json::Value) -> Vec<(String, StepTime)> {
         match e["event"].as_str() {
             Some("dispatch") => t.path.push(e["to_tier"].as_str().unwrap_or("?").to_string()),
             Some("accept" | "escalate" | "fail") => {
+                if e["event"] == "escalate" {
+                    t.reasons.extend(reasons(e).into_iter().map(str::to_string));
+                }
                 t.model_s += e["latency_ms"].as_f64().unwrap_or(0.0) / 1000.0;
                 if let (Some(at), Some(start)) = (at, first.get(step)) {
                     t.wall_s = (at - *start).num_milliseconds() as f64 / 1000.0;

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod engine;
 pub mod models;
+pub mod rag;
 pub mod retrieval;
 
 use anyhow::Context;
@@ -76,6 +77,9 @@ pub enum BenchCommand {
     /// Local model speed and memory beside llama-cpp-python's figure, and the
     /// tier ladder's accuracy and escalation rate on the demo's tasks.
     Models(models::ModelsArgs),
+    /// End-to-end latency of rag jobs on the configured models over the
+    /// PostgreSQL docs, split by step, with ingestion throughput.
+    Rag(rag::RagArgs),
     /// Search latency (p50/p90/p99) over a collection through the API.
     Retrieval(retrieval::RetrievalArgs),
 }

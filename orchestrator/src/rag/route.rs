@@ -9,7 +9,11 @@ use crate::store::{PgStore, dispatch, parse_stored, reason_texts};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::policy::StartDecision;
-use upshift_shared::verify::rag::{Retrieval, Verdict, ambiguity, text::citations};
+use upshift_shared::verify::rag::text::{citations, keywords};
+use upshift_shared::verify::rag::{Retrieval, Verdict, ambiguity};
+
+/// Most keywords a search runs with (the prompt asks for 3 to 8).
+pub const MAX_TERMS: usize = 8;
 use upshift_shared::verify::{Finding, RagExpect};
 use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
@@ -42,12 +46,11 @@ impl RagJob {
     }
 }
 
-/// Runs the search for a retrieve step's `terms` (the model's output). A
-/// collection that has gone missing retrieves nothing, which the retrieval
-/// verifier then reports.
+/// Runs the search for a retrieve step's `terms` (the model's output, cut to
+/// its first [`MAX_TERMS`] keywords). A collection that has gone missing
+/// retrieves nothing, which the retrieval verifier then reports.
 pub async fn search(store: &PgStore, tenant: &str, job: &RagJob, terms: &str) -> Result<Retrieval> {
-    let terms: String = terms.split_whitespace().collect::<Vec<_>>().join(" ");
-    let terms: String = terms.chars().take(300).collect();
+    let terms = keywords(terms, MAX_TERMS);
     let hits = match store.search(tenant, &job.collection, &terms, PASSAGES).await {
         Ok(h) => h,
         Err(Error::NotFound(_)) => Vec::new(),

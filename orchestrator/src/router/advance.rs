@@ -45,16 +45,25 @@ pub(super) async fn event(
 
 /// Adds what the step would have cost done once on the strong tier: the
 /// tokens of its first answered attempt at the strong model's prices. Only
-/// a step's first decision counts (a rag synthesis reopened by its critique
-/// is decided again, but would have run once on the strong tier).
-pub(super) async fn step_finished(tx: &mut PgConnection, cfg: &Config, job_id: Uuid, step_id: Uuid) -> Result<()> {
-    let decided: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM route_events WHERE step_id = $1 AND event IN ('accept', 'fail')")
-            .bind(step_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    if decided > 1 {
-        return Ok(());
+/// a step's first decision counts: a rag step (`reopenable`) can be decided
+/// again when its critique reopens it, but would have run once on the strong
+/// tier. Other steps are decided once, so they skip that check.
+pub(super) async fn step_finished(
+    tx: &mut PgConnection,
+    cfg: &Config,
+    job_id: Uuid,
+    step_id: Uuid,
+    reopenable: bool,
+) -> Result<()> {
+    if reopenable {
+        let decided: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM route_events WHERE step_id = $1 AND event IN ('accept', 'fail')")
+                .bind(step_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if decided > 1 {
+            return Ok(());
+        }
     }
     let tokens: Option<(i32, i32)> = sqlx::query_as(
         "SELECT tokens_in, tokens_out FROM attempts

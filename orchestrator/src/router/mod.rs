@@ -247,7 +247,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 detail,
             )
             .await?;
-            step_finished(&mut tx, cfg, job_id, step_id).await?;
+            step_finished(&mut tx, cfg, job_id, step_id, rag.is_some()).await?;
             let reopened = match (&rag, task) {
                 (Some(_), TaskType::Critique) => {
                     let left = budget.map(|b| b - job_cost - cost);
@@ -298,7 +298,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 detail,
             )
             .await?;
-            step_finished(&mut tx, cfg, job_id, step_id).await?;
+            step_finished(&mut tx, cfg, job_id, step_id, rag.is_some()).await?;
             fail_job(&mut tx, cfg, job_id, step_id, &reasons).await?;
         }
     }

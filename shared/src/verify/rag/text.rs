@@ -31,6 +31,26 @@ pub fn content_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first `n` distinct keywords of `text` (lower-cased, stop words and
+/// words under three characters dropped, unstemmed), joined by spaces: what
+/// a search is run with when a model wrote sentences instead of keywords.
+/// Postgres divides an OR query's rank by its number of terms, so a
+/// paragraph of terms would rank every passage near zero.
+pub fn keywords(text: &str, n: usize) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for w in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-')) {
+        let w = w.trim_matches('-').to_lowercase();
+        let keep = (w.len() >= 3 || w.chars().all(|c| c.is_ascii_digit())) && !w.is_empty();
+        if keep && !STOP.contains(&w.as_str()) && !out.contains(&w) {
+            out.push(w);
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out.join(" ")
+}
+
 /// Strips common English suffixes so "written" ~ "writes" ~ "write" do not
 /// have to match exactly (only what the lexical check needs).
 fn stem(w: &str) -> String {
@@ -197,6 +217,18 @@ mod tests {
         let src = word_set(["wal_level determines how much information is written to the WAL."]);
         assert!(support("wal_level determines the information written", &src) > 0.99);
         assert!(support("shared_buffers sets the memory for caching", &src) < 0.2);
+    }
+
+    #[test]
+    fn keywords_are_distinct_content_words() {
+        assert_eq!(
+            keywords(
+                "To build an index without locking out writes, build it CONCURRENTLY.",
+                5
+            ),
+            "build index without locking writes"
+        );
+        assert_eq!(keywords("write-ahead log wal_level", 8), "write-ahead log wal_level");
     }
 
     #[test]
