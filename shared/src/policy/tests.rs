@@ -50,7 +50,17 @@ fn the_essays_rule() {
         start_tier_of(r, TaskType::Rewrite, 0.5, BlastRadius::Low).tier,
         Tier::Strong
     );
-    let d = start_tier_of(r, TaskType::Synthesise, 0.0, BlastRadius::Low);
+    // rag: planning starts small, drafting on medium (the critique's tier is
+    // set by the router, one below the synthesiser's, so no rule names it).
+    assert_eq!(
+        start_tier_of(r, TaskType::RetrievePlan, 0.2, BlastRadius::Low).tier,
+        Tier::Small
+    );
+    assert_eq!(
+        start_tier_of(r, TaskType::Synthesise, 0.5, BlastRadius::Low).tier,
+        Tier::Medium
+    );
+    let d = start_tier_of(r, TaskType::Critique, 0.0, BlastRadius::Low);
     assert_eq!((d.tier, d.rule), (Tier::Strong, None));
 }
 
