@@ -6,7 +6,6 @@ use crate::rag::route::{Done, RagJob, prepare_start};
 use crate::store::{parse_stored, reason_texts, start_step};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
-use upshift_shared::cost::call_cost;
 use upshift_shared::policy::StepRisk;
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
@@ -43,45 +42,23 @@ pub(super) async fn event(
     Ok(())
 }
 
-/// Adds what the step would have cost done once on the strong tier: the
-/// tokens of its first answered attempt at the strong model's prices. Only
-/// a step's first decision counts: a rag step (`reopenable`) can be decided
-/// again when its critique reopens it, but would have run once on the strong
-/// tier. Other steps are decided once, so they skip that check.
-pub(super) async fn step_finished(
-    tx: &mut PgConnection,
-    cfg: &Config,
-    job_id: Uuid,
-    step_id: Uuid,
-    reopenable: bool,
-) -> Result<()> {
-    if reopenable {
-        let decided: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM route_events WHERE step_id = $1 AND event IN ('accept', 'fail')")
-                .bind(step_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if decided > 1 {
-            return Ok(());
-        }
-    }
-    let tokens: Option<(i32, i32)> = sqlx::query_as(
-        "SELECT tokens_in, tokens_out FROM attempts
-         WHERE step_id = $1 AND tokens_in IS NOT NULL ORDER BY created_at LIMIT 1",
+/// What the job would have cost with every step done once on the strong
+/// tier: each step's first answered attempt's tokens at the strong model's
+/// prices. Computed once, when the job finishes (a rag step reopened by its
+/// critique still counts once: it would have run once on the strong tier).
+async fn always_strong_cost(tx: &mut PgConnection, cfg: &Config, job_id: Uuid) -> Result<f64> {
+    let strong = cfg.tier_model(Tier::Strong);
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(tin * $2 + tout * $3), 0) / 1e6 FROM (
+             SELECT DISTINCT ON (a.step_id) a.tokens_in::float8 AS tin, a.tokens_out::float8 AS tout
+             FROM steps s JOIN attempts a ON a.step_id = s.id
+             WHERE s.job_id = $1 AND a.tokens_in IS NOT NULL ORDER BY a.step_id, a.created_at) AS first",
     )
-    .bind(step_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((tin, tout)) = tokens {
-        let strong = cfg.tier_model(Tier::Strong);
-        let c = call_cost(tin as u32, tout as u32, strong.usd_per_m_in, strong.usd_per_m_out);
-        sqlx::query("UPDATE jobs SET always_strong_cost_usd = always_strong_cost_usd + $2 WHERE id = $1")
-            .bind(job_id)
-            .bind(c)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
+    .bind(job_id)
+    .bind(strong.usd_per_m_in)
+    .bind(strong.usd_per_m_out)
+    .fetch_one(&mut *tx)
+    .await?)
 }
 
 /// A step's row as the job-advancing logic needs it.
@@ -142,12 +119,12 @@ pub(super) async fn advance_job(
             .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
             .collect();
         let last = steps.last().and_then(|s| s.output.clone());
+        let strong = always_strong_cost(tx, cfg, job_id).await?;
         let result = if rag.is_some() {
-            let (cost, strong): (f64, f64) =
-                sqlx::query_as("SELECT cost_usd, always_strong_cost_usd FROM jobs WHERE id = $1")
-                    .bind(job_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let cost: f64 = sqlx::query_scalar("SELECT cost_usd FROM jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_one(&mut *tx)
+                .await?;
             let done: Vec<Done<'_>> = steps
                 .iter()
                 .map(|s| Done {
@@ -160,9 +137,13 @@ pub(super) async fn advance_job(
         } else {
             serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open })
         };
-        sqlx::query("UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now() WHERE id = $1")
-            .bind(job_id)
-            .bind(result)
+        sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', result = $2, finished_at = now(), always_strong_cost_usd = $3
+             WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(result)
+        .bind(strong)
             .execute(&mut *tx)
             .await?;
     }
@@ -182,9 +163,13 @@ pub(super) async fn fail_job(
         .fetch_one(&mut *tx)
         .await?;
     let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
-    sqlx::query("UPDATE jobs SET status = 'failed', result = $2, finished_at = now() WHERE id = $1")
-        .bind(job_id)
-        .bind(result)
+    let strong = always_strong_cost(tx, cfg, job_id).await?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'failed', result = $2, finished_at = now(), always_strong_cost_usd = $3 WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(result)
+    .bind(strong)
         .execute(&mut *tx)
         .await?;
     let cancelled: Vec<Uuid> = sqlx::query_scalar(

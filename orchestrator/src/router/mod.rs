@@ -11,7 +11,7 @@ mod advance;
 use crate::error::Result;
 use crate::rag::route::RagJob;
 use crate::store::{PgStore, dispatch, parse_stored};
-use advance::{advance_job, event, fail_job, step_finished};
+use advance::{advance_job, event, fail_job};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::cost::estimate_tokens;
@@ -81,11 +81,17 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     };
     let mut tx = store.pool.begin().await?;
     let started = std::time::Instant::now();
-    let (blast, budget, job_cost): (String, Option<f64>, f64) =
-        sqlx::query_as("SELECT blast_radius, budget_usd, cost_usd FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(job_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    // Locks the job and adds the call's cost in one statement; when the
+    // attempt turns out to be decided already, the transaction is dropped
+    // (rolled back) and the cost with it.
+    let cost = evidence_cost(&evidence);
+    let (blast, budget, job_cost): (String, Option<f64>, f64) = sqlx::query_as(
+        "UPDATE jobs SET cost_usd = cost_usd + $2 WHERE id = $1 RETURNING blast_radius, budget_usd, cost_usd - $2",
+    )
+    .bind(job_id)
+    .bind(cost)
+    .fetch_one(&mut *tx)
+    .await?;
     let (verifiers, schema, step_state, class, ambiguity, input, labels): StepFacts = sqlx::query_as(
         "SELECT verifiers, output_schema, state, task_class, ambiguity, input, labels FROM steps
          WHERE id = $1 FOR UPDATE",
@@ -116,15 +122,8 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         }
     }
 
-    let cost = record_outcome(&mut tx, attempt, &evidence, late).await?;
-    if cost > 0.0 {
-        sqlx::query("UPDATE jobs SET cost_usd = cost_usd + $2 WHERE id = $1")
-            .bind(job_id)
-            .bind(cost)
-            .execute(&mut *tx)
-            .await?;
-    }
     if late || step_state != "running" {
+        record_outcome(&mut tx, attempt, &evidence, late, None).await?;
         // The step moved on (timed out, or the job failed): keep the figures, decide nothing.
         event(
             &mut tx,
@@ -222,7 +221,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     match decision {
         Decision::Accept { open_findings } => {
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
-            set_outcome(&mut tx, attempt, "accepted", &findings).await?;
+            record_outcome(&mut tx, attempt, &evidence, false, Some(("accepted", &findings))).await?;
             // A retrieve step's output, for the steps after it, is what its terms found.
             let stored = match (&retrieval, task) {
                 (Some(r), TaskType::RetrievePlan) => serde_json::to_string(r).expect("retrievals serialise"),
@@ -247,7 +246,6 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 detail,
             )
             .await?;
-            step_finished(&mut tx, cfg, job_id, step_id, rag.is_some()).await?;
             let reopened = match (&rag, task) {
                 (Some(_), TaskType::Critique) => {
                     let left = budget.map(|b| b - job_cost - cost);
@@ -263,7 +261,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         Decision::Escalate { to, reasons, skipped } => {
             let mut detail = detail;
             detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
-            set_outcome(&mut tx, attempt, "escalated", &findings).await?;
+            record_outcome(&mut tx, attempt, &evidence, false, Some(("escalated", &findings))).await?;
             event(
                 &mut tx,
                 cfg,
@@ -280,7 +278,7 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, Some(tier)).await?);
         }
         Decision::Fail { reasons } => {
-            set_outcome(&mut tx, attempt, "rejected", &findings).await?;
+            record_outcome(&mut tx, attempt, &evidence, false, Some(("rejected", &findings))).await?;
             sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1")
                 .bind(step_id)
                 .execute(&mut *tx)
@@ -298,7 +296,6 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 detail,
             )
             .await?;
-            step_finished(&mut tx, cfg, job_id, step_id, rag.is_some()).await?;
             fail_job(&mut tx, cfg, job_id, step_id, &reasons).await?;
         }
     }
@@ -307,24 +304,53 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     Ok(publish)
 }
 
-/// Writes the worker's figures onto the attempt; returns the call's cost.
-async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidence<'_>, late: bool) -> Result<f64> {
+/// The price of the call behind `evidence` (0 without an answer).
+fn evidence_cost(evidence: &Evidence<'_>) -> f64 {
+    match evidence {
+        Evidence::Result(ResultMessage {
+            outcome: AttemptOutcome::Answered { cost_usd, .. },
+            ..
+        }) => *cost_usd,
+        _ => 0.0,
+    }
+}
+
+/// Writes the worker's figures onto the attempt and, when there is one, the
+/// decision's outcome with the verifier findings it rests on: one statement.
+async fn record_outcome(
+    tx: &mut PgConnection,
+    attempt: Uuid,
+    evidence: &Evidence<'_>,
+    late: bool,
+    decided: Option<(&str, &[Finding])>,
+) -> Result<()> {
+    let (outcome, findings) = match decided {
+        Some((o, f)) => (Some(o), serde_json::to_value(f).expect("findings serialise")),
+        None => (None, serde_json::json!([])),
+    };
     let m = match evidence {
         Evidence::Result(m) => m,
-        Evidence::Timeout => {
-            sqlx::query("UPDATE attempts SET status = 'timed_out', completed_at = now() WHERE id = $1")
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?;
-            return Ok(0.0);
-        }
-        Evidence::DeadLettered { deliveries } => {
-            sqlx::query("UPDATE attempts SET status = 'failed', completed_at = now(), error = $2 WHERE id = $1")
-                .bind(attempt)
-                .bind(format!("dead_lettered: no result after {deliveries} deliveries"))
-                .execute(&mut *tx)
-                .await?;
-            return Ok(0.0);
+        Evidence::Timeout | Evidence::DeadLettered { .. } => {
+            let (status, error) = match evidence {
+                Evidence::DeadLettered { deliveries } => (
+                    "failed",
+                    Some(format!("dead_lettered: no result after {deliveries} deliveries")),
+                ),
+                _ => ("timed_out", None),
+            };
+            sqlx::query(
+                "UPDATE attempts SET status = $2, completed_at = now(), error = coalesce($3, error),
+                        outcome = $4, findings = $5
+                 WHERE id = $1",
+            )
+            .bind(attempt)
+            .bind(status)
+            .bind(error)
+            .bind(outcome)
+            .bind(findings)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(());
         }
     };
     let (status, output, error, tin, tout, cost, conf, label) = match &m.outcome {
@@ -361,7 +387,7 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
         "UPDATE attempts SET status = $2, completed_at = now(), worker_id = $3, provider = $4, output = $5,
                 error = $6, tokens_in = $7, tokens_out = $8, cost_usd = $9, latency_ms = $10,
                 received_at = $13, result_sent_at = $14,
-                confidence = $11, label_correct = $12
+                confidence = $11, label_correct = $12, outcome = $15, findings = $16
          WHERE id = $1",
     )
     .bind(attempt)
@@ -378,19 +404,10 @@ async fn record_outcome(tx: &mut PgConnection, attempt: Uuid, evidence: &Evidenc
     .bind(label)
     .bind(m.received_at)
     .bind(m.sent_at)
+    .bind(outcome)
+    .bind(findings)
     .execute(&mut *tx)
     .await?;
-    Ok(cost)
-}
-
-/// Records the decision's outcome and the verifier findings it was based on.
-async fn set_outcome(tx: &mut PgConnection, attempt: Uuid, outcome: &str, findings: &[Finding]) -> Result<()> {
-    sqlx::query("UPDATE attempts SET outcome = $2, findings = $3 WHERE id = $1")
-        .bind(attempt)
-        .bind(outcome)
-        .bind(serde_json::to_value(findings).expect("findings serialise"))
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }
 
