@@ -144,8 +144,8 @@ pub(super) async fn advance_job(
         .bind(job_id)
         .bind(result)
         .bind(strong)
-            .execute(&mut *tx)
-            .await?;
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(publish)
 }

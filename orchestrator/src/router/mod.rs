@@ -52,12 +52,13 @@ pub enum Evidence<'a> {
 /// Decides on `attempt` given `evidence`. Idempotent: a second call for the
 /// same attempt returns no attempts and writes nothing.
 pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evidence<'_>) -> Result<Vec<Uuid>> {
+    let mut tx = store.pool.begin().await?;
     let Some((job_id, step_id, status, kind, request, tenant, task_type)) = sqlx::query_as::<_, Head>(
         "SELECT a.job_id, a.step_id, a.status, j.kind, CASE WHEN j.kind = 'rag' THEN j.input END, j.tenant, s.task_type
          FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN steps s ON s.id = a.step_id WHERE a.id = $1",
     )
     .bind(attempt)
-    .fetch_optional(&store.pool)
+    .fetch_optional(&mut *tx)
     .await?
     else {
         tracing::warn!(%attempt, "result for an unknown attempt; ignored");
@@ -65,8 +66,9 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     };
     let rag = request.as_ref().and_then(|r| RagJob::from_input(&kind, r));
     let task: TaskType = parse_stored(&task_type);
-    // A retrieve step's answer is search terms: run the search before taking
-    // any lock (it is a read), so the decision sees what the terms retrieve.
+    // A retrieve step's answer is search terms: run the search (a read, on
+    // another connection) before taking any lock, so the decision sees what
+    // the terms retrieve.
     let searched = match (&rag, &evidence) {
         (
             Some(job),
@@ -79,7 +81,6 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         }
         _ => None,
     };
-    let mut tx = store.pool.begin().await?;
     let started = std::time::Instant::now();
     // Locks the job and adds the call's cost in one statement; when the
     // attempt turns out to be decided already, the transaction is dropped
