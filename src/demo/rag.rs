@@ -23,11 +23,21 @@ pub fn ensure_docs() -> anyhow::Result<PathBuf> {
         return Ok(dir);
     }
     println!("{PG_DOCS} is missing: installing Debian's postgresql-doc-15");
-    let status = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-qq", "postgresql-doc-15"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get (install postgresql-doc-15 yourself, as root)")?;
+    let apt = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get (install postgresql-doc-15 yourself, as root)")
+    };
+    // A fresh machine may have no package lists yet.
+    let status = match apt(&["install", "-y", "-qq", "postgresql-doc-15"])? {
+        s if s.success() => s,
+        _ => {
+            apt(&["update", "-qq"])?;
+            apt(&["install", "-y", "-qq", "postgresql-doc-15"])?
+        }
+    };
     if !status.success() || !Path::new(PG_DOCS).is_dir() {
         bail!("could not install postgresql-doc-15: run `apt-get install postgresql-doc-15` as root");
     }
