@@ -66,9 +66,10 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     };
     let rag = request.as_ref().and_then(|r| RagJob::from_input(&kind, r));
     let task: TaskType = parse_stored(&task_type);
-    // A retrieve step's answer is search terms: run the search (a read, on
-    // another connection) before taking any lock, so the decision sees what
-    // the terms retrieve.
+    // A retrieve step's answer is search terms: run the search before taking
+    // any lock, so the decision sees what the terms retrieve. The read-only
+    // transaction is ended first, so a settle never holds one pooled
+    // connection while waiting for another.
     let searched = match (&rag, &evidence) {
         (
             Some(job),
@@ -77,7 +78,10 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 ..
             }),
         ) if task == TaskType::RetrievePlan && status == "dispatched" => {
-            Some(crate::rag::route::search(store, &tenant, job, output).await?)
+            tx.rollback().await?;
+            let found = crate::rag::route::search(store, &tenant, job, output).await?;
+            tx = store.pool.begin().await?;
+            Some(found)
         }
         _ => None,
     };
