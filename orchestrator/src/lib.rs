@@ -42,6 +42,11 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
 
     let prometheus = upshift_shared::telemetry::install_metrics();
     let tracker = TaskTracker::new();
+    // Publish marks are written in batches by one task; it ends after the
+    // last store clone (and so the last sender) is dropped at shutdown.
+    let (marks, marks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let marker = tokio::spawn(outbox::run_marker(store.clone(), marks_rx));
+    let store = store.with_marker(marks);
     tracker.spawn(metrics::sample(store.clone(), bus.clone(), cancel.clone()));
     for feed in [results::Feed::Results, results::Feed::DeadLetters] {
         tracker.spawn(results::run(
@@ -77,6 +82,8 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     {
         tracing::warn!("shutdown timed out; unfinished work will be redelivered");
     }
+    drop(store);
+    let _ = tokio::time::timeout(Duration::from_secs(2), marker).await;
     Ok(())
 }
 

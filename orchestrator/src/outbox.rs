@@ -8,7 +8,7 @@
 
 use crate::bus::Bus;
 use crate::router::{Evidence, settle};
-use crate::store::PgStore;
+use crate::store::{Marks, PgStore};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use upshift_shared::config::Config;
@@ -25,8 +25,31 @@ pub async fn publish(store: &PgStore, bus: &Bus, attempts: &[Uuid]) {
         Err(e) => return tracing::warn!(error = %e, "loading attempts to publish failed; the sweeper retries"),
     };
     let done = bus.publish_tasks(&msgs).await;
-    if let Err(e) = store.mark_published(&done).await {
+    if let Err(e) = store.published(done).await {
         tracing::warn!(error = %e, "marking attempts published failed; they will be re-published (deduplicated)");
+    }
+}
+
+/// Most attempts marked by one statement.
+const MARK_BATCH: usize = 1000;
+
+/// Marks acknowledged publishes in batches: whatever arrived while the last
+/// `UPDATE` ran goes into the next one, so under load one statement and one
+/// commit cover many attempts, and at rest a mark is written at once. A mark
+/// lost in a crash is harmless: the sweeper re-publishes the attempt after
+/// `publish_grace_ms` and JetStream drops the duplicate by its message id.
+/// Runs until every sender is gone, then returns after the last batch.
+pub async fn run_marker(store: PgStore, mut marks: tokio::sync::mpsc::UnboundedReceiver<Marks>) {
+    while let Some(mut batch) = marks.recv().await {
+        while batch.ids.len() < MARK_BATCH {
+            match marks.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.mark_published(&batch).await {
+            tracing::warn!(error = %e, count = batch.ids.len(), "marking attempts published failed; the sweeper re-publishes them (deduplicated)");
+        }
     }
 }
 

@@ -31,6 +31,26 @@ use uuid::Uuid;
 pub struct PgStore {
     /// The connection pool.
     pub pool: PgPool,
+    /// Where acknowledged publishes are sent to be marked in batches; marked
+    /// one call at a time when unset.
+    marks: Option<tokio::sync::mpsc::UnboundedSender<Marks>>,
+}
+
+/// Attempts the server acknowledged, with when.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// The attempts.
+    pub ids: Vec<Uuid>,
+    /// When each was acknowledged.
+    pub at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Marks {
+    /// Appends `other`.
+    pub fn extend(&mut self, other: Marks) {
+        self.ids.extend(other.ids);
+        self.at.extend(other.at);
+    }
 }
 
 /// What a task message is built from.
@@ -73,7 +93,7 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, marks: None })
     }
 
     /// Creates a job with its steps and dispatches every step without
@@ -198,12 +218,44 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Records that the server acknowledged these attempts.
-    pub async fn mark_published(&self, attempts: &[Uuid]) -> Result<()> {
-        sqlx::query("UPDATE attempts SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
-            .bind(attempts)
-            .execute(&self.pool)
-            .await?;
+    /// Marks attempts acknowledged now as published: handed to the batch
+    /// marker when one runs (see [`crate::outbox::run_marker`]), else written
+    /// at once. Either way `published_at` is the time of the acknowledgement.
+    pub async fn published(&self, attempts: Vec<Uuid>) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let marks = Marks {
+            at: vec![chrono::Utc::now(); attempts.len()],
+            ids: attempts,
+        };
+        match &self.marks {
+            Some(tx) => match tx.send(marks) {
+                Ok(()) => Ok(()),
+                Err(e) => self.mark_published(&e.0).await, // the marker has stopped
+            },
+            None => self.mark_published(&marks).await,
+        }
+    }
+
+    /// This store, sending its publish marks to `marks`.
+    pub fn with_marker(&self, marks: tokio::sync::mpsc::UnboundedSender<Marks>) -> PgStore {
+        PgStore {
+            pool: self.pool.clone(),
+            marks: Some(marks),
+        }
+    }
+
+    /// Records when the server acknowledged these attempts.
+    pub async fn mark_published(&self, marks: &Marks) -> Result<()> {
+        sqlx::query(
+            "UPDATE attempts a SET published_at = m.at FROM unnest($1::uuid[], $2::timestamptz[]) AS m(id, at)
+             WHERE a.id = m.id AND a.published_at IS NULL",
+        )
+        .bind(&marks.ids)
+        .bind(&marks.at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
