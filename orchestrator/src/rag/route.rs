@@ -5,7 +5,7 @@
 
 use super::{CRITIQUE, FLOOR, PASSAGES, RETRIEVE, SYNTHESISE};
 use crate::error::{Error, Result};
-use crate::store::{PgStore, dispatch, parse_stored, reason_texts};
+use crate::store::{Lead, PgStore, dispatch, parse_stored};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::policy::StartDecision;
@@ -189,20 +189,14 @@ pub async fn after_critique(
         .bind(critique_step)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO route_events (job_id, step_id, event, from_tier, to_tier, reasons, policy_version, detail)
-         VALUES ($1, $2, 'escalate', $3, $4, $5, $6, $7)",
-    )
-    .bind(job_id)
-    .bind(synth)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(reason_texts(&[ReasonCode::CritiqueRejected]))
-    .bind(&cfg.routing.policy_version)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Some(dispatch(tx, cfg, job_id, synth, to, Some(from)).await?))
+    let lead = Lead {
+        event: "escalate",
+        attempt: None,
+        from: Some(from),
+        reasons: &[ReasonCode::CritiqueRejected],
+        detail,
+    };
+    Ok(Some(dispatch(tx, cfg, job_id, synth, to, lead).await?))
 }
 
 /// An accepted step's name and output, as the result needs them.

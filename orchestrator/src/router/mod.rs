@@ -10,7 +10,7 @@ mod advance;
 
 use crate::error::Result;
 use crate::rag::route::RagJob;
-use crate::store::{PgStore, dispatch, parse_stored};
+use crate::store::{Lead, PgStore, dispatch, parse_stored};
 use advance::{advance_job, event, fail_job};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
@@ -25,7 +25,9 @@ use uuid::Uuid;
 /// the tenant and the step's task type.
 type Head = (Uuid, Uuid, String, String, Option<serde_json::Value>, String, String);
 
-/// verifiers, output schema, state, task class, ambiguity, input, labels.
+/// The step's verifiers, output schema, state, task class, ambiguity, input
+/// and labels; the attempt's status, tier, whether it has a result, and
+/// whether its deadline has passed.
 type StepFacts = (
     Vec<String>,
     Option<serde_json::Value>,
@@ -34,6 +36,10 @@ type StepFacts = (
     f64,
     String,
     Vec<String>,
+    String,
+    String,
+    bool,
+    bool,
 );
 
 /// What arrived for an attempt.
@@ -97,19 +103,18 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
     .bind(cost)
     .fetch_one(&mut *tx)
     .await?;
-    let (verifiers, schema, step_state, class, ambiguity, input, labels): StepFacts = sqlx::query_as(
-        "SELECT verifiers, output_schema, state, task_class, ambiguity, input, labels FROM steps
-         WHERE id = $1 FOR UPDATE",
-    )
-    .bind(step_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let (status, tier, has_result): (String, String, bool) = sqlx::query_as(
-        "SELECT status, tier, (output IS NOT NULL OR error IS NOT NULL) FROM attempts WHERE id = $1 FOR UPDATE",
-    )
-    .bind(attempt)
-    .fetch_one(&mut *tx)
-    .await?;
+    // The step and the attempt, locked by one statement (after the job).
+    let (verifiers, schema, step_state, class, ambiguity, input, labels, status, tier, has_result, overdue): StepFacts =
+        sqlx::query_as(
+            "SELECT s.verifiers, s.output_schema, s.state, s.task_class, s.ambiguity, s.input, s.labels,
+                    a.status, a.tier, (a.output IS NOT NULL OR a.error IS NOT NULL), a.deadline < now()
+             FROM steps s JOIN attempts a ON a.step_id = s.id
+             WHERE s.id = $1 AND a.id = $2 FOR UPDATE",
+        )
+        .bind(step_id)
+        .bind(attempt)
+        .fetch_one(&mut *tx)
+        .await?;
     let tier: Tier = parse_stored(&tier);
 
     let late = match (&evidence, status.as_str()) {
@@ -117,14 +122,8 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
         (Evidence::Result(_), "timed_out") if !has_result => true,
         _ => return Ok(Vec::new()), // seen before: nothing to do
     };
-    if matches!(evidence, Evidence::Timeout) {
-        let overdue: bool = sqlx::query_scalar("SELECT deadline < now() FROM attempts WHERE id = $1")
-            .bind(attempt)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !overdue {
-            return Ok(Vec::new());
-        }
+    if matches!(evidence, Evidence::Timeout) && !overdue {
+        return Ok(Vec::new());
     }
 
     if late || step_state != "running" {
@@ -267,20 +266,14 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             let mut detail = detail;
             detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
             record_outcome(&mut tx, attempt, &evidence, false, Some(("escalated", &findings))).await?;
-            event(
-                &mut tx,
-                cfg,
-                job_id,
-                step_id,
-                attempt,
-                "escalate",
-                Some(tier),
-                Some(to),
-                &reasons,
+            let lead = Lead {
+                event: "escalate",
+                attempt: Some(attempt),
+                from: Some(tier),
+                reasons: &reasons,
                 detail,
-            )
-            .await?;
-            publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, Some(tier)).await?);
+            };
+            publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, lead).await?);
         }
         Decision::Fail { reasons } => {
             record_outcome(&mut tx, attempt, &evidence, false, Some(("rejected", &findings))).await?;

@@ -405,37 +405,59 @@ pub(crate) async fn start_step(
         class,
         ..
     } = risk;
-    sqlx::query(
-        "INSERT INTO route_events (job_id, step_id, event, to_tier, reasons, policy_version, detail)
-         VALUES ($1, $2, 'start', $3, $4, $5, $6)",
-    )
-    .bind(job_id)
-    .bind(step_id)
-    .bind(d.tier.as_str())
-    .bind(reason_texts(&d.reasons))
-    .bind(&cfg.routing.policy_version)
-    .bind(serde_json::json!({
-        "ambiguity": ambiguity, "ambiguity_parts": parts, "blast_radius": blast, "task_class": class, "rule": rule,
-    }))
-    .execute(&mut *tx)
-    .await?;
-    dispatch(tx, cfg, job_id, step_id, d.tier, None).await
+    let lead = Lead {
+        event: "start",
+        attempt: None,
+        from: None,
+        reasons: &d.reasons,
+        detail: serde_json::json!({
+            "ambiguity": ambiguity, "ambiguity_parts": parts, "blast_radius": blast, "task_class": class, "rule": rule,
+        }),
+    };
+    dispatch(tx, cfg, job_id, step_id, d.tier, lead).await
 }
 
-/// Inserts a `dispatched` attempt on `tier` and its `dispatch` event.
+/// The route event that leads to a dispatch (`start`, or `escalate` from an
+/// attempt), written by the same statement as the dispatch.
+pub(crate) struct Lead<'a> {
+    /// `start` or `escalate`.
+    pub event: &'a str,
+    /// The attempt escalated from, if any.
+    pub attempt: Option<Uuid>,
+    /// The tier escalated from, if any.
+    pub from: Option<Tier>,
+    /// Why.
+    pub reasons: &'a [ReasonCode],
+    /// The event's detail.
+    pub detail: serde_json::Value,
+}
+
+/// Inserts a `dispatched` attempt on `tier`, marks the step running and
+/// records the `lead` event and the `dispatch` event, in that order — one
+/// statement (data-modifying CTEs), one round trip.
 pub(crate) async fn dispatch(
     tx: &mut PgConnection,
     cfg: &Config,
     job_id: Uuid,
     step_id: Uuid,
     tier: Tier,
-    from: Option<Tier>,
+    lead: Lead<'_>,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let model = cfg.tier_model_name(tier);
     sqlx::query(
-        "INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
-         VALUES ($1, $2, $3, $4, $5, 'dispatched', now() + make_interval(secs => $6))",
+        "WITH a AS (
+             INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
+             VALUES ($1, $2, $3, $4, $5, 'dispatched', now() + make_interval(secs => $6))
+         ), s AS (
+             UPDATE steps SET state = 'running', current_tier = $4 WHERE id = $2
+         )
+         INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons, policy_version, detail)
+         SELECT $3, $2, e.attempt_id, e.event, $7, $4, e.reasons, $8, e.detail
+         FROM (VALUES (1, $9::uuid, $10::text, $11::text[], $12::jsonb),
+                      (2, $1::uuid, 'dispatch', '{}'::text[], $13::jsonb))
+              AS e (n, attempt_id, event, reasons, detail)
+         ORDER BY e.n",
     )
     .bind(id)
     .bind(step_id)
@@ -443,23 +465,12 @@ pub(crate) async fn dispatch(
     .bind(tier.as_str())
     .bind(model)
     .bind(cfg.orchestrator.attempt_deadline_secs as f64)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE steps SET state = 'running', current_tier = $2 WHERE id = $1")
-        .bind(step_id)
-        .bind(tier.as_str())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, policy_version, detail)
-         VALUES ($1, $2, $3, 'dispatch', $4, $5, $6, $7)",
-    )
-    .bind(job_id)
-    .bind(step_id)
-    .bind(id)
-    .bind(from.map(Tier::as_str))
-    .bind(tier.as_str())
+    .bind(lead.from.map(Tier::as_str))
     .bind(&cfg.routing.policy_version)
+    .bind(lead.attempt)
+    .bind(lead.event)
+    .bind(reason_texts(lead.reasons))
+    .bind(lead.detail)
     .bind(serde_json::json!({ "model": model }))
     .execute(&mut *tx)
     .await?;
