@@ -62,7 +62,7 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
             batch.push(doc);
         }
         if !batch.is_empty() && (batch_bytes > args.batch_kib * 1024 || i + 1 == total) {
-            send(client, &path, std::mem::take(&mut batch), &mut tally).await?;
+            send(client, &path, std::mem::take(&mut batch), args.batch_kib * 1024, &mut tally).await?;
             batch_bytes = 0;
             eprint!(
                 "\r  ingested {}/{total} documents, {} passages",
@@ -96,18 +96,43 @@ struct Tally {
 
 /// Posts a batch; when the server finds it too large (413) the batch is
 /// halved and retried, and a single document too large is skipped.
-async fn send(client: &Client, path: &str, batch: Vec<serde_json::Value>, tally: &mut Tally) -> anyhow::Result<()> {
+/// Two more tries of a one-document request whose connection was closed.
+async fn retry_one(client: &Client, path: &str, body: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    for _ in 0..2 {
+        if let Ok(r) = client.post_status(path, body).await {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Sends `batch` (about `batch_bytes` of JSON), halving it on 413.
+async fn send(
+    client: &Client,
+    path: &str,
+    batch: Vec<serde_json::Value>,
+    batch_bytes: usize,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
     let mut queue = vec![batch];
     while let Some(b) = queue.pop() {
         // A server that refuses a large body early may close the connection
         // before the client has sent it all: treat that like a 413.
-        let (status, out) = match client.post_status(path, &serde_json::json!({ "documents": b })).await {
+        let body = serde_json::json!({ "documents": b });
+        let (status, out) = match client.post_status(path, &body).await {
             Ok(r) => r,
             Err(e) if b.len() > 1 => {
                 tracing::debug!(error = %e, "batch not delivered; splitting it");
                 (413, serde_json::Value::Null)
             }
-            Err(e) => return Err(e),
+            // One document: the same race may hide the server's 413, so try
+            // again; a document over the batch size that never gets through
+            // is skipped like one refused with 413, anything else is an error.
+            Err(e) => match retry_one(client, path, &body).await {
+                Some(r) => r,
+                None if body.to_string().len() > batch_bytes => (413, serde_json::Value::Null),
+                None => return Err(e),
+            },
         };
         match status {
             200 => {
