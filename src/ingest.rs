@@ -62,7 +62,14 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
             batch.push(doc);
         }
         if !batch.is_empty() && (batch_bytes > args.batch_kib * 1024 || i + 1 == total) {
-            send(client, &path, std::mem::take(&mut batch), args.batch_kib * 1024, &mut tally).await?;
+            send(
+                client,
+                &path,
+                std::mem::take(&mut batch),
+                args.batch_kib * 1024,
+                &mut tally,
+            )
+            .await?;
             batch_bytes = 0;
             eprint!(
                 "\r  ingested {}/{total} documents, {} passages",
