@@ -46,7 +46,15 @@ pub async fn run(
     hard_stop: CancellationToken,
 ) -> Result<()> {
     let model = cfg.tier_model(tier).clone();
-    let provider = Provider::from_config(&model, &cfg.worker.model_dir())?;
+    // Loading a model reads and maps hundreds of MB: off the async threads,
+    // so the metrics endpoint and signal handling stay responsive meanwhile.
+    let (dir, spec) = (cfg.worker.model_dir(), model.clone());
+    let provider = tokio::task::spawn_blocking(move || Provider::from_config(&spec, &dir))
+        .await
+        .map_err(|e| Error::ProviderConfig {
+            model: model.name.clone(),
+            reason: format!("loading the model failed: {e}"),
+        })??;
     let concurrency = provider
         .max_concurrency()
         .map_or(cfg.worker.concurrency, |m| m.min(cfg.worker.concurrency));
