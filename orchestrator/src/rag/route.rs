@@ -79,42 +79,32 @@ pub async fn load_retrieval(tx: &mut PgConnection, job_id: Uuid) -> Result<Optio
     Ok(out.flatten().as_deref().and_then(Retrieval::parse))
 }
 
-/// Prepares a later rag step's start: its ambiguity from the retrieval
+/// Prepares a later rag step's start: its ambiguity from `retrieval`
 /// (stored on the step, parts returned for the start event) and, for the
-/// critique, a start tier one below the synthesiser's.
+/// critique, a start tier one below the synthesiser's (`synth_tier`).
 pub async fn prepare_start(
     tx: &mut PgConnection,
     job: &RagJob,
-    job_id: Uuid,
+    retrieval: Option<&Retrieval>,
     step_id: Uuid,
     name: &str,
     base: f64,
+    synth_tier: Option<Tier>,
 ) -> Result<(f64, serde_json::Value, Option<StartDecision>)> {
-    let Some(r) = load_retrieval(tx, job_id).await? else {
+    let Some(r) = retrieval else {
         return Ok((base, serde_json::Value::Null, None));
     };
-    let (a, parts) = ambiguity(&job.query, &r, base);
+    let (a, parts) = ambiguity(&job.query, r, base);
     sqlx::query("UPDATE steps SET ambiguity = $2 WHERE id = $1")
         .bind(step_id)
         .bind(a)
         .execute(&mut *tx)
         .await?;
-    let forced = if name == CRITIQUE {
-        let synth: Option<String> =
-            sqlx::query_scalar("SELECT current_tier FROM steps WHERE job_id = $1 AND name = $2")
-                .bind(job_id)
-                .bind(SYNTHESISE)
-                .fetch_one(&mut *tx)
-                .await?;
-        let synth: Tier = synth.as_deref().map(parse_stored).unwrap_or(Tier::Small);
-        Some(StartDecision {
-            tier: below(synth),
-            reasons: vec![ReasonCode::RiskRule],
-            rule: None,
-        })
-    } else {
-        None
-    };
+    let forced = (name == CRITIQUE).then(|| StartDecision {
+        tier: below(synth_tier.unwrap_or(Tier::Small)),
+        reasons: vec![ReasonCode::RiskRule],
+        rule: None,
+    });
     Ok((a, parts, forced))
 }
 

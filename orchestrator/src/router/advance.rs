@@ -7,6 +7,7 @@ use crate::store::{parse_stored, reason_texts, start_step};
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::policy::StepRisk;
+use upshift_shared::verify::rag::Retrieval;
 use upshift_shared::{BlastRadius, ReasonCode, Tier};
 use uuid::Uuid;
 
@@ -74,30 +75,40 @@ struct StepRow {
     depends_on: Vec<i32>,
     output: Option<String>,
     open_findings: serde_json::Value,
+    current_tier: Option<String>,
 }
 
 /// Starts steps whose dependencies are now all accepted; finishes the job
-/// when every step is accepted. Returns attempts to publish.
+/// when every step is accepted. Returns attempts to publish. For a rag job,
+/// `retrieval` is what its retrieve step found (the settle already has it).
 pub(super) async fn advance_job(
     tx: &mut PgConnection,
     cfg: &Config,
     job_id: Uuid,
     blast: BlastRadius,
     rag: Option<&RagJob>,
+    retrieval: Option<&Retrieval>,
 ) -> Result<Vec<Uuid>> {
     let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT id, idx, name, state, task_type, task_class, ambiguity, depends_on, output, open_findings
+        "SELECT id, idx, name, state, task_type, task_class, ambiguity, depends_on, output, open_findings, current_tier
          FROM steps WHERE job_id = $1 ORDER BY idx",
     )
     .bind(job_id)
     .fetch_all(&mut *tx)
     .await?;
     let accepted = |i: &i32| steps.iter().any(|s| s.idx == *i && s.state == "accepted");
+    let synth_tier = steps
+        .iter()
+        .find(|s| s.name == crate::rag::SYNTHESISE)
+        .and_then(|s| s.current_tier.as_deref())
+        .map(parse_stored);
     let mut publish = Vec::new();
     for s in &steps {
         if s.state == "pending" && s.depends_on.iter().all(accepted) {
             let (ambiguity, parts, forced) = match rag {
-                Some(job) if s.idx > 0 => prepare_start(tx, job, job_id, s.id, &s.name, s.ambiguity).await?,
+                Some(job) if s.idx > 0 => {
+                    prepare_start(tx, job, retrieval, s.id, &s.name, s.ambiguity, synth_tier).await?
+                }
                 _ => (s.ambiguity, serde_json::Value::Null, None),
             };
             let risk = StepRisk {

@@ -259,7 +259,17 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             };
             publish = match reopened {
                 Some(a) => vec![a],
-                None => advance_job(&mut tx, cfg, job_id, parse_stored(&blast), rag.as_ref()).await?,
+                None => {
+                    advance_job(
+                        &mut tx,
+                        cfg,
+                        job_id,
+                        parse_stored(&blast),
+                        rag.as_ref(),
+                        retrieval.as_ref(),
+                    )
+                    .await?
+                }
             };
         }
         Decision::Escalate { to, reasons, skipped } => {
