@@ -97,30 +97,38 @@ pub fn labels_schema(labels: &[String]) -> serde_json::Value {
     serde_json::json!({ "type": "string", "enum": labels })
 }
 
+/// A task message for prompt tests: `input`, context as (step, output)
+/// pairs, and labels.
+#[cfg(test)]
+pub(crate) fn test_task(t: TaskType, input: &str, context: &[(&str, &str)], labels: &[&str]) -> TaskMessage {
+    use upshift_shared::messages::ContextItem;
+    TaskMessage {
+        version: 1,
+        attempt_id: uuid::Uuid::nil(),
+        job_id: uuid::Uuid::nil(),
+        step_id: uuid::Uuid::nil(),
+        tier: upshift_shared::Tier::Small,
+        task: t,
+        input: input.into(),
+        context: context
+            .iter()
+            .map(|(s, o)| ContextItem {
+                step: s.to_string(),
+                output: o.to_string(),
+            })
+            .collect(),
+        output_schema: None,
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use upshift_shared::Tier;
-    use upshift_shared::messages::ContextItem;
 
     fn task(t: TaskType, labels: &[&str]) -> TaskMessage {
-        TaskMessage {
-            version: 1,
-            attempt_id: uuid::Uuid::nil(),
-            job_id: uuid::Uuid::nil(),
-            step_id: uuid::Uuid::nil(),
-            tier: Tier::Small,
-            task: t,
-            input: " The food was cold. ".into(),
-            context: vec![ContextItem {
-                step: "a".into(),
-                output: "x".into(),
-            }],
-            output_schema: None,
-            labels: labels.iter().map(|s| s.to_string()).collect(),
-        }
+        test_task(t, " The food was cold. ", &[("a", "x")], labels)
     }
-
     #[test]
     fn prompts_name_the_labels_and_carry_context() {
         let p = build(&task(TaskType::Classify, &["positive", "negative"]), 0);

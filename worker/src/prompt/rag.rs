@@ -98,29 +98,10 @@ pub(super) fn narrow_ids(task: &TaskMessage, mut schema: serde_json::Value) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use upshift_shared::Tier;
-    use upshift_shared::messages::ContextItem;
     use upshift_shared::verify::rag::facts_schema;
 
     fn task(t: TaskType, context: Vec<(&str, &str)>) -> TaskMessage {
-        TaskMessage {
-            version: 1,
-            attempt_id: uuid::Uuid::nil(),
-            job_id: uuid::Uuid::nil(),
-            step_id: uuid::Uuid::nil(),
-            tier: Tier::Small,
-            task: t,
-            input: "What does wal_level control?".into(),
-            context: context
-                .into_iter()
-                .map(|(s, o)| ContextItem {
-                    step: s.into(),
-                    output: o.into(),
-                })
-                .collect(),
-            output_schema: None,
-            labels: vec![],
-        }
+        crate::prompt::test_task(t, "What does wal_level control?", &context, &[])
     }
 
     const R: &str = r#"{"terms":"wal_level","passages":[{"passage_id":"wal.html#1","document_id":"wal.html","title":"WAL","score":0.4,"text":"wal_level determines how much is written."}]}"#;
