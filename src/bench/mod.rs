@@ -54,6 +54,15 @@ pub async fn drop_run(cfg: &Config, name: &str, db_url: &str) {
     }
 }
 
+/// The `p` quantile (0–1, nearest rank) of `xs`, which it sorts; 0 when empty.
+pub fn quantile(xs: &mut [f64], p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs[((xs.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// The replay dataset of the first replay model.
 pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
     cfg.models

@@ -3,6 +3,7 @@
 //! step, with the ingestion throughput and the tiers each step needed.
 //! Starts its own orchestrator and workers on a database of its own.
 
+use super::quantile;
 use crate::client::Client;
 use crate::demo::rag::ensure_docs;
 use crate::ingest::IngestArgs;
@@ -103,9 +104,9 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
             .collect();
         println!(
             "{step:<11} {:>8.1}s {:>8.1}s {:>9.1}s  {}; {}",
-            median(&mut wall),
+            quantile(&mut wall, 0.5),
             wall.iter().copied().fold(0.0, f64::max),
-            median(&mut model),
+            quantile(&mut model, 0.5),
             paths.join(", "),
             if why.is_empty() {
                 "-".to_string()
@@ -117,13 +118,8 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
     println!(
         "{:<11} {:>8.1}s {:>8.1}s",
         "job",
-        median(&mut totals.clone()),
+        quantile(&mut totals.clone(), 0.5),
         totals.iter().copied().fold(0.0, f64::max)
     );
     Ok(())
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }

@@ -74,8 +74,11 @@ pub async fn run(client: &Client, args: RetrievalArgs) -> anyhow::Result<()> {
             hits += v.as_array().map_or(0, Vec::len);
         }
     }
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    let (p50, p90, p99) = (
+        super::quantile(&mut ms, 0.5),
+        super::quantile(&mut ms, 0.9),
+        super::quantile(&mut ms, 0.99),
+    );
     println!(
         "upshift bench retrieval: {} searches of `{}` (limit {}), {:.1} passages each",
         ms.len(),
@@ -85,9 +88,9 @@ pub async fn run(client: &Client, args: RetrievalArgs) -> anyhow::Result<()> {
     );
     println!(
         "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
+        p50,
+        p90,
+        p99,
         ms[ms.len() - 1]
     );
     Ok(())
