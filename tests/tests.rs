@@ -23,6 +23,8 @@ mod metrics;
 mod viewer;
 // Crashes and redeliveries: no job lost, no decision recorded twice.
 mod recovery;
+// Decisions and new jobs in batches: once each, in route order.
+mod batch;
 // Real models: local llama.cpp, an OpenAI-compatible server, provider errors.
 mod models;
 // One OpenTelemetry trace per job, across the NATS hops.

@@ -47,6 +47,11 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     let (marks, marks_rx) = tokio::sync::mpsc::unbounded_channel();
     let marker = tokio::spawn(outbox::run_marker(store.clone(), marks_rx));
     let store = store.with_marker(marks);
+    // New jobs are written in group commits by one task; it ends after the
+    // last API handler's store is dropped, before the marker.
+    let (jobs, jobs_rx) = store::intake::channel();
+    let intake = tokio::spawn(store::intake::run_intake(store.clone(), cfg.clone(), jobs_rx));
+    let store = store.with_intake(jobs);
     tracker.spawn(metrics::sample(store.clone(), bus.clone(), cancel.clone()));
     for feed in [results::Feed::Results, results::Feed::DeadLetters] {
         tracker.spawn(results::run(
@@ -83,6 +88,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
         tracing::warn!("shutdown timed out; unfinished work will be redelivered");
     }
     drop(store);
+    let _ = tokio::time::timeout(Duration::from_secs(2), intake).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), marker).await;
     Ok(())
 }

@@ -8,23 +8,18 @@
 
 use crate::bus::Bus;
 use crate::router::{Evidence, settle};
-use crate::store::{Marks, PgStore};
+use crate::store::{Marks, Outgoing, PgStore};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use upshift_shared::config::Config;
-use uuid::Uuid;
 
-/// Publishes `attempts` and records the acknowledged ones. Failures are
-/// logged and left to the sweeper.
-pub async fn publish(store: &PgStore, bus: &Bus, attempts: &[Uuid]) {
-    if attempts.is_empty() {
+/// Publishes the task messages of attempts just committed and records the
+/// acknowledged ones. Failures are logged and left to the sweeper.
+pub async fn publish(store: &PgStore, bus: &Bus, msgs: &[Outgoing]) {
+    if msgs.is_empty() {
         return;
     }
-    let msgs = match store.task_messages(attempts).await {
-        Ok(m) => m,
-        Err(e) => return tracing::warn!(error = %e, "loading attempts to publish failed; the sweeper retries"),
-    };
-    let done = bus.publish_tasks(&msgs).await;
+    let done = bus.publish_tasks(msgs).await;
     if let Err(e) = store.published(done).await {
         tracing::warn!(error = %e, "marking attempts published failed; they will be re-published (deduplicated)");
     }
@@ -32,23 +27,47 @@ pub async fn publish(store: &PgStore, bus: &Bus, attempts: &[Uuid]) {
 
 /// Most attempts marked by one statement.
 const MARK_BATCH: usize = 1000;
+/// How long marks skipped over a locked row wait before the next try.
+const RETRY_AFTER: Duration = Duration::from_millis(5);
+/// Tries of a skipped mark before it is left to the sweeper.
+const MARK_TRIES: u32 = 40;
 
 /// Marks acknowledged publishes in batches: whatever arrived while the last
 /// `UPDATE` ran goes into the next one, so under load one statement and one
-/// commit cover many attempts, and at rest a mark is written at once. A mark
-/// lost in a crash is harmless: the sweeper re-publishes the attempt after
-/// `publish_grace_ms` and JetStream drops the duplicate by its message id.
-/// Runs until every sender is gone, then returns after the last batch.
+/// commit cover many attempts, and at rest a mark is written at once. Marks
+/// skipped because a decision held the attempt's row are tried again with
+/// the next batch (for at most [`MARK_TRIES`] rounds in a row, 5 ms apart when nothing
+/// else arrives). A mark lost in a crash is harmless: the sweeper
+/// re-publishes a still-dispatched attempt after `publish_grace_ms` and
+/// JetStream drops the duplicate by its message id. Runs until every sender
+/// is gone, then returns after the last batch.
 pub async fn run_marker(store: PgStore, mut marks: tokio::sync::mpsc::UnboundedReceiver<Marks>) {
-    while let Some(mut batch) = marks.recv().await {
+    let (mut again, mut tries) = (Marks::default(), 0);
+    loop {
+        let next = if again.ids.is_empty() {
+            marks.recv().await
+        } else {
+            tokio::time::timeout(RETRY_AFTER, marks.recv())
+                .await
+                .unwrap_or_else(|_| Some(Marks::default()))
+        };
+        let Some(mut batch) = next else { break };
+        batch.extend(std::mem::take(&mut again));
         while batch.ids.len() < MARK_BATCH {
             match marks.try_recv() {
                 Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.mark_published(&batch).await {
-            tracing::warn!(error = %e, count = batch.ids.len(), "marking attempts published failed; the sweeper re-publishes them (deduplicated)");
+        match store.mark_published(&batch).await {
+            Ok(skipped) if skipped.ids.is_empty() || tries >= MARK_TRIES => tries = 0,
+            Ok(skipped) => {
+                again = skipped;
+                tries += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, count = batch.ids.len(), "marking attempts published failed; the sweeper re-publishes them (deduplicated)");
+            }
         }
     }
 }
@@ -66,7 +85,10 @@ pub async fn run_sweeper(store: PgStore, bus: Bus, cfg: std::sync::Arc<Config>, 
         match store.unpublished(grace, 500).await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::info!(count = ids.len(), "re-publishing unacknowledged attempts");
-                publish(&store, &bus, &ids).await;
+                match store.task_messages(&ids).await {
+                    Ok(msgs) => publish(&store, &bus, &msgs).await,
+                    Err(e) => tracing::warn!(error = %e, "sweeper: loading attempts to re-publish failed"),
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeper: database unavailable"),

@@ -2,22 +2,23 @@
 //! `<PREFIX>_DEAD` stream), each pulled from a durable consumer shared by all
 //! replicas.
 //!
-//! A message is acked only after its decision committed, so a crash before
-//! the ack redelivers it and [`settle`] recognises it as seen. An unreadable
+//! Results waiting together are decided together, in one transaction
+//! ([`settle_batch`]). A message is acked only after its decision committed,
+//! so a crash before the ack redelivers it and the router recognises it as
+//! seen. An unreadable
 //! message is recorded in `dead_letters` with its reason and terminated, never
 //! redelivered in a loop.
 
 use crate::bus::Bus;
 use crate::dead;
 use crate::outbox::publish;
-use crate::router::{Evidence, settle};
+use crate::router::{Evidence, Item, settle_batch};
 use crate::store::PgStore;
 use async_nats::jetstream::AckKind;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use upshift_shared::config::Config;
 use upshift_shared::messages::ResultMessage;
 
@@ -30,9 +31,13 @@ pub enum Feed {
     DeadLetters,
 }
 
+/// Result batches decided at once: while one batch waits on Postgres the
+/// next is being read and verified.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// Consumes `feed` until `cancel`; rebinds the consumer after errors.
 pub async fn run(feed: Feed, store: PgStore, bus: Bus, cfg: Arc<Config>, cancel: CancellationToken) {
-    let concurrency = cfg.orchestrator.result_batch.clamp(1, 64);
+    let batch = cfg.orchestrator.result_batch.clamp(1, 1000);
     while !cancel.is_cancelled() {
         let consumer = match feed {
             Feed::Results => bus.results_consumer().await,
@@ -50,46 +55,99 @@ pub async fn run(feed: Feed, store: PgStore, bus: Bus, cfg: Arc<Config>, cancel:
             }
         };
         // Stop pulling on cancel; messages pulled but not acked are redelivered.
-        let messages = messages.take_until(cancel.clone().cancelled_owned());
-        messages
-            .for_each_concurrent(concurrency, |msg| {
-                let (store, bus, cfg) = (store.clone(), bus.clone(), cfg.clone());
-                async move {
-                    let msg = match msg {
-                        Ok(m) => m,
-                        Err(e) => return tracing::warn!(error = %e, ?feed, "pull error"),
-                    };
-                    match feed {
-                        Feed::Results => handle_result(&store, &bus, &cfg, msg).await,
-                        Feed::DeadLetters => dead::handle(&store, &bus, &cfg, msg).await,
-                    }
-                }
-            })
-            .await;
+        let messages = messages
+            .take_until(cancel.clone().cancelled_owned())
+            .filter_map(|m| async move { m.map_err(|e| tracing::warn!(error = %e, ?feed, "pull error")).ok() });
+        match feed {
+            // Whatever results are waiting (up to `batch`) are decided together.
+            Feed::Results => {
+                messages
+                    .ready_chunks(batch)
+                    .for_each_concurrent(BATCHES_IN_FLIGHT, |msgs| handle_results(&store, &bus, &cfg, msgs))
+                    .await
+            }
+            Feed::DeadLetters => {
+                messages
+                    .for_each_concurrent(batch, |msg| dead::handle(&store, &bus, &cfg, msg))
+                    .await
+            }
+        }
     }
 }
 
-async fn handle_result(store: &PgStore, bus: &Bus, cfg: &Config, msg: async_nats::jetstream::Message) {
-    let result = match ResultMessage::decode(&msg.payload) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, subject = %msg.subject, "unreadable result message set aside");
-            let reason = e.to_string();
-            match store
-                .record_dead_letter("orchestrator", &msg.subject, &reason, None, &msg.payload)
-                .await
-            {
-                Ok(()) => {
-                    let _ = msg.ack_with(AckKind::Term).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording the dead letter failed; retrying later");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+/// A result message with what it decodes to and its `attempt.decide` span.
+struct Received {
+    msg: async_nats::jetstream::Message,
+    result: ResultMessage,
+    span: tracing::Span,
+}
+
+/// Decides a batch of results in one transaction, publishes what follows,
+/// then acks them. If the batch fails, each result is tried alone, so one
+/// that cannot be decided delays only itself.
+async fn handle_results(store: &PgStore, bus: &Bus, cfg: &Config, msgs: Vec<async_nats::jetstream::Message>) {
+    let mut received = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        match ResultMessage::decode(&msg.payload) {
+            Ok(result) => {
+                let span = decide_span(&result, &msg);
+                received.push(Received { msg, result, span });
+            }
+            Err(e) => set_aside(store, msg, e.to_string()).await,
+        }
+    }
+    let items: Vec<Item<'_>> = received.iter().map(Received::item).collect();
+    match settle_batch(store, cfg, &items).await {
+        Ok(next) => {
+            publish(store, bus, &next).await;
+            for r in &received {
+                r.ack().await;
+            }
+        }
+        Err(e) if items.len() > 1 => {
+            tracing::warn!(error = %e, count = items.len(), "settling a batch failed; settling its results one by one");
+            for (r, item) in received.iter().zip(&items) {
+                match settle_batch(store, cfg, std::slice::from_ref(item)).await {
+                    Ok(next) => {
+                        publish(store, bus, &next).await;
+                        r.ack().await;
+                    }
+                    Err(e) => r.retry_later(e).await,
                 }
             }
-            return;
         }
-    };
+        Err(e) => {
+            for r in &received {
+                r.retry_later(&e).await;
+            }
+        }
+    }
+}
+
+impl Received {
+    fn item(&self) -> Item<'_> {
+        Item {
+            attempt: self.result.attempt_id,
+            evidence: Evidence::Result(&self.result),
+            span: self.span.clone(),
+        }
+    }
+
+    async fn ack(&self) {
+        if let Err(e) = self.msg.ack().await {
+            let attempt = self.result.attempt_id;
+            tracing::warn!(error = %e, %attempt, "ack failed; the result will be redelivered and recognised");
+        }
+    }
+
+    async fn retry_later(&self, e: impl std::fmt::Display) {
+        tracing::warn!(error = %e, attempt = %self.result.attempt_id, "settling failed; retrying later");
+        let _ = self.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+    }
+}
+
+/// The `attempt.decide` span of a result, in the trace of its job.
+fn decide_span(result: &ResultMessage, msg: &async_nats::jetstream::Message) -> tracing::Span {
     let span = tracing::info_span!(
         "attempt.decide",
         job = %result.job_id,
@@ -102,18 +160,21 @@ async fn handle_result(store: &PgStore, bus: &Bus, cfg: &Config, msg: async_nats
         cost_usd = tracing::field::Empty,
     );
     upshift_shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
-    let settled = settle(store, cfg, result.attempt_id, Evidence::Result(&result))
-        .instrument(span.clone())
-        .await;
-    match settled {
-        Ok(next) => {
-            publish(store, bus, &next).instrument(span).await;
-            if let Err(e) = msg.ack().await {
-                tracing::warn!(error = %e, attempt = %result.attempt_id, "ack failed; the result will be redelivered and recognised");
-            }
+    span
+}
+
+/// Records an unreadable result message in `dead_letters` and terminates it.
+async fn set_aside(store: &PgStore, msg: async_nats::jetstream::Message, reason: String) {
+    tracing::error!(error = %reason, subject = %msg.subject, "unreadable result message set aside");
+    match store
+        .record_dead_letter("orchestrator", &msg.subject, &reason, None, &msg.payload)
+        .await
+    {
+        Ok(()) => {
+            let _ = msg.ack_with(AckKind::Term).await;
         }
         Err(e) => {
-            tracing::warn!(error = %e, attempt = %result.attempt_id, "settling failed; retrying later");
+            tracing::warn!(error = %e, "recording the dead letter failed; retrying later");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }

@@ -253,9 +253,10 @@ async fn wait_terminal(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
 
 async fn wait_published(pool: &PgPool) -> anyhow::Result<()> {
     for _ in 0..3000 {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE published_at IS NULL")
-            .fetch_one(pool)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'dispatched' AND published_at IS NULL")
+                .fetch_one(pool)
+                .await?;
         if n == 0 {
             return Ok(());
         }

@@ -7,6 +7,7 @@ mod chunk;
 mod store;
 
 pub use chunk::chunk;
+pub(crate) use store::search_in;
 pub use store::{Hit, Ingested};
 
 use crate::error::{Error, Result};

@@ -120,31 +120,47 @@ impl PgStore {
     /// favoured index and table-of-contents passages. 404 when
     /// the tenant has no such collection.
     pub async fn search(&self, tenant: &str, collection: &str, query: &str, limit: i64) -> Result<Vec<Hit>> {
-        if !self.collection_exists(tenant, collection).await? {
-            return Err(Error::NotFound(format!("collection `{collection}`")));
-        }
-        // The OR of the query's lexemes, computed first so the search below
-        // sees a constant tsquery and can use the GIN index.
-        let terms: Option<String> = sqlx::query_scalar(
-            "SELECT string_agg(quote_literal(lexeme), ' | ') FROM unnest(to_tsvector('english', $1))",
-        )
-        .bind(query)
-        .fetch_one(&self.pool)
-        .await?;
-        let Some(terms) = terms else { return Ok(Vec::new()) }; // only stop words
-        Ok(sqlx::query_as(
-            "SELECT p.id AS passage_id, p.doc_id AS document_id, p.title,
-                    ts_rank(p.tsv, to_tsquery('english', $3), 1)::real AS score, p.text
-             FROM passages p
-             WHERE p.tenant = $1 AND p.collection = $2 AND p.tsv @@ to_tsquery('english', $3)
-             ORDER BY score DESC, p.id
-             LIMIT $4",
-        )
-        .bind(tenant)
-        .bind(collection)
-        .bind(terms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let mut conn = self.pool.acquire().await?;
+        search_in(&mut conn, tenant, collection, query, limit).await
     }
+}
+
+/// [`PgStore::search`] on `conn` (the router searches inside its decision
+/// transaction, on the connection it already holds).
+pub(crate) async fn search_in(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    collection: &str,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<Hit>> {
+    // The OR of the query's lexemes, computed first so the search below sees
+    // a constant tsquery and can use the GIN index; NULL without a collection.
+    let terms: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT (SELECT string_agg(quote_literal(lexeme), ' | ') FROM unnest(to_tsvector('english', $3)))
+         FROM collections WHERE tenant = $1 AND name = $2",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(query)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(terms) = terms else {
+        return Err(Error::NotFound(format!("collection `{collection}`")));
+    };
+    let Some(terms) = terms else { return Ok(Vec::new()) }; // only stop words
+    Ok(sqlx::query_as(
+        "SELECT p.id AS passage_id, p.doc_id AS document_id, p.title,
+                ts_rank(p.tsv, to_tsquery('english', $3), 1)::real AS score, p.text
+         FROM passages p
+         WHERE p.tenant = $1 AND p.collection = $2 AND p.tsv @@ to_tsquery('english', $3)
+         ORDER BY score DESC, p.id
+         LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(terms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
 }

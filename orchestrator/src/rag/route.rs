@@ -5,7 +5,8 @@
 
 use super::{CRITIQUE, FLOOR, PASSAGES, RETRIEVE, SYNTHESISE};
 use crate::error::{Error, Result};
-use crate::store::{Lead, PgStore, dispatch, parse_stored};
+use crate::router::unit::{Lead, Unit};
+use crate::store::parse_stored;
 use sqlx::PgConnection;
 use upshift_shared::config::Config;
 use upshift_shared::policy::StartDecision;
@@ -49,9 +50,9 @@ impl RagJob {
 /// Runs the search for a retrieve step's `terms` (the model's output, cut to
 /// its first [`MAX_TERMS`] keywords). A collection that has gone missing
 /// retrieves nothing, which the retrieval verifier then reports.
-pub async fn search(store: &PgStore, tenant: &str, job: &RagJob, terms: &str) -> Result<Retrieval> {
+pub async fn search(conn: &mut PgConnection, tenant: &str, job: &RagJob, terms: &str) -> Result<Retrieval> {
     let terms = keywords(terms, MAX_TERMS);
-    let hits = match store.search(tenant, &job.collection, &terms, PASSAGES).await {
+    let hits = match crate::collections::search_in(conn, tenant, &job.collection, &terms, PASSAGES).await {
         Ok(h) => h,
         Err(Error::NotFound(_)) => Vec::new(),
         Err(e) => return Err(e),
@@ -70,42 +71,38 @@ pub async fn search(store: &PgStore, tenant: &str, job: &RagJob, terms: &str) ->
 }
 
 /// The retrieval the job's retrieve step stored, once it is accepted.
-pub async fn load_retrieval(tx: &mut PgConnection, job_id: Uuid) -> Result<Option<Retrieval>> {
-    let out: Option<Option<String>> = sqlx::query_scalar("SELECT output FROM steps WHERE job_id = $1 AND name = $2")
-        .bind(job_id)
-        .bind(RETRIEVE)
-        .fetch_optional(&mut *tx)
-        .await?;
-    Ok(out.flatten().as_deref().and_then(Retrieval::parse))
+pub(crate) fn stored_retrieval(unit: &Unit, job_id: Uuid) -> Option<Retrieval> {
+    let step = unit.steps_of(job_id).find(|s| s.name == RETRIEVE)?;
+    step.output.as_deref().and_then(Retrieval::parse)
 }
 
 /// Prepares a later rag step's start: its ambiguity from `retrieval`
-/// (stored on the step, parts returned for the start event) and, for the
-/// critique, a start tier one below the synthesiser's (`synth_tier`).
-pub async fn prepare_start(
-    tx: &mut PgConnection,
+/// (set on the step, parts returned for the start event) and, for the
+/// critique, a start tier one below the synthesiser's.
+pub(crate) fn prepare_start(
+    unit: &mut Unit,
     job: &RagJob,
     retrieval: Option<&Retrieval>,
     step_id: Uuid,
-    name: &str,
-    base: f64,
-    synth_tier: Option<Tier>,
-) -> Result<(f64, serde_json::Value, Option<StartDecision>)> {
+) -> (f64, serde_json::Value, Option<StartDecision>) {
+    let step = unit.step(step_id);
+    let (name, base, job_id) = (step.name.clone(), step.ambiguity, step.job_id);
     let Some(r) = retrieval else {
-        return Ok((base, serde_json::Value::Null, None));
+        return (base, serde_json::Value::Null, None);
     };
     let (a, parts) = ambiguity(&job.query, r, base);
-    sqlx::query("UPDATE steps SET ambiguity = $2 WHERE id = $1")
-        .bind(step_id)
-        .bind(a)
-        .execute(&mut *tx)
-        .await?;
+    unit.step_mut(step_id).ambiguity = a;
+    let synth_tier = unit
+        .steps_of(job_id)
+        .find(|s| s.name == SYNTHESISE)
+        .and_then(|s| s.current_tier.as_deref())
+        .map(parse_stored);
     let forced = (name == CRITIQUE).then(|| StartDecision {
         tier: below(synth_tier.unwrap_or(Tier::Small)),
         reasons: vec![ReasonCode::RiskRule],
         rule: None,
     });
-    Ok((a, parts, forced))
+    (a, parts, forced)
 }
 
 /// The tier below `t` (the small tier stays small).
@@ -113,47 +110,53 @@ fn below(t: Tier) -> Tier {
     Tier::ALL.iter().copied().rev().find(|x| *x < t).unwrap_or(Tier::Small)
 }
 
+/// What an accepted critique is about.
+pub struct Critique<'a> {
+    /// Its step.
+    pub step: Uuid,
+    /// Its attempt.
+    pub attempt: Uuid,
+    /// Its output (the verdict).
+    pub output: &'a str,
+    /// Budget left after it, if the job has one.
+    pub budget_left: Option<f64>,
+}
+
 /// After a critique was accepted: when its verdict rejects the answer,
 /// re-dispatches synthesis one tier up (`critique_rejected`) and puts the
 /// critique back to pending, returning the new attempt. When synthesis is
 /// already on the top tier, or the budget cannot pay for another attempt,
 /// the rejection stays on the critique as an open finding and the job goes on.
-pub async fn after_critique(
+pub(crate) async fn after_critique(
     tx: &mut PgConnection,
+    unit: &mut Unit,
     cfg: &Config,
     job_id: Uuid,
-    critique_step: Uuid,
-    critique_attempt: Uuid,
-    output: &str,
-    budget_left: Option<f64>,
+    c: Critique<'_>,
 ) -> Result<Option<Uuid>> {
-    let Some(v) = Verdict::parse(output).filter(Verdict::rejects) else {
+    let Some(v) = Verdict::parse(c.output).filter(Verdict::rejects) else {
         return Ok(None);
     };
-    let (synth, tier, tokens): (Uuid, Option<String>, Option<(i32, i32)>) = {
-        let (id, tier): (Uuid, Option<String>) =
-            sqlx::query_as("SELECT id, current_tier FROM steps WHERE job_id = $1 AND name = $2 FOR UPDATE")
-                .bind(job_id)
-                .bind(SYNTHESISE)
-                .fetch_one(&mut *tx)
-                .await?;
-        let tokens: Option<(i32, i32)> = sqlx::query_as(
-            "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        (id, tier, tokens)
-    };
+    let synth = unit
+        .steps_of(job_id)
+        .find(|s| s.name == SYNTHESISE)
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let (synth, tier) = (synth.id, synth.current_tier.clone());
+    let tokens: Option<(i32, i32)> = sqlx::query_as(
+        "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(synth)
+    .fetch_optional(&mut *tx)
+    .await?;
     let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
     let (tin, tout) = tokens.unwrap_or((0, 0));
     let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
-    let affordable = match (budget_left, estimate) {
+    let affordable = match (c.budget_left, estimate) {
         (Some(left), Some(cost)) => cost <= left,
         _ => true,
     };
-    let detail = serde_json::json!({ "critique_attempt": critique_attempt, "reason": v.reason });
+    let detail = serde_json::json!({ "critique_attempt": c.attempt, "reason": v.reason });
     let to = from.next().filter(|_| affordable);
     let Some(to) = to else {
         let why = if from.next().is_none() {
@@ -168,17 +171,19 @@ pub async fn after_critique(
         if !affordable {
             open.push(Finding::new(ReasonCode::BudgetExhausted, why));
         }
-        sqlx::query("UPDATE steps SET open_findings = open_findings || $2 WHERE id = $1")
-            .bind(critique_step)
-            .bind(serde_json::to_value(&open).expect("findings serialise"))
-            .execute(&mut *tx)
-            .await?;
+        let step = unit.step_mut(c.step);
+        if let Some(list) = step.open_findings.as_array_mut() {
+            list.extend(
+                open.iter()
+                    .map(|f| serde_json::to_value(f).expect("findings serialise")),
+            );
+        }
         return Ok(None);
     };
-    sqlx::query("UPDATE steps SET state = 'pending', output = NULL, open_findings = '[]' WHERE id = $1")
-        .bind(critique_step)
-        .execute(&mut *tx)
-        .await?;
+    let step = unit.step_mut(c.step);
+    step.state = "pending".into();
+    step.output = None;
+    step.open_findings = serde_json::json!([]);
     let lead = Lead {
         event: "escalate",
         attempt: None,
@@ -186,7 +191,7 @@ pub async fn after_critique(
         reasons: &[ReasonCode::CritiqueRejected],
         detail,
     };
-    Ok(Some(dispatch(tx, cfg, job_id, synth, to, lead).await?))
+    Ok(Some(unit.dispatch(cfg, synth, to, lead)))
 }
 
 /// An accepted step's name and output, as the result needs them.

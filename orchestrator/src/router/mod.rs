@@ -1,18 +1,24 @@
-//! The router: turns an attempt's result (or its missed deadline) into exactly
-//! one decision — accept, escalate or fail — and records it.
+//! The router: turns attempts' results (or missed deadlines) into exactly
+//! one decision each — accept, escalate or fail — and records them.
 //!
-//! Each call is one transaction that locks the job, then the step, then the
-//! attempt. The attempt must still be `dispatched`; anything else means the
-//! result was seen before (a redelivery or another replica), so the call
-//! changes nothing. The returned ids are attempts to publish after commit.
+//! A batch of attempts is decided in one transaction ([`settle_batch`]): the
+//! jobs they belong to are locked in id order, everything the decisions
+//! read is loaded once, and what they write goes out with one statement per
+//! table (see [`unit`]). An attempt must still be `dispatched` to be
+//! decided; anything else means its result was seen before (a redelivery, a
+//! duplicate in the same batch, or another replica), so nothing changes for
+//! it. The returned task messages are published after commit.
 
 mod advance;
+pub(crate) mod unit;
 
 use crate::error::Result;
-use crate::rag::route::RagJob;
-use crate::store::{Lead, PgStore, dispatch, parse_stored};
-use advance::{advance_job, event, fail_job};
+use crate::metrics::Observed;
+use crate::rag::route::{Critique, RagJob, after_critique, search, stored_retrieval};
+use crate::store::{Outgoing, PgStore, parse_stored};
+use advance::{advance_job, fail_job};
 use sqlx::PgConnection;
+use unit::{AttemptUpdate, Lead, Unit};
 use upshift_shared::config::Config;
 use upshift_shared::cost::estimate_tokens;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
@@ -20,27 +26,6 @@ use upshift_shared::policy::{AttemptEvidence, Decision, decide_scored, escalatio
 use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{ReasonCode, TaskType, Tier};
 use uuid::Uuid;
-
-/// The attempt's ids, its status, its job's kind and (for rag jobs) request,
-/// the tenant and the step's task type.
-type Head = (Uuid, Uuid, String, String, Option<serde_json::Value>, String, String);
-
-/// The step's verifiers, output schema, state, task class, ambiguity, input
-/// and labels; the attempt's status, tier, whether it has a result, and
-/// whether its deadline has passed.
-type StepFacts = (
-    Vec<String>,
-    Option<serde_json::Value>,
-    String,
-    String,
-    f64,
-    String,
-    Vec<String>,
-    String,
-    String,
-    bool,
-    bool,
-);
 
 /// What arrived for an attempt.
 pub enum Evidence<'a> {
@@ -55,120 +40,158 @@ pub enum Evidence<'a> {
     },
 }
 
-/// Decides on `attempt` given `evidence`. Idempotent: a second call for the
-/// same attempt returns no attempts and writes nothing.
-pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evidence<'_>) -> Result<Vec<Uuid>> {
-    let mut tx = store.pool.begin().await?;
-    let Some((job_id, step_id, status, kind, request, tenant, task_type)) = sqlx::query_as::<_, Head>(
-        "SELECT a.job_id, a.step_id, a.status, j.kind, CASE WHEN j.kind = 'rag' THEN j.input END, j.tenant, s.task_type
-         FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN steps s ON s.id = a.step_id WHERE a.id = $1",
-    )
-    .bind(attempt)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        tracing::warn!(%attempt, "result for an unknown attempt; ignored");
-        return Ok(Vec::new());
-    };
-    let rag = request.as_ref().and_then(|r| RagJob::from_input(&kind, r));
-    let task: TaskType = parse_stored(&task_type);
-    // A retrieve step's answer is search terms: run the search before taking
-    // any lock, so the decision sees what the terms retrieve. The read-only
-    // transaction is ended first, so a settle never holds one pooled
-    // connection while waiting for another.
-    let searched = match (&rag, &evidence) {
-        (
-            Some(job),
-            Evidence::Result(ResultMessage {
-                outcome: AttemptOutcome::Answered { output, .. },
-                ..
-            }),
-        ) if task == TaskType::RetrievePlan && status == "dispatched" => {
-            tx.rollback().await?;
-            let found = crate::rag::route::search(store, &tenant, job, output).await?;
-            tx = store.pool.begin().await?;
-            Some(found)
-        }
-        _ => None,
-    };
-    let started = std::time::Instant::now();
-    // Locks the job and adds the call's cost in one statement; when the
-    // attempt turns out to be decided already, the transaction is dropped
-    // (rolled back) and the cost with it.
-    let cost = evidence_cost(&evidence);
-    let (blast, budget, job_cost): (String, Option<f64>, f64) = sqlx::query_as(
-        "UPDATE jobs SET cost_usd = cost_usd + $2 WHERE id = $1 RETURNING blast_radius, budget_usd, cost_usd - $2",
-    )
-    .bind(job_id)
-    .bind(cost)
-    .fetch_one(&mut *tx)
-    .await?;
-    // The step and the attempt, locked by one statement (after the job).
-    let (verifiers, schema, step_state, class, ambiguity, input, labels, status, tier, has_result, overdue): StepFacts =
-        sqlx::query_as(
-            "SELECT s.verifiers, s.output_schema, s.state, s.task_class, s.ambiguity, s.input, s.labels,
-                    a.status, a.tier, (a.output IS NOT NULL OR a.error IS NOT NULL), a.deadline < now()
-             FROM steps s JOIN attempts a ON a.step_id = s.id
-             WHERE s.id = $1 AND a.id = $2 FOR UPDATE",
-        )
-        .bind(step_id)
-        .bind(attempt)
-        .fetch_one(&mut *tx)
-        .await?;
-    let tier: Tier = parse_stored(&tier);
+/// One attempt to decide.
+pub struct Item<'a> {
+    /// The attempt.
+    pub attempt: Uuid,
+    /// What arrived for it.
+    pub evidence: Evidence<'a>,
+    /// The span the decision is recorded on (`attempt.decide` for results).
+    pub span: tracing::Span,
+}
 
-    let late = match (&evidence, status.as_str()) {
-        (_, "dispatched") => false,
-        (Evidence::Result(_), "timed_out") if !has_result => true,
-        _ => return Ok(Vec::new()), // seen before: nothing to do
+/// Decides on `attempt` given `evidence`: a batch of one.
+pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evidence<'_>) -> Result<Vec<Outgoing>> {
+    let item = Item {
+        attempt,
+        evidence,
+        span: tracing::Span::current(),
     };
-    if matches!(evidence, Evidence::Timeout) && !overdue {
+    settle_batch(store, cfg, std::slice::from_ref(&item)).await
+}
+
+/// Decides on every attempt of `items` in one transaction and returns the
+/// task messages to publish once it committed. Idempotent: an attempt
+/// decided before (or earlier in the same batch) is left as it is.
+pub async fn settle_batch(store: &PgStore, cfg: &Config, items: &[Item<'_>]) -> Result<Vec<Outgoing>> {
+    if items.is_empty() {
         return Ok(Vec::new());
     }
+    let ids: Vec<Uuid> = items.iter().map(|i| i.attempt).collect();
+    let started = std::time::Instant::now();
+    let mut tx = store.pool.begin().await?;
+    let mut unit = Unit::load(&mut tx, &ids).await?;
+    let mut observed = Vec::with_capacity(items.len());
+    for item in items {
+        if let Some(o) = decide(&mut tx, &mut unit, cfg, item).await? {
+            observed.push(o);
+        }
+    }
+    unit.flush(&mut tx, cfg).await?;
+    tx.commit().await?;
+    let took = started.elapsed();
+    for o in &observed {
+        crate::metrics::record(o, took);
+    }
+    Ok(std::mem::take(&mut unit.outgoing))
+}
 
-    if late || step_state != "running" {
-        record_outcome(&mut tx, attempt, &evidence, late, None).await?;
+/// What a step is checked against, copied out of the unit.
+struct StepFacts {
+    task: TaskType,
+    task_type: String,
+    verifiers: Vec<VerifierKind>,
+    schema: Option<serde_json::Value>,
+    labels: Vec<String>,
+    class: String,
+    ambiguity: f64,
+    input: String,
+    running: bool,
+}
+
+impl StepFacts {
+    fn of(unit: &Unit, step_id: Uuid) -> StepFacts {
+        let s = unit.step(step_id);
+        StepFacts {
+            task: parse_stored(&s.task_type),
+            task_type: s.task_type.clone(),
+            verifiers: s
+                .verifiers
+                .iter()
+                .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
+                .collect(),
+            schema: s.output_schema.clone(),
+            labels: s.labels.clone(),
+            class: s.task_class.clone(),
+            ambiguity: s.ambiguity,
+            input: s.input.clone(),
+            running: s.state == "running",
+        }
+    }
+}
+
+/// Decides one attempt inside the unit. Returns what the metrics record, or
+/// `None` when nothing was decided.
+async fn decide(tx: &mut PgConnection, unit: &mut Unit, cfg: &Config, item: &Item<'_>) -> Result<Option<Observed>> {
+    let (attempt, evidence) = (item.attempt, &item.evidence);
+    let Some(a) = unit.attempt(attempt) else {
+        tracing::warn!(%attempt, "result for an unknown attempt; ignored");
+        return Ok(None);
+    };
+    let (job_id, step_id, tier): (Uuid, Uuid, Tier) = (a.job_id, a.step_id, parse_stored(&a.tier));
+    let late = match (evidence, a.status.as_str()) {
+        (_, "dispatched") => false,
+        (Evidence::Result(_), "timed_out") if !a.has_result => true,
+        _ => return Ok(None), // seen before: nothing to do
+    };
+    if matches!(evidence, Evidence::Timeout) && !a.overdue {
+        return Ok(None);
+    }
+    let cost = evidence_cost(evidence);
+    let job = unit.job(job_id);
+    let budget_left = job.budget_usd.map(|b| b - job.cost() - cost);
+    let blast = parse_stored(&job.blast_radius);
+    let tenant = job.tenant.clone();
+    let rag = job.input.as_ref().and_then(|r| RagJob::from_input(&job.kind, r));
+    unit.job_mut(job_id).added_cost += cost;
+    let step = StepFacts::of(unit, step_id);
+
+    if late || !step.running {
         // The step moved on (timed out, or the job failed): keep the figures, decide nothing.
-        event(
-            &mut tx,
-            cfg,
+        unit.update_attempt(step_id, outcome_update(attempt, evidence, late, None));
+        let detail = serde_json::json!({});
+        unit.event(
             job_id,
-            step_id,
-            attempt,
+            Some(step_id),
+            Some(attempt),
             "late_result",
             Some(tier),
             None,
             &[],
-            serde_json::json!({}),
-        )
-        .await?;
-        tx.commit().await?;
-        return Ok(Vec::new());
+            detail,
+        );
+        return Ok(None);
     }
 
-    let verifiers: Vec<VerifierKind> = verifiers
-        .iter()
-        .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
-        .collect();
-    // What a rag step is checked against: the retrieval it just ran, or the
+    let output = match evidence {
+        Evidence::Result(ResultMessage {
+            outcome: AttemptOutcome::Answered { output, .. },
+            ..
+        }) => output.as_str(),
+        _ => "",
+    };
+    // What a rag step is checked against: the retrieval a retrieve step's
+    // terms find now (searched on this transaction's connection), or the
     // one its job's retrieve step stored.
-    let retrieval = match (&rag, searched) {
-        (_, Some(r)) => Some(r),
-        (Some(_), None) => crate::rag::route::load_retrieval(&mut tx, job_id).await?,
-        (None, None) => None,
+    let retrieval = match &rag {
+        Some(job) if step.task == TaskType::RetrievePlan && matches!(evidence, Evidence::Result(_)) => {
+            Some(search(tx, &tenant, job, output).await?)
+        }
+        Some(_) => stored_retrieval(unit, job_id),
+        None => None,
     };
     let rag_expect = rag.as_ref().zip(retrieval.as_ref()).map(|(j, r)| j.expect(r));
-    let (findings, confidence, failure) = match &evidence {
+    let (findings, confidence, failure) = match evidence {
         Evidence::Timeout => (Vec::new(), None, Some(ReasonCode::Timeout)),
         Evidence::DeadLettered { .. } => (Vec::new(), None, Some(ReasonCode::DeadLettered)),
         Evidence::Result(m) => match &m.outcome {
             AttemptOutcome::Answered { output, confidence, .. } => {
                 let expect = verify::Expect {
-                    schema: schema.as_ref(),
-                    labels: &labels,
+                    schema: step.schema.as_ref(),
+                    labels: &step.labels,
                     rag: rag_expect,
                 };
-                (verify::run(&verifiers, output, expect), *confidence, None)
+                (verify::run(&step.verifiers, output, expect), *confidence, None)
             }
             AttemptOutcome::Failed { class, .. } => {
                 let code = if class == "timeout" {
@@ -180,102 +203,89 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
             }
         },
     };
-    let output = match &evidence {
-        Evidence::Result(ResultMessage {
-            outcome: AttemptOutcome::Answered { output, .. },
-            ..
-        }) => output.as_str(),
-        _ => "",
-    };
     // Token counts of this call, or the input's estimate when there are none.
-    let tokens = match &evidence {
+    let tokens = match evidence {
         Evidence::Result(ResultMessage {
             outcome: AttemptOutcome::Answered {
                 tokens_in, tokens_out, ..
             },
             ..
         }) => (*tokens_in, *tokens_out),
-        _ => (estimate_tokens(&input), estimate_tokens(&input)),
+        _ => (estimate_tokens(&step.input), estimate_tokens(&step.input)),
     };
     let ev = AttemptEvidence {
         tier,
-        class: &class,
-        input: &input,
+        class: &step.class,
+        input: &step.input,
         output,
-        ambiguity,
+        ambiguity: step.ambiguity,
         findings: &findings,
         confidence,
         failure,
-        budget_left_usd: budget.map(|b| b - job_cost - cost),
+        budget_left_usd: budget_left,
         next_call_usd: escalation_estimate(cfg, tier, tokens),
     };
     let (decision, score) = decide_scored(&cfg.routing, &cfg.tiers, &ev);
-    record_on_span(&decision, cost);
+    record_on_span(&item.span, &decision, cost);
     let observed = crate::metrics::Settled {
         tier,
         tenant: &tenant,
-        task_type: &task_type,
-        evidence: &evidence,
+        task_type: &step.task_type,
+        evidence,
         decision: &decision,
         cost_usd: cost,
-    };
-    let observed = observed.labels();
+    }
+    .labels();
     let detail = serde_json::json!({ "findings": findings, "confidence": confidence, "defensibility": score });
-    let mut publish = Vec::new();
     match decision {
         Decision::Accept { open_findings } => {
             let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
-            record_outcome(&mut tx, attempt, &evidence, false, Some(("accepted", &findings))).await?;
+            unit.update_attempt(
+                step_id,
+                outcome_update(attempt, evidence, false, Some(("accepted", &findings))),
+            );
             // A retrieve step's output, for the steps after it, is what its terms found.
-            let stored = match (&retrieval, task) {
+            let stored = match (&retrieval, step.task) {
                 (Some(r), TaskType::RetrievePlan) => serde_json::to_string(r).expect("retrievals serialise"),
                 _ => output.to_string(),
             };
-            sqlx::query("UPDATE steps SET state = 'accepted', output = $2, open_findings = $3 WHERE id = $1")
-                .bind(step_id)
-                .bind(&stored)
-                .bind(serde_json::to_value(&open_findings).expect("findings serialise"))
-                .execute(&mut *tx)
-                .await?;
-            event(
-                &mut tx,
-                cfg,
+            let s = unit.step_mut(step_id);
+            s.state = "accepted".into();
+            s.output = Some(stored);
+            s.open_findings = serde_json::to_value(&open_findings).expect("findings serialise");
+            unit.event(
                 job_id,
-                step_id,
-                attempt,
+                Some(step_id),
+                Some(attempt),
                 "accept",
                 Some(tier),
                 None,
                 &codes,
                 detail,
-            )
-            .await?;
-            let reopened = match (&rag, task) {
+            );
+            let reopened = match (&rag, step.task) {
                 (Some(_), TaskType::Critique) => {
-                    let left = budget.map(|b| b - job_cost - cost);
-                    crate::rag::route::after_critique(&mut tx, cfg, job_id, step_id, attempt, output, left).await?
+                    let critique = Critique {
+                        step: step_id,
+                        attempt,
+                        output,
+                        budget_left,
+                    };
+                    after_critique(tx, unit, cfg, job_id, critique).await?
                 }
                 _ => None,
             };
-            publish = match reopened {
-                Some(a) => vec![a],
-                None => {
-                    advance_job(
-                        &mut tx,
-                        cfg,
-                        job_id,
-                        parse_stored(&blast),
-                        rag.as_ref(),
-                        retrieval.as_ref(),
-                    )
-                    .await?
-                }
-            };
+            if reopened.is_none() {
+                advance_job(unit, cfg, job_id, blast, rag.as_ref(), retrieval.as_ref());
+            }
         }
         Decision::Escalate { to, reasons, skipped } => {
             let mut detail = detail;
             detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
-            record_outcome(&mut tx, attempt, &evidence, false, Some(("escalated", &findings))).await?;
+            unit.update_attempt(
+                step_id,
+                outcome_update(attempt, evidence, false, Some(("escalated", &findings))),
+            );
             let lead = Lead {
                 event: "escalate",
                 attempt: Some(attempt),
@@ -283,33 +293,28 @@ pub async fn settle(store: &PgStore, cfg: &Config, attempt: Uuid, evidence: Evid
                 reasons: &reasons,
                 detail,
             };
-            publish.push(dispatch(&mut tx, cfg, job_id, step_id, to, lead).await?);
+            unit.dispatch(cfg, step_id, to, lead);
         }
         Decision::Fail { reasons } => {
-            record_outcome(&mut tx, attempt, &evidence, false, Some(("rejected", &findings))).await?;
-            sqlx::query("UPDATE steps SET state = 'failed' WHERE id = $1")
-                .bind(step_id)
-                .execute(&mut *tx)
-                .await?;
-            event(
-                &mut tx,
-                cfg,
-                job_id,
+            unit.update_attempt(
                 step_id,
-                attempt,
+                outcome_update(attempt, evidence, false, Some(("rejected", &findings))),
+            );
+            unit.step_mut(step_id).state = "failed".into();
+            unit.event(
+                job_id,
+                Some(step_id),
+                Some(attempt),
                 "fail",
                 Some(tier),
                 None,
                 &reasons,
                 detail,
-            )
-            .await?;
-            fail_job(&mut tx, cfg, job_id, step_id, &reasons).await?;
+            );
+            fail_job(unit, cfg, job_id, step_id, &reasons);
         }
     }
-    tx.commit().await?;
-    crate::metrics::record(&observed, started.elapsed());
-    Ok(publish)
+    Ok(Some(observed))
 }
 
 /// The price of the call behind `evidence` (0 without an answer).
@@ -323,45 +328,49 @@ fn evidence_cost(evidence: &Evidence<'_>) -> f64 {
     }
 }
 
-/// Writes the worker's figures onto the attempt and, when there is one, the
-/// decision's outcome with the verifier findings it rests on: one statement.
-async fn record_outcome(
-    tx: &mut PgConnection,
+/// The worker's figures for the attempt and, when there is one, the
+/// decision's outcome with the verifier findings it rests on.
+fn outcome_update(
     attempt: Uuid,
     evidence: &Evidence<'_>,
     late: bool,
-    decided: Option<(&str, &[Finding])>,
-) -> Result<()> {
+    decided: Option<(&'static str, &[Finding])>,
+) -> AttemptUpdate {
     let (outcome, findings) = match decided {
         Some((o, f)) => (Some(o), serde_json::to_value(f).expect("findings serialise")),
         None => (None, serde_json::json!([])),
     };
+    let base = AttemptUpdate {
+        id: attempt,
+        outcome,
+        findings,
+        ..AttemptUpdate::default()
+    };
     let m = match evidence {
         Evidence::Result(m) => m,
-        Evidence::Timeout | Evidence::DeadLettered { .. } => {
-            let (status, error) = match evidence {
-                Evidence::DeadLettered { deliveries } => (
-                    "failed",
-                    Some(format!("dead_lettered: no result after {deliveries} deliveries")),
-                ),
-                _ => ("timed_out", None),
+        Evidence::DeadLettered { deliveries } => {
+            return AttemptUpdate {
+                status: "failed",
+                error: Some(format!("dead_lettered: no result after {deliveries} deliveries")),
+                ..base
             };
-            sqlx::query(
-                "UPDATE attempts SET status = $2, completed_at = now(), error = coalesce($3, error),
-                        outcome = $4, findings = $5
-                 WHERE id = $1",
-            )
-            .bind(attempt)
-            .bind(status)
-            .bind(error)
-            .bind(outcome)
-            .bind(findings)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(());
+        }
+        Evidence::Timeout => {
+            return AttemptUpdate {
+                status: "timed_out",
+                ..base
+            };
         }
     };
-    let (status, output, error, tin, tout, cost, conf, label) = match &m.outcome {
+    let base = AttemptUpdate {
+        worker_id: Some(m.worker_id.clone()),
+        provider: Some(m.provider.clone()),
+        latency_ms: Some(m.latency_ms as i64),
+        received_at: m.received_at,
+        result_sent_at: m.sent_at,
+        ..base
+    };
+    let update = match &m.outcome {
         AttemptOutcome::Answered {
             output,
             tokens_in,
@@ -369,59 +378,35 @@ async fn record_outcome(
             cost_usd,
             confidence,
             label_correct,
-        } => (
-            "answered",
-            Some(output.as_str()),
-            None,
-            Some(*tokens_in as i32),
-            Some(*tokens_out as i32),
-            *cost_usd,
-            *confidence,
-            *label_correct,
-        ),
-        AttemptOutcome::Failed { class, message } => (
-            "failed",
-            None,
-            Some(format!("{class}: {message}")),
-            None,
-            None,
-            0.0,
-            None,
-            None,
-        ),
+        } => AttemptUpdate {
+            status: "answered",
+            output: Some(output.clone()),
+            tokens_in: Some(*tokens_in as i32),
+            tokens_out: Some(*tokens_out as i32),
+            cost_usd: Some(*cost_usd),
+            confidence: *confidence,
+            label_correct: *label_correct,
+            ..base
+        },
+        AttemptOutcome::Failed { class, message } => AttemptUpdate {
+            status: "failed",
+            error: Some(format!("{class}: {message}")),
+            cost_usd: Some(0.0),
+            ..base
+        },
     };
-    let status = if late { "timed_out" } else { status };
-    sqlx::query(
-        "UPDATE attempts SET status = $2, completed_at = now(), worker_id = $3, provider = $4, output = $5,
-                error = $6, tokens_in = $7, tokens_out = $8, cost_usd = $9, latency_ms = $10,
-                received_at = $13, result_sent_at = $14,
-                confidence = $11, label_correct = $12, outcome = $15, findings = $16
-         WHERE id = $1",
-    )
-    .bind(attempt)
-    .bind(status)
-    .bind(&m.worker_id)
-    .bind(&m.provider)
-    .bind(output)
-    .bind(error)
-    .bind(tin)
-    .bind(tout)
-    .bind(cost)
-    .bind(m.latency_ms as i64)
-    .bind(conf)
-    .bind(label)
-    .bind(m.received_at)
-    .bind(m.sent_at)
-    .bind(outcome)
-    .bind(findings)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    if late {
+        AttemptUpdate {
+            status: "timed_out",
+            ..update
+        }
+    } else {
+        update
+    }
 }
 
-/// Puts the decision on the current span (`attempt.decide` for results).
-fn record_on_span(decision: &Decision, cost: f64) {
-    let span = tracing::Span::current();
+/// Puts the decision on `span` (`attempt.decide` for results).
+fn record_on_span(span: &tracing::Span, decision: &Decision, cost: f64) {
     let (name, reasons): (&str, Vec<&str>) = match decision {
         Decision::Accept { open_findings } => ("accept", open_findings.iter().map(|f| f.code.as_str()).collect()),
         Decision::Escalate { reasons, .. } => ("escalate", reasons.iter().map(|r| r.as_str()).collect()),
