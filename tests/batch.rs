@@ -2,41 +2,17 @@
 //! duplicates in the same batch ignored, route events in order, and jobs
 //! submitted together written together.
 
-use crate::util::{Harness, Opts, duplicate_decisions, route};
+use crate::util::{Harness, Opts, answered_result, duplicate_decisions, route};
 use std::time::Duration;
 use upshift_orchestrator::router::{Evidence, Item, settle_batch};
 use upshift_orchestrator::store::PgStore;
 use upshift_shared::Tier;
 use upshift_shared::config::Config;
-use upshift_shared::messages::{AttemptOutcome, MESSAGE_VERSION, ResultMessage};
+use upshift_shared::messages::ResultMessage;
 use uuid::Uuid;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
 const SEVEN: &str = "3 + 4 = <<3+4=7>>7\n#### 7";
-
-fn answered(job: Uuid, step: Uuid, attempt: Uuid, output: &str) -> ResultMessage {
-    ResultMessage {
-        version: MESSAGE_VERSION,
-        attempt_id: attempt,
-        job_id: job,
-        step_id: step,
-        tier: Tier::Small,
-        worker_id: "test".into(),
-        provider: "test".into(),
-        model: "fx-small".into(),
-        latency_ms: 5,
-        received_at: None,
-        sent_at: None,
-        outcome: AttemptOutcome::Answered {
-            output: output.into(),
-            tokens_in: 100,
-            tokens_out: 50,
-            cost_usd: 0.25,
-            confidence: None,
-            label_correct: None,
-        },
-    }
-}
 
 fn item(r: &ResultMessage) -> Item<'_> {
     Item {
@@ -71,8 +47,8 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
     // No workers run: decide both results, and a copy of the first, in one batch.
     let cfg = Config::load(Some(&h.config)).unwrap();
     let store = PgStore::connect(&cfg).await.unwrap();
-    let ra = answered(job, first[0].1, first[0].0, SEVEN);
-    let rb = answered(job, first[1].1, first[1].0, SEVEN);
+    let ra = answered_result(job, first[0].1, first[0].0, Tier::Small, SEVEN);
+    let rb = answered_result(job, first[1].1, first[1].0, Tier::Small, SEVEN);
     let next = settle_batch(&store, &cfg, &[item(&ra), item(&rb), item(&ra)])
         .await
         .unwrap();

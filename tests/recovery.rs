@@ -2,37 +2,15 @@
 //! result delivered twice is decided once, an attempt that never answers
 //! times out and escalates, and its late result changes nothing.
 
-use crate::util::{Harness, Opts, duplicate_decisions, eventually};
+use crate::util::{Harness, Opts, answered_result, duplicate_decisions, eventually};
 use std::time::Duration;
 use upshift_shared::Tier;
-use upshift_shared::messages::{AttemptOutcome, MESSAGE_VERSION, ResultMessage};
 use uuid::Uuid;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
 
 fn answer(job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&ResultMessage {
-        version: MESSAGE_VERSION,
-        attempt_id: attempt,
-        job_id: job,
-        step_id: step,
-        tier,
-        worker_id: "test".into(),
-        provider: "test".into(),
-        model: "fx-small".into(),
-        latency_ms: 5,
-        received_at: None,
-        sent_at: None,
-        outcome: AttemptOutcome::Answered {
-            output: text.into(),
-            tokens_in: 100,
-            tokens_out: 50,
-            cost_usd: 0.25,
-            confidence: None,
-            label_correct: Some(true),
-        },
-    })
-    .unwrap()
+    serde_json::to_vec(&answered_result(job, step, attempt, tier, text)).unwrap()
 }
 
 async fn publish_result(h: &Harness, body: Vec<u8>) {

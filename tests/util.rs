@@ -380,3 +380,35 @@ pub async fn duplicate_decisions(pool: &PgPool) -> Vec<Uuid> {
     .await
     .unwrap()
 }
+
+/// A worker's answered result for an attempt: 100 tokens in, 50 out, $0.25.
+pub fn answered_result(
+    job: Uuid,
+    step: Uuid,
+    attempt: Uuid,
+    tier: upshift_shared::Tier,
+    text: &str,
+) -> upshift_shared::messages::ResultMessage {
+    use upshift_shared::messages::{AttemptOutcome, MESSAGE_VERSION, ResultMessage};
+    ResultMessage {
+        version: MESSAGE_VERSION,
+        attempt_id: attempt,
+        job_id: job,
+        step_id: step,
+        tier,
+        worker_id: "test".into(),
+        provider: "test".into(),
+        model: "fx-small".into(),
+        latency_ms: 5,
+        received_at: None,
+        sent_at: None,
+        outcome: AttemptOutcome::Answered {
+            output: text.into(),
+            tokens_in: 100,
+            tokens_out: 50,
+            cost_usd: 0.25,
+            confidence: None,
+            label_correct: Some(true),
+        },
+    }
+}

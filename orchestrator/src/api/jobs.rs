@@ -131,16 +131,17 @@ pub async fn submit(
         .into());
     }
     let traceparent = upshift_shared::telemetry::traceparent(&span);
+    let planned = steps.len();
     let (id, attempts) = st
         .store
-        .create_job(&st.cfg, &tenant, &req, &steps, traceparent.as_deref())
+        .create_job(&st.cfg, &tenant, req, steps, traceparent.as_deref())
         .instrument(span.clone())
         .await?;
     span.record("job", id.to_string());
     crate::outbox::publish(&st.store, &st.bus, &attempts)
         .instrument(span)
         .await;
-    tracing::info!(job = %id, %tenant, steps = steps.len(), "job accepted");
+    tracing::info!(job = %id, %tenant, steps = planned, "job accepted");
     metrics::counter!("upshift_jobs_submitted_total", "tenant" => tenant.clone()).increment(1);
     Ok((
         StatusCode::ACCEPTED,

@@ -124,15 +124,15 @@ impl PgStore {
         &self,
         cfg: &Config,
         tenant: &str,
-        req: &JobRequest,
-        steps: &[PlannedStep],
+        req: JobRequest,
+        steps: Vec<PlannedStep>,
         traceparent: Option<&str>,
     ) -> Result<(Uuid, Vec<Outgoing>)> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = intake::Pending {
             tenant: tenant.to_string(),
-            req: req.clone(),
-            steps: steps.to_vec(),
+            req,
+            steps,
             traceparent: traceparent.map(str::to_string),
             reply,
         };
@@ -161,14 +161,13 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         unit.flush(&mut tx, cfg).await?;
         tx.commit().await?;
-        let mut outgoing = std::mem::take(&mut unit.outgoing);
+        let mut by_job: std::collections::HashMap<Uuid, Vec<Outgoing>> = std::collections::HashMap::new();
+        for o in std::mem::take(&mut unit.outgoing) {
+            by_job.entry(o.msg.job_id).or_default().push(o);
+        }
         Ok(ids
             .into_iter()
-            .map(|id| {
-                let (mine, rest) = outgoing.drain(..).partition(|o| o.msg.job_id == id);
-                outgoing = rest;
-                (id, mine)
-            })
+            .map(|id| (id, by_job.remove(&id).unwrap_or_default()))
             .collect())
     }
 

@@ -31,6 +31,20 @@ struct JobChange<'a> {
     strong: Option<f64>,
 }
 
+/// Runs `sql` once per chunk of `rows` (see [`chunks`]), with the chunk's
+/// JSON as `$1` and its rows' ids (from `id`) as `$2`.
+async fn write<T: Serialize>(
+    tx: &mut PgConnection,
+    sql: &'static str,
+    rows: &[T],
+    id: impl Fn(&T) -> Uuid,
+) -> Result<()> {
+    for (json, ids) in chunks(rows, |r| Some(id(r))) {
+        sqlx::query(sql).bind(json).bind(ids).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// `rows` as JSON arrays of at most [`CHUNK_BYTES`] (a larger row goes
 /// alone), each with the ids `id` gives for its rows, in order.
 fn chunks<T: Serialize>(rows: &[T], id: impl Fn(&T) -> Option<Uuid>) -> Vec<(String, Vec<Uuid>)> {
@@ -60,18 +74,16 @@ fn chunks<T: Serialize>(rows: &[T], id: impl Fn(&T) -> Option<Uuid>) -> Vec<(Str
 impl Unit {
     /// Writes everything pending, in foreign-key and event order.
     pub async fn flush(&mut self, tx: &mut PgConnection, cfg: &Config) -> Result<()> {
-        for (json, ids) in chunks(&self.new_jobs, |j| Some(j.id)) {
-            sqlx::query(
+        write(
+            tx,
                     "INSERT INTO jobs (id, tenant, kind, input, blast_radius, budget_usd, status, traceparent)
                      SELECT r.id, r.tenant, r.kind, r.input, r.blast_radius, r.budget_usd, 'running', r.traceparent
                      FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, tenant text, kind text, input jsonb, blast_radius text,
                                                       budget_usd float8, traceparent text)",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
+            &self.new_jobs,
+            |j| j.id,
+        )
+        .await?;
         let rows_in = |state: RowState| -> Vec<&StepRow> {
             (self.steps.iter().zip(&self.row))
                 .filter(|(_, r)| **r == state)
@@ -79,9 +91,9 @@ impl Unit {
                 .collect()
         };
         let (new, changed) = (rows_in(RowState::New), rows_in(RowState::Changed));
-        for (json, ids) in chunks(&new, |s| Some(s.id)) {
-            sqlx::query(
-                "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers, output_schema,
+        write(
+            tx,
+            "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers, output_schema,
                                         ambiguity, ambiguity_source, state, task_class, labels, current_tier, output,
                                         open_findings)
                      SELECT r.id, r.job_id, r.idx, r.name, r.task_type, r.input, r.depends_on, r.verifiers,
@@ -91,25 +103,21 @@ impl Unit {
                           input text, depends_on int[], verifiers text[], output_schema jsonb, ambiguity float8,
                           ambiguity_source text, state text, task_class text, labels text[], current_tier text,
                           output text, open_findings jsonb)",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (json, ids) in chunks(&self.new_attempts, |a| Some(a.id)) {
-            sqlx::query(
+            &new,
+            |s| s.id,
+        )
+        .await?;
+        write(
+            tx,
                     "INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
                      SELECT r.id, r.step_id, r.job_id, r.tier, r.model, 'dispatched', now() + make_interval(secs => r.secs)
                      FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, step_id uuid, job_id uuid, tier text, model text, secs float8)",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (json, ids) in chunks(&self.attempt_updates, |u| Some(u.id)) {
-            sqlx::query(
+            &self.new_attempts,
+            |a| a.id,
+        )
+        .await?;
+        write(
+            tx,
                     "UPDATE attempts a SET status = r.status, completed_at = now(), outcome = r.outcome,
                             findings = r.findings, worker_id = coalesce(r.worker_id, a.worker_id),
                             provider = coalesce(r.provider, a.provider), output = coalesce(r.output, a.output),
@@ -125,25 +133,21 @@ impl Unit {
                           latency_ms bigint, confidence float8, label_correct bool, received_at timestamptz,
                           result_sent_at timestamptz)
                      WHERE a.id = ANY($2) AND a.id = r.id",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (json, ids) in chunks(&changed, |s| Some(s.id)) {
-            sqlx::query(
-                "UPDATE steps s SET state = r.state, current_tier = r.current_tier, output = r.output,
+            &self.attempt_updates,
+            |u| u.id,
+        )
+        .await?;
+        write(
+            tx,
+            "UPDATE steps s SET state = r.state, current_tier = r.current_tier, output = r.output,
                             open_findings = r.open_findings, ambiguity = r.ambiguity
                      FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, state text, current_tier text, output text,
                                                       open_findings jsonb, ambiguity float8)
                      WHERE s.id = ANY($2) AND s.id = r.id",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
+            &changed,
+            |s| s.id,
+        )
+        .await?;
         for (json, _) in chunks(&self.events, |_| None) {
             sqlx::query(
                 "INSERT INTO route_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons,
@@ -170,20 +174,18 @@ impl Unit {
                 strong: j.finish.as_ref().map(|f| f.2),
             })
             .collect();
-        for (json, ids) in chunks(&jobs, |j| Some(j.id)) {
-            sqlx::query(
+        write(
+            tx,
                 "UPDATE jobs j SET cost_usd = j.cost_usd + r.added, status = coalesce(r.status, j.status),
                         result = CASE WHEN r.status IS NULL THEN j.result ELSE r.result END,
                         finished_at = CASE WHEN r.status IS NULL THEN j.finished_at ELSE now() END,
                         always_strong_cost_usd = coalesce(r.strong, j.always_strong_cost_usd)
                  FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, added float8, status text, result jsonb, strong float8)
                  WHERE j.id = ANY($2) AND j.id = r.id",
-            )
-            .bind(json)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        }
+            &jobs,
+            |j| j.id,
+        )
+        .await?;
         Ok(())
     }
 }
