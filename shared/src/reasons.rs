@@ -30,6 +30,25 @@ text_enum! {
         ConflictingEvidence => "conflicting_evidence",
         /// Entities in the query were left unresolved.
         UnresolvedEntities => "unresolved_entities",
+        /// The output is degenerate: no content words, a sentence or phrase
+        /// looping, a repeating pattern or a run of bare numbers.
+        DegenerateOutput => "degenerate_output",
+        /// The answer is not of the kind the question asks for (a "which
+        /// setting" question answered without naming a setting from a cited
+        /// passage).
+        AnswerTypeMismatch => "answer_type_mismatch",
+        /// The evidence an answer rests on is not about the question (its
+        /// similarity to the question is under the floor).
+        LowRelevance => "low_relevance",
+        /// The model found no answer among the candidates of the passages.
+        NoAnswer => "no_answer",
+        /// The evidence supports another candidate almost as well as the
+        /// chosen one: the question does not tell them apart.
+        AmbiguousEvidence => "ambiguous_evidence",
+        /// The model chose a span other than the one the evidence ranks
+        /// first (the span of the sentence most similar to the question):
+        /// the two judges disagree.
+        EvidenceDisagrees => "evidence_disagrees",
         /// A critic step rejected the output.
         CritiqueRejected => "critique_rejected",
         /// The provider returned an error that retries did not cure.
@@ -42,5 +61,8 @@ text_enum! {
         BudgetExhausted => "budget_exhausted",
         /// A dependency of this step failed.
         DependencyFailed => "dependency_failed",
+        /// An earlier step's answer could not be defended, so this step
+        /// cannot defend the job's answer either.
+        DependencyUnresolved => "dependency_unresolved",
     }
 }

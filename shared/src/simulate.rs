@@ -47,7 +47,7 @@ pub struct SimAttempt {
     pub correct: Option<bool>,
     /// Cost of the call.
     pub cost_usd: f64,
-    /// `accept`, `escalate` or `fail`.
+    /// `accept`, `unresolved`, `escalate` or `fail`.
     pub decision: &'static str,
     /// Reason codes of the decision.
     pub reasons: Vec<ReasonCode>,
@@ -66,8 +66,11 @@ pub struct SimRoute {
     pub start_reasons: Vec<ReasonCode>,
     /// Attempts in order.
     pub attempts: Vec<SimAttempt>,
-    /// Whether the last attempt was accepted (else the step failed).
+    /// Whether the route ended with an answer (accepted, or kept as the best
+    /// undefended one); else the step failed.
     pub accepted: bool,
+    /// Whether that answer was defended (accepted, not unresolved).
+    pub defended: bool,
     /// Whether the accepted answer was right.
     pub correct: bool,
     /// Cost of every call made.
@@ -139,40 +142,38 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
             score,
             findings: findings.clone(),
         };
-        match decision {
-            Decision::Accept { open_findings } => {
-                a.reasons = open_findings.iter().map(|f| f.code).collect();
-                attempts.push(a);
-                return SimRoute {
-                    start: start.tier,
-                    start_reasons: start.reasons,
-                    attempts,
-                    accepted: true,
-                    correct: correct == Some(true),
-                    cost_usd: cost,
-                };
-            }
+        // How the route ends, if it does: (decision, reasons, an answer kept?, defended?).
+        let end = match decision {
             Decision::Escalate { to, reasons, .. } => {
                 a.decision = "escalate";
                 a.reasons = reasons;
                 attempts.push(a);
                 tier = to;
+                continue;
             }
-            Decision::Fail { reasons } => {
-                a.decision = "fail";
-                a.reasons = reasons;
-                attempts.push(a);
-                return SimRoute {
-                    start: start.tier,
-                    start_reasons: start.reasons,
-                    attempts,
-                    accepted: false,
-                    correct: false,
-                    cost_usd: cost,
-                };
-            }
-        }
+            Decision::Accept { open_findings } => ("accept", codes(&open_findings), true, true),
+            Decision::Unresolved { findings } => ("unresolved", codes(&findings), true, false),
+            Decision::Fail { reasons } => ("fail", reasons, false, false),
+        };
+        let (name, reasons, accepted, defended) = end;
+        a.decision = name;
+        a.reasons = reasons;
+        attempts.push(a);
+        return SimRoute {
+            start: start.tier,
+            start_reasons: start.reasons,
+            attempts,
+            accepted,
+            defended,
+            correct: accepted && correct == Some(true),
+            cost_usd: cost,
+        };
     }
+}
+
+/// The reason codes of `findings`.
+fn codes(findings: &[Finding]) -> Vec<ReasonCode> {
+    findings.iter().map(|f| f.code).collect()
 }
 
 #[cfg(test)]

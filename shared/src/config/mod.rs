@@ -26,6 +26,7 @@ const ENV_SECTIONS: &[&str] = &[
     "models",
     "tiers",
     "routing",
+    "rag",
 ];
 
 fn is_config_var(key: &str) -> bool {
@@ -79,6 +80,8 @@ pub struct Config {
     pub tiers: TierModels,
     /// The routing policy.
     pub routing: RoutingConfig,
+    /// Rag jobs: retrieval, answering and their floors.
+    pub rag: RagConfig,
 }
 
 /// NATS settings.
@@ -418,8 +421,11 @@ impl Config {
     }
 }
 
+mod rag;
 mod tiers;
 mod validate;
+
+pub use rag::{AnswerMode, CritiqueMode, RagConfig};
 pub use tiers::TierChoice;
 
 pub use crate::provider_config::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};

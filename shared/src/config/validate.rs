@@ -47,6 +47,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        self.rag.validate()?;
         if self.database.max_connections == 0 {
             return Err(bad("database.max_connections", "must be greater than 0"));
         }

@@ -24,7 +24,8 @@ pub struct RoutingConfig {
     pub policy_version: String,
     /// Start tier when no rule matches.
     pub default_tier: Tier,
-    /// What to do when the top tier still fails verification.
+    /// What happens to an answer the top tier (or the budget) leaves with
+    /// open findings.
     pub at_top_tier: TopTierAction,
     /// Start rules; the first that matches wins.
     #[serde(default)]
@@ -55,12 +56,15 @@ pub struct ClassCalibration {
     pub strong_accuracy: f64,
 }
 
-/// The top tier's fallback.
+/// What becomes of an answer that no tier could defend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TopTierAction {
-    /// Accept, with the open findings attached to the output.
-    AcceptWithFindings,
+    /// The step ends `unresolved`: its best answer is kept, marked as
+    /// undefended, with the open findings; the job goes on and ends
+    /// `unresolved` too. (`accept_with_findings` is the old name.)
+    #[serde(alias = "accept_with_findings")]
+    Unresolved,
     /// Fail the step with its reasons.
     Fail,
 }
@@ -91,6 +95,28 @@ pub struct StartRule {
 pub struct AcceptRule {
     /// Lowest confidence accepted, when the provider reports one.
     pub min_confidence: f64,
+    /// Per task class, a threshold that replaces `min_confidence`: how far
+    /// this tier's answers of that class can be trusted, as measured (e.g.
+    /// a critic's verdicts on the dev half of a labelled question set). `1`
+    /// means never: the tier's answers of that class are not trusted at all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_class: BTreeMap<String, f64>,
+}
+
+/// A confidence threshold of this value is never met: the answer is not
+/// trusted whatever its confidence.
+pub const NEVER_TRUSTED: f64 = 1.0;
+
+/// The confidence an answer of `class` on `tier` needs (0 without a rule).
+pub fn min_confidence(cfg: &RoutingConfig, tier: Tier, class: &str) -> f64 {
+    cfg.accept
+        .get(&tier)
+        .map_or(0.0, |r| r.by_class.get(class).copied().unwrap_or(r.min_confidence))
+}
+
+/// Whether `confidence` meets `threshold` ([`NEVER_TRUSTED`] is never met).
+pub fn confident_enough(confidence: f64, threshold: f64) -> bool {
+    threshold < NEVER_TRUSTED && confidence >= threshold
 }
 
 impl RoutingConfig {
@@ -112,6 +138,11 @@ impl RoutingConfig {
         for (tier, rule) in &self.accept {
             if !(0.0..=1.0).contains(&rule.min_confidence) {
                 return Err((format!("accept.{tier}.min_confidence"), "must be in [0, 1]".into()));
+            }
+            for (class, t) in &rule.by_class {
+                if !(0.0..=1.0).contains(t) {
+                    return Err((format!("accept.{tier}.by_class.{class}"), "must be in [0, 1]".into()));
+                }
             }
         }
         Ok(())
@@ -216,10 +247,18 @@ pub fn escalation_estimate(cfg: &crate::config::Config, from: Tier, tokens: (u32
 /// The router's verdict on an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Accept the output; `open_findings` is non-empty only at the top tier.
+    /// The answer is defended: accept it. `open_findings` is non-empty only
+    /// when a fitted defensibility model defended it despite them.
     Accept {
-        /// Findings still open when accepting at the top.
+        /// Findings the fitted model weighed and accepted.
         open_findings: Vec<Finding>,
+    },
+    /// No tier can defend the answer (the top tier still has findings, or
+    /// the budget does not allow the next one): the step ends `unresolved`,
+    /// keeping this answer as its best, undefended one.
+    Unresolved {
+        /// Why the answer is not defended.
+        findings: Vec<Finding>,
     },
     /// Publish a new attempt on `to`.
     Escalate {
@@ -288,10 +327,13 @@ fn decide_with(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_
         if model.is_some() {
             reasons.push(ReasonCode::LowDefensibility);
         } else {
-            let threshold = cfg.accept.get(&ev.tier).map_or(0.0, |r| r.min_confidence);
-            if let Some(c) = ev.confidence
-                && c < threshold
-            {
+            let threshold = min_confidence(cfg, ev.tier, ev.class);
+            let trusted = match ev.confidence {
+                Some(c) => confident_enough(c, threshold),
+                // No signal: only an untrusted class is held back.
+                None => threshold < NEVER_TRUSTED,
+            };
+            if !trusted {
                 reasons.push(ReasonCode::LowConfidence);
             }
         }
@@ -301,7 +343,7 @@ fn decide_with(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_
             open_findings: Vec::new(),
         };
     }
-    let next = next_distinct_tier(models, ev.tier);
+    let next = next_useful_tier(cfg, models, ev.tier, ev.class);
     // Escalate only if the budget left covers the estimated next call.
     let budget_gone = ev
         .budget_left_usd
@@ -314,22 +356,75 @@ fn decide_with(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_
             }
             match (cfg.at_top_tier, ev.failure) {
                 // With no answer at all there is nothing to accept.
-                (TopTierAction::AcceptWithFindings, None) => {
-                    let mut open_findings = ev.findings.to_vec();
+                (TopTierAction::Unresolved, None) => {
+                    let mut findings = ev.findings.to_vec();
+                    // Reasons without a verifier finding behind them (low
+                    // confidence, a fitted model's low score) are findings too.
+                    for r in &reasons {
+                        if !findings.iter().any(|f| f.code == *r) && *r != ReasonCode::BudgetExhausted {
+                            findings.push(Finding::new(*r, reason_detail(*r, ev, cfg)));
+                        }
+                    }
                     if budget_gone && next.is_some() {
                         let detail = format!(
                             "budget left ${:.6} does not cover the next call (about ${:.6})",
                             ev.budget_left_usd.unwrap_or(0.0),
                             ev.next_call_usd.unwrap_or(0.0)
                         );
-                        open_findings.push(Finding::new(ReasonCode::BudgetExhausted, detail));
+                        findings.push(Finding::new(ReasonCode::BudgetExhausted, detail));
                     }
-                    Decision::Accept { open_findings }
+                    Decision::Unresolved { findings }
                 }
                 _ => Decision::Fail { reasons },
             }
         }
     }
+}
+
+/// What a reason without a verifier finding means for this attempt.
+fn reason_detail(r: ReasonCode, ev: &AttemptEvidence<'_>, cfg: &RoutingConfig) -> String {
+    match r {
+        ReasonCode::LowConfidence => format!(
+            "confidence {:.3} is under the {} tier's threshold {:.3}",
+            ev.confidence.unwrap_or(0.0),
+            ev.tier,
+            min_confidence(cfg, ev.tier, ev.class)
+        ),
+        ReasonCode::LowDefensibility => "the fitted defensibility model scored the answer under its threshold".into(),
+        other => other.as_str().to_string(),
+    }
+}
+
+/// The next tier up that could accept an answer of `class`: its model
+/// differs from `from`'s (the same model would repeat the answer) and the
+/// class is trusted there at all (a threshold of [`NEVER_TRUSTED`] never
+/// accepts, so calling it would only cost). Also the tiers passed over.
+pub fn next_useful_tier(
+    cfg: &RoutingConfig,
+    models: &TierModels,
+    from: Tier,
+    class: &str,
+) -> Option<(Tier, Vec<Tier>)> {
+    let mut skipped = Vec::new();
+    let mut from_model = from;
+    loop {
+        let (to, mut passed) = next_distinct_tier(models, from_model)?;
+        skipped.append(&mut passed);
+        if min_confidence(cfg, to, class) < NEVER_TRUSTED {
+            return Some((to, skipped));
+        }
+        skipped.push(to);
+        from_model = to;
+    }
+}
+
+/// The lowest tier from `from` up where `class` is trusted at all.
+pub fn first_useful_tier(cfg: &RoutingConfig, from: Tier, class: &str) -> Option<Tier> {
+    Tier::ALL
+        .iter()
+        .copied()
+        .filter(|t| *t >= from)
+        .find(|t| min_confidence(cfg, *t, class) < NEVER_TRUSTED)
 }
 
 /// The next tier up whose model differs from `from`'s, and the tiers passed

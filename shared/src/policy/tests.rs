@@ -124,10 +124,11 @@ fn findings_escalate_skipping_same_model_and_top_tier_follows_policy() {
         tier: Tier::Strong,
         ..ev.clone()
     };
+    // The top tier cannot defend it either: unresolved, not accepted.
     assert_eq!(
         decide(&c.routing, &m, &top),
-        Decision::Accept {
-            open_findings: findings.clone()
+        Decision::Unresolved {
+            findings: findings.clone()
         }
     );
     c.routing.at_top_tier = TopTierAction::Fail;
@@ -239,4 +240,81 @@ fn a_fitted_model_decides_and_class_rules_pick_start_tiers() {
         ..ev
     };
     assert_eq!(decide(&c.routing, &m, &ev), Decision::Accept { open_findings: vec![] });
+}
+
+#[test]
+fn a_low_confidence_top_answer_is_unresolved_and_untrusted_classes_never_pass() {
+    let mut c = cfg();
+    let m = models("a", "b", "c");
+    c.routing.accept.insert(
+        Tier::Strong,
+        AcceptRule {
+            min_confidence: 0.5,
+            by_class: [("critic".to_string(), NEVER_TRUSTED)].into(),
+        },
+    );
+    let ev = AttemptEvidence {
+        tier: Tier::Strong,
+        class: "answer",
+        input: "",
+        output: "x",
+        ambiguity: 0.1,
+        findings: &[],
+        confidence: Some(0.4),
+        failure: None,
+        budget_left_usd: None,
+        next_call_usd: None,
+    };
+    let Decision::Unresolved { findings } = decide(&c.routing, &m, &ev) else {
+        panic!("a low-confidence top answer is not defended");
+    };
+    assert_eq!(findings[0].code, ReasonCode::LowConfidence);
+    assert!(findings[0].detail.contains("0.400"), "{findings:?}");
+    let sure = AttemptEvidence {
+        confidence: Some(0.9),
+        ..ev.clone()
+    };
+    assert_eq!(
+        decide(&c.routing, &m, &sure),
+        Decision::Accept { open_findings: vec![] }
+    );
+    // An untrusted class is not accepted even at full confidence.
+    let critic = AttemptEvidence {
+        class: "critic",
+        confidence: Some(1.0),
+        ..ev
+    };
+    assert!(matches!(decide(&c.routing, &m, &critic), Decision::Unresolved { .. }));
+    assert_eq!(min_confidence(&c.routing, Tier::Strong, "critic"), NEVER_TRUSTED);
+    assert_eq!(min_confidence(&c.routing, Tier::Strong, "answer"), 0.5);
+}
+
+#[test]
+fn escalation_skips_tiers_that_never_trust_the_class() {
+    let mut c = cfg();
+    let m = models("a", "b", "c");
+    c.routing.accept.insert(
+        Tier::Medium,
+        AcceptRule {
+            min_confidence: 0.5,
+            by_class: [("x".to_string(), NEVER_TRUSTED)].into(),
+        },
+    );
+    assert_eq!(
+        next_useful_tier(&c.routing, &m, Tier::Small, "x"),
+        Some((Tier::Strong, vec![Tier::Medium]))
+    );
+    assert_eq!(
+        next_useful_tier(&c.routing, &m, Tier::Small, "y"),
+        Some((Tier::Medium, vec![]))
+    );
+    assert_eq!(first_useful_tier(&c.routing, Tier::Medium, "x"), Some(Tier::Strong));
+    c.routing
+        .accept
+        .get_mut(&Tier::Strong)
+        .unwrap()
+        .by_class
+        .insert("x".into(), NEVER_TRUSTED);
+    assert_eq!(next_useful_tier(&c.routing, &m, Tier::Small, "x"), None);
+    assert_eq!(first_useful_tier(&c.routing, Tier::Small, "x"), Some(Tier::Small));
 }

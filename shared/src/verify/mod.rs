@@ -3,6 +3,7 @@
 
 mod answer;
 mod arithmetic;
+pub mod degenerate;
 pub mod rag;
 mod schema;
 
@@ -53,6 +54,16 @@ pub enum VerifierKind {
     /// An answer's sentences cite retrieved passages that support them and
     /// do not conflict (rag).
     AnswerCitations,
+    /// The text is not degenerate: it has content words, and no sentence,
+    /// phrase or pattern loops.
+    Degenerate,
+    /// The answer names something of the type the question asks for (a
+    /// setting, a command, a number …) found in a passage it cites (rag).
+    AnswerType,
+    /// An extractive choice: a span of a retrieved passage, of the type
+    /// asked for, from a passage naming the question's entities, in a
+    /// sentence relevant to the question (rag).
+    Span,
 }
 
 impl VerifierKind {
@@ -66,6 +77,9 @@ impl VerifierKind {
             VerifierKind::Retrieval => "retrieval",
             VerifierKind::FactCitations => "fact_citations",
             VerifierKind::AnswerCitations => "answer_citations",
+            VerifierKind::Degenerate => "degenerate",
+            VerifierKind::AnswerType => "answer_type",
+            VerifierKind::Span => "span",
         }
     }
 }
@@ -77,6 +91,8 @@ pub fn default_verifiers(task: TaskType, has_schema: bool, has_labels: bool) -> 
         TaskType::Extract => vec![VerifierKind::JsonSchema],
         TaskType::Classify if has_labels => vec![VerifierKind::Label],
         _ if has_schema => vec![VerifierKind::JsonSchema],
+        // Free text: at least not a loop of words or numbers.
+        TaskType::Summarise | TaskType::Rewrite | TaskType::Synthesise => vec![VerifierKind::Degenerate],
         _ => Vec::new(),
     }
 }
@@ -101,6 +117,8 @@ pub struct RagExpect<'a> {
     pub retrieval: &'a rag::Retrieval,
     /// The retrieval floor.
     pub floor: rag::RetrievalFloor,
+    /// The floors a chosen span's evidence must clear.
+    pub span: rag::SpanFloors,
 }
 
 /// Runs `verifiers` over `output`; an empty result means every check passed.
@@ -112,7 +130,12 @@ pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<
             VerifierKind::Arithmetic => out.extend(arithmetic::check(output)),
             VerifierKind::JsonSchema => out.extend(schema::check(output, expect.schema)),
             VerifierKind::Label => out.extend(check_label(output, expect.labels)),
-            VerifierKind::Retrieval | VerifierKind::FactCitations | VerifierKind::AnswerCitations => {
+            VerifierKind::Degenerate => out.extend(degenerate::check(output)),
+            VerifierKind::Retrieval
+            | VerifierKind::FactCitations
+            | VerifierKind::AnswerCitations
+            | VerifierKind::AnswerType
+            | VerifierKind::Span => {
                 let Some(r) = expect.rag else {
                     out.push(Finding::new(
                         ReasonCode::CitationMissing,
@@ -123,6 +146,8 @@ pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<
                 match v {
                     VerifierKind::Retrieval => out.extend(rag::check_retrieval(r.retrieval, r.floor)),
                     VerifierKind::FactCitations => out.extend(rag::check_facts(output, r.retrieval, r.query)),
+                    VerifierKind::AnswerType => out.extend(rag::check_answer_type(output, r.retrieval, r.query)),
+                    VerifierKind::Span => out.extend(rag::check_span(output, r.retrieval, r.query, r.span)),
                     _ => out.extend(rag::check_answer(output, r.retrieval)),
                 }
             }

@@ -1,4 +1,6 @@
 use super::*;
+use crate::reasons::ReasonCode;
+use crate::verify::Finding;
 
 fn passage(id: &str, score: f32, text: &str) -> Passage {
     Passage {
@@ -7,12 +9,16 @@ fn passage(id: &str, score: f32, text: &str) -> Passage {
         title: "Write Ahead Log".into(),
         score,
         text: text.into(),
+        lexical: Some(score),
+        similarity: None,
     }
 }
 
 fn retrieval() -> Retrieval {
     Retrieval {
         terms: "wal_level".into(),
+        mode: "lexical".into(),
+        sentences: Vec::new(),
         passages: vec![
             passage(
                 "wal.html#1",
@@ -34,15 +40,88 @@ fn retrieval_needs_enough_passages_over_the_floor() {
     let floor = RetrievalFloor {
         min_passages: 2,
         min_score: 0.1,
+        min_similarity: 0.4,
     };
     assert!(check_retrieval(&retrieval(), floor).is_none());
     let strict = RetrievalFloor {
         min_passages: 2,
         min_score: 0.3,
+        min_similarity: 0.4,
     };
     assert_eq!(
         check_retrieval(&retrieval(), strict).unwrap().code,
         ReasonCode::RetrievalEmpty
+    );
+    // With sentence similarities the floor is on the best sentence.
+    let mut hybrid = retrieval();
+    hybrid.sentences = vec![Sentence {
+        passage_id: "wal.html#1".into(),
+        text: "wal_level determines how much information is written to the WAL.".into(),
+        similarity: 0.35,
+    }];
+    let f = check_retrieval(&hybrid, floor).unwrap();
+    assert!(f.detail.contains("0.35"), "{f:?}");
+    hybrid.sentences[0].similarity = 0.7;
+    assert!(
+        check_retrieval(&hybrid, strict).is_none(),
+        "the lexical rank no longer decides"
+    );
+}
+
+#[test]
+fn answers_name_what_the_question_asks_for() {
+    let r = retrieval();
+    let q = "Which setting controls how much information is written to the WAL?";
+    let wal_intro = "WAL is about how much information is written [wal.html#1].";
+    assert_eq!(
+        check_answer_type(wal_intro, &r, q).map(|f| f.code),
+        Some(ReasonCode::AnswerTypeMismatch)
+    );
+    assert!(check_answer_type("It is wal_level [wal.html#1].", &r, q).is_none());
+    // A setting named by the answer but not by what it cites does not count.
+    assert!(check_answer_type("It is wal_level [vacuum.html#0].", &r, q).is_some());
+    assert!(
+        check_answer_type("Anything.", &r, "What does VACUUM do?").is_none(),
+        "free-form"
+    );
+}
+
+const FLOORS: SpanFloors = SpanFloors {
+    min_relevance: 0.4,
+    min_margin: 0.0,
+};
+
+#[test]
+fn a_chosen_span_must_be_real_typed_and_about_the_question() {
+    let r = retrieval();
+    let q = "Which setting controls how much information is written to the WAL?";
+    assert!(check_span("wal_level", &r, q, FLOORS).is_empty());
+    assert_eq!(
+        codes(&check_span(extractive::NO_ANSWER, &r, q, FLOORS)),
+        vec![ReasonCode::NoAnswer]
+    );
+    assert_eq!(
+        codes(&check_span("fsync", &r, q, FLOORS)),
+        vec![ReasonCode::CitationMissing]
+    );
+    // A command from a passage that never mentions the WAL.
+    assert_eq!(
+        codes(&check_span("VACUUM", &r, q, FLOORS)),
+        vec![
+            ReasonCode::AnswerTypeMismatch,
+            ReasonCode::UnresolvedEntities,
+            ReasonCode::EvidenceDisagrees
+        ]
+    );
+    // A real setting, but not the one the evidence ranks first.
+    assert_eq!(
+        codes(&check_span("wal_buffers", &r, q, FLOORS)),
+        vec![ReasonCode::EvidenceDisagrees]
+    );
+    let q2 = "Which setting of MySQL controls how much is written to the WAL?";
+    assert_eq!(
+        codes(&check_span("wal_level", &r, q2, FLOORS)),
+        vec![ReasonCode::UnresolvedEntities]
     );
 }
 
@@ -74,6 +153,11 @@ fn answers_need_citations_support_and_agreeing_evidence() {
     assert_eq!(
         codes(&check_answer(foreign, &r)),
         vec![ReasonCode::CitationMissing, ReasonCode::CitationMissing]
+    );
+    let wrong_number = "The default value of wal_buffers is 64MB [wal.html#1].";
+    assert_eq!(
+        codes(&check_answer(wrong_number, &r)),
+        vec![ReasonCode::UnsupportedClaims]
     );
     let unsupported = "Checkpoints are spread over five minutes by the background writer [wal.html#1].";
     assert_eq!(

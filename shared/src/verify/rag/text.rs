@@ -193,6 +193,74 @@ pub fn mentions(text: &str, entity: &str) -> bool {
         .any(|w| w == entity || stem(w) == stem(entity))
 }
 
+static FACT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"`[^`\n]{1,80}`|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|-?\d[\d,]*(?:\.\d+)?").expect("valid regex")
+});
+
+/// The checkable facts of `claim`: the numbers and the code names (code
+/// spans, snake_case names) it states, normalised (no backticks, no
+/// thousands separators, lower case).
+pub fn facts(claim: &str) -> Vec<String> {
+    FACT.find_iter(claim)
+        .map(|m| m.as_str().trim_matches('`').replace(',', "").to_lowercase())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// Whether `claim` states any number or code name.
+pub fn has_facts(claim: &str) -> bool {
+    FACT.is_match(claim)
+}
+
+/// The facts of `claim` (see [`facts`]) that `source` does not contain.
+pub fn facts_missing(claim: &str, source: &str) -> Vec<String> {
+    facts(claim).into_iter().filter(|f| !contains_span(source, f)).collect()
+}
+
+/// Lower case, without backticks, thousands separators in numbers, or the
+/// space between a number and its unit (`128 MB` is `128mb`).
+fn normalise(text: &str) -> String {
+    static THOUSANDS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\d),(\d{3})").expect("valid regex"));
+    static UNIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\d) +([a-z%])").expect("valid regex"));
+    let t = text.replace('`', "").to_lowercase();
+    let t = THOUSANDS.replace_all(&t, "$1$2");
+    UNIT.replace_all(&t, "$1$2").into_owned()
+}
+
+/// Whether `text` contains `span` as a whole (case-insensitive, on word
+/// boundaries, ignoring backticks; `128 MB` and `128MB` are the same).
+pub fn contains_span(text: &str, span: &str) -> bool {
+    let (t, s) = (normalise(text), normalise(span.trim()));
+    if s.is_empty() {
+        return false;
+    }
+    // A number only needs to stand apart from other digits: `4` is in `4MB`.
+    let numeric = s
+        .trim_start_matches('-')
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.');
+    let bounded = |hay: &str, needle: &str| {
+        let word = |c: Option<char>| {
+            c.is_some_and(|c| {
+                if numeric {
+                    c.is_ascii_digit()
+                } else {
+                    c.is_alphanumeric() || c == '_'
+                }
+            })
+        };
+        hay.match_indices(needle).any(|(i, _)| {
+            let before = hay[..i].chars().next_back();
+            let after = hay[i + needle.len()..].chars().next();
+            // A trailing full stop ends a sentence; a dot inside a number does not.
+            let decimal = after == Some('.') && hay[i + needle.len() + 1..].starts_with(|c: char| c.is_ascii_digit());
+            let after_ok = !(word(after) || decimal);
+            !word(before) && after_ok
+        })
+    };
+    bounded(&t, &s)
+}
+
 static SETTING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?:\W+\w+){0,4}?\W+(?:is|=|to|of)\W+(-?\d+(?:\.\d+)?\s?(?:kb|mb|gb|tb|ms|s|min|h|%)?)\b")
         .expect("valid regex")
@@ -244,6 +312,26 @@ mod tests {
         );
         assert_eq!(citations("x [a#1, b#2] y [a#1]"), vec!["a#1", "b#2"]);
         assert_eq!(strip_citations("x [a#1]."), "x .");
+    }
+
+    #[test]
+    fn spans_match_whole_words_and_facts_must_be_in_the_source() {
+        assert!(contains_span("The default is `128MB`.", "128MB"));
+        assert!(contains_span("typically 128 MB of memory", "128mb"));
+        assert!(!contains_span("max_wal_size is 1GB", "wal_size"));
+        assert!(!contains_span("version 4.05", "4.0"));
+        assert!(contains_span("columns per table | 1,600", "1600"));
+        assert_eq!(
+            facts("The default of `work_mem` is 4MB, or 4,096 kB."),
+            vec!["work_mem", "4", "4096"]
+        );
+        assert_eq!(
+            facts_missing(
+                "The default value of max_widgets is 25.",
+                "The default value of max_widgets is 10."
+            ),
+            vec!["25"]
+        );
     }
 
     #[test]

@@ -1,0 +1,339 @@
+//! The verifiers of a rag job's steps (see the module above for the list).
+
+use super::extractive::{NO_ANSWER, candidates, locate, margin};
+use super::question::classify;
+use super::spans::{fits, spans};
+use super::{
+    MAX_UNSUPPORTED_SHARE, MIN_CLAIM_WORDS, MIN_SUPPORT, Passage, Retrieval, RetrievalFloor, parse_facts, text,
+};
+use crate::reasons::ReasonCode;
+use crate::verify::Finding;
+use std::collections::BTreeMap;
+
+/// `retrieval_empty` when retrieval missed its floor: too few passages, or
+/// (with sentence similarities) no sentence similar enough to the question,
+/// or (full-text only) too few passages ranked at or above the floor.
+pub fn check_retrieval(r: &Retrieval, floor: RetrievalFloor) -> Option<Finding> {
+    let miss = |d: String| Some(Finding::new(ReasonCode::RetrievalEmpty, d));
+    if r.passages.len() < floor.min_passages {
+        return miss(format!(
+            "`{}` found {} passages (need {})",
+            r.terms,
+            r.passages.len(),
+            floor.min_passages
+        ));
+    }
+    if let Some(best) = r.sentences.iter().map(|s| s.similarity).reduce(f32::max) {
+        return (best < floor.min_similarity).then(|| {
+            Finding::new(
+                ReasonCode::RetrievalEmpty,
+                format!(
+                    "the sentence most similar to the question scores {best:.2} (floor {:.2})",
+                    floor.min_similarity
+                ),
+            )
+        });
+    }
+    let good = r
+        .passages
+        .iter()
+        .filter(|p| p.lexical.unwrap_or(p.score) >= floor.min_score)
+        .count();
+    if good < floor.min_passages {
+        return miss(format!(
+            "terms `{}` found {good} passages scoring ≥ {} (need {})",
+            r.terms, floor.min_score, floor.min_passages
+        ));
+    }
+    None
+}
+
+/// Checks extracted facts against the passages and the query.
+pub fn check_facts(output: &str, r: &Retrieval, query: &str) -> Vec<Finding> {
+    let Some(facts) = parse_facts(output) else {
+        return Vec::new(); // the schema verifier reports malformed output
+    };
+    let mut out = Vec::new();
+    let unknown: Vec<&str> = facts
+        .iter()
+        .filter(|f| r.get(&f.passage_id).is_none())
+        .map(|f| f.passage_id.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::CitationMissing,
+            format!("cites passages that were not retrieved: {}", unknown.join(", ")),
+        ));
+    }
+    let unsupported: Vec<String> = facts
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            r.get(&f.passage_id).is_some_and(|p| {
+                text::support(&f.fact, &text::word_set([p.text.as_str(), p.title.as_str()])) < MIN_SUPPORT
+            })
+        })
+        .map(|(i, _)| format!("fact {i}"))
+        .collect();
+    if !unsupported.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::UnsupportedClaims,
+            format!("not supported by the cited passage: {}", unsupported.join(", ")),
+        ));
+    }
+    let all: String = facts.iter().map(|f| f.fact.as_str()).collect::<Vec<_>>().join(" ");
+    let missing: Vec<String> = text::entities(query)
+        .into_iter()
+        .filter(|e| !text::mentions(&all, e))
+        .collect();
+    if !missing.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::UnresolvedEntities,
+            format!("the facts never mention: {}", missing.join(", ")),
+        ));
+    }
+    out
+}
+
+/// Checks a synthesised answer's citations, support and evidence. A cited
+/// sentence is supported when most of its content words occur in what it
+/// cites and every number and code name it states does too.
+pub fn check_answer(answer: &str, r: &Retrieval) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if answer.trim().is_empty() {
+        return vec![Finding::new(ReasonCode::AnswerFormat, "empty answer")];
+    }
+    let unknown: Vec<String> = text::citations(answer)
+        .into_iter()
+        .filter(|id| r.get(id).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::CitationMissing,
+            format!("cites passages that were not retrieved: {}", unknown.join(", ")),
+        ));
+    }
+    let (mut claims, mut uncited) = (0, 0);
+    let mut unsupported: Vec<String> = Vec::new();
+    for s in text::sentences(answer) {
+        let bare = text::strip_citations(&s);
+        if text::content_words(&bare).len() < MIN_CLAIM_WORDS && !text::has_facts(&bare) {
+            continue;
+        }
+        claims += 1;
+        let cited: Vec<&Passage> = text::citations(&s).iter().filter_map(|id| r.get(id)).collect();
+        if cited.is_empty() {
+            uncited += 1;
+            continue;
+        }
+        let source = text::word_set(cited.iter().flat_map(|p| [p.text.as_str(), p.title.as_str()]));
+        let cited_text: String = cited.iter().map(|p| format!("{} {}\n", p.title, p.text)).collect();
+        let missing = text::facts_missing(&bare, &cited_text);
+        if let Some(m) = missing.first() {
+            unsupported.push(format!("`{m}` is not in what it cites"));
+        } else if text::support(&bare, &source) < MIN_SUPPORT {
+            unsupported.push(format!("`{}` is not supported by what it cites", clip(&bare, 50)));
+        }
+    }
+    if uncited > 0 {
+        out.push(Finding::new(
+            ReasonCode::CitationMissing,
+            format!("{uncited} of {claims} sentences cite no retrieved passage"),
+        ));
+    }
+    let cited = claims - uncited;
+    if cited > 0 && unsupported.len() as f64 / cited as f64 > MAX_UNSUPPORTED_SHARE {
+        out.push(Finding::new(
+            ReasonCode::UnsupportedClaims,
+            format!(
+                "{} of {cited} cited sentences are not supported: {}",
+                unsupported.len(),
+                unsupported.join("; ")
+            ),
+        ));
+    }
+    let cited: Vec<&Passage> = text::citations(answer).iter().filter_map(|id| r.get(id)).collect();
+    out.extend(conflicts(&cited).map(|d| Finding::new(ReasonCode::ConflictingEvidence, d)));
+    out
+}
+
+/// `answer_type_mismatch` when `answer` does not name anything of the type
+/// `query` asks for that also appears in a passage it cites (or, when it
+/// cites none, in a retrieved passage). Free-form questions pass.
+pub fn check_answer_type(answer: &str, r: &Retrieval, query: &str) -> Option<Finding> {
+    let t = classify(query);
+    if !t.wants_span() {
+        return None;
+    }
+    let cited: Vec<&Passage> = text::citations(answer).iter().filter_map(|id| r.get(id)).collect();
+    let pool: Vec<&Passage> = if cited.is_empty() {
+        r.passages.iter().collect()
+    } else {
+        cited
+    };
+    let bare = text::strip_citations(answer);
+    // What the answer names itself, found in a cited passage; or what a
+    // cited passage names (its code spans, numbers …), found in the answer.
+    let own = spans(&bare, t).into_iter().any(|s| {
+        pool.iter()
+            .any(|p| text::contains_span(&p.text, &s) || text::contains_span(&p.title, &s))
+    });
+    let named = own
+        || pool
+            .iter()
+            .flat_map(|p| text::sentences(&p.text))
+            .flat_map(|sentence| spans(&sentence, t))
+            .any(|s| !text::contains_span(query, &s) && text::contains_span(&bare, &s));
+    (!named).then(|| {
+        Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "the question asks for a {}; the answer names none that a cited passage has",
+                t.as_str()
+            ),
+        )
+    })
+}
+
+/// Checks the span an extractive step chose: a real choice (not "none of
+/// these"), of the type asked for, found in a retrieved passage that names
+/// the question's entities, the span the evidence itself ranks first, in a
+/// sentence similar enough to the question and clearly more similar than
+/// any rival candidate's.
+pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) -> Vec<Finding> {
+    let SpanFloors {
+        min_relevance,
+        min_margin,
+    } = floors;
+    let span = span.trim();
+    if span.eq_ignore_ascii_case(NO_ANSWER) {
+        return vec![Finding::new(
+            ReasonCode::NoAnswer,
+            "the model chose none of the passages' candidates",
+        )];
+    }
+    let t = classify(query);
+    let Some(ev) = locate(span, r) else {
+        return vec![Finding::new(
+            ReasonCode::CitationMissing,
+            format!("`{}` is in no retrieved passage", clip(span, 60)),
+        )];
+    };
+    let mut out = Vec::new();
+    if t.wants_span() && !fits(span, t) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "the question asks for a {}; `{}` is not one",
+                t.as_str(),
+                clip(span, 40)
+            ),
+        ));
+    }
+    let context = format!("{} {}", ev.passage.title, ev.passage.text);
+    let missing: Vec<String> = text::entities(query)
+        .into_iter()
+        .filter(|e| !text::mentions(&context, e))
+        .collect();
+    if !missing.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::UnresolvedEntities,
+            format!("{} never mentions: {}", ev.passage.passage_id, missing.join(", ")),
+        ));
+    }
+    // The evidence's own ranking is a second judge: a model that picks
+    // another span than the one it ranks first is not confirmed by it.
+    if let Some(first) = candidates(query, r).into_iter().next()
+        && !first.eq_ignore_ascii_case(span)
+    {
+        out.push(Finding::new(
+            ReasonCode::EvidenceDisagrees,
+            format!("the evidence ranks `{}` first", clip(&first, 60)),
+        ));
+    }
+    if let Some(sim) = ev.similarity
+        && sim < min_relevance
+    {
+        out.push(Finding::new(
+            ReasonCode::LowRelevance,
+            format!("its sentence scores {sim:.2} against the question (floor {min_relevance:.2})"),
+        ));
+    }
+    if let Some(m) = margin(query, span, r)
+        && m < min_margin
+    {
+        out.push(Finding::new(
+            ReasonCode::AmbiguousEvidence,
+            format!("another candidate's sentence scores within {m:.3} of it (margin needed {min_margin:.3})"),
+        ));
+    }
+    out
+}
+
+/// The floors a chosen span's evidence must clear.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanFloors {
+    /// Lowest similarity of its sentence to the question.
+    pub min_relevance: f32,
+    /// Lowest lead of its sentence's similarity over the best rival's.
+    pub min_margin: f32,
+}
+
+/// The first setting to which `passages` give different values, described.
+pub fn conflicts(passages: &[&Passage]) -> Option<String> {
+    let mut seen: BTreeMap<String, (String, &str)> = BTreeMap::new();
+    for p in passages {
+        for (key, value) in text::settings(&p.text) {
+            match seen.get(&key) {
+                Some((v, other)) if *v != value && *other != p.passage_id => {
+                    return Some(format!("`{key}` is {v} in {other} but {value} in {}", p.passage_id));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (value, &p.passage_id));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Ambiguity of the steps after retrieval, from what was retrieved, with
+/// its parts for the route: `0.4 × unresolved + 0.3 × flatness + 0.3 ×
+/// conflict`, never below `base` (the query's own estimate).
+///
+/// - unresolved: share of the query's entities no passage mentions;
+/// - flatness: `1 − (best − worst) / best` over the passages' similarities
+///   to the question (their scores without embeddings): a flat ranking
+///   means the search could not tell passages apart;
+/// - conflict: 1 when the passages give different values for a setting.
+pub fn ambiguity(query: &str, r: &Retrieval, base: f64) -> (f64, serde_json::Value) {
+    let ents = text::entities(query);
+    let all: String = r.passages.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" ");
+    let unresolved = if ents.is_empty() {
+        0.0
+    } else {
+        ents.iter().filter(|e| !text::mentions(&all, e)).count() as f64 / ents.len() as f64
+    };
+    let scores: Vec<f32> = r.passages.iter().map(|p| p.similarity.unwrap_or(p.score)).collect();
+    let best = scores.iter().copied().fold(0.0f32, f32::max);
+    let worst = scores.iter().copied().fold(f32::INFINITY, f32::min);
+    let flatness = if scores.len() < 2 || best <= 0.0 {
+        1.0
+    } else {
+        1.0 - f64::from((best - worst) / best)
+    };
+    let all_refs: Vec<&Passage> = r.passages.iter().collect();
+    let conflict = conflicts(&all_refs);
+    let a = (0.4 * unresolved + 0.3 * flatness + 0.3 * f64::from(u8::from(conflict.is_some()))).max(base);
+    let detail = serde_json::json!({
+        "base": base, "unresolved_entities": unresolved, "score_flatness": flatness,
+        "conflict": conflict, "question_type": classify(query).as_str(),
+    });
+    (a.clamp(0.0, 1.0), detail)
+}
+
+fn clip(s: &str, n: usize) -> String {
+    let t: String = s.chars().take(n).collect();
+    if t.len() < s.len() { format!("{t}…") } else { t }
+}

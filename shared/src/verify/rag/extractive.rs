@@ -1,0 +1,457 @@
+//! Extractive answering: instead of letting a small model write an answer,
+//! the orchestrator offers it the spans of the retrieved passages that fit
+//! the question's type (names, numbers, commands, or whole sentences for a
+//! free-form question), the model scores them as labels, and the answer is
+//! composed from the chosen span and the sentence it comes from, cited.
+//!
+//! A 135M-parameter model cannot write a reliable sentence, but it can rank
+//! a handful of real spans by likelihood; whatever it picks is then a real
+//! span of a real passage, and the verifiers judge the choice.
+
+use super::question::{QuestionType, classify};
+use super::spans::spans;
+use super::text::contains_span;
+use super::{Passage, Retrieval};
+
+/// What an extraction answers when it found nothing (a model given free
+/// text, or a recorded answer); never offered as a candidate: measured on
+/// the dev questions, the local models chose it for answers they had in
+/// front of them, and refusals come from the floors and the critic instead.
+pub const NO_ANSWER: &str = "none of these";
+/// Most candidates offered.
+pub const MAX_CANDIDATES: usize = 24;
+/// Candidates come from this many of the sentences most similar to the question.
+pub const EVIDENCE_SENTENCES: usize = 8;
+/// A free-form question is answered by one of this many sentences.
+pub const SENTENCE_CANDIDATES: usize = 6;
+
+/// Where a chosen span comes from.
+#[derive(Debug, Clone)]
+pub struct Evidence<'a> {
+    /// The passage.
+    pub passage: &'a Passage,
+    /// The sentence of the passage that holds the span.
+    pub sentence: String,
+    /// The sentence's similarity to the question, when embeddings ran.
+    pub similarity: Option<f32>,
+}
+
+/// The retrieval's sentences, most similar to the question first (in
+/// ranking order without embeddings), at most `n`.
+fn best_sentences(r: &Retrieval, n: usize) -> Vec<(String, String, Option<f32>)> {
+    let mut all = r.scored_sentences();
+    // Stable: without similarities the ranking order stays.
+    all.sort_by(|a, b| b.2.unwrap_or(0.0).total_cmp(&a.2.unwrap_or(0.0)));
+    all.truncate(n);
+    all
+}
+
+/// Type names the docs annotate settings and arguments with (`wal_level`
+/// (`enum`)): never the name a setting, function or program question asks for.
+const TYPE_WORDS: &[&str] = &[
+    "integer",
+    "boolean",
+    "string",
+    "enum",
+    "real",
+    "text",
+    "bigint",
+    "oid",
+    "regclass",
+    "name",
+    "bool",
+    "int",
+    "floating point",
+    "void",
+    "record",
+    "setof",
+    "anyelement",
+    "bytea",
+    "xid8",
+    "pg_lsn",
+];
+
+/// The name a definition line introduces, when `sentence` is one: a line
+/// that is a name alone, or a name followed by its type or arguments
+/// (`` `wal_level` (`enum`) ``, `` `pg_cancel_backend` ( `pid` `integer` ) → `boolean` ``).
+fn term_of(sentence: &str) -> Option<String> {
+    let plain = sentence.replace('`', "");
+    let plain = plain.trim();
+    let name = match plain.find(" (") {
+        Some(i) => &plain[..i],
+        None => plain,
+    };
+    let name = name.trim().trim_end_matches("()");
+    let ok = !name.is_empty() && !name.contains(' ') && name.len() <= 64 && name.chars().any(char::is_alphabetic);
+    ok.then(|| name.to_string())
+}
+
+/// Sentences in the order candidates are drawn from:
+///
+/// 1. what the question names (`shared_buffers`) introduces: from the
+///    sentence that first names it in each retrieved passage, that sentence
+///    and the three after it — definitions first (a line that is the name
+///    itself, as in `` `shared_buffers` (`integer`) ``);
+/// 2. the sentences most similar to the question, each with its neighbours
+///    in the passage (a definition's name is often on the line before it,
+///    its default in the sentence after it).
+///
+/// A question about a default takes sentences stating a default first.
+fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
+    let by_passage: Vec<(&str, Vec<String>)> = r
+        .passages
+        .iter()
+        .map(|p| (p.passage_id.as_str(), super::text::sentences(&p.text)))
+        .collect();
+    let sentences_of = |pid: &str| by_passage.iter().find(|(id, _)| *id == pid).map(|(_, ss)| ss);
+    let mut ordered: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        if !ordered.iter().any(|o| o == s) {
+            ordered.push(s.to_string());
+        }
+    };
+    // Names specific enough to anchor on: settings, quoted or coded terms.
+    let named: Vec<String> = super::text::entities(query)
+        .into_iter()
+        .filter(|e| e.contains('_') || e.contains(' ') || e.chars().any(|c| c.is_ascii_digit()))
+        .collect();
+    let mut blocks: Vec<(bool, &[String])> = Vec::new();
+    for (_, ss) in &by_passage {
+        for e in &named {
+            if let Some(i) = ss.iter().position(|s| super::text::mentions(s, e)) {
+                let defines = term_of(&ss[i]).is_some_and(|t| t.eq_ignore_ascii_case(e));
+                blocks.push((defines, &ss[i..(i + 4).min(ss.len())]));
+            }
+        }
+    }
+    blocks.sort_by_key(|(defines, _)| !defines);
+    for (_, block) in &blocks {
+        for s in block.iter() {
+            push(s);
+        }
+    }
+    // Headings ("Write Ahead Log") look like the question but state nothing.
+    let best: Vec<_> = best_sentences(r, EVIDENCE_SENTENCES + 8)
+        .into_iter()
+        .filter(|(_, s, _)| s.split_whitespace().count() >= 4)
+        .take(EVIDENCE_SENTENCES)
+        .collect();
+    let name_first = matches!(
+        t,
+        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
+    );
+    for (pid, s, _) in &best {
+        let ss = sentences_of(pid);
+        let i = ss.and_then(|ss| ss.iter().position(|x| x == s));
+        let prev = i.and_then(|i| i.checked_sub(1)).and_then(|i| ss?.get(i));
+        let next = i.and_then(|i| ss?.get(i + 1));
+        if name_first && let Some(p) = prev {
+            push(p);
+        }
+        push(s);
+        if let Some(n) = next {
+            push(n);
+        }
+        if !name_first && let Some(p) = prev {
+            push(p);
+        }
+    }
+    if query.to_lowercase().contains("default") {
+        // Stable: sentences that state a default first, in the order above.
+        ordered.sort_by_key(|s| !s.to_lowercase().contains("default"));
+    }
+    ordered
+}
+
+/// The names retrieval's passages define: their definition lines, and the
+/// titles that are a name (a reference page such as `COPY` or `pg_dump`).
+fn defined_terms(r: &Retrieval) -> Vec<String> {
+    let titles = r.passages.iter().filter_map(|p| {
+        // "20.5. Write Ahead Log" is a section, "COPY" or "pg_dump" a name.
+        let t = p
+            .title
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .trim();
+        (!t.is_empty() && (t.split_whitespace().count() == 1 || t.chars().all(|c| !c.is_lowercase())))
+            .then(|| t.to_string())
+    });
+    r.passages
+        .iter()
+        .flat_map(|p| super::text::sentences(&p.text))
+        .filter(|s| s.contains('`') || s.ends_with(')'))
+        .filter_map(|s| term_of(&s))
+        .chain(titles)
+        .collect()
+}
+
+/// The candidates a model chooses among for `query`: spans of the type the
+/// question asks for, drawn from the sentences most similar to it and their
+/// neighbours (in that order), without the question's own words or the docs'
+/// type annotations; the sentences themselves when none fits; then
+/// [`NO_ANSWER`].
+pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
+    let t = classify(query);
+    let mut out: Vec<String> = Vec::new();
+    let terms = defined_terms(r);
+    if t != QuestionType::Free {
+        let wants_default = query.to_lowercase().contains("default");
+        // A setting's name is not its value: a value question skips the names defined.
+        let value = matches!(t, QuestionType::Default | QuestionType::Number);
+        for s in evidence_order(query, r, t) {
+            let mut found = spans(&s, t);
+            if wants_default {
+                stated_default_first(&s, &mut found);
+            }
+            for span in found {
+                let repeat = out.iter().any(|o| o.eq_ignore_ascii_case(&span));
+                let annotation = (t != QuestionType::DataType && TYPE_WORDS.contains(&span.to_lowercase().as_str()))
+                    || (value && terms.iter().any(|x| x.eq_ignore_ascii_case(&span)));
+                // An answer that repeats the question's own words answers nothing.
+                if !repeat && !annotation && !contains_span(query, &span) {
+                    out.push(span);
+                }
+            }
+        }
+    }
+    if matches!(
+        t,
+        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
+    ) {
+        // A name the passages define is likelier the answer than a value in
+        // a definition (`wal_level` before `replica`). Stable.
+        out.sort_by_key(|c| !terms.iter().any(|t| t.eq_ignore_ascii_case(c)));
+    }
+    if out.is_empty() {
+        out.extend(best_sentences(r, SENTENCE_CANDIDATES).into_iter().map(|(_, s, _)| s));
+    }
+    out.truncate(MAX_CANDIDATES);
+    out
+}
+
+/// Puts the span a sentence states as the default first ("The default is
+/// `replica`", "defaults to 64 megabytes", "`on` (the default)").
+fn stated_default_first(sentence: &str, spans: &mut Vec<String>) {
+    let lower = sentence.to_lowercase().replace('`', "");
+    let stated = |span: &String| {
+        let s = span.to_lowercase();
+        lower.match_indices(&s).any(|(i, _)| {
+            let before = lower[..i].trim_end_matches([' ', '(', '"']);
+            let after = lower[i + s.len()..].trim_start();
+            [
+                "default is",
+                "defaults to",
+                "default value is",
+                "default of",
+                "default:",
+                "default is typically",
+            ]
+            .iter()
+            .any(|p| before.ends_with(p))
+                || ["(the default)", "by default", "is the default"]
+                    .iter()
+                    .any(|p| after.starts_with(p))
+        })
+    };
+    if let Some(k) = spans.iter().position(stated) {
+        let s = spans.remove(k);
+        spans.insert(0, s);
+    }
+}
+
+/// Where `span` comes from: the sentence most similar to the question that
+/// contains it, and its passage. A definition line that names the span
+/// (`` `pg_backend_pid` () → `integer` ``) is taken with the sentence after
+/// it, which says what it is, and is as relevant as that sentence.
+pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
+    let scored = r.scored_sentences();
+    let sim_of = |pid: &str, text: &str| {
+        scored
+            .iter()
+            .find(|(p, s, _)| p == pid && s == text)
+            .and_then(|(_, _, sim)| *sim)
+    };
+    let mut best: Option<Evidence<'a>> = None;
+    for p in &r.passages {
+        let ss = super::text::sentences(&p.text);
+        for (i, sentence) in ss.iter().enumerate() {
+            if !contains_span(sentence, span) {
+                continue;
+            }
+            let mut text = sentence.clone();
+            let mut sim = sim_of(&p.passage_id, sentence);
+            if term_of(sentence).is_some_and(|t| t.eq_ignore_ascii_case(span.trim_end_matches("()")))
+                && let Some(next) = ss.get(i + 1)
+            {
+                text = format!("{} {}", sentence.trim(), next.trim());
+                sim = match (sim, sim_of(&p.passage_id, next)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let better = best
+                .as_ref()
+                .is_none_or(|b| sim.unwrap_or(0.0) > b.similarity.unwrap_or(0.0));
+            if better {
+                best = Some(Evidence {
+                    passage: p,
+                    sentence: text,
+                    similarity: sim,
+                });
+            }
+        }
+    }
+    best
+}
+
+/// How much better the evidence for `span` is than the evidence for the
+/// best other candidate from another sentence: the similarity to the question
+/// of the one minus the other's. Small when the passages define two things
+/// almost alike (`log_min_duration_sample` and `log_min_duration_statement`,
+/// `inet` and `cidr`) and the question does not tell them apart. `None`
+/// without similarities, or without a rival.
+pub fn margin(query: &str, span: &str, r: &Retrieval) -> Option<f32> {
+    let chosen = locate(span, r)?;
+    let sim = chosen.similarity?;
+    let rival = candidates(query, r)
+        .iter()
+        .filter(|c| !c.eq_ignore_ascii_case(span))
+        .filter_map(|c| locate(c, r))
+        .filter(|e| e.sentence != chosen.sentence)
+        .filter_map(|e| e.similarity)
+        .reduce(f32::max)?;
+    Some(sim - rival)
+}
+
+/// The answer composed from a chosen `span`: the span, then the sentence
+/// that holds it with its citation (`wal_level — `wal_level` determines how
+/// much information is written to the WAL. [runtime-config-wal.html#1]`); a
+/// free-form question's answer is the cited sentence alone.
+pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
+    let ev = locate(span, r)?;
+    let mut sentence = ev.sentence.trim().to_string();
+    if !sentence.ends_with(['.', '!', '?']) {
+        sentence.push('.');
+    }
+    let cite = &ev.passage.passage_id;
+    Some(if classify(query).wants_span() {
+        format!("{} — {sentence} [{cite}]", span.trim())
+    } else {
+        format!("{sentence} [{cite}]")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::rag::{Sentence, check_answer, check_answer_type};
+
+    fn retrieval() -> Retrieval {
+        let p = |id: &str, text: &str| Passage {
+            passage_id: id.into(),
+            document_id: id.split('#').next().unwrap().into(),
+            title: "19.5. Write Ahead Log".into(),
+            score: 0.5,
+            text: text.into(),
+            lexical: None,
+            similarity: None,
+        };
+        let s = |id: &str, text: &str, similarity: f32| Sentence {
+            passage_id: id.into(),
+            text: text.into(),
+            similarity,
+        };
+        Retrieval {
+            terms: "q".into(),
+            mode: "hybrid".into(),
+            passages: vec![
+                p(
+                    "wal.html#1",
+                    "`wal_level` determines how much information is written to the WAL. The default value is `replica`.",
+                ),
+                p(
+                    "wal.html#0",
+                    "Write-Ahead Logging (WAL) is a standard method for ensuring data integrity.",
+                ),
+            ],
+            sentences: vec![
+                s(
+                    "wal.html#1",
+                    "`wal_level` determines how much information is written to the WAL.",
+                    0.81,
+                ),
+                s(
+                    "wal.html#0",
+                    "Write-Ahead Logging (WAL) is a standard method for ensuring data integrity.",
+                    0.55,
+                ),
+                s("wal.html#1", "The default value is `replica`.", 0.30),
+            ],
+        }
+    }
+
+    #[test]
+    fn candidates_are_typed_spans_of_the_best_sentences() {
+        let r = retrieval();
+        let q = "Which setting controls how much information is written to the WAL?";
+        assert_eq!(candidates(q, &r), vec!["wal_level", "replica"]);
+        // The question's own words are no answer.
+        assert_eq!(
+            candidates("What is the default value of wal_level?", &r),
+            vec!["replica"]
+        );
+        let free = candidates("Why do we log changes before writing them?", &r);
+        assert_eq!(free.len(), 3, "{free:?}");
+        assert!(free[0].starts_with("`wal_level` determines"));
+    }
+
+    #[test]
+    fn definition_lines_name_their_term() {
+        assert_eq!(term_of("`wal_level` (`enum`)").as_deref(), Some("wal_level"));
+        assert_eq!(
+            term_of("`pg_cancel_backend` ( `pid` `integer` ) → `boolean`").as_deref(),
+            Some("pg_cancel_backend")
+        );
+        assert_eq!(
+            term_of("`pg_backend_pid` () → `integer`").as_deref(),
+            Some("pg_backend_pid")
+        );
+        assert_eq!(term_of("Sets the amount of memory."), None);
+    }
+
+    #[test]
+    fn the_value_a_sentence_states_as_the_default_comes_first() {
+        let mut spans: Vec<String> = ["128 kilobytes", "128MB", "8kB"].map(String::from).to_vec();
+        stated_default_first(
+            "The default is typically 128 megabytes (`128MB`), at least 128 kilobytes.",
+            &mut spans,
+        );
+        assert_eq!(spans[0], "128 kilobytes", "no span follows `default is` directly");
+        let mut spans: Vec<String> = ["scram-sha-256", "md5"].map(String::from).to_vec();
+        stated_default_first(
+            "Possible values are `scram-sha-256` and `md5`; the default is `md5`.",
+            &mut spans,
+        );
+        assert_eq!(spans[0], "md5");
+        let mut spans: Vec<String> = ["remote_apply", "on", "off"].map(String::from).to_vec();
+        stated_default_first(
+            "Valid values are `remote_apply`, `on` (the default), and `off`.",
+            &mut spans,
+        );
+        assert_eq!(spans[0], "on");
+    }
+
+    #[test]
+    fn a_composed_answer_is_cited_and_passes_the_answer_checks() {
+        let r = retrieval();
+        let q = "Which setting controls how much information is written to the WAL?";
+        let a = compose(q, "wal_level", &r).unwrap();
+        assert_eq!(
+            a,
+            "wal_level — `wal_level` determines how much information is written to the WAL. [wal.html#1]"
+        );
+        assert!(check_answer(&a, &r).is_empty(), "{:?}", check_answer(&a, &r));
+        assert!(check_answer_type(&a, &r, q).is_none());
+        assert!(compose(q, "fsync", &r).is_none(), "not in any passage");
+        assert_eq!(locate("replica", &r).unwrap().similarity, Some(0.30));
+    }
+}
