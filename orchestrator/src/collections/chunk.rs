@@ -1,21 +1,22 @@
 //! Chunking: a document becomes passages of at most [`MAX_PASSAGE`] bytes,
-//! cut at paragraph breaks, then sentence ends, then spaces. The same text
-//! always gives the same passages, so passage ids (`<doc>#<n>`) are stable.
+//! cut at paragraph breaks, then sentence ends, then spaces. A short last
+//! paragraph (a heading, a definition's term such as `wal_level` (`enum`))
+//! moves on with the text it introduces. The same text always gives the
+//! same passages, so passage ids (`<doc>#<n>`) are stable.
 
 /// Largest passage, in bytes (about 200 tokens).
 pub const MAX_PASSAGE: usize = 900;
+/// A paragraph this short introduces the next one rather than ending a
+/// passage (a heading, a setting's `name (type)` line, a function's
+/// signature: the longest signatures of the PostgreSQL docs' admin
+/// functions are about 90 bytes).
+const LEAD_IN: usize = 120;
 
 /// Splits `text` into passages.
 pub fn chunk(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    for para in text
-        .split("\n\n")
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-    {
-        if para.is_empty() {
-            continue;
-        }
+    for para in units(text) {
         for piece in split_long(&para) {
             if !cur.is_empty() && cur.len() + 1 + piece.len() > MAX_PASSAGE {
                 out.push(std::mem::take(&mut cur));
@@ -28,6 +29,35 @@ pub fn chunk(text: &str) -> Vec<String> {
     }
     if !cur.is_empty() {
         out.push(cur);
+    }
+    out
+}
+
+/// The paragraphs of `text`, white space collapsed, each short one joined
+/// (by a line break) to the paragraph after it: a heading or a definition's
+/// term then starts the passage of the text it introduces.
+fn units(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut lead = String::new();
+    for para in text
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+    {
+        let joined = if lead.is_empty() {
+            para
+        } else {
+            format!("{lead}\n{para}")
+        };
+        if joined.len() <= LEAD_IN {
+            lead = joined;
+        } else {
+            lead.clear();
+            out.push(joined);
+        }
+    }
+    if !lead.is_empty() {
+        out.push(lead);
     }
     out
 }
@@ -77,5 +107,30 @@ mod tests {
         let words = |s: &str| s.split_whitespace().count();
         assert_eq!(a.iter().map(|p| words(p)).sum::<usize>(), words(&text));
         assert!(chunk("  \n\n ").is_empty());
+    }
+
+    #[test]
+    fn a_term_line_stays_with_its_definition() {
+        let body = "x ".repeat(400);
+        let text = format!(
+            "{body}\n\n`wal_level` (`enum`)\n\n`wal_level` determines how much is written. {}",
+            "y ".repeat(100)
+        );
+        let a = chunk(&text);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(
+            a[1].starts_with("`wal_level` (`enum`)\n`wal_level` determines"),
+            "{a:?}"
+        );
+        // Even before a definition too long to share a passage with it.
+        let long = format!(
+            "{body}\n\n`effective_cache_size` (`integer`)\n\nSets it. {}",
+            "z. ".repeat(400)
+        );
+        let b = chunk(&long);
+        assert!(
+            b[1].starts_with("`effective_cache_size` (`integer`)\nSets it."),
+            "{b:?}"
+        );
     }
 }

@@ -1,14 +1,18 @@
 //! Document collections: parsing and validating an ingest request, chunking
-//! documents into passages, and the Postgres side (replace-on-ingest,
-//! ranked full-text search). A request is validated completely before
-//! anything is written, and written in one transaction.
+//! documents into passages, the Postgres side (replace-on-ingest, ranked
+//! full-text search), embeddings (a queue drained by [`embedding::run`]) and
+//! hybrid retrieval ([`Retriever`]). A request is validated completely
+//! before anything is written, and written in one transaction.
 
 mod chunk;
+pub mod dense;
+pub mod embedding;
+mod retrieve;
 mod store;
 
 pub use chunk::chunk;
-pub(crate) use store::search_in;
-pub use store::{Hit, Ingested};
+pub use retrieve::{MAX_TERMS, Retriever};
+pub use store::{CollectionStatus, Hit, Ingested, embed_input, text_key};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

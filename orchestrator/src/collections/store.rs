@@ -1,10 +1,12 @@
-//! Collections in Postgres: replace-on-ingest in one transaction, and ranked
-//! full-text search over passages.
+//! Collections in Postgres: replace-on-ingest in one transaction (queueing
+//! new texts for embedding), ranked full-text search over passages, and a
+//! collection's state.
 
 use super::{DocumentIn, chunk};
 use crate::error::{Error, Result};
 use crate::store::PgStore;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// What an ingest wrote.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -26,19 +28,60 @@ pub struct Hit {
     pub document_id: String,
     /// The document's title.
     pub title: String,
-    /// Full-text rank (higher is better).
+    /// Rank score (higher is better): the fused score of a hybrid search,
+    /// the full-text rank of a lexical one.
     pub score: f32,
     /// The passage text.
     pub text: String,
+    /// Full-text rank, when full-text search found the passage.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexical: Option<f32>,
+    /// Similarity of the passage to the query, when dense search ran.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+}
+
+/// A collection's size and how far its embeddings are.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CollectionStatus {
+    /// The collection.
+    pub collection: String,
+    /// Documents.
+    pub documents: i64,
+    /// Passages.
+    pub passages: i64,
+    /// Passages whose embedding exists (dense search covers these).
+    pub embedded: i64,
+    /// The embedding model, when dense retrieval is on.
+    pub embedding_model: Option<String>,
+}
+
+/// What a passage's embedding is computed from: its title and its text.
+pub fn embed_input(title: &str, text: &str) -> String {
+    format!("{title}\n{text}")
+}
+
+/// The key of a text's embedding: the SHA-256 of the text.
+pub fn text_key(text: &str) -> Vec<u8> {
+    Sha256::digest(text.as_bytes()).to_vec()
 }
 
 impl PgStore {
     /// Writes `docs` into `collection` (created when missing), replacing
-    /// documents with the same ids and their passages. All or nothing.
-    pub async fn ingest(&self, tenant: &str, collection: &str, docs: &[DocumentIn]) -> Result<Ingested> {
+    /// documents with the same ids and their passages, and queues the texts
+    /// `model` has not embedded yet (none without a model). All or nothing.
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        collection: &str,
+        docs: &[DocumentIn],
+        model: Option<&str>,
+    ) -> Result<Ingested> {
         let (mut ids, mut titles, mut metas, mut sizes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut p_ids, mut p_docs, mut p_idx, mut p_titles, mut p_texts) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut p_ids, mut p_docs, mut p_idx, mut p_titles, mut p_texts, mut p_keys) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for d in docs {
             let id = d.id.trim().to_string();
             let title = d
@@ -47,6 +90,7 @@ impl PgStore {
                 .filter(|t| !t.trim().is_empty())
                 .unwrap_or_else(|| id.clone());
             for (n, text) in chunk(&d.text).into_iter().enumerate() {
+                p_keys.push(text_key(&embed_input(&title, &text)));
                 p_ids.push(format!("{id}#{n}"));
                 p_docs.push(id.clone());
                 p_idx.push(n as i32);
@@ -83,8 +127,8 @@ impl PgStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO passages (tenant, collection, id, doc_id, idx, title, text)
-             SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[], $5::int[], $6::text[], $7::text[])",
+            "INSERT INTO passages (tenant, collection, id, doc_id, idx, title, text, text_sha256)
+             SELECT $1, $2, * FROM UNNEST($3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::bytea[])",
         )
         .bind(tenant)
         .bind(collection)
@@ -93,13 +137,68 @@ impl PgStore {
         .bind(&p_idx)
         .bind(&p_titles)
         .bind(&p_texts)
+        .bind(&p_keys)
         .execute(&mut *tx)
         .await?;
+        if let Some(model) = model {
+            let inputs: Vec<String> = p_titles.iter().zip(&p_texts).map(|(t, x)| embed_input(t, x)).collect();
+            sqlx::query(
+                "INSERT INTO embedding_queue (tenant, model, text_sha256, text)
+                 SELECT DISTINCT ON (q.key) $1, $2, q.key, q.text FROM UNNEST($3::bytea[], $4::text[]) AS q(key, text)
+                 WHERE NOT EXISTS (SELECT 1 FROM embeddings e
+                                   WHERE e.tenant = $1 AND e.model = $2 AND e.text_sha256 = q.key)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(model)
+            .bind(&p_keys)
+            .bind(&inputs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE collections SET version = version + 1 WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(collection)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Ingested {
             collection: collection.to_string(),
             documents: ids.len(),
             passages: p_ids.len(),
+        })
+    }
+
+    /// The size of `collection` and how many of its passages `model` has
+    /// embedded; 404 when the tenant has no such collection.
+    pub async fn collection_status(
+        &self,
+        tenant: &str,
+        collection: &str,
+        model: Option<&str>,
+    ) -> Result<CollectionStatus> {
+        if !self.collection_exists(tenant, collection).await? {
+            return Err(Error::NotFound(format!("collection `{collection}`")));
+        }
+        let (documents, passages, embedded): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM documents WHERE tenant = $1 AND collection = $2),
+                    count(*),
+                    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM embeddings e
+                        WHERE e.tenant = p.tenant AND e.model = $3 AND e.text_sha256 = p.text_sha256))
+             FROM passages p
+             WHERE p.tenant = $1 AND p.collection = $2",
+        )
+        .bind(tenant)
+        .bind(collection)
+        .bind(model.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CollectionStatus {
+            collection: collection.to_string(),
+            documents,
+            passages,
+            embedded,
+            embedding_model: model.map(str::to_string),
         })
     }
 
@@ -113,20 +212,14 @@ impl PgStore {
                 .await?,
         )
     }
-
-    /// The best `limit` passages for `query`: any of its words may match
-    /// (OR), ranked by `ts_rank` normalised by log length (title matches
-    /// weighted up); on the PostgreSQL docs this beat cover density, which
-    /// favoured index and table-of-contents passages. 404 when
-    /// the tenant has no such collection.
-    pub async fn search(&self, tenant: &str, collection: &str, query: &str, limit: i64) -> Result<Vec<Hit>> {
-        let mut conn = self.pool.acquire().await?;
-        search_in(&mut conn, tenant, collection, query, limit).await
-    }
 }
 
-/// [`PgStore::search`] on `conn` (the router searches inside its decision
-/// transaction, on the connection it already holds).
+/// The best `limit` passages for `query` by full-text search: any of its
+/// words may match (OR), ranked by `ts_rank` normalised by log length (title
+/// matches weighted up); on the PostgreSQL docs this beat cover density,
+/// which favoured index and table-of-contents passages. 404 when the tenant
+/// has no such collection. Runs on `conn` (the router searches inside its
+/// decision transaction, on the connection it already holds).
 pub(crate) async fn search_in(
     conn: &mut sqlx::PgConnection,
     tenant: &str,
@@ -149,7 +242,7 @@ pub(crate) async fn search_in(
         return Err(Error::NotFound(format!("collection `{collection}`")));
     };
     let Some(terms) = terms else { return Ok(Vec::new()) }; // only stop words
-    Ok(sqlx::query_as(
+    let mut hits: Vec<Hit> = sqlx::query_as(
         "SELECT p.id AS passage_id, p.doc_id AS document_id, p.title,
                 ts_rank(p.tsv, to_tsquery('english', $3), 1)::real AS score, p.text
          FROM passages p
@@ -161,6 +254,52 @@ pub(crate) async fn search_in(
     .bind(collection)
     .bind(terms)
     .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for h in &mut hits {
+        h.lexical = Some(h.score);
+    }
+    Ok(hits)
+}
+
+/// The passages of a collection that contain `name` verbatim (case-
+/// insensitive), those naming it earliest first: a passage that defines a
+/// setting starts with it. Full-text search splits `work_mem` into `work`
+/// and `mem`, which half the manual contains.
+pub(crate) async fn naming(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    collection: &str,
+    name: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM passages
+         WHERE tenant = $1 AND collection = $2 AND strpos(lower(text), lower($3)) > 0
+         ORDER BY strpos(lower(text), lower($3)), id LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(name)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The passages `ids` of a collection (in no particular order).
+pub(crate) async fn passages_by_id(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    collection: &str,
+    ids: &[String],
+) -> Result<Vec<Hit>> {
+    Ok(sqlx::query_as(
+        "SELECT id AS passage_id, doc_id AS document_id, title, 0::real AS score, text
+         FROM passages WHERE tenant = $1 AND collection = $2 AND id = ANY($3)",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(ids)
     .fetch_all(&mut *conn)
     .await?)
 }

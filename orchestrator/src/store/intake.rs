@@ -26,6 +26,8 @@ pub struct Pending {
     pub(crate) req: JobRequest,
     pub(crate) steps: Vec<PlannedStep>,
     pub(crate) traceparent: Option<String>,
+    /// A rag job's search for its question, done at submission.
+    pub(crate) retrieval: Option<upshift_shared::verify::rag::Retrieval>,
     pub(crate) reply: oneshot::Sender<Result<(Uuid, Vec<Outgoing>)>>,
 }
 

@@ -1,5 +1,6 @@
-//! Postgres storage: the only place that writes jobs, steps, attempts and
-//! route events.
+//! Postgres storage: jobs, steps, attempts and route events (the router's
+//! unit of work writes a decision's rows; new jobs are admitted by the
+//! router and written here in group commits).
 //!
 //! Guarantees:
 //! - creating a job writes the job, all its steps and its first attempts in
@@ -18,7 +19,8 @@ pub use read::{JobView, RouteEvent, StepView};
 
 use crate::error::{Error, Result};
 use crate::planner::{JobRequest, PlannedStep};
-use crate::router::unit::{NewJob, StepRow, Unit};
+use crate::router::admit::admit;
+use crate::router::unit::Unit;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use upshift_shared::ReasonCode;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
-use upshift_shared::policy::StepRisk;
+use upshift_shared::verify::rag::Retrieval;
 use uuid::Uuid;
 
 /// Postgres-backed store.
@@ -82,6 +84,9 @@ pub struct Outgoing {
     pub traceparent: Option<String>,
 }
 
+/// Every job status, as stored and as the API filters by.
+pub const JOB_STATUSES: [&str; 4] = ["running", "succeeded", "unresolved", "failed"];
+
 /// Text list of reason codes, as stored.
 pub(crate) fn reason_texts(reasons: &[ReasonCode]) -> Vec<String> {
     reasons.iter().map(|r| r.as_str().to_string()).collect()
@@ -117,9 +122,10 @@ impl PgStore {
     }
 
     /// Creates a job with its steps and dispatches every step without
-    /// dependencies, atomically. Returns the job id and the task messages to
-    /// publish. With an intake running (see [`intake`]) the job is written in
-    /// a group commit with other submissions.
+    /// dependencies, atomically (`retrieval`: a rag job's search for its
+    /// question). Returns the job id and the task messages to publish. With
+    /// an intake running (see [`intake`]) the job is written in a group
+    /// commit with other submissions.
     pub async fn create_job(
         &self,
         cfg: &Config,
@@ -127,6 +133,7 @@ impl PgStore {
         req: JobRequest,
         steps: Vec<PlannedStep>,
         traceparent: Option<&str>,
+        retrieval: Option<Retrieval>,
     ) -> Result<(Uuid, Vec<Outgoing>)> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = intake::Pending {
@@ -134,6 +141,7 @@ impl PgStore {
             req,
             steps,
             traceparent: traceparent.map(str::to_string),
+            retrieval,
             reply,
         };
         let pending = match &self.intake {
@@ -156,7 +164,18 @@ impl PgStore {
         let mut unit = Unit::default();
         let ids: Vec<Uuid> = jobs
             .iter()
-            .map(|p| plan_job(&mut unit, cfg, &p.tenant, &p.req, &p.steps, p.traceparent.as_deref()))
+            .map(|p| {
+                let (id, admitted) = admit(
+                    cfg,
+                    &p.tenant,
+                    &p.req,
+                    &p.steps,
+                    p.traceparent.as_deref(),
+                    p.retrieval.as_ref(),
+                );
+                unit.absorb(admitted);
+                id
+            })
             .collect();
         let mut tx = self.pool.begin().await?;
         unit.flush(&mut tx, cfg).await?;
@@ -402,66 +421,6 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// Adds a new job with its steps to `unit` and starts every step without
-/// dependencies; returns the job's id.
-fn plan_job(
-    unit: &mut Unit,
-    cfg: &Config,
-    tenant: &str,
-    req: &JobRequest,
-    steps: &[PlannedStep],
-    traceparent: Option<&str>,
-) -> Uuid {
-    let job_id = Uuid::now_v7();
-    let job = NewJob {
-        id: job_id,
-        tenant: tenant.to_string(),
-        kind: req.kind.as_str().to_string(),
-        input: serde_json::to_value(req).expect("requests serialise"),
-        blast_radius: req.blast_radius.as_str().to_string(),
-        budget_usd: req.budget_usd,
-        traceparent: traceparent.map(str::to_string),
-    };
-    let rows = steps
-        .iter()
-        .map(|s| StepRow {
-            id: Uuid::now_v7(),
-            job_id,
-            idx: s.idx,
-            name: s.name.clone(),
-            task_type: s.task.as_str().to_string(),
-            task_class: s.class.clone(),
-            input: s.input.clone(),
-            depends_on: s.depends_on.clone(),
-            verifiers: s.verifiers.iter().map(|v| v.as_str().to_string()).collect(),
-            output_schema: s.output_schema.clone(),
-            labels: s.labels.clone(),
-            ambiguity: s.ambiguity,
-            ambiguity_source: s.ambiguity_source.to_string(),
-            state: "pending".into(),
-            current_tier: None,
-            output: None,
-            open_findings: serde_json::json!([]),
-            first_in: None,
-            first_out: None,
-        })
-        .collect::<Vec<_>>();
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    unit.create(job, rows);
-    for (s, id) in steps.iter().zip(ids) {
-        if s.depends_on.is_empty() {
-            let risk = StepRisk {
-                task: s.task,
-                class: &s.class,
-                ambiguity: s.ambiguity,
-                blast: req.blast_radius,
-            };
-            unit.start(cfg, id, risk, None, serde_json::Value::Null);
-        }
-    }
-    job_id
 }
 
 /// Parses a closed-enum value written by this code; a bad value is a bug.

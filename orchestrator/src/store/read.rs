@@ -16,7 +16,10 @@ pub struct JobView {
     pub tenant: String,
     /// Kind.
     pub kind: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded` (every step's answer was defended),
+    /// `unresolved` (a step's answer could not be defended on any tier; the
+    /// result keeps the best answer, marked undefended, with the findings)
+    /// or `failed`.
     pub status: String,
     /// Caller's blast radius.
     pub blast_radius: String,
@@ -44,7 +47,8 @@ pub struct StepView {
     pub name: String,
     /// Task type.
     pub task: String,
-    /// `pending`, `running`, `accepted`, `failed`, `cancelled`.
+    /// `pending`, `running`, `accepted` (defended), `unresolved` (the best
+    /// answer, undefended: see `open_findings`), `failed`, `cancelled`.
     pub state: String,
     /// Tier of the latest attempt.
     pub tier: Option<String>,
@@ -54,7 +58,10 @@ pub struct StepView {
     pub ambiguity_source: String,
     /// Accepted output.
     pub output: Option<String>,
-    /// Findings still open on acceptance.
+    /// A label step's choices (a classification's labels, a rag
+    /// extraction's candidate spans, a critique's verdicts).
+    pub labels: Vec<String>,
+    /// Findings that kept the answer from being defended.
     #[schema(value_type = Vec<Object>)]
     pub open_findings: serde_json::Value,
     /// Attempts made.
@@ -72,7 +79,9 @@ pub struct RouteEvent {
     pub step: Option<String>,
     /// Attempt id.
     pub attempt_id: Option<Uuid>,
-    /// `start`, `dispatch`, `accept`, `escalate`, `fail`, `late_result`, `cancel`.
+    /// `start`, `dispatch`, `accept`, `unresolved`, `escalate`, `fail`,
+    /// `late_result`, `cancel`. A step done without a model (tier zero)
+    /// has `start` and `accept` without tiers.
     pub event: String,
     /// Tier before.
     pub from_tier: Option<String>,
@@ -126,7 +135,7 @@ impl PgStore {
         };
         let steps: Vec<StepView> = sqlx::query_as(
             "SELECT s.name, s.task_type AS task, s.state, s.current_tier AS tier, s.ambiguity, s.ambiguity_source,
-                    s.output, s.open_findings,
+                    s.output, s.labels, s.open_findings,
                     (SELECT count(*) FROM attempts a WHERE a.step_id = s.id) AS attempts
              FROM steps s WHERE s.job_id = $1 ORDER BY s.idx",
         )
