@@ -27,6 +27,9 @@ pub enum Error {
     /// Missing or unknown API key.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The embedding model failed (loading it, or running it).
+    #[error("embedding: {0}")]
+    Embedding(String),
     /// Configuration problem at start-up.
     #[error(transparent)]
     Config(#[from] upshift_shared::config::ConfigError),

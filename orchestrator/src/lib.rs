@@ -8,6 +8,7 @@ pub mod api;
 pub mod bus;
 pub mod collections;
 pub mod dead;
+pub mod embed;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -41,6 +42,13 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     on_listen(addr);
 
     let prometheus = upshift_shared::telemetry::install_metrics();
+    // The embedding model loads in about a second; dense retrieval needs it.
+    let retriever = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || collections::Retriever::load(&cfg))
+            .await
+            .map_err(|e| Error::Embedding(e.to_string()))?
+    };
     let tracker = TaskTracker::new();
     // Publish marks are written in batches by one task; it ends after the
     // last store clone (and so the last sender) is dropped at shutdown.
@@ -59,6 +67,19 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
             store.clone(),
             bus.clone(),
             cfg.clone(),
+            retriever.clone(),
+            cancel.clone(),
+        ));
+    }
+    if let Some(model) = retriever.model() {
+        let cache = cfg
+            .rag
+            .embedding_cache
+            .then(|| collections::embedding::DiskCache::open(&cfg.worker.model_dir(), model));
+        tracker.spawn(collections::embedding::run(
+            store.clone(),
+            retriever.clone(),
+            cache,
             cancel.clone(),
         ));
     }
@@ -68,7 +89,13 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
         cfg.clone(),
         cancel.clone(),
     ));
-    let app = api::router(api::AppState::new(store.clone(), bus.clone(), cfg.clone(), prometheus));
+    let app = api::router(api::AppState::new(
+        store.clone(),
+        bus.clone(),
+        cfg.clone(),
+        retriever,
+        prometheus,
+    ));
     let shutdown = cancel.clone();
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });

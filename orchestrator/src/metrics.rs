@@ -4,8 +4,11 @@
 //!
 //! - `upshift_jobs_submitted_total{tenant}`
 //! - `upshift_attempts_total{tier, model, outcome}` — outcome: answered, failed, timeout, dead_lettered
-//! - `upshift_decisions_total{tier, decision, task_type}` — decision: accept, escalate, fail
+//! - `upshift_decisions_total{tier, decision, task_type}` — decision: accept, unresolved, escalate, fail
 //! - `upshift_escalations_total{tier, reason, task_type}` — one per reason code
+//! - `upshift_unresolved_total{tier, reason, task_type}` — why answers were left undefended, one per reason code
+//! - `upshift_jobs_finished_total{tenant, status}` — status: succeeded (defended), unresolved, failed
+//! - `upshift_embedded_texts_total` — passages embedded for dense retrieval
 //! - `upshift_cost_microusd_total{tier, tenant}`
 //! - `upshift_model_call_seconds{tier, model}` (histogram, as the worker timed it)
 //! - `upshift_decision_seconds` (histogram: locking, verifying, deciding, committing)
@@ -45,7 +48,10 @@ pub struct Observed {
     model: Option<String>,
     outcome: &'static str,
     decision: &'static str,
+    /// Escalation reasons.
     reasons: Vec<&'static str>,
+    /// Why an answer was left unresolved.
+    unresolved: Vec<&'static str>,
     cost_microusd: u64,
     latency: Option<Duration>,
     sent_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -68,10 +74,17 @@ impl Settled<'_> {
             Evidence::Timeout => (None, "timeout", None, None),
             Evidence::DeadLettered { .. } => (None, "dead_lettered", None, None),
         };
-        let (decision, reasons) = match self.decision {
-            Decision::Accept { .. } => ("accept", Vec::new()),
-            Decision::Escalate { reasons, .. } => ("escalate", reasons.iter().map(|r| r.as_str()).collect()),
-            Decision::Fail { .. } => ("fail", Vec::new()),
+        let (decision, reasons, unresolved) = match self.decision {
+            Decision::Accept { .. } => ("accept", Vec::new(), Vec::new()),
+            Decision::Unresolved { findings } => (
+                "unresolved",
+                Vec::new(),
+                findings.iter().map(|f| f.code.as_str()).collect(),
+            ),
+            Decision::Escalate { reasons, .. } => {
+                ("escalate", reasons.iter().map(|r| r.as_str()).collect(), Vec::new())
+            }
+            Decision::Fail { .. } => ("fail", Vec::new(), Vec::new()),
         };
         Observed {
             tier: self.tier.as_str(),
@@ -81,6 +94,7 @@ impl Settled<'_> {
             outcome,
             decision,
             reasons,
+            unresolved,
             cost_microusd: (self.cost_usd * 1e6).round() as u64,
             latency,
             sent_at,
@@ -99,6 +113,10 @@ pub fn record(o: &Observed, took: Duration) {
         metrics::counter!("upshift_escalations_total", "tier" => o.tier, "reason" => *r, "task_type" => o.task_type.clone())
             .increment(1);
     }
+    for r in &o.unresolved {
+        metrics::counter!("upshift_unresolved_total", "tier" => o.tier, "reason" => *r, "task_type" => o.task_type.clone())
+            .increment(1);
+    }
     if o.cost_microusd > 0 {
         metrics::counter!("upshift_cost_microusd_total", "tier" => o.tier, "tenant" => o.tenant.clone())
             .increment(o.cost_microusd);
@@ -111,6 +129,13 @@ pub fn record(o: &Observed, took: Duration) {
         && let Ok(d) = (chrono::Utc::now() - sent).to_std()
     {
         metrics::histogram!("upshift_result_to_decision_seconds").record(d.as_secs_f64());
+    }
+}
+
+/// Counts jobs that finished, by tenant and how they ended.
+pub fn jobs_finished(finished: &[(String, &'static str)]) {
+    for (tenant, status) in finished {
+        metrics::counter!("upshift_jobs_finished_total", "tenant" => tenant.clone(), "status" => *status).increment(1);
     }
 }
 

@@ -134,7 +134,7 @@ pub struct PlannedStep {
 }
 
 /// Validates `req` and plans its steps; the error names the offending field.
-pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+pub fn plan(req: &JobRequest, cfg: &upshift_shared::config::Config) -> Result<Vec<PlannedStep>> {
     // Postgres text and jsonb cannot hold NUL characters: refuse them up front.
     if let Some(m) = &req.metadata
         && has_nul(m)
@@ -155,7 +155,7 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             }
             plan_steps(req)
         }
-        JobKind::Rag => crate::rag::plan(req),
+        JobKind::Rag => crate::rag::plan(req, cfg.rag.answer),
     }
 }
 
@@ -288,6 +288,10 @@ pub(crate) fn has_nul(v: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg() -> upshift_shared::config::Config {
+        upshift_shared::config::Config::from_toml_over_defaults("").unwrap()
+    }
     use serde_json::json;
 
     fn req(v: serde_json::Value) -> JobRequest {
@@ -299,7 +303,7 @@ mod tests {
         let ok = req(json!({"kind":"steps","blast_radius":"low","steps":[
             {"name":"a","task":"answer","input":"What is 2+2?"},
             {"name":"b","task":"summarise","input":"x","ambiguity":0.2,"depends_on":["a"]}]}));
-        let p = plan(&ok).unwrap();
+        let p = plan(&ok, &cfg()).unwrap();
         assert_eq!(p[1].depends_on, vec![0]);
         assert_eq!(p[0].ambiguity_source, "estimate");
         assert_eq!(
@@ -309,15 +313,15 @@ mod tests {
 
         let mut bad = ok.clone();
         bad.steps[1].depends_on = vec!["zzz".into()];
-        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[1].depends_on"));
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[1].depends_on"));
         let mut bad = ok.clone();
         bad.steps[0].ambiguity = Some(1.5);
-        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
         let mut bad = ok.clone();
         bad.steps[0].input = "a\0b".into();
-        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
         let mut bad = ok;
         bad.budget_usd = Some(-1.0);
-        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "budget_usd"));
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "budget_usd"));
     }
 }

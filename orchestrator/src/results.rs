@@ -10,6 +10,7 @@
 //! redelivered in a loop.
 
 use crate::bus::Bus;
+use crate::collections::Retriever;
 use crate::dead;
 use crate::outbox::publish;
 use crate::router::{Evidence, Item, settle_batch};
@@ -36,7 +37,14 @@ pub enum Feed {
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Consumes `feed` until `cancel`; rebinds the consumer after errors.
-pub async fn run(feed: Feed, store: PgStore, bus: Bus, cfg: Arc<Config>, cancel: CancellationToken) {
+pub async fn run(
+    feed: Feed,
+    store: PgStore,
+    bus: Bus,
+    cfg: Arc<Config>,
+    retriever: Retriever,
+    cancel: CancellationToken,
+) {
     let batch = cfg.orchestrator.result_batch.clamp(1, 1000);
     while !cancel.is_cancelled() {
         let consumer = match feed {
@@ -63,7 +71,9 @@ pub async fn run(feed: Feed, store: PgStore, bus: Bus, cfg: Arc<Config>, cancel:
             Feed::Results => {
                 messages
                     .ready_chunks(batch)
-                    .for_each_concurrent(BATCHES_IN_FLIGHT, |msgs| handle_results(&store, &bus, &cfg, msgs))
+                    .for_each_concurrent(BATCHES_IN_FLIGHT, |msgs| {
+                        handle_results(&store, &bus, &cfg, &retriever, msgs)
+                    })
                     .await
             }
             Feed::DeadLetters => {
@@ -85,7 +95,13 @@ struct Received {
 /// Decides a batch of results in one transaction, publishes what follows,
 /// then acks them. If the batch fails, each result is tried alone, so one
 /// that cannot be decided delays only itself.
-async fn handle_results(store: &PgStore, bus: &Bus, cfg: &Config, msgs: Vec<async_nats::jetstream::Message>) {
+async fn handle_results(
+    store: &PgStore,
+    bus: &Bus,
+    cfg: &Config,
+    retriever: &Retriever,
+    msgs: Vec<async_nats::jetstream::Message>,
+) {
     let mut received = Vec::with_capacity(msgs.len());
     for msg in msgs {
         match ResultMessage::decode(&msg.payload) {
@@ -97,7 +113,7 @@ async fn handle_results(store: &PgStore, bus: &Bus, cfg: &Config, msgs: Vec<asyn
         }
     }
     let items: Vec<Item<'_>> = received.iter().map(Received::item).collect();
-    match settle_batch(store, cfg, &items).await {
+    match settle_batch(store, cfg, retriever, &items).await {
         Ok(next) => {
             publish(store, bus, &next).await;
             for r in &received {
@@ -107,7 +123,7 @@ async fn handle_results(store: &PgStore, bus: &Bus, cfg: &Config, msgs: Vec<asyn
         Err(e) if items.len() > 1 => {
             tracing::warn!(error = %e, count = items.len(), "settling a batch failed; settling its results one by one");
             for (r, item) in received.iter().zip(&items) {
-                match settle_batch(store, cfg, std::slice::from_ref(item)).await {
+                match settle_batch(store, cfg, retriever, std::slice::from_ref(item)).await {
                     Ok(next) => {
                         publish(store, bus, &next).await;
                         r.ack().await;

@@ -1,7 +1,7 @@
 //! Collections over HTTP: bulk ingest (JSON or JSONL) and ranked search.
 
 use super::{ApiError, AppState, Tenant};
-use crate::collections::{self, Hit, Ingested};
+use crate::collections::{self, CollectionStatus, Hit, Ingested};
 use crate::error::Error;
 use axum::Json;
 use axum::body::Bytes;
@@ -61,7 +61,7 @@ pub async fn ingest(
     } else {
         collections::validate(&docs, |i| format!("documents[{i}]"))?;
     }
-    let out = st.store.ingest(&tenant, &name, &docs).await?;
+    let out = st.store.ingest(&tenant, &name, &docs, st.retriever.model()).await?;
     tracing::info!(%tenant, collection = %name, documents = out.documents, passages = out.passages, "documents ingested");
     Ok((StatusCode::OK, Json(out)))
 }
@@ -78,7 +78,8 @@ pub struct SearchQuery {
     limit: Option<i64>,
 }
 
-/// Ranked full-text search over a collection's passages.
+/// Ranked search over a collection's passages: full-text and (once the
+/// passages are embedded) dense search, fused by reciprocal rank.
 #[utoipa::path(get, path = "/v1/collections/{name}/search", tag = "collections",
     params(("name" = String, Path, description = "collection name"), SearchQuery),
     responses(
@@ -103,5 +104,32 @@ pub async fn search(
     if !(1..=50).contains(&limit) {
         return Err(Error::invalid("limit", "must be 1 to 50").into());
     }
-    Ok(Json(st.store.search(&tenant, &name, &q.q, limit).await?))
+    let mut conn = st.store.pool.acquire().await.map_err(Error::from)?;
+    Ok(Json(
+        st.retriever
+            .search(&mut conn, &tenant, &name, &q.q, limit as usize)
+            .await?,
+    ))
+}
+
+/// A collection's size, and how many of its passages are embedded (dense
+/// search covers those; embedding runs in the background after ingest).
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "collection name")),
+    responses(
+        (status = 200, description = "the collection", body = CollectionStatus),
+        (status = 400, description = "malformed name", body = super::jobs::ErrorBody),
+        (status = 404, description = "no such collection for this tenant", body = super::jobs::ErrorBody),
+        (status = 422, description = "invalid name", body = super::jobs::ErrorBody),
+    ))]
+pub async fn status(
+    State(st): State<AppState>,
+    Tenant(tenant): Tenant,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<CollectionStatus>, ApiError> {
+    let Path(name) = name?;
+    collections::valid_name(&name)?;
+    Ok(Json(
+        st.store.collection_status(&tenant, &name, st.retriever.model()).await?,
+    ))
 }

@@ -38,7 +38,9 @@ pub struct RouteDoc {
 pub struct JobSummary {
     /// Job id.
     pub id: Uuid,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded` (the answer was defended), `unresolved` (no
+    /// tier could defend it; the best answer is kept, marked undefended) or
+    /// `failed`.
     pub status: String,
     /// Spent so far.
     pub cost_usd: f64,
@@ -94,8 +96,8 @@ pub struct Ready {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only jobs in this state: `running`, `succeeded` or `failed`.
-    #[param(pattern = "^(running|succeeded|failed)$")]
+    /// Only jobs in this state: `running`, `succeeded`, `unresolved` or `failed`.
+    #[param(pattern = "^(running|succeeded|unresolved|failed)$")]
     status: Option<String>,
     /// At most this many (1–1000, default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -120,21 +122,26 @@ pub async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;
     let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
-    let steps = plan(&req)?;
-    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag)
-        && !st.store.collection_exists(&tenant, c).await?
-    {
-        return Err(Error::invalid(
-            "collection",
-            format!("no collection `{c}`; ingest documents into it first"),
-        )
-        .into());
+    let steps = plan(&req, &st.cfg)?;
+    let mut retrieval = None;
+    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag) {
+        if !st.store.collection_exists(&tenant, c).await? {
+            return Err(Error::invalid(
+                "collection",
+                format!("no collection `{c}`; ingest documents into it first"),
+            )
+            .into());
+        }
+        // Tier zero: the question itself is searched before any model runs.
+        let mut conn = st.store.pool.acquire().await.map_err(Error::from)?;
+        let query = req.query.as_deref().unwrap_or_default().trim();
+        retrieval = Some(st.retriever.retrieve(&mut conn, &tenant, c, query, None).await?);
     }
     let traceparent = upshift_shared::telemetry::traceparent(&span);
     let planned = steps.len();
     let (id, attempts) = st
         .store
-        .create_job(&st.cfg, &tenant, req, steps, traceparent.as_deref())
+        .create_job(&st.cfg, &tenant, req, steps, traceparent.as_deref(), retrieval)
         .instrument(span.clone())
         .await?;
     span.record("job", id.to_string());
@@ -207,9 +214,9 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
     if let Some(s) = &q.status
-        && !["running", "succeeded", "failed"].contains(&s.as_str())
+        && !crate::store::JOB_STATUSES.contains(&s.as_str())
     {
-        return Err(Error::invalid("status", "must be running, succeeded or failed").into());
+        return Err(Error::invalid("status", "must be running, succeeded, unresolved or failed").into());
     }
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -272,7 +279,8 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         healthz,
         readyz,
         super::collections::ingest,
-        super::collections::search
+        super::collections::search,
+        super::collections::status
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -34,6 +34,8 @@ pub struct AppState {
     pub bus: Bus,
     /// Configuration.
     pub cfg: Arc<Config>,
+    /// Searches collections (hybrid when an embedding model is loaded).
+    pub retriever: crate::collections::Retriever,
     /// sha256(key) → tenant.
     keys: Arc<HashMap<String, String>>,
     /// Renders `/metrics`.
@@ -46,6 +48,7 @@ impl AppState {
         store: PgStore,
         bus: Bus,
         cfg: Arc<Config>,
+        retriever: crate::collections::Retriever,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Self {
         let keys = cfg
@@ -58,6 +61,7 @@ impl AppState {
             store,
             bus,
             cfg,
+            retriever,
             keys: Arc::new(keys),
             metrics,
         }
@@ -74,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(events::events))
         .route("/v1/collections/{name}/documents", post(collections::ingest))
         .route("/v1/collections/{name}/search", get(collections::search))
+        .route("/v1/collections/{name}", get(collections::status))
         .route("/healthz", get(jobs::healthz))
         .route("/readyz", get(jobs::readyz))
         .route("/ui", get(ui::jobs))

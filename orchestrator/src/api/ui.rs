@@ -39,10 +39,10 @@ fn esc(s: &str) -> String {
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}a{color:#1f5fbf}
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 .step{display:flex;align-items:center;gap:6px;margin:14px 0}.name{width:120px;font-weight:600}
-.box{border-radius:6px;padding:6px 10px;min-width:150px;color:#111}.tier-small{background:#c9f0d0}
+.box{border-radius:6px;padding:6px 10px;min-width:150px;color:#111}.tier-zero{background:#e4e4e4}.tier-small{background:#c9f0d0}
 .tier-medium{background:#ffe2a8}.tier-strong{background:#f7b9b3}.arrow{font-size:12px;color:#555;text-align:center}
 .arrow b{display:block;font-size:20px;color:#333}pre{white-space:pre-wrap;background:#f6f6f6;padding:10px}
-nav a{margin-right:14px}";
+nav a{margin-right:14px}.undefended{border:2px solid #c0392b;padding:8px;color:#7b241c}";
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -68,9 +68,7 @@ pub async fn jobs(
     q: Result<Query<ListFilter>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
     let Query(q) = q?;
-    let status = q
-        .status
-        .filter(|s| ["running", "succeeded", "failed"].contains(&s.as_str()));
+    let status = q.status.filter(|s| crate::store::JOB_STATUSES.contains(&s.as_str()));
     let hours = f64::from(q.hours.unwrap_or(24 * 365).clamp(1, 24 * 3650));
     let rows: Vec<JobRow> = sqlx::query_as(
         "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
@@ -87,7 +85,7 @@ pub async fn jobs(
     .map_err(crate::Error::from)?;
     let mut body = String::from(
         "<form method=\"get\">status <select name=\"status\"><option value=\"\">any</option>\
-         <option>running</option><option>succeeded</option><option>failed</option></select> \
+         <option>running</option><option>succeeded</option><option>unresolved</option><option>failed</option></select> \
          created in the last <input name=\"hours\" size=\"4\" placeholder=\"hours\"> h <button>filter</button></form>",
     );
     let _ = write!(
@@ -124,6 +122,25 @@ pub async fn job(
         job.cost_usd,
         job.always_strong_cost_usd
     );
+    if job.status == "unresolved" {
+        let why: Vec<String> = job
+            .steps
+            .iter()
+            .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
+            .filter_map(|f| {
+                Some(format!(
+                    "{}: {}",
+                    f["code"].as_str()?,
+                    f["detail"].as_str().unwrap_or("")
+                ))
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<p class=\"undefended\"><b>Undefended answer.</b> No tier could defend it: {}</p>",
+            esc(&why.join("; "))
+        );
+    }
     for step in &job.steps {
         let _ = write!(
             body,
@@ -133,20 +150,24 @@ pub async fn job(
         );
         let decisions = events.iter().filter(|e| {
             e.step.as_deref() == Some(step.name.as_str())
-                && matches!(e.event.as_str(), "accept" | "escalate" | "fail" | "late_result")
+                && matches!(
+                    e.event.as_str(),
+                    "accept" | "unresolved" | "escalate" | "fail" | "late_result"
+                )
         });
         for (i, e) in decisions.enumerate() {
             if i > 0 {
                 body.push_str("<div class=\"arrow\">&nbsp;</div>");
             }
-            let tier = e.from_tier.as_deref().unwrap_or("?");
+            // A step done without a model (a search, a composed answer) is tier zero.
+            let tier = e.from_tier.as_deref().unwrap_or("zero");
             let _ = write!(
                 body,
                 "<div class=\"box tier-{t}\"><b>{t}</b> · {model}<br>{event}{reasons}<br>${cost:.6} · {ms} ms</div>",
                 t = esc(tier),
-                model = esc(e.model.as_deref().unwrap_or("")),
+                model = esc(e.model.as_deref().or(e.detail["by"].as_str()).unwrap_or("")),
                 event = esc(&e.event),
-                reasons = if e.event == "accept" && !e.reasons.is_empty() {
+                reasons = if matches!(e.event.as_str(), "accept" | "unresolved") && !e.reasons.is_empty() {
                     format!(" (open: {})", esc(&e.reasons.join(", ")))
                 } else {
                     String::new()

@@ -1,43 +1,41 @@
 //! The `rag` job: a question answered from a collection in four routed
 //! steps, each verified against what retrieval found.
 //!
-//! 1. `retrieve` (retrieve_plan): the model turns the question into search
-//!    terms; the router runs the search and stores the passages as the
-//!    step's output (`retrieval_empty` when too few clear the floor);
-//! 2. `extract`: facts `[{fact, passage_id}]` (schema, citations, support,
-//!    entities);
-//! 3. `synthesise`: the answer with `[passage_id]` citations (coverage,
-//!    support, conflicting evidence);
-//! 4. `critique`: a tier below the synthesiser judges the answer; a
-//!    rejection re-runs synthesis one tier up (`critique_rejected`) and the
-//!    critique runs again.
+//! 1. `retrieve` (retrieve_plan): hybrid search with the question itself,
+//!    done by the orchestrator without a model (tier zero, at submission).
+//!    When it misses its floor (`retrieval_empty`) the step escalates to a
+//!    model that rewrites the question, and both are searched;
+//! 2. `extract`: extractive mode — the model chooses among spans of the
+//!    passages that fit the question's type (labels); generative mode —
+//!    facts `[{fact, passage_id}]` under a schema;
+//! 3. `synthesise`: extractive mode — composed without a model from the
+//!    chosen span and the sentence it comes from, cited (tier zero);
+//!    generative mode — the model writes the cited answer;
+//! 4. `critique`: a tier below the answering model scores `supported` /
+//!    `unsupported`; its verdict counts only at the confidence measured to
+//!    be trustworthy for its tier (`routing.accept.<tier>.by_class`). A
+//!    rejection re-runs the answering step one tier up
+//!    (`critique_rejected`) and the critique runs again.
 //!
-//! [`plan`] builds the steps; [`route`] holds what the router does
-//! differently for them.
+//! A step that no tier can defend ends `unresolved`, and so does the job:
+//! its best answer is kept, marked undefended, with the findings.
+//! [`plan`] builds the steps; [`route`] and [`start`] hold what the router
+//! does differently for them; [`result`] assembles the job's result.
 
+pub mod result;
 pub mod route;
+pub mod start;
 
 use crate::error::{Error, Result};
 use crate::planner::{JobRequest, PlannedStep};
 use upshift_shared::TaskType;
+use upshift_shared::config::AnswerMode;
 use upshift_shared::policy::estimate_ambiguity;
 use upshift_shared::verify::VerifierKind;
-use upshift_shared::verify::rag::{RetrievalFloor, facts_schema, verdict_schema};
+use upshift_shared::verify::rag::{VERDICTS, facts_schema};
 
 /// Longest question, in bytes.
 pub const MAX_QUERY_BYTES: usize = 2000;
-/// Passages the retrieve step keeps for the later steps.
-pub const PASSAGES: i64 = 4;
-/// Retrieval must find at least this: two passages with a rank of 0.03 or
-/// more. Measured on the PostgreSQL docs (`ts_rank` normalised by log
-/// length, words ORed): the best passages for twenty real questions score
-/// 0.04–0.12, terms that match nothing useful ("zebra unicorn") 0.025 for a
-/// single passage. OR-ranking cannot tell a vague query from a good one, so
-/// the floor catches searches that found (almost) nothing.
-pub const FLOOR: RetrievalFloor = RetrievalFloor {
-    min_passages: 2,
-    min_score: 0.03,
-};
 
 /// Step names, in order; the router finds steps by these.
 pub const RETRIEVE: &str = "retrieve";
@@ -48,8 +46,8 @@ pub const SYNTHESISE: &str = "synthesise";
 /// The critique step.
 pub const CRITIQUE: &str = "critique";
 
-/// Validates a `rag` request and plans its four steps.
-pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+/// Validates a `rag` request and plans its four steps for answer `mode`.
+pub fn plan(req: &JobRequest, mode: AnswerMode) -> Result<Vec<PlannedStep>> {
     if !req.steps.is_empty() {
         return Err(Error::invalid(
             "steps",
@@ -85,10 +83,20 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
         ambiguity: base,
         ambiguity_source: "estimate",
     };
-    Ok(vec![
-        step(0, RETRIEVE, TaskType::RetrievePlan, &[], vec![VerifierKind::Retrieval]),
-        PlannedStep {
+    let extract = match mode {
+        // Labels (the candidate spans) are set when the step starts.
+        AnswerMode::Extractive => step(
+            1,
+            EXTRACT,
+            TaskType::Extract,
+            &[0],
+            vec![VerifierKind::Label, VerifierKind::Span],
+        ),
+        // A different task from choosing a span: its own class, so the
+        // trust measured for one is not lent to the other.
+        AnswerMode::Generative => PlannedStep {
             output_schema: Some(facts_schema()),
+            class: "rag_facts".into(),
             ..step(
                 1,
                 EXTRACT,
@@ -97,16 +105,24 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
                 vec![VerifierKind::JsonSchema, VerifierKind::FactCitations],
             )
         },
+    };
+    Ok(vec![
+        step(0, RETRIEVE, TaskType::RetrievePlan, &[], vec![VerifierKind::Retrieval]),
+        extract,
         step(
             2,
             SYNTHESISE,
             TaskType::Synthesise,
             &[0, 1],
-            vec![VerifierKind::AnswerCitations],
+            vec![
+                VerifierKind::AnswerCitations,
+                VerifierKind::AnswerType,
+                VerifierKind::Degenerate,
+            ],
         ),
         PlannedStep {
-            output_schema: Some(verdict_schema()),
-            ..step(3, CRITIQUE, TaskType::Critique, &[0, 2], vec![VerifierKind::JsonSchema])
+            labels: VERDICTS.map(String::from).to_vec(),
+            ..step(3, CRITIQUE, TaskType::Critique, &[0, 2], vec![VerifierKind::Label])
         },
     ])
 }
@@ -114,11 +130,16 @@ pub fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::plan as plan_job;
     use serde_json::json;
+    use upshift_shared::config::Config;
 
     fn req(v: serde_json::Value) -> JobRequest {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn plan_job(r: &JobRequest) -> Result<Vec<PlannedStep>> {
+        let cfg = Config::from_toml_over_defaults("").unwrap();
+        crate::planner::plan(r, &cfg)
     }
 
     fn field(v: serde_json::Value) -> String {
@@ -128,6 +149,10 @@ mod tests {
         }
     }
 
+    fn steps_req() -> JobRequest {
+        req(json!({"kind":"rag","collection":"pg","query":"Which setting sets it?","blast_radius":"low"}))
+    }
+
     #[test]
     fn plans_four_dependent_steps_and_names_bad_fields() {
         let ok = json!({"kind":"rag","collection":"pg","query":"What does wal_level control?","blast_radius":"low"});
@@ -135,7 +160,12 @@ mod tests {
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, [RETRIEVE, EXTRACT, SYNTHESISE, CRITIQUE]);
         assert_eq!(steps[3].depends_on, vec![0, 2]);
-        assert!(steps[1].output_schema.is_some());
+        assert_eq!(steps[3].labels, VERDICTS);
+        let generative = plan(&steps_req(), AnswerMode::Generative).unwrap();
+        assert!(generative[1].output_schema.is_some());
+        assert_eq!(generative[1].class, "rag_facts");
+        let extractive = plan(&steps_req(), AnswerMode::Extractive).unwrap();
+        assert_eq!(extractive[1].verifiers, [VerifierKind::Label, VerifierKind::Span]);
         assert_eq!(
             field(json!({"kind":"rag","collection":"pg","query":"  ","blast_radius":"low"})),
             "query"

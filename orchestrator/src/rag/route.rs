@@ -1,20 +1,15 @@
-//! What the router does differently for the steps of a `rag` job: run the
-//! search for the retrieve step, hand the retrieval to the verifiers, set
-//! the later steps' ambiguity and the critique's tier, reopen synthesis
-//! when the critique rejects it, and assemble the cited result.
+//! What the router does differently for the steps of a `rag` job: search
+//! again when a model rewrote the question, hand the retrieval to the
+//! verifiers, and re-run the answering step when the critique rejects it.
 
-use super::{CRITIQUE, FLOOR, PASSAGES, RETRIEVE, SYNTHESISE};
-use crate::error::{Error, Result};
+use super::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
+use crate::collections::Retriever;
+use crate::error::Result;
 use crate::router::unit::{Lead, Unit};
 use crate::store::parse_stored;
 use sqlx::PgConnection;
-use upshift_shared::config::Config;
-use upshift_shared::policy::StartDecision;
-use upshift_shared::verify::rag::text::{citations, keywords};
-use upshift_shared::verify::rag::{Retrieval, Verdict, ambiguity};
-
-/// Most keywords a search runs with (the prompt asks for 3 to 8).
-pub const MAX_TERMS: usize = 8;
+use upshift_shared::config::{AnswerMode, Config};
+use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
 use upshift_shared::verify::{Finding, RagExpect};
 use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
@@ -38,227 +33,198 @@ impl RagJob {
     }
 
     /// What the verifiers check a step against.
-    pub fn expect<'a>(&'a self, retrieval: &'a Retrieval) -> RagExpect<'a> {
+    pub fn expect<'a>(&'a self, retrieval: &'a Retrieval, cfg: &Config) -> RagExpect<'a> {
         RagExpect {
             query: &self.query,
             retrieval,
-            floor: FLOOR,
+            floor: floor(cfg),
+            span: span_floors(cfg),
         }
     }
 }
 
-/// Runs the search for a retrieve step's `terms` (the model's output, cut to
-/// its first [`MAX_TERMS`] keywords). A collection that has gone missing
-/// retrieves nothing, which the retrieval verifier then reports.
-pub async fn search(conn: &mut PgConnection, tenant: &str, job: &RagJob, terms: &str) -> Result<Retrieval> {
-    let terms = keywords(terms, MAX_TERMS);
-    let hits = match crate::collections::search_in(conn, tenant, &job.collection, &terms, PASSAGES).await {
-        Ok(h) => h,
-        Err(Error::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let passages = hits
-        .into_iter()
-        .map(|h| upshift_shared::verify::rag::Passage {
-            passage_id: h.passage_id,
-            document_id: h.document_id,
-            title: h.title,
-            score: h.score,
-            text: h.text,
-        })
-        .collect();
-    Ok(Retrieval { terms, passages })
+/// The floors of a chosen span's evidence.
+pub fn span_floors(cfg: &Config) -> SpanFloors {
+    SpanFloors {
+        min_relevance: cfg.rag.min_relevance,
+        min_margin: cfg.rag.min_margin,
+    }
 }
 
-/// The retrieval the job's retrieve step stored, once it is accepted.
+/// The retrieval floor of the configuration.
+pub fn floor(cfg: &Config) -> RetrievalFloor {
+    RetrievalFloor {
+        min_passages: cfg.rag.min_passages as usize,
+        min_score: cfg.rag.min_lexical_score,
+        min_similarity: cfg.rag.min_similarity,
+    }
+}
+
+/// Searches again for a retrieve step whose model rewrote the question:
+/// the question and the rewrite, fused (on the decision's connection).
+pub async fn research(
+    conn: &mut PgConnection,
+    retriever: &Retriever,
+    tenant: &str,
+    job: &RagJob,
+    rewrite: &str,
+) -> Result<Retrieval> {
+    retriever
+        .retrieve(conn, tenant, &job.collection, &job.query, Some(rewrite))
+        .await
+}
+
+/// The retrieval the job's retrieve step stored, once it is done.
 pub(crate) fn stored_retrieval(unit: &Unit, job_id: Uuid) -> Option<Retrieval> {
     let step = unit.steps_of(job_id).find(|s| s.name == RETRIEVE)?;
     step.output.as_deref().and_then(Retrieval::parse)
 }
 
-/// Prepares a later rag step's start: its ambiguity from `retrieval`
-/// (set on the step, parts returned for the start event) and, for the
-/// critique, a start tier one below the synthesiser's.
-pub(crate) fn prepare_start(
-    unit: &mut Unit,
-    job: &RagJob,
-    retrieval: Option<&Retrieval>,
-    step_id: Uuid,
-) -> (f64, serde_json::Value, Option<StartDecision>) {
-    let step = unit.step(step_id);
-    let (name, base, job_id) = (step.name.clone(), step.ambiguity, step.job_id);
-    let Some(r) = retrieval else {
-        return (base, serde_json::Value::Null, None);
-    };
-    let (a, parts) = ambiguity(&job.query, r, base);
-    unit.step_mut(step_id).ambiguity = a;
-    let synth_tier = unit
-        .steps_of(job_id)
-        .find(|s| s.name == SYNTHESISE)
-        .and_then(|s| s.current_tier.as_deref())
-        .map(parse_stored);
-    let forced = (name == CRITIQUE).then(|| StartDecision {
-        tier: below(synth_tier.unwrap_or(Tier::Small)),
-        reasons: vec![ReasonCode::RiskRule],
-        rule: None,
-    });
-    (a, parts, forced)
+/// The step whose model decides the answer: extraction in extractive
+/// mode, synthesis in generative mode.
+pub(crate) fn answerer(cfg: &Config) -> &'static str {
+    match cfg.rag.answer {
+        AnswerMode::Extractive => EXTRACT,
+        AnswerMode::Generative => SYNTHESISE,
+    }
 }
 
 /// The tier below `t` (the small tier stays small).
-fn below(t: Tier) -> Tier {
+pub(crate) fn below(t: Tier) -> Tier {
     Tier::ALL.iter().copied().rev().find(|x| *x < t).unwrap_or(Tier::Small)
 }
 
-/// What an accepted critique is about.
-pub struct Critique<'a> {
-    /// Its step.
-    pub step: Uuid,
-    /// Its attempt.
-    pub attempt: Uuid,
-    /// Its output (the verdict).
-    pub output: &'a str,
-    /// Budget left after it, if the job has one.
-    pub budget_left: Option<f64>,
+/// A critique's accepted output as stored: its verdict with the confidence
+/// and tier it was given at, so the result can say how sure the critic was.
+pub(crate) fn stored_verdict(output: &str, confidence: Option<f64>, tier: Tier) -> String {
+    let v = Verdict::parse(output);
+    serde_json::json!({
+        "verdict": v.as_ref().map_or("unsupported", |v| v.verdict.as_str()),
+        "reason": v.as_ref().map_or("", |v| v.reason.as_str()),
+        "confidence": confidence,
+        "tier": tier,
+    })
+    .to_string()
 }
 
-/// After a critique was accepted: when its verdict rejects the answer,
-/// re-dispatches synthesis one tier up (`critique_rejected`) and puts the
-/// critique back to pending, returning the new attempt. When synthesis is
-/// already on the top tier, or the budget cannot pay for another attempt,
-/// the rejection stays on the critique as an open finding and the job goes on.
+/// What an accepted critique's verdict leads to.
+pub(crate) enum AfterCritique {
+    /// It supports the answer.
+    Supported,
+    /// It rejects the answer: the answering step runs again one tier up.
+    Reopen(Reopen),
+    /// It rejects the answer and no tier is left (or no budget): the
+    /// critique ends unresolved with these findings.
+    Unresolved(Vec<Finding>),
+}
+
+/// Re-running the answering step after a rejection.
+pub(crate) struct Reopen {
+    answering: Uuid,
+    from: Tier,
+    to: Tier,
+    reason: String,
+    critique_attempt: Uuid,
+}
+
+/// What a critique's `output` (accepted on `attempt`) leads to: when it
+/// rejects the answer, the answering step can run again one tier up if
+/// there is one and the budget left (`budget_left`) pays for it.
 pub(crate) async fn after_critique(
     tx: &mut PgConnection,
-    unit: &mut Unit,
+    unit: &Unit,
     cfg: &Config,
     job_id: Uuid,
-    c: Critique<'_>,
-) -> Result<Option<Uuid>> {
-    let Some(v) = Verdict::parse(c.output).filter(Verdict::rejects) else {
-        return Ok(None);
+    attempt: Uuid,
+    output: &str,
+    budget_left: Option<f64>,
+) -> Result<AfterCritique> {
+    let Some(v) = Verdict::parse(output).filter(Verdict::rejects) else {
+        return Ok(AfterCritique::Supported);
     };
-    let synth = unit
-        .steps_of(job_id)
-        .find(|s| s.name == SYNTHESISE)
-        .ok_or(sqlx::Error::RowNotFound)?;
-    let (synth, tier) = (synth.id, synth.current_tier.clone());
+    let name = answerer(cfg);
+    let reason = if v.reason.trim().is_empty() {
+        "the critic rejected the answer".to_string()
+    } else {
+        v.reason.trim().to_string()
+    };
+    if cfg.rag.answer == AnswerMode::Extractive {
+        // An extraction is defended only as the evidence's own first choice
+        // (a model must agree with it): asking another tier cannot give a
+        // different defended answer.
+        return Ok(AfterCritique::Unresolved(vec![Finding::new(
+            ReasonCode::CritiqueRejected,
+            format!("{reason}; no other answer from this evidence can be defended"),
+        )]));
+    }
+    let Some(answering) = unit.steps_of(job_id).find(|s| s.name == name) else {
+        return Ok(AfterCritique::Unresolved(vec![Finding::new(
+            ReasonCode::CritiqueRejected,
+            reason,
+        )]));
+    };
+    let (answering, tier) = (answering.id, answering.current_tier.clone());
     let tokens: Option<(i32, i32)> = sqlx::query_as(
         "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
          ORDER BY created_at DESC LIMIT 1",
     )
-    .bind(synth)
+    .bind(answering)
     .fetch_optional(&mut *tx)
     .await?;
     let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
     let (tin, tout) = tokens.unwrap_or((0, 0));
     let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
-    let affordable = match (c.budget_left, estimate) {
+    let affordable = match (budget_left, estimate) {
         (Some(left), Some(cost)) => cost <= left,
         _ => true,
     };
-    let detail = serde_json::json!({ "critique_attempt": c.attempt, "reason": v.reason });
-    let to = from.next().filter(|_| affordable);
-    let Some(to) = to else {
-        let why = if from.next().is_none() {
-            "the synthesiser is already on the top tier"
-        } else {
-            "the budget does not allow another synthesis"
-        };
-        let mut open = vec![Finding::new(
-            ReasonCode::CritiqueRejected,
-            format!("{}; {why}", v.reason.trim()),
-        )];
-        if !affordable {
-            open.push(Finding::new(ReasonCode::BudgetExhausted, why));
+    match from.next().filter(|_| affordable) {
+        Some(to) => Ok(AfterCritique::Reopen(Reopen {
+            answering,
+            from,
+            to,
+            reason,
+            critique_attempt: attempt,
+        })),
+        None => {
+            let why = if from.next().is_none() {
+                format!("the {name} step is already on the top tier")
+            } else {
+                format!("the budget does not allow another {name} attempt")
+            };
+            let mut open = vec![Finding::new(ReasonCode::CritiqueRejected, format!("{reason}; {why}"))];
+            if !affordable {
+                open.push(Finding::new(ReasonCode::BudgetExhausted, why));
+            }
+            Ok(AfterCritique::Unresolved(open))
         }
-        let step = unit.step_mut(c.step);
-        if let Some(list) = step.open_findings.as_array_mut() {
-            list.extend(
-                open.iter()
-                    .map(|f| serde_json::to_value(f).expect("findings serialise")),
-            );
-        }
-        return Ok(None);
-    };
-    let step = unit.step_mut(c.step);
-    step.state = "pending".into();
-    step.output = None;
-    step.open_findings = serde_json::json!([]);
+    }
+}
+
+/// Re-dispatches the answering step one tier up (`critique_rejected`) and
+/// puts the steps after it back to pending; they run again once it is
+/// decided.
+pub(crate) fn reopen(unit: &mut Unit, cfg: &Config, job_id: Uuid, r: Reopen) {
+    let name = answerer(cfg);
+    let later: Vec<Uuid> = unit
+        .steps_of(job_id)
+        .filter(|s| s.name == CRITIQUE || (name == EXTRACT && s.name == SYNTHESISE))
+        .map(|s| s.id)
+        .collect();
+    for id in later {
+        let s = unit.step_mut(id);
+        s.state = "pending".into();
+        s.output = None;
+        s.open_findings = serde_json::json!([]);
+    }
     let lead = Lead {
         event: "escalate",
         attempt: None,
-        from: Some(from),
+        from: Some(r.from),
         reasons: &[ReasonCode::CritiqueRejected],
-        detail,
+        detail: serde_json::json!({ "critique_attempt": r.critique_attempt, "reason": r.reason }),
     };
-    Ok(Some(unit.dispatch(cfg, synth, to, lead)))
-}
-
-/// An accepted step's name and output, as the result needs them.
-pub struct Done<'a> {
-    /// Step name.
-    pub name: &'a str,
-    /// Accepted output.
-    pub output: &'a str,
-    /// Findings accepted with it.
-    pub open_findings: &'a serde_json::Value,
-}
-
-/// The result of a finished rag job: the answer, its citations resolved to
-/// passages, the critique's verdict, the open findings and the spend.
-pub fn result(steps: &[Done<'_>], cost_usd: f64, always_strong_cost_usd: f64) -> serde_json::Value {
-    let find = |n: &str| steps.iter().find(|s| s.name == n).map(|s| s.output).unwrap_or_default();
-    let retrieval = Retrieval::parse(find(RETRIEVE));
-    let answer = find(SYNTHESISE).trim();
-    let cites: Vec<serde_json::Value> = citations(answer)
-        .iter()
-        .filter_map(|id| retrieval.as_ref()?.passages.iter().find(|p| p.passage_id == *id))
-        .map(|p| {
-            serde_json::json!({
-                "passage_id": p.passage_id, "document_id": p.document_id, "title": p.title,
-                "snippet": snippet(&p.text, 240),
-            })
-        })
-        .collect();
-    let open: Vec<serde_json::Value> = steps
-        .iter()
-        .flat_map(|s| {
-            s.open_findings
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|mut f| {
-                    f["step"] = s.name.into();
-                    f
-                })
-        })
-        .collect();
-    let facts: serde_json::Value = serde_json::from_str(find(super::EXTRACT)).unwrap_or(serde_json::Value::Null);
-    let verdict: serde_json::Value = serde_json::from_str(find(CRITIQUE)).unwrap_or(serde_json::Value::Null);
-    serde_json::json!({
-        "answer": answer,
-        "citations": cites,
-        "open_findings": open,
-        "verdict": verdict,
-        "facts": facts,
-        "search_terms": retrieval.as_ref().map(|r| r.terms.clone()),
-        "retrieved": retrieval.as_ref().map(|r| r.passages.iter().map(|p| p.passage_id.clone()).collect::<Vec<_>>()),
-        "cost_usd": cost_usd,
-        "always_strong_cost_usd": always_strong_cost_usd,
-    })
-}
-
-/// The first `max` bytes of `text` (on a character boundary), with `…` when cut.
-fn snippet(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    unit.dispatch(cfg, r.answering, r.to, lead);
 }
 
 #[cfg(test)]
@@ -266,27 +232,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn critique_runs_below_the_synthesiser_and_results_resolve_citations() {
+    fn the_critic_sits_below_and_its_verdict_keeps_its_confidence() {
         assert_eq!(below(Tier::Strong), Tier::Medium);
         assert_eq!(below(Tier::Medium), Tier::Small);
         assert_eq!(below(Tier::Small), Tier::Small);
-        let r = r#"{"terms":"wal","passages":[{"passage_id":"a#1","document_id":"a","title":"A","score":0.5,"text":"wal_level sets it"}]}"#;
-        let empty = serde_json::json!([]);
-        let steps = [
-            Done {
-                name: RETRIEVE,
-                output: r,
-                open_findings: &empty,
-            },
-            Done {
-                name: SYNTHESISE,
-                output: "It is wal_level [a#1]. Also [zz#9].",
-                open_findings: &empty,
-            },
-        ];
-        let v = result(&steps, 0.5, 2.0);
-        assert_eq!(v["citations"].as_array().unwrap().len(), 1, "{v}");
-        assert_eq!(v["citations"][0]["document_id"], "a");
-        assert_eq!(snippet("ééé", 3), "é…");
+        let v: serde_json::Value = serde_json::from_str(&stored_verdict("supported", Some(0.93), Tier::Small)).unwrap();
+        assert_eq!(v["verdict"], "supported");
+        assert_eq!(v["confidence"], 0.93);
+        assert_eq!(v["tier"], "small");
+        assert!(!Verdict::parse(&v.to_string()).unwrap().rejects());
     }
 }

@@ -1,79 +1,204 @@
 //! Moving a job on after a decision, in the unit: starting the steps whose
-//! dependencies are done, finishing or failing the job.
+//! dependencies are done (a step done without a model lets the next ones
+//! start at once), and finishing the job — `succeeded` when every step was
+//! defended, `unresolved` when one was not — or failing it.
+//!
+//! A rag job stops early when a step before its critique ends unresolved:
+//! without defended evidence (or a defended choice) there is nothing for
+//! the later steps to defend, so they are cancelled and the job ends
+//! `unresolved` with the best answer it has.
 
-use super::unit::Unit;
-use crate::rag::route::{Done, RagJob, prepare_start};
+use super::unit::{Event, Unit};
+use crate::rag::result::{Done, Outcome};
+use crate::rag::route::{RagJob, stored_retrieval};
+use crate::rag::start::{RagStart, prepare};
+use crate::rag::{EXTRACT, RETRIEVE, SYNTHESISE};
 use crate::store::{parse_stored, reason_texts};
-use upshift_shared::config::Config;
-use upshift_shared::policy::StepRisk;
-use upshift_shared::verify::rag::Retrieval;
+use upshift_shared::config::{AnswerMode, Config};
+use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
 use upshift_shared::{BlastRadius, ReasonCode};
 use uuid::Uuid;
 
-/// Starts the steps whose dependencies are now all accepted; finishes the
-/// job when every step is accepted. For a rag job, `retrieval` is what its
-/// retrieve step found (the decision already has it).
-pub(super) fn advance_job(
-    unit: &mut Unit,
-    cfg: &Config,
-    job_id: Uuid,
-    blast: BlastRadius,
-    rag: Option<&RagJob>,
-    retrieval: Option<&Retrieval>,
-) {
-    let accepted: Vec<i32> = unit
+/// Whether a step state counts as done for the steps that depend on it.
+fn done(state: &str) -> bool {
+    state == "accepted" || state == "unresolved"
+}
+
+/// Starts the steps whose dependencies are all done, again while a step
+/// finishes without a model; finishes the job when every step is done.
+pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
+    let blast: BlastRadius = parse_stored(&unit.job(job_id).blast_radius);
+    loop {
+        if rag.is_some() && stop_undefended(unit, cfg, job_id) {
+            break;
+        }
+        let finished: Vec<i32> = unit
+            .steps_of(job_id)
+            .filter(|s| done(&s.state))
+            .map(|s| s.idx)
+            .collect();
+        let ready: Vec<Uuid> = unit
+            .steps_of(job_id)
+            .filter(|s| s.state == "pending" && s.depends_on.iter().all(|i| finished.contains(i)))
+            .map(|s| s.id)
+            .collect();
+        let mut without_model = false;
+        for id in &ready {
+            without_model |= start_step(unit, cfg, *id, blast, rag);
+        }
+        if !without_model {
+            break;
+        }
+    }
+    if unit.steps_of(job_id).all(|s| done(&s.state) || s.state == "cancelled") {
+        finish(unit, cfg, job_id, rag);
+    }
+}
+
+/// Starts step `id`; returns whether it was done without a model.
+fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: Option<&RagJob>) -> bool {
+    let s = unit.step(id);
+    let (base, first, task, class, job_id) = (
+        s.ambiguity,
+        s.idx == 0,
+        s.task_type.clone(),
+        s.task_class.clone(),
+        s.job_id,
+    );
+    let risk = |ambiguity| StepRisk {
+        task: parse_stored(&task),
+        class: &class,
+        ambiguity,
+        blast,
+    };
+    let Some(job) = rag.filter(|_| !first) else {
+        unit.start(cfg, id, risk(base), None, serde_json::Value::Null);
+        return false;
+    };
+    let retrieval = stored_retrieval(unit, job_id);
+    match prepare(unit, cfg, job, retrieval.as_ref(), id) {
+        RagStart::Model {
+            ambiguity,
+            parts,
+            forced,
+        } => {
+            unit.start(cfg, id, risk(ambiguity), forced, parts);
+            false
+        }
+        RagStart::Zero {
+            output,
+            findings,
+            by,
+            detail: extra,
+            ambiguity,
+            parts,
+        } => {
+            let mut detail = serde_json::json!({ "by": by, "ambiguity": ambiguity, "ambiguity_parts": parts });
+            if let (Some(d), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
+                d.extend(extra.clone());
+            }
+            if findings.is_empty() {
+                unit.accept_without_model(id, output, detail);
+                return true;
+            }
+            // On to the first tier at or above the start rule's that could
+            // accept this class at all; with none, there is nobody to ask.
+            let tier = start_tier(&cfg.routing, risk(ambiguity)).tier;
+            match first_useful_tier(&cfg.routing, tier, &class) {
+                Some(tier) => {
+                    unit.escalate_from_zero(cfg, id, tier, &findings, detail);
+                }
+                None => {
+                    unit.unresolved_without_model(id, output, &findings, detail);
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
+/// When a rag step that decides the answer is unresolved (the retrieval,
+/// the step choosing the answer, or the synthesis), cancels the steps still
+/// to come (`dependency_unresolved`); returns whether it did. Generated
+/// facts left undefended still go to the synthesis, which reads the
+/// passages themselves.
+fn stop_undefended(unit: &mut Unit, cfg: &Config, job_id: Uuid) -> bool {
+    let deciding = |name: &str| {
+        name == RETRIEVE || name == SYNTHESISE || (name == EXTRACT && cfg.rag.answer == AnswerMode::Extractive)
+    };
+    let undefended = unit
         .steps_of(job_id)
-        .filter(|s| s.state == "accepted")
-        .map(|s| s.idx)
-        .collect();
-    let ready: Vec<Uuid> = unit
+        .any(|s| s.state == "unresolved" && deciding(&s.name));
+    if !undefended {
+        return false;
+    }
+    cancel_open(unit, job_id, ReasonCode::DependencyUnresolved);
+    true
+}
+
+/// Cancels every pending or running step of the job, with `why`.
+fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
+    let open: Vec<Uuid> = unit
         .steps_of(job_id)
-        .filter(|s| s.state == "pending" && s.depends_on.iter().all(|i| accepted.contains(i)))
+        .filter(|s| s.state == "pending" || s.state == "running")
         .map(|s| s.id)
         .collect();
-    for id in &ready {
-        let s = unit.step(*id);
-        let (base, first, task, class) = (s.ambiguity, s.idx == 0, s.task_type.clone(), s.task_class.clone());
-        let (ambiguity, parts, forced) = match rag {
-            Some(job) if !first => prepare_start(unit, job, retrieval, *id),
-            _ => (base, serde_json::Value::Null, None),
-        };
-        let risk = StepRisk {
-            task: parse_stored(&task),
-            class: &class,
-            ambiguity,
-            blast,
-        };
-        unit.start(cfg, *id, risk, forced, parts);
+    for step in open {
+        unit.step_mut(step).state = "cancelled".into();
+        unit.event(Event {
+            job: job_id,
+            step: Some(step),
+            attempt: None,
+            kind: "cancel",
+            from: None,
+            to: None,
+            reasons: &[why],
+            detail: serde_json::json!({}),
+        });
     }
-    if !ready.is_empty() || unit.steps_of(job_id).any(|s| s.state != "accepted") {
-        return;
-    }
+}
+
+/// Finishes the job: `succeeded` when every step was defended, else
+/// `unresolved`, with the result and the always-strong cost.
+fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
     let strong = unit.always_strong_cost(cfg, job_id);
     let steps: Vec<_> = unit.steps_of(job_id).collect();
-    let result = if rag.is_some() {
-        let done: Vec<Done<'_>> = steps
-            .iter()
-            .map(|s| Done {
-                name: &s.name,
-                output: s.output.as_deref().unwrap_or_default(),
-                open_findings: &s.open_findings,
+    let defended = steps.iter().all(|s| s.state == "accepted");
+    let result = match rag {
+        Some(job) => {
+            let done: Vec<Done<'_>> = steps
+                .iter()
+                .map(|s| Done {
+                    name: &s.name,
+                    state: &s.state,
+                    output: s.output.as_deref().unwrap_or_default(),
+                    open_findings: &s.open_findings,
+                })
+                .collect();
+            crate::rag::result::result(&Outcome {
+                query: &job.query,
+                steps: &done,
+                defended,
+                cost_usd: unit.job(job_id).cost(),
+                always_strong_cost_usd: strong,
             })
-            .collect();
-        crate::rag::route::result(&done, unit.job(job_id).cost(), strong)
-    } else {
-        let outputs: serde_json::Map<String, serde_json::Value> = steps
-            .iter()
-            .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
-            .collect();
-        let open: Vec<serde_json::Value> = steps
-            .iter()
-            .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
-            .collect();
-        let last = steps.last().and_then(|s| s.output.clone());
-        serde_json::json!({ "answer": last, "outputs": outputs, "open_findings": open })
+        }
+        None => {
+            let outputs: serde_json::Map<String, serde_json::Value> = steps
+                .iter()
+                .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
+                .collect();
+            let open: Vec<serde_json::Value> = steps
+                .iter()
+                .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
+                .collect();
+            let last = steps.last().and_then(|s| s.output.clone());
+            serde_json::json!({ "answer": last, "defended": defended, "outputs": outputs, "open_findings": open })
+        }
     };
-    unit.job_mut(job_id).finish = Some(("succeeded", result, strong));
+    let status = if defended { "succeeded" } else { "unresolved" };
+    unit.job_mut(job_id).finish = Some((status, result, strong));
 }
 
 /// Fails the job and cancels its other unfinished steps.
@@ -82,23 +207,5 @@ pub(super) fn fail_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, failed: Uuid
     let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
     let strong = unit.always_strong_cost(cfg, job_id);
     unit.job_mut(job_id).finish = Some(("failed", result, strong));
-    let open: Vec<Uuid> = unit
-        .steps_of(job_id)
-        .filter(|s| s.state == "pending" || s.state == "running")
-        .map(|s| s.id)
-        .collect();
-    for step in open {
-        unit.step_mut(step).state = "cancelled".into();
-        let why = [ReasonCode::DependencyFailed];
-        unit.event(
-            job_id,
-            Some(step),
-            None,
-            "cancel",
-            None,
-            None,
-            &why,
-            serde_json::json!({}),
-        );
-    }
+    cancel_open(unit, job_id, ReasonCode::DependencyFailed);
 }

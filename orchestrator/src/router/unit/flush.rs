@@ -140,9 +140,9 @@ impl Unit {
         write(
             tx,
             "UPDATE steps s SET state = r.state, current_tier = r.current_tier, output = r.output,
-                            open_findings = r.open_findings, ambiguity = r.ambiguity
+                            open_findings = r.open_findings, ambiguity = r.ambiguity, labels = r.labels
                      FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, state text, current_tier text, output text,
-                                                      open_findings jsonb, ambiguity float8)
+                                                      open_findings jsonb, ambiguity float8, labels text[])
                      WHERE s.id = ANY($2) AND s.id = r.id",
             &changed,
             |s| s.id,

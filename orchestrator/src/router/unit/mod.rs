@@ -45,6 +45,27 @@ pub(crate) struct Lead<'a> {
     pub detail: serde_json::Value,
 }
 
+/// A route event to record.
+pub(crate) struct Event<'a> {
+    /// The job.
+    pub job: Uuid,
+    /// The step, if the event is about one.
+    pub step: Option<Uuid>,
+    /// The attempt, if the event is about one.
+    pub attempt: Option<Uuid>,
+    /// `start`, `dispatch`, `accept`, `unresolved`, `escalate`, `fail`,
+    /// `late_result` or `cancel`.
+    pub kind: &'static str,
+    /// Tier before (none for tier zero).
+    pub from: Option<Tier>,
+    /// Tier after.
+    pub to: Option<Tier>,
+    /// Reason codes.
+    pub reasons: &'a [ReasonCode],
+    /// Findings and other detail.
+    pub detail: serde_json::Value,
+}
+
 /// Where a step row stands against the database.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RowState {
@@ -144,6 +165,44 @@ impl Unit {
         }
     }
 
+    /// Takes in everything `other` created and recorded (a new job admitted
+    /// on its own), so both are written by one flush.
+    pub fn absorb(&mut self, other: Unit) {
+        let Unit {
+            jobs,
+            steps,
+            row,
+            attempts,
+            new_jobs,
+            new_attempts,
+            attempt_updates,
+            events,
+            outgoing,
+            ..
+        } = other;
+        self.jobs.extend(jobs);
+        for (s, r) in steps.into_iter().zip(row) {
+            self.add_step(s, r == RowState::New);
+        }
+        self.attempts.extend(attempts);
+        self.new_jobs.extend(new_jobs);
+        self.new_attempts.extend(new_attempts);
+        self.attempt_updates.extend(attempt_updates);
+        for mut e in events {
+            e.n = self.events.len();
+            self.events.push(e);
+        }
+        self.outgoing.extend(outgoing);
+    }
+
+    /// The jobs this unit finishes: (tenant, status).
+    pub fn finished(&self) -> Vec<(String, &'static str)> {
+        self.jobs
+            .values()
+            .filter_map(|j| j.finish.as_ref().map(|f| (j.tenant.clone(), f.0)))
+            .collect()
+    }
+
     /// The loaded attempt `id`, if it exists.
     pub fn attempt(&self, id: Uuid) -> Option<&AttemptRow> {
         self.attempts.get(&id)
@@ -190,7 +249,7 @@ impl Unit {
         parts: serde_json::Value,
     ) -> Uuid {
         let (d, rule) = match forced {
-            Some(d) => (d, serde_json::json!("below_synthesiser")),
+            Some(d) => (d, serde_json::json!("below_answerer")),
             None => {
                 let d = start_tier(&cfg.routing, risk);
                 let rule = serde_json::json!(d.rule);
@@ -246,29 +305,114 @@ impl Unit {
     }
 
     /// Appends a route event.
-    #[allow(clippy::too_many_arguments)]
-    pub fn event(
-        &mut self,
-        job_id: Uuid,
-        step_id: Option<Uuid>,
-        attempt_id: Option<Uuid>,
-        event: &'static str,
-        from: Option<Tier>,
-        to: Option<Tier>,
-        reasons: &[ReasonCode],
-        detail: serde_json::Value,
-    ) {
+    pub fn event(&mut self, e: Event<'_>) {
         self.events.push(EventRow {
             n: self.events.len(),
-            job_id,
-            step_id,
-            attempt_id,
-            event,
-            from_tier: from.map(Tier::as_str),
-            to_tier: to.map(Tier::as_str),
-            reasons: reason_texts(reasons),
-            detail,
+            job_id: e.job,
+            step_id: e.step,
+            attempt_id: e.attempt,
+            event: e.kind,
+            from_tier: e.from.map(Tier::as_str),
+            to_tier: e.to.map(Tier::as_str),
+            reasons: reason_texts(e.reasons),
+            detail: e.detail,
         });
+    }
+
+    /// Keeps `output` as what tier zero decided for the step (`state`,
+    /// with `findings` open) and records its `start` event without a tier;
+    /// returns the job.
+    fn decided_without_model(
+        &mut self,
+        step_id: Uuid,
+        state: &str,
+        output: String,
+        findings: &[upshift_shared::verify::Finding],
+        detail: &serde_json::Value,
+    ) -> Uuid {
+        let job = self.step(step_id).job_id;
+        let s = self.step_mut(step_id);
+        s.state = state.into();
+        s.output = Some(output);
+        s.open_findings = serde_json::to_value(findings).expect("findings serialise");
+        s.current_tier = None;
+        self.event(Event {
+            kind: "start",
+            reasons: &[ReasonCode::RiskRule],
+            detail: detail.clone(),
+            ..start_like(job, step_id)
+        });
+        job
+    }
+
+    /// Records a step done without a model ("tier zero": a search, or an
+    /// answer composed from a chosen span): `start` and `accept` events
+    /// without tiers, and its output. `detail` says what did it.
+    pub fn accept_without_model(&mut self, step_id: Uuid, output: String, detail: serde_json::Value) {
+        let job = self.decided_without_model(step_id, "accepted", output, &[], &detail);
+        self.event(Event {
+            kind: "accept",
+            detail,
+            ..start_like(job, step_id)
+        });
+    }
+
+    /// Records a step tier zero could not defend and no tier is trusted to:
+    /// `start` and `unresolved` without tiers, its output kept undefended
+    /// with the findings.
+    pub fn unresolved_without_model(
+        &mut self,
+        step_id: Uuid,
+        output: String,
+        findings: &[upshift_shared::verify::Finding],
+        detail: serde_json::Value,
+    ) {
+        let job = self.decided_without_model(step_id, "unresolved", output, findings, &detail);
+        let codes: Vec<ReasonCode> = findings.iter().map(|f| f.code).collect();
+        let mut detail = detail;
+        detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
+        self.event(Event {
+            kind: "unresolved",
+            reasons: &codes,
+            detail,
+            ..start_like(job, step_id)
+        });
+    }
+
+    /// Records a step tier zero could not defend: `start` without a tier,
+    /// then `escalate` from it to `tier` with the findings' reasons, and the
+    /// first model attempt. Returns the attempt's id.
+    pub fn escalate_from_zero(
+        &mut self,
+        cfg: &Config,
+        step_id: Uuid,
+        tier: Tier,
+        findings: &[upshift_shared::verify::Finding],
+        detail: serde_json::Value,
+    ) -> Uuid {
+        let job = self.step(step_id).job_id;
+        self.event(Event {
+            kind: "start",
+            reasons: &[ReasonCode::RiskRule],
+            detail: detail.clone(),
+            ..start_like(job, step_id)
+        });
+        let mut reasons: Vec<ReasonCode> = Vec::new();
+        for f in findings {
+            if !reasons.contains(&f.code) {
+                reasons.push(f.code);
+            }
+        }
+        let mut detail = detail;
+        detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
+        let lead = Lead {
+            event: "escalate",
+            attempt: None,
+            from: None,
+            reasons: &reasons,
+            detail,
+        };
+        self.dispatch(cfg, step_id, tier, lead)
     }
 
     /// Creates a `dispatched` attempt of `step_id` on `tier`, marks the step
@@ -290,26 +434,26 @@ impl Unit {
             secs: cfg.orchestrator.attempt_deadline_secs as f64,
         });
         let from = lead.from;
-        self.event(
-            job_id,
-            Some(step_id),
-            lead.attempt,
-            lead.event,
+        self.event(Event {
+            job: job_id,
+            step: Some(step_id),
+            attempt: lead.attempt,
+            kind: lead.event,
             from,
-            Some(tier),
-            lead.reasons,
-            lead.detail,
-        );
-        self.event(
-            job_id,
-            Some(step_id),
-            Some(id),
-            "dispatch",
+            to: Some(tier),
+            reasons: lead.reasons,
+            detail: lead.detail,
+        });
+        self.event(Event {
+            job: job_id,
+            step: Some(step_id),
+            attempt: Some(id),
+            kind: "dispatch",
             from,
-            Some(tier),
-            &[],
-            serde_json::json!({ "model": model }),
-        );
+            to: Some(tier),
+            reasons: &[],
+            detail: serde_json::json!({ "model": model }),
+        });
         let step = self.step(step_id);
         let context = self
             .steps_of(job_id)
@@ -334,5 +478,19 @@ impl Unit {
         let traceparent = self.job(job_id).traceparent.clone();
         self.outgoing.push(Outgoing { msg, traceparent });
         id
+    }
+}
+
+/// An event about `step` of `job` with no attempt and no tiers; callers set the rest.
+fn start_like(job: Uuid, step: Uuid) -> Event<'static> {
+    Event {
+        job,
+        step: Some(step),
+        attempt: None,
+        kind: "start",
+        from: None,
+        to: None,
+        reasons: &[],
+        detail: serde_json::Value::Null,
     }
 }

@@ -1,0 +1,192 @@
+//! How the steps of a rag job after retrieval start: their ambiguity comes
+//! from what was retrieved. In extractive mode the extraction first takes the
+//! evidence's own first choice without a model (tier zero) when its sentence
+//! is close enough to the question, else a model chooses among the candidate
+//! spans (its labels); the synthesis is composed without a model when the
+//! composed answer passes its verifiers; the critique
+//! starts one tier below the model that decided the answer, on the lowest
+//! tier whose critic is trusted (and does not run when none is).
+
+use super::route::{RagJob, answerer, below, span_floors};
+use super::{CRITIQUE, EXTRACT, SYNTHESISE};
+use crate::router::unit::Unit;
+use crate::store::parse_stored;
+use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
+use upshift_shared::policy::{StartDecision, first_useful_tier};
+use upshift_shared::verify::rag::extractive::{candidates, compose, locate, margin};
+use upshift_shared::verify::rag::{Retrieval, ambiguity, check_span};
+use upshift_shared::verify::{self, Finding, VerifierKind};
+use upshift_shared::{ReasonCode, Tier};
+use uuid::Uuid;
+
+/// How a rag step starts.
+pub(crate) enum RagStart {
+    /// On a model: at the tier its start rule picks, or at `forced`.
+    Model {
+        /// The step's ambiguity, from the retrieval.
+        ambiguity: f64,
+        /// Its parts, for the `start` event.
+        parts: serde_json::Value,
+        /// A tier decided here (the critique's).
+        forced: Option<StartDecision>,
+    },
+    /// Without a model ("tier zero"): accepted when `findings` is empty,
+    /// else escalated to a model with them.
+    Zero {
+        /// What was produced.
+        output: String,
+        /// What its verifiers found.
+        findings: Vec<Finding>,
+        /// What produced it (`rank`, `compose`, `policy`).
+        by: &'static str,
+        /// More for the route: what was chosen and how relevant it is.
+        detail: serde_json::Value,
+        /// The step's ambiguity, from the retrieval.
+        ambiguity: f64,
+        /// Its parts, for the `start` event.
+        parts: serde_json::Value,
+    },
+}
+
+/// Prepares the start of rag step `step_id` of `job`, given its retrieval.
+pub(crate) fn prepare(
+    unit: &mut Unit,
+    cfg: &Config,
+    job: &RagJob,
+    retrieval: Option<&Retrieval>,
+    step_id: Uuid,
+) -> RagStart {
+    let step = unit.step(step_id);
+    let (name, base, job_id) = (step.name.clone(), step.ambiguity, step.job_id);
+    let verifiers: Vec<VerifierKind> = step
+        .verifiers
+        .iter()
+        .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
+        .collect();
+    let Some(r) = retrieval else {
+        return RagStart::Model {
+            ambiguity: base,
+            parts: serde_json::Value::Null,
+            forced: None,
+        };
+    };
+    let (a, parts) = ambiguity(&job.query, r, base);
+    unit.step_mut(step_id).ambiguity = a;
+    let extractive = cfg.rag.answer == AnswerMode::Extractive;
+    match name.as_str() {
+        EXTRACT if extractive => {
+            let labels = candidates(&job.query, r);
+            let first = labels.first().cloned().unwrap_or_default();
+            unit.step_mut(step_id).labels = labels;
+            // Tier zero: the evidence's own first choice, defended without a
+            // model when its sentence is close enough to the question.
+            let similarity = locate(&first, r).and_then(|e| e.similarity);
+            let checked = check_span(&first, r, &job.query, span_floors(cfg));
+            let mut findings = checked.clone();
+            if similarity.unwrap_or(0.0) < cfg.rag.zero_min_relevance
+                && !findings.iter().any(|f| f.code == ReasonCode::LowRelevance)
+            {
+                findings.push(Finding::new(
+                    ReasonCode::LowRelevance,
+                    format!(
+                        "its sentence scores {:.2} against the question; without a model it needs {:.2}",
+                        similarity.unwrap_or(0.0),
+                        cfg.rag.zero_min_relevance
+                    ),
+                ));
+            }
+            return RagStart::Zero {
+                output: first.clone(),
+                findings,
+                by: "rank",
+                // The verifiers' findings apart from tier zero's own gate:
+                // what its threshold is measured on.
+                detail: serde_json::json!({
+                    "answer": first, "similarity": similarity, "span_findings": checked,
+                    "margin": margin(&job.query, &first, r),
+                }),
+                ambiguity: a,
+                parts,
+            };
+        }
+        SYNTHESISE if extractive => {
+            let span = output_of(unit, job_id, EXTRACT).unwrap_or_default();
+            let (output, findings) = match compose(&job.query, &span, r) {
+                Some(answer) => {
+                    let expect = verify::Expect {
+                        schema: None,
+                        labels: &[],
+                        rag: Some(job.expect(r, cfg)),
+                    };
+                    let findings = verify::run(&verifiers, &answer, expect);
+                    (answer, findings)
+                }
+                None => (
+                    String::new(),
+                    vec![Finding::new(
+                        ReasonCode::CitationMissing,
+                        format!("the chosen `{span}` is in no retrieved sentence"),
+                    )],
+                ),
+            };
+            return RagStart::Zero {
+                output,
+                findings,
+                by: "compose",
+                detail: serde_json::Value::Null,
+                ambiguity: a,
+                parts,
+            };
+        }
+        CRITIQUE => {
+            let answering = unit
+                .steps_of(job_id)
+                .find(|s| s.name == answerer(cfg))
+                .and_then(|s| s.current_tier.as_deref())
+                .map(parse_stored::<Tier>);
+            let lowest = below(answering.unwrap_or(Tier::Small));
+            let class = unit.step(step_id).task_class.clone();
+            let tier = match cfg.rag.critique {
+                CritiqueMode::Always => Some(Tier::Small),
+                CritiqueMode::Trusted => first_useful_tier(&cfg.routing, lowest, &class),
+            };
+            let Some(tier) = tier else {
+                // No tier's critic is measured to be worth trusting: its
+                // verdict would count for nothing, so it does not run.
+                let output = serde_json::json!({
+                    "verdict": "not_run",
+                    "reason": "no tier's critic is trusted (routing.accept.<tier>.by_class.rag_critique)",
+                })
+                .to_string();
+                return RagStart::Zero {
+                    output,
+                    findings: Vec::new(),
+                    by: "policy",
+                    detail: serde_json::Value::Null,
+                    ambiguity: a,
+                    parts,
+                };
+            };
+            return RagStart::Model {
+                ambiguity: a,
+                parts,
+                forced: Some(StartDecision {
+                    tier,
+                    reasons: vec![ReasonCode::RiskRule],
+                    rule: None,
+                }),
+            };
+        }
+        _ => {}
+    }
+    RagStart::Model {
+        ambiguity: a,
+        parts,
+        forced: None,
+    }
+}
+
+/// The stored output of job `job_id`'s step `name`.
+fn output_of(unit: &Unit, job_id: Uuid, name: &str) -> Option<String> {
+    unit.steps_of(job_id).find(|s| s.name == name)?.output.clone()
+}

@@ -1,0 +1,282 @@
+//! Applying a decision to the unit: the attempt's figures and outcome, the
+//! step's state and output, the route event, and what follows (the job
+//! moves on, the step escalates, or the job fails).
+
+use super::advance::{advance_job, fail_job};
+use super::unit::{AttemptUpdate, Event, Lead, Unit};
+use super::{Evidence, Open, StepFacts};
+use crate::error::Result;
+use crate::rag::CRITIQUE;
+use crate::rag::route::{AfterCritique, after_critique, reopen, stored_verdict};
+use sqlx::PgConnection;
+use upshift_shared::config::Config;
+use upshift_shared::messages::AttemptOutcome;
+use upshift_shared::policy::Decision;
+use upshift_shared::verify::Finding;
+use upshift_shared::verify::rag::{Retrieval, Verdict};
+use upshift_shared::{ReasonCode, TaskType};
+use uuid::Uuid;
+
+/// Everything a decision was taken on.
+pub(crate) struct Decided<'a> {
+    pub(crate) open: &'a Open<'a>,
+    pub(crate) step: &'a StepFacts,
+    pub(crate) output: &'a str,
+    pub(crate) findings: &'a [Finding],
+    pub(crate) confidence: Option<f64>,
+    pub(crate) score: Option<f64>,
+    pub(crate) retrieval: Option<&'a Retrieval>,
+}
+
+/// Applies `decision` to the unit.
+pub(crate) async fn apply(
+    tx: &mut PgConnection,
+    unit: &mut Unit,
+    cfg: &Config,
+    d: Decided<'_>,
+    decision: Decision,
+) -> Result<()> {
+    let open = d.open;
+    let mut detail =
+        serde_json::json!({ "findings": d.findings, "confidence": d.confidence, "defensibility": d.score });
+    if open.rag.is_some() && d.step.task == TaskType::Critique {
+        // What the critic said, beside how sure it was: what trusting it is measured on.
+        detail["verdict"] = Verdict::parse(d.output).map(|v| v.verdict).into();
+    }
+    if open.rag.is_some() && !d.step.labels.is_empty() && d.step.task == TaskType::Extract {
+        // The span this attempt chose (labels are short), kept with its confidence.
+        detail["answer"] = d.output.chars().take(300).collect::<String>().into();
+    }
+    match decision {
+        Decision::Accept { open_findings } => {
+            // A rag critique that rejects the answer: the answering step runs
+            // again a tier up, or (none left) the critique is unresolved.
+            let verdict = match (&open.rag, d.step.name.as_str()) {
+                (Some(_), CRITIQUE) => {
+                    after_critique(tx, unit, cfg, open.job_id, open.attempt, d.output, open.budget_left).await?
+                }
+                _ => AfterCritique::Supported,
+            };
+            match verdict {
+                AfterCritique::Supported => {
+                    keep(unit, &d, "accepted", &open_findings, detail);
+                    advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+                }
+                AfterCritique::Reopen(r) => {
+                    keep(unit, &d, "accepted", &open_findings, detail);
+                    reopen(unit, cfg, open.job_id, r);
+                }
+                AfterCritique::Unresolved(findings) => {
+                    keep(unit, &d, "unresolved", &findings, detail);
+                    advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+                }
+            }
+        }
+        Decision::Unresolved { findings } => {
+            keep(unit, &d, "unresolved", &findings, detail);
+            advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+        }
+        Decision::Escalate { to, reasons, skipped } => {
+            let mut detail = detail;
+            detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
+            unit.update_attempt(
+                open.step_id,
+                outcome_update(open.attempt, open.evidence, false, Some(("escalated", d.findings))),
+            );
+            let lead = Lead {
+                event: "escalate",
+                attempt: Some(open.attempt),
+                from: Some(open.tier),
+                reasons: &reasons,
+                detail,
+            };
+            unit.dispatch(cfg, open.step_id, to, lead);
+        }
+        Decision::Fail { reasons } => {
+            unit.update_attempt(
+                open.step_id,
+                outcome_update(open.attempt, open.evidence, false, Some(("rejected", d.findings))),
+            );
+            unit.step_mut(open.step_id).state = "failed".into();
+            unit.event(Event {
+                job: open.job_id,
+                step: Some(open.step_id),
+                attempt: Some(open.attempt),
+                kind: "fail",
+                from: Some(open.tier),
+                to: None,
+                reasons: &reasons,
+                detail,
+            });
+            fail_job(unit, cfg, open.job_id, open.step_id, &reasons);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the attempt's answer as the step's output: `accepted` (defended)
+/// or `unresolved` (the best answer, undefended), with the findings that
+/// stay open, and records the decision event of that name.
+fn keep(unit: &mut Unit, d: &Decided<'_>, state: &'static str, open_findings: &[Finding], detail: serde_json::Value) {
+    let open = d.open;
+    let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
+    unit.update_attempt(
+        open.step_id,
+        outcome_update(open.attempt, open.evidence, false, Some((state, d.findings))),
+    );
+    // What the steps after it see: a retrieve step's search, a critique's
+    // verdict with its confidence, otherwise the answer itself.
+    let disagrees = open_findings.iter().any(|f| f.code == ReasonCode::EvidenceDisagrees);
+    let stored = match (d.retrieval, d.step.task) {
+        (Some(r), TaskType::RetrievePlan) => serde_json::to_string(r).expect("retrievals serialise"),
+        (_, TaskType::Critique) if open.rag.is_some() => stored_verdict(d.output, d.confidence, open.tier),
+        // No tier defended a choice the evidence disagreed with: the best
+        // undefended answer is the evidence's own first choice, which was
+        // right more often than any local model's on the dev questions.
+        (_, TaskType::Extract) if disagrees && state == "unresolved" && !d.step.labels.is_empty() => {
+            d.step.labels[0].clone()
+        }
+        _ => d.output.to_string(),
+    };
+    let s = unit.step_mut(open.step_id);
+    s.state = state.into();
+    s.output = Some(stored);
+    s.open_findings = serde_json::to_value(open_findings).expect("findings serialise");
+    let kind = if state == "accepted" { "accept" } else { "unresolved" };
+    unit.event(Event {
+        job: open.job_id,
+        step: Some(open.step_id),
+        attempt: Some(open.attempt),
+        kind,
+        from: Some(open.tier),
+        to: None,
+        reasons: &codes,
+        detail,
+    });
+}
+
+/// Records a result that came too late to decide anything.
+pub(crate) fn late_result(unit: &mut Unit, open: &Open<'_>, late: bool) {
+    unit.update_attempt(open.step_id, outcome_update(open.attempt, open.evidence, late, None));
+    unit.event(Event {
+        job: open.job_id,
+        step: Some(open.step_id),
+        attempt: Some(open.attempt),
+        kind: "late_result",
+        from: Some(open.tier),
+        to: None,
+        reasons: &[],
+        detail: serde_json::json!({}),
+    });
+}
+
+/// The worker's figures for the attempt and, when there is one, the
+/// decision's outcome with the verifier findings it rests on.
+fn outcome_update(
+    attempt: Uuid,
+    evidence: &Evidence<'_>,
+    late: bool,
+    decided: Option<(&'static str, &[Finding])>,
+) -> AttemptUpdate {
+    let (outcome, findings) = match decided {
+        Some((o, f)) => (Some(o), serde_json::to_value(f).expect("findings serialise")),
+        None => (None, serde_json::json!([])),
+    };
+    let base = AttemptUpdate {
+        id: attempt,
+        outcome,
+        findings,
+        ..AttemptUpdate::default()
+    };
+    let m = match evidence {
+        Evidence::Result(m) => m,
+        Evidence::DeadLettered { deliveries } => {
+            return AttemptUpdate {
+                status: "failed",
+                error: Some(format!("dead_lettered: no result after {deliveries} deliveries")),
+                ..base
+            };
+        }
+        Evidence::Timeout => {
+            return AttemptUpdate {
+                status: "timed_out",
+                ..base
+            };
+        }
+    };
+    let base = AttemptUpdate {
+        worker_id: Some(m.worker_id.clone()),
+        provider: Some(m.provider.clone()),
+        latency_ms: Some(m.latency_ms as i64),
+        received_at: m.received_at,
+        result_sent_at: m.sent_at,
+        ..base
+    };
+    let update = match &m.outcome {
+        AttemptOutcome::Answered {
+            output,
+            tokens_in,
+            tokens_out,
+            cost_usd,
+            confidence,
+            label_correct,
+        } => AttemptUpdate {
+            status: "answered",
+            output: Some(output.clone()),
+            tokens_in: Some(*tokens_in as i32),
+            tokens_out: Some(*tokens_out as i32),
+            cost_usd: Some(*cost_usd),
+            confidence: *confidence,
+            label_correct: *label_correct,
+            ..base
+        },
+        AttemptOutcome::Failed { class, message } => AttemptUpdate {
+            status: "failed",
+            error: Some(format!("{class}: {message}")),
+            cost_usd: Some(0.0),
+            ..base
+        },
+    };
+    if late {
+        AttemptUpdate {
+            status: "timed_out",
+            ..update
+        }
+    } else {
+        update
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upshift_shared::messages::ResultMessage;
+
+    #[test]
+    fn failed_calls_cost_nothing_and_late_answers_are_marked_timed_out() {
+        let failed = ResultMessage {
+            version: 1,
+            attempt_id: Uuid::nil(),
+            job_id: Uuid::nil(),
+            step_id: Uuid::nil(),
+            tier: upshift_shared::Tier::Small,
+            worker_id: "w".into(),
+            provider: "replay".into(),
+            model: "m".into(),
+            latency_ms: 5,
+            received_at: None,
+            sent_at: None,
+            outcome: AttemptOutcome::Failed {
+                class: "fatal".into(),
+                message: "no".into(),
+            },
+        };
+        let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), false, Some(("escalated", &[])));
+        assert_eq!(
+            (u.status, u.cost_usd, u.outcome),
+            ("failed", Some(0.0), Some("escalated"))
+        );
+        let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), true, None);
+        assert_eq!(u.status, "timed_out");
+    }
+}
