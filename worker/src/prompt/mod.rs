@@ -15,18 +15,26 @@ pub struct Prompt {
     pub instruction: String,
     /// The step's input plus the outputs of the steps it depends on.
     pub content: String,
+    /// Put the instruction after the content. Label-scored rag prompts do:
+    /// their evidence then comes first, so the content-free prompt and the
+    /// other phrasings share it and the model reads it once.
+    pub instruction_last: bool,
 }
 
 impl Prompt {
-    /// The user message of a chat: instruction, then content.
+    /// The user message of a chat: instruction and content, in order.
     pub fn user_message(&self) -> String {
-        format!("{}\n\n{}", self.instruction, self.content)
+        if self.instruction_last {
+            format!("{}\n\n{}", self.content, self.instruction)
+        } else {
+            format!("{}\n\n{}", self.instruction, self.content)
+        }
     }
 
     /// Plain-text layout for base (not instruction-tuned) models: the model
     /// continues after `Answer:`.
     pub fn as_completion(&self) -> String {
-        format!("{}\n\n{}\nAnswer:", self.instruction, self.content)
+        format!("{}\nAnswer:", self.user_message())
     }
 }
 
@@ -34,8 +42,25 @@ impl Prompt {
 /// plain one). More variants than this cycle.
 pub const CLASSIFY_VARIANTS: u32 = 3;
 
+/// The content-free twin of a label task's prompt (variant `variant`): the
+/// same frame with nothing to judge ("N/A"), whose label probabilities are
+/// the model's prior over the labels (contextual calibration). A rag
+/// step keeps its evidence and loses only the question (and answer).
+pub fn content_free(task: &TaskMessage, variant: u32) -> Prompt {
+    if let Some(p) = rag::build_labels(task, variant, true) {
+        return p;
+    }
+    let mut null_task = task.clone();
+    null_task.input = "N/A".into();
+    null_task.context.clear();
+    build(&null_task, variant)
+}
+
 /// Builds the prompt of `task`. `variant` picks a phrasing for label tasks.
 pub fn build(task: &TaskMessage, variant: u32) -> Prompt {
+    if let Some(p) = rag::build_labels(task, variant, false) {
+        return p;
+    }
     if let Some(p) = rag::build(task) {
         return p;
     }
@@ -77,7 +102,11 @@ pub fn build(task: &TaskMessage, variant: u32) -> Prompt {
     if task.task == TaskType::Classify && variant % CLASSIFY_VARIANTS == 1 && !task.labels.is_empty() {
         content.push_str(&format!("\n\nLabels: {labels}"));
     }
-    Prompt { instruction, content }
+    Prompt {
+        instruction,
+        content,
+        instruction_last: false,
+    }
 }
 
 /// The schema to constrain decoding to, when the task has one: the step's

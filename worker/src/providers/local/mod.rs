@@ -3,7 +3,8 @@
 //! - One model per worker process, loaded once and shared; calls run on
 //!   blocking threads, at most `max_concurrency` at a time, each with its own
 //!   llama.cpp context.
-//! - Label steps are answered by scoring each label's log-likelihood after
+//! - Label steps (a classification, a rag extraction choosing among
+//!   candidate spans, a critique's verdict) are answered by scoring each label's log-likelihood after
 //!   the prompt, so the output is always a label and the confidence is the
 //!   label's probability among the labels. With `samples` = n, n phrasings
 //!   of the prompt are scored and their probabilities averaged.
@@ -130,7 +131,9 @@ impl LocalModel {
 
     /// Answers `task` (blocking; call from a blocking thread).
     fn answer(&self, task: &TaskMessage) -> Result<Answer, String> {
-        if task.task == TaskType::Classify && !task.labels.is_empty() {
+        // Any step with a closed label set (a classification, a rag step's
+        // candidate spans or verdicts) is answered by scoring the labels.
+        if !task.labels.is_empty() {
             return self.score_labels(task);
         }
         let text = self.render(&prompt::build(task, 0));
@@ -171,18 +174,16 @@ impl LocalModel {
     /// Small models prefer some labels whatever the text (a label prior), so
     /// the scores are calibrated against the same prompt with a content-free
     /// text ("N/A"): p(label | text) / p(label | N/A), renormalised
-    /// ("contextual calibration", Zhao et al., 2021). Both prompts count
-    /// towards the tokens.
+    /// ("contextual calibration", Zhao et al., 2021). The prompts share
+    /// their opening (a rag step's evidence), which the context keeps: only
+    /// the tokens where they differ are read again, and only those count.
     fn score_labels(&self, task: &TaskMessage) -> Result<Answer, String> {
         let mut s = self.session()?;
         let mut probs = vec![0.0; task.labels.len()];
         let mut tokens_in = 0;
-        let mut null_task = task.clone();
-        null_task.input = "N/A".into();
-        null_task.context.clear();
         for v in 0..self.cfg.samples {
-            let (with_text, n1) = self.label_logprobs(&mut s, task, v)?;
-            let (content_free, n2) = self.label_logprobs(&mut s, &null_task, v)?;
+            let (with_text, n1) = self.label_logprobs(&mut s, &prompt::build(task, v), &task.labels)?;
+            let (content_free, n2) = self.label_logprobs(&mut s, &prompt::content_free(task, v), &task.labels)?;
             tokens_in += n1 + n2;
             let calibrated: Vec<f64> = with_text.iter().zip(&content_free).map(|(a, b)| a - b).collect();
             for (p, q) in probs.iter_mut().zip(softmax(&calibrated)) {
@@ -202,22 +203,13 @@ impl LocalModel {
         })
     }
 
-    /// Log-probability of each label after prompt variant `v` of `task`, and
-    /// the tokens read.
-    fn label_logprobs(&self, s: &mut Session<'_>, task: &TaskMessage, v: u32) -> Result<(Vec<f64>, u32), String> {
-        let lead = if self.cfg.prompt == PromptFormat::Completion {
-            " "
-        } else {
-            ""
-        };
-        s.clear();
-        let n_prompt = s.feed_prompt(
-            &self.render(&prompt::build(task, v)),
-            self.cfg.prompt == PromptFormat::Completion,
-        )?;
-        let mut tokens = n_prompt;
-        let mut logps = Vec::with_capacity(task.labels.len());
-        for label in &task.labels {
+    /// Log-probability of each label after prompt `p`, and the tokens read.
+    fn label_logprobs(&self, s: &mut Session<'_>, p: &Prompt, labels: &[String]) -> Result<(Vec<f64>, u32), String> {
+        let completion = self.cfg.prompt == PromptFormat::Completion;
+        let lead = if completion { " " } else { "" };
+        let (n_prompt, mut tokens) = s.prompt(&self.render(p), completion)?;
+        let mut logps = Vec::with_capacity(labels.len());
+        for label in labels {
             let (lp, n) = s.continuation_logprob(&format!("{lead}{label}"))?;
             s.rewind(n_prompt)?;
             logps.push(lp);

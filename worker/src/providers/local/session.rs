@@ -31,6 +31,8 @@ pub(super) struct Session<'m> {
     ctx: LlamaContext<'m>,
     model: &'m LlamaModel,
     n_past: u32,
+    /// The tokens in the context, in order (`n_past` of them).
+    fed: Vec<LlamaToken>,
     n_ctx: u32,
     n_batch: usize,
     max_tokens: u32,
@@ -56,6 +58,7 @@ impl<'m> Session<'m> {
             ctx,
             model,
             n_past: 0,
+            fed: Vec::new(),
             n_ctx: cfg.context_tokens,
             n_batch: n_batch as usize,
             max_tokens: cfg.max_tokens,
@@ -64,19 +67,35 @@ impl<'m> Session<'m> {
         })
     }
 
-    /// Forgets everything fed so far.
-    pub fn clear(&mut self) {
-        self.ctx.clear_kv_cache();
-        self.n_past = 0;
-    }
-
     /// Drops everything after the first `n` tokens.
     pub fn rewind(&mut self, n: u32) -> Result<(), String> {
         self.ctx
             .clear_kv_cache_seq(Some(0), Some(n), None)
             .map_err(|e| e.to_string())?;
         self.n_past = n;
+        self.fed.truncate(n as usize);
         Ok(())
+    }
+
+    /// Makes `text` the prompt, keeping what the context already holds of
+    /// it: only the tokens after the longest common prefix with what was
+    /// fed before are decoded. Returns (prompt tokens, tokens decoded now).
+    pub fn prompt(&mut self, text: &str, add_bos: bool) -> Result<(u32, u32), String> {
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), add_bos, true);
+        let n = tokens.len();
+        if n == 0 || n as u32 + 16 > self.n_ctx {
+            return Err(format!(
+                "prompt of {n} tokens does not fit the model's context of {} tokens",
+                self.n_ctx
+            ));
+        }
+        let common = self.fed.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
+        // At least the last token is decoded again: its logits start the answer.
+        let keep = common.min(n - 1);
+        self.rewind(keep as u32)?;
+        self.feed(&tokens[keep..], false)?;
+        self.prompt_logits = self.ctx.get_logits_ith(self.last_index(&tokens[keep..])).to_vec();
+        Ok((n as u32, (n - keep) as u32))
     }
 
     /// Tokenizes and feeds a prompt; returns its token count.
@@ -115,6 +134,7 @@ impl<'m> Session<'m> {
             }
             self.ctx.decode(&mut self.batch).map_err(|e| format!("decode: {e}"))?;
             self.n_past += chunk.len() as u32;
+            self.fed.extend_from_slice(chunk);
         }
         Ok(())
     }
