@@ -9,7 +9,7 @@
 //! span of a real passage, and the verifiers judge the choice.
 
 use super::question::{QuestionType, classify};
-use super::spans::spans;
+use super::spans::{bare_word_number, has_asked_unit, spans};
 use super::text::contains_span;
 use super::{Passage, Retrieval};
 
@@ -211,6 +211,15 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
                     out.push(span);
                 }
             }
+        }
+    }
+    if matches!(t, QuestionType::Number | QuestionType::Default) {
+        // "How much memory": an amount with its unit (`64MB`) before a bare
+        // number, and never "one" alone; "how many" keeps every number.
+        let unit = |c: &String| has_asked_unit(query, c);
+        if unit(&String::new()).is_some() {
+            out.retain(|c| unit(c) == Some(true) || !bare_word_number(c));
+            out.sort_by_key(|c| unit(c) != Some(true));
         }
     }
     if matches!(

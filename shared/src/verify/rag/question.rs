@@ -16,8 +16,10 @@ use std::sync::LazyLock;
 pub enum QuestionType {
     /// "Which setting / parameter …": a configuration parameter's name.
     Setting,
-    /// "Which command / statement …": an SQL command.
+    /// "Which command / statement …": an SQL command (`VACUUM`, `ALTER SYSTEM`).
     Command,
+    /// "Which clause / keyword …": an SQL keyword or clause (`CONCURRENTLY`).
+    Clause,
     /// "Which function …": a function name.
     Function,
     /// "Which program / utility / tool …": a program's name.
@@ -40,6 +42,7 @@ impl QuestionType {
         match self {
             QuestionType::Setting => "setting",
             QuestionType::Command => "command",
+            QuestionType::Clause => "clause",
             QuestionType::Function => "function",
             QuestionType::Program => "program",
             QuestionType::File => "file",
@@ -66,7 +69,8 @@ static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
     vec![
         rule(QuestionType::Setting, format!(r"{which}(?:setting|parameter|option|variable|guc)s?\b")),
         rule(QuestionType::Function, format!(r"{which}functions?\b")),
-        rule(QuestionType::Command, format!(r"{which}(?:command|statement|clause)s?\b")),
+        rule(QuestionType::Command, format!(r"{which}(?:command|statement)s?\b")),
+        rule(QuestionType::Clause, format!(r"{which}(?:clause|keyword)s?\b")),
         rule(
             QuestionType::Program,
             format!(r"{which}(?:program|utility|utilities|tool|application|client|binary|executable)s?\b"),
@@ -113,6 +117,10 @@ mod tests {
                 QuestionType::Command,
             ),
             ("Which program takes a base backup?", QuestionType::Program),
+            (
+                "Which clause of CREATE INDEX avoids locking out writes?",
+                QuestionType::Clause,
+            ),
             (
                 "Which configuration file controls client authentication?",
                 QuestionType::File,

@@ -38,6 +38,40 @@ static WORD_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 });
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"[“"]([^”"\n]{2,40})[”"]"#).expect("valid regex"));
 
+/// A question asking for an amount of memory or storage.
+static SIZE_ASKED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bhow\s+much\s+(?:memory|disk|space|storage|ram)\b|\bhow\s+(?:large|big)\b|\bwhat\s+size\b")
+        .expect("valid regex")
+});
+/// A question asking for a length of time.
+static TIME_ASKED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bhow\s+long\b|\bhow\s+much\s+time\b").expect("valid regex"));
+static SIZE_UNIT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:\d\s?(?:kB|MB|GB|TB)|\bbytes?|(?:kilo|mega|giga|tera)bytes?)\b").expect("valid regex")
+});
+static TIME_UNIT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:\d\s?(?:ms|min|h|d|s)|\b(?:milli)?seconds?|\bminutes?|\bhours?|\bdays?)\b").expect("valid regex")
+});
+
+/// For a number question that asks for an amount of memory or a length of
+/// time, whether `span` carries such a unit (`64MB`, `one minute`); `None`
+/// when the question asks for neither (a count, a port).
+pub fn has_asked_unit(question: &str, span: &str) -> Option<bool> {
+    if SIZE_ASKED.is_match(question) {
+        Some(SIZE_UNIT.is_match(span))
+    } else if TIME_ASKED.is_match(question) {
+        Some(TIME_UNIT.is_match(span))
+    } else {
+        None
+    }
+}
+
+/// Whether `span` is a number in words alone (`one`, `three`): the word
+/// "one" is as often a pronoun as a number.
+pub fn bare_word_number(span: &str) -> bool {
+    WORD_NUMBER.find(span).is_some_and(|m| m.as_str().len() == span.trim().len()) && !span.contains(' ')
+}
+
 /// SQL words that are too generic to be an answer on their own.
 const GENERIC: &[&str] = &[
     "SQL", "NULL", "TRUE", "FALSE", "AND", "NOT", "FOR", "THE", "ALL", "ANY", "ONLY", "WITH", "FROM", "TABLE", "INTO",
@@ -49,9 +83,27 @@ fn identifier(s: &str) -> bool {
     IDENT.is_match(s) && s.len() >= 2 && !s.chars().all(|c| c.is_ascii_digit())
 }
 
-/// Whether `s` reads as an SQL command (capitals, up to four words).
-fn command(s: &str) -> bool {
+/// The words an SQL command starts with (PostgreSQL's "SQL Commands"
+/// reference): a command question's answer is one of these commands, not
+/// an acronym in capitals (`WAL`, `TCP`) or a keyword (`NULL`).
+const COMMAND_VERBS: &[&str] = &[
+    "ABORT", "ALTER", "ANALYZE", "BEGIN", "CALL", "CHECKPOINT", "CLOSE", "CLUSTER", "COMMENT", "COMMIT", "COPY",
+    "CREATE", "DEALLOCATE", "DECLARE", "DELETE", "DISCARD", "DO", "DROP", "END", "EXECUTE", "EXPLAIN", "FETCH",
+    "GRANT", "IMPORT", "INSERT", "LISTEN", "LOAD", "LOCK", "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN",
+    "REFRESH", "REINDEX", "RELEASE", "RESET", "REVOKE", "ROLLBACK", "SAVEPOINT", "SECURITY", "SELECT", "SET", "SHOW",
+    "START", "TABLE", "TRUNCATE", "UNLISTEN", "UPDATE", "VACUUM", "VALUES", "WITH",
+];
+
+/// Whether `s` reads as SQL in capitals (up to four words), not a word too
+/// generic to answer anything.
+fn keyword(s: &str) -> bool {
     COMMAND.is_match(s) && !GENERIC.contains(&s)
+}
+
+/// Whether `s` reads as an SQL command: SQL in capitals that starts with a
+/// command's verb.
+fn command(s: &str) -> bool {
+    keyword(s) && s.split(' ').next().is_some_and(|w| COMMAND_VERBS.contains(&w))
 }
 
 /// Whether `s` reads as a value: a number (with unit), or a short literal.
@@ -67,10 +119,11 @@ pub fn fits(span: &str, t: QuestionType) -> bool {
     }
     match t {
         QuestionType::Setting | QuestionType::Program | QuestionType::DataType => {
-            identifier(s) && !command(s) && !FILE.is_match(s)
+            identifier(s) && !keyword(s) && !FILE.is_match(s)
         }
-        QuestionType::Function => identifier(s) && !command(s),
+        QuestionType::Function => identifier(s) && !keyword(s),
         QuestionType::Command => command(s),
+        QuestionType::Clause => keyword(s),
         QuestionType::File => FILE.is_match(s),
         QuestionType::Number => NUMBER.is_match(s) || WORD_NUMBER.is_match(s),
         QuestionType::Default => value(s),
@@ -100,7 +153,7 @@ pub fn spans(sentence: &str, t: QuestionType) -> Vec<String> {
                 }
             }
         }
-        QuestionType::Command => {
+        QuestionType::Command | QuestionType::Clause => {
             for c in CODE.captures_iter(sentence) {
                 push(&c[1]);
             }
@@ -180,6 +233,16 @@ mod tests {
         );
         assert!(fits("wal_level", QuestionType::Setting) && !fits("VACUUM", QuestionType::Setting));
         assert!(fits("VACUUM", QuestionType::Command) && !fits("vacuum_cost", QuestionType::Command));
+        // An acronym or a keyword in capitals is not a command; it can be a clause.
+        assert!(!fits("WAL", QuestionType::Command) && !fits("NULL", QuestionType::Command));
+        assert!(fits("CONCURRENTLY", QuestionType::Clause) && !fits("CONCURRENTLY", QuestionType::Command));
         assert!(!fits("1020202020 and more text", QuestionType::Setting));
+        let memory = "How much memory may maintenance operations use by default?";
+        assert_eq!(has_asked_unit(memory, "64MB"), Some(true));
+        assert_eq!(has_asked_unit(memory, "64 megabytes"), Some(true));
+        assert_eq!(has_asked_unit(memory, "one"), Some(false));
+        assert_eq!(has_asked_unit("How long may a statement run?", "one minute"), Some(true));
+        assert_eq!(has_asked_unit("How many workers may run?", "three"), None);
+        assert!(bare_word_number("one") && !bare_word_number("one minute") && !bare_word_number("64"));
     }
 }
