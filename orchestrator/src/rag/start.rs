@@ -31,7 +31,7 @@ pub(crate) enum RagStart {
         forced: Option<StartDecision>,
     },
     /// Without a model ("tier zero"): accepted when `findings` is empty,
-    /// else escalated to a model with them.
+    /// else escalated to a model with them when `askable`, else unresolved.
     Zero {
         /// What was produced.
         output: String,
@@ -45,6 +45,9 @@ pub(crate) enum RagStart {
         ambiguity: f64,
         /// Its parts, for the `start` event.
         parts: serde_json::Value,
+        /// Whether a model could add evidence: an extraction with a single
+        /// candidate cannot (choosing among one label always scores 1).
+        askable: bool,
     },
 }
 
@@ -77,6 +80,7 @@ pub(crate) fn prepare(
         EXTRACT if extractive => {
             let labels = candidates(&job.query, r);
             let first = labels.first().cloned().unwrap_or_default();
+            let choices = labels.len();
             unit.step_mut(step_id).labels = labels;
             // Tier zero: the evidence's own first choice, defended without a
             // model when its sentence is close enough to the question.
@@ -89,9 +93,14 @@ pub(crate) fn prepare(
                 findings.push(Finding::new(
                     ReasonCode::LowRelevance,
                     format!(
-                        "its sentence scores {:.2} against the question; without a model it needs {:.2}",
+                        "its sentence scores {:.2} against the question; without a model it needs {:.2}{}",
                         similarity.unwrap_or(0.0),
-                        cfg.rag.zero_min_relevance
+                        cfg.rag.zero_min_relevance,
+                        if choices < 2 {
+                            ", and with no other candidate a model has nothing to choose"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }
@@ -103,10 +112,11 @@ pub(crate) fn prepare(
                 // what its threshold is measured on.
                 detail: serde_json::json!({
                     "answer": first, "similarity": similarity, "span_findings": checked,
-                    "margin": margin(&job.query, &first, r),
+                    "margin": margin(&job.query, &first, r), "candidates": choices,
                 }),
                 ambiguity: a,
                 parts,
+                askable: choices >= 2,
             };
         }
         SYNTHESISE if extractive => {
@@ -136,6 +146,7 @@ pub(crate) fn prepare(
                 detail: serde_json::Value::Null,
                 ambiguity: a,
                 parts,
+                askable: true,
             };
         }
         CRITIQUE => {
@@ -165,6 +176,7 @@ pub(crate) fn prepare(
                     detail: serde_json::Value::Null,
                     ambiguity: a,
                     parts,
+                    askable: true,
                 };
             };
             return RagStart::Model {

@@ -92,6 +92,7 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
             detail: extra,
             ambiguity,
             parts,
+            askable,
         } => {
             let mut detail = serde_json::json!({ "by": by, "ambiguity": ambiguity, "ambiguity_parts": parts });
             if let (Some(d), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
@@ -102,9 +103,10 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
                 return true;
             }
             // On to the first tier at or above the start rule's that could
-            // accept this class at all; with none, there is nobody to ask.
+            // accept this class at all; with none, or when a model's choice
+            // would carry no evidence, there is nobody to ask.
             let tier = start_tier(&cfg.routing, risk(ambiguity)).tier;
-            match first_useful_tier(&cfg.routing, tier, &class) {
+            match first_useful_tier(&cfg.routing, tier, &class).filter(|_| askable) {
                 Some(tier) => {
                     unit.escalate_from_zero(cfg, id, tier, &findings, detail);
                 }
