@@ -1,7 +1,10 @@
 //! `upshift ingest`: reads files (plain text, Markdown, HTML with its markup
-//! stripped), and sends them to a collection in batches under the API's body
-//! limit, showing progress. Document ids are the paths relative to the
-//! argument they were found under, so re-ingesting replaces them.
+//! stripped, code kept in backticks), and sends them to a collection in
+//! batches under the API's body limit, showing progress; then follows the
+//! collection's embedding until every passage has its vector (dense
+//! retrieval covers a passage from then on). Document ids are the paths
+//! relative to the argument they were found under, so re-ingesting replaces
+//! them.
 
 use crate::client::Client;
 use anyhow::{Context, bail};
@@ -21,6 +24,10 @@ pub struct IngestArgs {
     /// Send documents in requests of about this many KiB (halved on 413).
     #[arg(long, default_value_t = 700)]
     batch_kib: usize,
+    /// Return once the documents are written, without waiting for their
+    /// embeddings (full-text search serves meanwhile).
+    #[arg(long)]
+    no_wait: bool,
     /// Files or directories (searched recursively for .txt, .md, .html, .htm).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -32,6 +39,7 @@ impl IngestArgs {
         IngestArgs {
             collection: collection.to_string(),
             batch_kib: 700,
+            no_wait: false,
             paths,
         }
     }
@@ -91,7 +99,46 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
             String::new()
         }
     );
+    if !args.no_wait {
+        wait_for_embeddings(client, &args.collection).await?;
+    }
     Ok((docs, passages))
+}
+
+/// Follows the collection's embedding with progress until every passage
+/// has its vector (returns at once when dense retrieval is off).
+pub async fn wait_for_embeddings(client: &Client, collection: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/collections/{collection}");
+    let started = std::time::Instant::now();
+    let mut first: Option<i64> = None;
+    loop {
+        let st = client.get(&path, &[]).await?;
+        let (passages, embedded) = (
+            st["passages"].as_i64().unwrap_or(0),
+            st["embedded"].as_i64().unwrap_or(0),
+        );
+        let Some(model) = st["embedding_model"].as_str() else {
+            println!("dense retrieval is off (no embedding model): full-text search only");
+            return Ok(());
+        };
+        let base = *first.get_or_insert(embedded);
+        let secs = started.elapsed().as_secs_f64();
+        let rate = (embedded - base) as f64 / secs.max(1e-3);
+        if embedded >= passages {
+            if first != Some(passages) || secs > 1.0 {
+                eprintln!();
+            }
+            println!("embeddings ({model}): {embedded}/{passages} passages ready");
+            return Ok(());
+        }
+        let left = if rate > 0.0 {
+            format!(", about {:.0} s left", (passages - embedded) as f64 / rate)
+        } else {
+            String::new()
+        };
+        eprint!("\r  embedding with {model}: {embedded}/{passages} passages ({rate:.1}/s{left})   ");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 #[derive(Default)]
@@ -212,10 +259,26 @@ static TITLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(
 static DROP: LazyLock<[Regex; 4]> = LazyLock::new(|| {
     let [a, b, c] =
         ["script", "style", "head"].map(|t| Regex::new(&format!(r"(?is)<{t}\b[^>]*>.*?</{t}\s*>")).unwrap());
-    // Navigation bars repeated on every page (DocBook's navheader/navfooter, <nav>).
-    let nav = Regex::new(r#"(?is)<div class="nav(header|footer)">.*?</div>|<nav\b[^>]*>.*?</nav\s*>"#).unwrap();
+    // Navigation repeated on pages: DocBook's navheader/navfooter, its tables
+    // of contents and lists of tables, figures and examples; <nav>. They
+    // read like the pages they point to, so they crowd search results.
+    let nav = Regex::new(
+        r#"(?is)<div class="(?:nav(?:header|footer)|toc|list-of-(?:tables|figures|examples))">.*?</div>|<nav\b[^>]*>.*?</nav\s*>"#,
+    )
+    .unwrap();
     [a, b, c, nav]
 });
+/// Code, kept as `backticked` spans: setting, command, function, file and
+/// program names are what many questions ask for, and the extractive
+/// answerer offers exactly such spans.
+static CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?is)<(code|tt|kbd|samp)\b[^>]*>(.*?)</\s*(?:code|tt|kbd|samp)\s*>|<span class="application">(.*?)</span>"#,
+    )
+    .unwrap()
+});
+/// Table cells: kept apart (`columns per table | 1,600`), not run together.
+static CELL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)</t[dh]\s*>").unwrap());
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)</?(p|div|h[1-6]|li|tr|table|pre|br|dt|dd|dl|section|ul|ol|blockquote|hr)\b[^>]*>").unwrap()
 });
@@ -235,6 +298,17 @@ pub fn html_to_text(html: &str) -> (Option<String>, String) {
     for re in DROP.iter() {
         s = re.replace_all(&s, " ").into_owned();
     }
+    let s = CODE.replace_all(&s, |c: &regex::Captures| {
+        let inner = c.get(2).or_else(|| c.get(3)).map_or("", |m| m.as_str());
+        let plain = TAG.replace_all(inner, "");
+        // Only single-line code becomes a span; program listings stay text.
+        if plain.trim().is_empty() || plain.contains('\n') || plain.contains('`') {
+            plain.into_owned()
+        } else {
+            format!("`{}`", plain.trim())
+        }
+    });
+    let s = CELL.replace_all(&s, " | ");
     let s = BLOCK.replace_all(&s, "\n\n");
     let s = decode(&TAG.replace_all(&s, ""));
     let mut out = String::new();
@@ -276,6 +350,8 @@ mod tests {
                     <script>x()</script></body></html>";
         let (title, text) = html_to_text(html);
         assert_eq!(title.as_deref(), Some("19.5. Write Ahead & Log"));
-        assert_eq!(text, "WAL\n\nwal_level (enum) determines how much information");
+        assert_eq!(text, "WAL\n\n`wal_level` (enum) determines how much information");
+        let (_, table) = html_to_text("<table><tr><td>columns per table</td><td>1,600</td></tr></table>");
+        assert_eq!(table, "columns per table | 1,600 |");
     }
 }

@@ -131,7 +131,14 @@ enum PolicyCommand {
 async fn main() -> std::process::ExitCode {
     // Only ring is compiled in; every TLS client (reqwest, NATS, Postgres) uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    upshift_shared::telemetry::exit_code(run(Cli::parse()).await)
+    let result = run(Cli::parse()).await;
+    if let Err(e) = &result
+        && let Some(u) = e.downcast_ref::<rag::Undefended>()
+    {
+        eprintln!("{u}");
+        return std::process::ExitCode::from(rag::Undefended::EXIT_CODE);
+    }
+    upshift_shared::telemetry::exit_code(result)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -153,6 +160,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::retrieval::run(&client, args).await?
         }
         Command::Bench(bench::BenchCommand::Rag(args)) => bench::rag::run(&load()?, args).await?,
+        Command::Bench(bench::BenchCommand::Embed(args)) => {
+            let cfg = load()?;
+            tokio::task::spawn_blocking(move || bench::embed::run(&cfg, args)).await??
+        }
         Command::Bench(bench::BenchCommand::Models(args)) => {
             bench::models::run(&load()?, cli.config.as_deref(), args).await?
         }
@@ -200,7 +211,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, job) = rag::ask(&client, &args, true).await?;
             rag::print_answer(&job, &client.route(id).await?);
             if job["status"] != "succeeded" {
-                anyhow::bail!("job {id} {}", job["status"].as_str().unwrap_or("did not succeed"));
+                let status = job["status"].as_str().unwrap_or("unknown").to_string();
+                return Err(rag::Undefended { job: id, status }.into());
             }
         }
         Command::Ingest(args) => {

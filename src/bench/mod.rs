@@ -1,6 +1,7 @@
 //! `upshift bench …`: runs that print figures (no timed tests).
 
 pub mod chaos;
+pub mod embed;
 pub mod engine;
 pub mod models;
 pub mod rag;
@@ -80,6 +81,9 @@ pub enum BenchCommand {
     /// Jobs through orchestrator replicas and worker pools while processes are
     /// kill -9'ed and NATS and Postgres restart; then checks every guarantee.
     Chaos(chaos::ChaosArgs),
+    /// Dense retrieval's cost here: passages embedded per second, a
+    /// question's embedding, brute-force scans of 10 thousand to 1 million vectors.
+    Embed(embed::EmbedArgs),
     /// Throughput, per-hop overhead and memory of the whole system next to the
     /// raw NATS and Postgres floor, measured in the same run (use --release).
     Engine(engine::EngineArgs),

@@ -58,7 +58,7 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
     let mut by_step: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
     let mut reasons: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut totals = Vec::new();
-    let mut succeeded = 0;
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for q in &QUESTIONS[..n] {
         let args = AskArgs {
             collection: "pg".into(),
@@ -69,7 +69,7 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
         let t = Instant::now();
         let (id, job) = ask(&client, &args, false).await?;
         totals.push(t.elapsed().as_secs_f64());
-        succeeded += usize::from(job["status"] == "succeeded");
+        *outcomes.entry(job["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
         let route = client.route(id).await?;
         for (step, st) in step_times(&route) {
             for r in &st.reasons {
@@ -80,9 +80,20 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
                 .or_default()
                 .push((st.wall_s, st.model_s, st.path.join("→")));
         }
-        println!("{:>6.1}s  {q}", totals.last().unwrap());
+        let status = match job["status"].as_str() {
+            Some("succeeded") => "defended",
+            Some(other) => other,
+            None => "?",
+        };
+        println!("{:>6.1}s  {status:<10} {q}", totals.last().unwrap());
     }
-    println!("\nupshift bench rag: {n} jobs one at a time, {succeeded} succeeded");
+    // A succeeded rag job is a defended answer; unresolved means no tier could
+    // defend one (see docs/rag.md).
+    let outcomes: Vec<String> = outcomes
+        .iter()
+        .map(|(s, c)| format!("{c} {}", if s == "succeeded" { "defended" } else { s }))
+        .collect();
+    println!("\nupshift bench rag: {n} jobs one at a time: {}", outcomes.join(", "));
     println!(
         "{:<11} {:>9} {:>9} {:>10}  tiers used; escalation reasons",
         "step", "p50 wall", "max wall", "p50 model"

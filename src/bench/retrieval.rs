@@ -1,6 +1,8 @@
 //! `upshift bench retrieval`: search latency over a collection through the
 //! API (p50/p90/p99 of end-to-end request time), with questions about the
-//! PostgreSQL documentation by default or one query per line of a file.
+//! PostgreSQL documentation by default or one query per line of a file;
+//! with `--labelled FILE` (the question set of `upshift eval rag`) also how
+//! often the page that holds each answer ranks first and within `--limit`.
 
 use crate::client::Client;
 use anyhow::Context;
@@ -46,10 +48,18 @@ pub struct RetrievalArgs {
     /// Passages per search.
     #[arg(long, default_value_t = 10)]
     limit: u32,
+    /// A labelled question set (JSON Lines, see `upshift eval rag`): its
+    /// answerable questions are the queries, and hit@1 / hit@limit of the
+    /// pages holding their answers are reported per split.
+    #[arg(long, conflicts_with = "queries")]
+    labelled: Option<PathBuf>,
 }
 
 /// Runs the benchmark against the API at `client`.
 pub async fn run(client: &Client, args: RetrievalArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.labelled {
+        return hits(client, &args, path).await;
+    }
     let queries: Vec<String> = match &args.queries {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("reading {}", p.display()))?
@@ -93,5 +103,45 @@ pub async fn run(client: &Client, args: RetrievalArgs) -> anyhow::Result<()> {
         p99,
         ms[ms.len() - 1]
     );
+    Ok(())
+}
+
+/// hit@1 and hit@limit of the answer pages of a labelled question set.
+async fn hits(client: &Client, args: &RetrievalArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    let questions = crate::eval::rag::load_questions(path)?;
+    let search = format!("/v1/collections/{}/search", args.collection);
+    let limit = args.limit.to_string();
+    let mut by_split: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+    for q in questions.iter().filter(|q| q.answerable()) {
+        let v = client
+            .get(&search, &[("q", q.question.as_str()), ("limit", &limit)])
+            .await?;
+        let docs: Vec<&str> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["document_id"].as_str())
+            .collect();
+        let e = by_split.entry(q.split.clone()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(docs.first().is_some_and(|d| q.pages.iter().any(|p| p == d)));
+        e.2 += usize::from(docs.iter().any(|d| q.pages.iter().any(|p| p == d)));
+    }
+    let status = client.get(&format!("/v1/collections/{}", args.collection), &[]).await?;
+    println!(
+        "upshift bench retrieval: answer pages of {} (`{}`: {} passages, {} embedded)",
+        path.display(),
+        args.collection,
+        status["passages"],
+        status["embedded"]
+    );
+    for (split, (n, h1, hk)) in by_split {
+        println!(
+            "{split:<5} {n} questions  hit@1 {:.1}%  hit@{} {:.1}%",
+            100.0 * h1 as f64 / n as f64,
+            args.limit,
+            100.0 * hk as f64 / n as f64
+        );
+    }
     Ok(())
 }

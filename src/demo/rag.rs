@@ -49,6 +49,8 @@ pub async fn run(api: &str, question: &str) -> anyhow::Result<()> {
     let docs = ensure_docs()?;
     let client = Client::new(api, None)?;
     println!("\n== RAG: ingesting the PostgreSQL 15 documentation into `{COLLECTION}` ==");
+    println!("(passages are embedded for dense retrieval after they are written; the first time on a machine");
+    println!(" this takes several minutes, later runs reuse the vectors)");
     ingest(&client, IngestArgs::new(COLLECTION, vec![docs])).await?;
     println!("\n== RAG: {question} ==");
     let args = AskArgs {
@@ -59,8 +61,9 @@ pub async fn run(api: &str, question: &str) -> anyhow::Result<()> {
     };
     let (id, job) = ask(&client, &args, true).await?;
     print_answer(&job, &client.route(id).await?);
-    if job["status"] != "succeeded" {
-        bail!("the RAG job {id} did not succeed: {}", job["result"]);
+    // An undefended answer said plainly is the demo working; a failed job is not.
+    if job["status"] == "failed" {
+        bail!("the RAG job {id} failed: {}", job["result"]);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod fit;
 mod live;
 pub mod metrics;
 mod plot;
+pub mod rag;
 mod report;
 
 use anyhow::{Context, bail};
@@ -23,10 +24,14 @@ use upshift_shared::{BlastRadius, TaskType, Tier, verify};
 
 /// Options of `upshift eval`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    /// `rag`: a labelled question set through the live system.
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// RouteLLM-format CSV with correctness labels.
-    #[arg(long)]
-    pub dataset: PathBuf,
+    #[arg(long, required = true)]
+    pub dataset: Option<PathBuf>,
     /// Policy file (e.g. from `upshift policy fit`) layered over the config.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -51,6 +56,14 @@ pub struct EvalArgs {
     pub limit: Option<usize>,
 }
 
+/// Evaluations other than the offline routing one.
+#[derive(clap::Subcommand)]
+pub enum EvalCommand {
+    /// Rag jobs on a labelled question set, through the running system
+    /// (`--api`): retrieval, answers, defended and false-defended rates.
+    Rag(rag::RagEvalArgs),
+}
+
 /// A policy's figures on a dataset.
 #[derive(Debug, Serialize)]
 pub struct Evaluation {
@@ -58,6 +71,10 @@ pub struct Evaluation {
     pub n: usize,
     /// Accuracy of the accepted answers (a failed step counts as wrong).
     pub accuracy: f64,
+    /// Share of items whose answer was defended (not unresolved, not failed).
+    pub defended_share: f64,
+    /// Accuracy of the defended answers alone.
+    pub defended_accuracy: Option<f64>,
     /// Cost of every call, cheap attempts included.
     pub cost_usd: f64,
     /// Cost of sending every item to the strong model once.
@@ -173,6 +190,8 @@ pub fn evaluate(cfg: &Config, ds: &Dataset, blast: BlastRadius) -> anyhow::Resul
     let nf = n as f64;
     let (acc_w, acc_s) = (weak_ok as f64 / nf, strong_ok as f64 / nf);
     let accuracy = routes.iter().filter(|r| r.correct).count() as f64 / nf;
+    let defended = routes.iter().filter(|r| r.defended).count();
+    let defended_right = routes.iter().filter(|r| r.defended && r.correct).count();
     let cost: f64 = routes.iter().map(|r| r.cost_usd).sum();
     let share = routes
         .iter()
@@ -217,6 +236,8 @@ pub fn evaluate(cfg: &Config, ds: &Dataset, blast: BlastRadius) -> anyhow::Resul
     Ok(Evaluation {
         n,
         accuracy,
+        defended_share: defended as f64 / nf,
+        defended_accuracy: (defended > 0).then(|| defended_right as f64 / defended as f64),
         cost_usd: cost,
         always_strong_cost_usd: strong_cost,
         cost_ratio: cost / strong_cost,
@@ -273,8 +294,13 @@ pub async fn run(config: Option<&std::path::Path>, args: EvalArgs, api: &str, ke
     if let Some(p) = &args.policy {
         layers.push(p);
     }
+    if let Some(EvalCommand::Rag(rag_args)) = args.command {
+        let client = crate::client::Client::new(api, key)?;
+        return rag::run(&client, rag_args).await;
+    }
+    let dataset = args.dataset.clone().context("--dataset is required")?;
     let cfg = Config::load_profile(Some(REPLAY_TOML), &layers).context("loading configuration")?;
-    let mut ds = dataset::load(&args.dataset, args.class.as_deref())?;
+    let mut ds = dataset::load(&dataset, args.class.as_deref())?;
     if let Some(n) = args.limit {
         ds.items.truncate(n);
     }
@@ -285,7 +311,7 @@ pub async fn run(config: Option<&std::path::Path>, args: EvalArgs, api: &str, ke
     let ev = evaluate(&cfg, &ds, args.blast_radius)?;
     let elapsed = started.elapsed();
     if let Some(path) = &args.plot {
-        plot::write(path, &ev, &args.dataset.display().to_string())?;
+        plot::write(path, &ev, &dataset.display().to_string())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&ev)?);

@@ -60,7 +60,8 @@ pub fn class_rows(ds: &Dataset, routes: &[SimRoute]) -> Vec<ClassRow> {
             let cell = row.tiers.entry(a.tier).or_default();
             cell.cost_usd += a.cost_usd;
             match a.decision {
-                "accept" => {
+                // The answer the route ended with, defended or not.
+                "accept" | "unresolved" => {
                     cell.accepted += 1;
                     cell.right += usize::from(a.correct == Some(true));
                 }
@@ -100,6 +101,13 @@ fn pct(x: Option<f64>) -> String {
 pub fn render(ev: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "items {}  accuracy {:.3}  PGR {:.3}", ev.n, ev.accuracy, ev.pgr);
+    let _ = writeln!(
+        out,
+        "defended {:.1}% of items, {} of them right; the rest ended unresolved or failed",
+        100.0 * ev.defended_share,
+        ev.defended_accuracy
+            .map_or("n/a".into(), |a| format!("{:.1}%", 100.0 * a))
+    );
     let _ = writeln!(
         out,
         "cost ${:.4}  always-strong ${:.4}  cost ratio {:.3}  strong share {:.1}%",
