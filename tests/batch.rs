@@ -4,6 +4,7 @@
 
 use crate::util::{Harness, Opts, answered_result, duplicate_decisions, route};
 use std::time::Duration;
+use upshift_orchestrator::collections::Retriever;
 use upshift_orchestrator::router::{Evidence, Item, settle_batch};
 use upshift_orchestrator::store::PgStore;
 use upshift_shared::Tier;
@@ -47,9 +48,10 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
     // No workers run: decide both results, and a copy of the first, in one batch.
     let cfg = Config::load(Some(&h.config)).unwrap();
     let store = PgStore::connect(&cfg).await.unwrap();
+    let retriever = Retriever::with(None, cfg.rag.clone());
     let ra = answered_result(job, first[0].1, first[0].0, Tier::Small, SEVEN);
     let rb = answered_result(job, first[1].1, first[1].0, Tier::Small, SEVEN);
-    let next = settle_batch(&store, &cfg, &[item(&ra), item(&rb), item(&ra)])
+    let next = settle_batch(&store, &cfg, &retriever, &[item(&ra), item(&rb), item(&ra)])
         .await
         .unwrap();
     assert_eq!(next.len(), 1, "c starts once");
@@ -59,7 +61,9 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
     assert!(c.context.iter().all(|x| x.output == SEVEN));
 
     // The same batch again (a redelivery): nothing changes.
-    let again = settle_batch(&store, &cfg, &[item(&ra), item(&rb)]).await.unwrap();
+    let again = settle_batch(&store, &cfg, &retriever, &[item(&ra), item(&rb)])
+        .await
+        .unwrap();
     assert!(again.is_empty());
 
     let events: Vec<(String, Option<String>)> = route(&h.pool, job)

@@ -56,7 +56,7 @@ async fn the_same_result_delivered_twice_is_decided_once() {
         .await
         .unwrap();
     let decisions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM route_events WHERE job_id = $1 AND event IN ('accept', 'escalate', 'fail')",
+        "SELECT count(*) FROM route_events WHERE job_id = $1 AND event IN ('accept', 'unresolved', 'escalate', 'fail')",
     )
     .bind(job)
     .fetch_one(&h.pool)

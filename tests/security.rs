@@ -116,14 +116,21 @@ async fn a_budget_that_cannot_pay_for_the_escalation_stops_it() {
     let id: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
     h.wait_all(&[id], Duration::from_secs(30)).await;
     let decisions: Vec<(String, Vec<String>)> = sqlx::query_as(
-        "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('accept', 'escalate', 'fail') ORDER BY id",
+        "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('accept', 'unresolved', 'escalate', 'fail') ORDER BY id",
     )
     .bind(id)
     .fetch_all(&h.pool)
     .await
     .unwrap();
     assert_eq!(decisions.len(), 1, "no escalation: {decisions:?}");
-    assert_eq!(decisions[0].0, "accept");
+    // The budget ran out before the answer could be defended: unresolved, not accepted.
+    assert_eq!(decisions[0].0, "unresolved");
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "unresolved");
     assert!(
         decisions[0].1.contains(&"budget_exhausted".to_string()),
         "{decisions:?}"

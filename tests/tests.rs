@@ -33,3 +33,5 @@ mod traces;
 mod collections;
 // The rag job: four routed steps, citations, escalation reasons.
 mod rag;
+// `upshift eval rag` over a fixture collection, through the live system.
+mod rag_eval;

@@ -373,7 +373,8 @@ pub async fn route(pool: &PgPool, job: Uuid) -> Vec<Event> {
 /// Attempt ids with more than one decision (must be empty).
 pub async fn duplicate_decisions(pool: &PgPool) -> Vec<Uuid> {
     sqlx::query_scalar(
-        "SELECT attempt_id FROM route_events WHERE event IN ('accept', 'escalate', 'fail')
+        "SELECT attempt_id FROM route_events
+         WHERE event IN ('accept', 'unresolved', 'escalate', 'fail') AND attempt_id IS NOT NULL
          GROUP BY attempt_id HAVING count(*) > 1",
     )
     .fetch_all(pool)
