@@ -64,28 +64,50 @@ async fn eval_rag_scores_jobs_of_a_fixture_collection() {
     // Scoring again from the recorded run asks nothing and agrees.
     let recorded = h.dir.join("run.json");
     std::fs::write(&recorded, &out).unwrap();
-    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&h.pool).await.unwrap();
+    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
     let (ok, again, err) = h
         .cli(&[
-            "eval", "rag", "--collection", "widgets", "--questions", &file, "--json",
-            "--records", recorded.to_str().unwrap(),
+            "eval",
+            "rag",
+            "--collection",
+            "widgets",
+            "--questions",
+            &file,
+            "--json",
+            "--records",
+            recorded.to_str().unwrap(),
         ])
         .await;
     assert!(ok, "{err}");
     let again: Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["summaries"], doc["summaries"]);
-    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&h.pool).await.unwrap();
+    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs_before, jobs_after);
 
     // A bad question file is refused before any job, naming the line.
-    let bad = question_file(&h.dir, "bad.jsonl", &[
-        questions[0].clone(),
-        json!({"id": "x", "split": "train", "kind": "setting", "question": "?", "answers": ["a"], "pages": ["p"]}),
-    ]);
-    let (ok, _, err) = h.cli(&["eval", "rag", "--collection", "widgets", "--questions", &bad]).await;
+    let bad = question_file(
+        &h.dir,
+        "bad.jsonl",
+        &[
+            questions[0].clone(),
+            json!({"id": "x", "split": "train", "kind": "setting", "question": "?", "answers": ["a"], "pages": ["p"]}),
+        ],
+    );
+    let (ok, _, err) = h
+        .cli(&["eval", "rag", "--collection", "widgets", "--questions", &bad])
+        .await;
     assert!(!ok);
     assert!(err.contains("line 2") && err.contains("split must be one of"), "{err}");
-    let jobs_last: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&h.pool).await.unwrap();
+    let jobs_last: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs_after, jobs_last);
     h.finish().await;
 }

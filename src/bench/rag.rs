@@ -69,7 +69,9 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
         let t = Instant::now();
         let (id, job) = ask(&client, &args, false).await?;
         totals.push(t.elapsed().as_secs_f64());
-        *outcomes.entry(job["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *outcomes
+            .entry(job["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
         let route = client.route(id).await?;
         for (step, st) in step_times(&route) {
             for r in &st.reasons {

@@ -72,7 +72,12 @@ pub fn load_questions(path: &std::path::Path) -> anyhow::Result<Vec<Question>> {
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let q: Question = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
         if !SPLITS.contains(&q.split.as_str()) {
-            bail!("{} line {}: split must be one of {}", path.display(), i + 1, SPLITS.join(", "));
+            bail!(
+                "{} line {}: split must be one of {}",
+                path.display(),
+                i + 1,
+                SPLITS.join(", ")
+            );
         }
         if q.answerable() == q.pages.is_empty() {
             bail!("{} line {}: answers and pages go together", path.display(), i + 1);

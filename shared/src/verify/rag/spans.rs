@@ -50,7 +50,8 @@ static SIZE_UNIT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:\d\s?(?:kB|MB|GB|TB)|\bbytes?|(?:kilo|mega|giga|tera)bytes?)\b").expect("valid regex")
 });
 static TIME_UNIT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:\d\s?(?:ms|min|h|d|s)|\b(?:milli)?seconds?|\bminutes?|\bhours?|\bdays?)\b").expect("valid regex")
+    Regex::new(r"(?i)(?:\d\s?(?:ms|min|h|d|s)|\b(?:milli)?seconds?|\bminutes?|\bhours?|\bdays?)\b")
+        .expect("valid regex")
 });
 
 /// For a number question that asks for an amount of memory or a length of
@@ -69,7 +70,10 @@ pub fn has_asked_unit(question: &str, span: &str) -> Option<bool> {
 /// Whether `span` is a number in words alone (`one`, `three`): the word
 /// "one" is as often a pronoun as a number.
 pub fn bare_word_number(span: &str) -> bool {
-    WORD_NUMBER.find(span).is_some_and(|m| m.as_str().len() == span.trim().len()) && !span.contains(' ')
+    WORD_NUMBER
+        .find(span)
+        .is_some_and(|m| m.as_str().len() == span.trim().len())
+        && !span.contains(' ')
 }
 
 /// SQL words that are too generic to be an answer on their own.
@@ -87,11 +91,58 @@ fn identifier(s: &str) -> bool {
 /// reference): a command question's answer is one of these commands, not
 /// an acronym in capitals (`WAL`, `TCP`) or a keyword (`NULL`).
 const COMMAND_VERBS: &[&str] = &[
-    "ABORT", "ALTER", "ANALYZE", "BEGIN", "CALL", "CHECKPOINT", "CLOSE", "CLUSTER", "COMMENT", "COMMIT", "COPY",
-    "CREATE", "DEALLOCATE", "DECLARE", "DELETE", "DISCARD", "DO", "DROP", "END", "EXECUTE", "EXPLAIN", "FETCH",
-    "GRANT", "IMPORT", "INSERT", "LISTEN", "LOAD", "LOCK", "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN",
-    "REFRESH", "REINDEX", "RELEASE", "RESET", "REVOKE", "ROLLBACK", "SAVEPOINT", "SECURITY", "SELECT", "SET", "SHOW",
-    "START", "TABLE", "TRUNCATE", "UNLISTEN", "UPDATE", "VACUUM", "VALUES", "WITH",
+    "ABORT",
+    "ALTER",
+    "ANALYZE",
+    "BEGIN",
+    "CALL",
+    "CHECKPOINT",
+    "CLOSE",
+    "CLUSTER",
+    "COMMENT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DEALLOCATE",
+    "DECLARE",
+    "DELETE",
+    "DISCARD",
+    "DO",
+    "DROP",
+    "END",
+    "EXECUTE",
+    "EXPLAIN",
+    "FETCH",
+    "GRANT",
+    "IMPORT",
+    "INSERT",
+    "LISTEN",
+    "LOAD",
+    "LOCK",
+    "MERGE",
+    "MOVE",
+    "NOTIFY",
+    "PREPARE",
+    "REASSIGN",
+    "REFRESH",
+    "REINDEX",
+    "RELEASE",
+    "RESET",
+    "REVOKE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SECURITY",
+    "SELECT",
+    "SET",
+    "SHOW",
+    "START",
+    "TABLE",
+    "TRUNCATE",
+    "UNLISTEN",
+    "UPDATE",
+    "VACUUM",
+    "VALUES",
+    "WITH",
 ];
 
 /// Whether `s` reads as SQL in capitals (up to four words), not a word too
@@ -241,7 +292,10 @@ mod tests {
         assert_eq!(has_asked_unit(memory, "64MB"), Some(true));
         assert_eq!(has_asked_unit(memory, "64 megabytes"), Some(true));
         assert_eq!(has_asked_unit(memory, "one"), Some(false));
-        assert_eq!(has_asked_unit("How long may a statement run?", "one minute"), Some(true));
+        assert_eq!(
+            has_asked_unit("How long may a statement run?", "one minute"),
+            Some(true)
+        );
         assert_eq!(has_asked_unit("How many workers may run?", "three"), None);
         assert!(bare_word_number("one") && !bare_word_number("one minute") && !bare_word_number("64"));
     }
