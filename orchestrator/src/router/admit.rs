@@ -113,5 +113,6 @@ fn step_row(job_id: Uuid, s: &PlannedStep) -> StepRow {
         open_findings: serde_json::json!([]),
         first_in: None,
         first_out: None,
+        first_tier: None,
     }
 }

@@ -264,6 +264,17 @@ pub struct ModelConfig {
     pub provider: ProviderConfig,
 }
 
+impl ModelConfig {
+    /// Runs of the model paid for per call: a local model's self-consistency
+    /// samples, otherwise one.
+    pub fn samples(&self) -> u32 {
+        match &self.provider {
+            ProviderConfig::Local(l) => l.samples.max(1),
+            _ => 1,
+        }
+    }
+}
+
 /// Provider settings, tagged by `kind`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -109,9 +109,9 @@ impl Unit {
         let steps: Vec<StepRow> = sqlx::query_as(
             "SELECT s.id, s.job_id, s.idx, s.name, s.task_type, s.task_class, s.input, s.depends_on, s.verifiers,
                     s.output_schema, s.labels, s.ambiguity, s.ambiguity_source, s.state, s.current_tier, s.output,
-                    s.open_findings, f.first_in, f.first_out
+                    s.open_findings, f.first_in, f.first_out, f.first_tier
              FROM steps s LEFT JOIN LATERAL (
-                 SELECT a.tokens_in AS first_in, a.tokens_out AS first_out FROM attempts a
+                 SELECT a.tokens_in AS first_in, a.tokens_out AS first_out, a.tier AS first_tier FROM attempts a
                  WHERE a.step_id = s.id AND a.tokens_in IS NOT NULL ORDER BY a.created_at LIMIT 1) f ON true
              WHERE s.job_id = ANY($1) ORDER BY s.job_id, s.idx",
         )
@@ -215,10 +215,11 @@ impl Unit {
             a.status = u.status.to_string();
             a.has_result = a.has_result || u.output.is_some() || u.error.is_some();
         }
+        let tier = self.attempts.get(&u.id).map(|a| a.tier.clone());
         if let (Some(tin), Some(tout), Some(&i)) = (u.tokens_in, u.tokens_out, self.step_at.get(&step_id)) {
             let s = &mut self.steps[i];
             if s.first_in.is_none() {
-                (s.first_in, s.first_out) = (Some(tin), Some(tout));
+                (s.first_in, s.first_out, s.first_tier) = (Some(tin), Some(tout), tier);
             }
         }
         self.attempt_updates.push(u);
@@ -226,12 +227,21 @@ impl Unit {
 
     /// What job `id` would have cost with every step done once on the strong
     /// tier: each step's first answered attempt's tokens at the strong
-    /// model's prices (a rag step reopened by its critique counts once).
+    /// model's prices, per run of each model (a strong model sampled three
+    /// times pays three runs; a rag step reopened by its critique counts once).
     pub fn always_strong_cost(&self, cfg: &Config, job: Uuid) -> f64 {
         let strong = cfg.tier_model(Tier::Strong);
         let usd: f64 = self
             .steps_of(job)
-            .filter_map(|s| Some((s.first_in? as f64, s.first_out? as f64)))
+            .filter_map(|s| {
+                let runs = s
+                    .first_tier
+                    .as_deref()
+                    .and_then(|t| t.parse::<Tier>().ok())
+                    .map_or(1, |t| cfg.tier_model(t).samples());
+                let scale = f64::from(strong.samples()) / f64::from(runs);
+                Some((s.first_in? as f64 * scale, s.first_out? as f64 * scale))
+            })
             .map(|(tin, tout)| tin * strong.usd_per_m_in + tout * strong.usd_per_m_out)
             .sum();
         usd / 1e6

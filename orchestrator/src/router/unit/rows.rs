@@ -57,6 +57,9 @@ pub(crate) struct StepRow {
     /// Its output tokens.
     #[serde(skip)]
     pub first_out: Option<i32>,
+    /// Its tier (its model's samples scale the always-strong estimate).
+    #[serde(skip)]
+    pub first_tier: Option<String>,
 }
 
 /// An attempt being decided, as loaded under the job's lock.
