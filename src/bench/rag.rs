@@ -58,6 +58,9 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
     let mut by_step: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
     let mut reasons: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut totals = Vec::new();
+    // Submit to done minus the time the models took: what orchestration
+    // (retrieval, verifiers, NATS hops, Postgres, queueing) adds per job.
+    let mut overheads = Vec::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for q in &QUESTIONS[..n] {
         let args = AskArgs {
@@ -73,7 +76,10 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
             .entry(job["status"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
         let route = client.route(id).await?;
-        for (step, st) in step_times(&route) {
+        let steps = step_times(&route);
+        let model_s: f64 = steps.iter().map(|(_, st)| st.model_s).sum();
+        overheads.push((totals.last().unwrap() - model_s).max(0.0));
+        for (step, st) in steps {
             for r in &st.reasons {
                 *reasons.entry(step.clone()).or_default().entry(r.clone()).or_default() += 1;
             }
@@ -133,6 +139,12 @@ async fn drive(api: &str, docs_dir: &Path, n: usize) -> anyhow::Result<()> {
         "job",
         quantile(&mut totals.clone(), 0.5),
         totals.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "{:<11} {:>8.2}s {:>8.2}s  job time minus model time (retrieval, verifiers, NATS, Postgres)",
+        "overhead",
+        quantile(&mut overheads.clone(), 0.5),
+        overheads.iter().copied().fold(0.0, f64::max)
     );
     Ok(())
 }
