@@ -132,13 +132,15 @@ async fn local_models_answer_labels_and_schema_json() {
 }
 
 /// llama.cpp's OpenAI-compatible server from `llama-cpp-python`, serving SmolLM2.
-struct LlamaServer {
+pub struct LlamaServer {
     _child: tokio::process::Child,
-    url: String,
+    /// Its OpenAI-compatible base URL (`…/v1`).
+    pub url: String,
 }
 
 impl LlamaServer {
-    async fn start() -> LlamaServer {
+    /// Starts the server and waits until it answers.
+    pub async fn start() -> LlamaServer {
         crate::util::install_tls();
         let model = model_file(SMOL);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -181,7 +183,8 @@ impl LlamaServer {
     }
 }
 
-fn openai_model(name: &str, url: &str, extra: &str) -> String {
+/// A `[[models]]` entry for the model `smollm2` served at `url`.
+pub fn openai_model(name: &str, url: &str, extra: &str) -> String {
     format!(
         "[[models]]\nname = \"{name}\"\nusd_per_m_in = 1.0\nusd_per_m_out = 2.0\n\
          provider = {{ kind = \"openai\", base_url = \"{url}\", model = \"smollm2\", api_key_env = \"UPSHIFT_TEST_OPENAI_KEY\", \

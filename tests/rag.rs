@@ -14,7 +14,7 @@ const PG_DOCS: &str = "/usr/share/doc/postgresql-doc-15/html";
 
 /// Writes documents into `collection` over HTTP and waits until every
 /// passage is embedded (dense retrieval covers them from then on).
-async fn ingest(h: &Harness, collection: &str, docs: serde_json::Value) {
+pub async fn ingest(h: &Harness, collection: &str, docs: serde_json::Value) {
     let (code, body) = h
         .post_raw(
             &format!("/v1/collections/{collection}/documents"),
@@ -117,7 +117,7 @@ async fn check_shape(h: &Harness, job: Uuid, collection: &str) -> serde_json::Va
 /// The question the widgets answer with a setting's name.
 pub const LIMIT_Q: &str = "Which setting limits how many widgets one session may open at the same time?";
 
-fn widgets() -> serde_json::Value {
+pub fn widgets() -> serde_json::Value {
     json!([
         {"id": "widgets-a.html", "title": "Widget limits", "text": "The max_widgets setting limits how many widgets one session may open at the same time. The default value of max_widgets is 10. Raising it costs shared memory."},
         {"id": "widgets-b.html", "title": "Widget configuration", "text": "Widgets are configured in widgets.conf. Each session opens widgets on demand; when max_widgets widgets are open, further requests wait for one to close."},
@@ -126,27 +126,34 @@ fn widgets() -> serde_json::Value {
     ])
 }
 
-/// Replayed tiers answering from `tests/fixtures/rag_replay.csv`, with `extra` config.
-async fn replay_harness(extra: &str) -> Harness {
+/// A `[[models]]` entry replaying the column `name` of `tests/fixtures/rag_replay.csv`.
+fn replay_model(name: &str, price: f64) -> String {
     let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rag_replay.csv");
-    let model = |name: &str, price: f64| {
-        format!(
-            "[[models]]\nname = \"{name}\"\nusd_per_m_in = {price}\nusd_per_m_out = {price}\n\
-             provider = {{ kind = \"replay\", datasets = [\"{}\"], column = \"{name}\" }}\n",
-            fixture.display()
-        )
-    };
+    format!(
+        "[[models]]\nname = \"{name}\"\nusd_per_m_in = {price}\nusd_per_m_out = {price}\n\
+         provider = {{ kind = \"replay\", datasets = [\"{}\"], column = \"{name}\" }}\n",
+        fixture.display()
+    )
+}
+
+/// Replayed small and medium tiers under `strong` (a `[[models]]` entry
+/// named `strong_name`), with `extra` config.
+pub async fn tiers_harness(strong: &str, strong_name: &str, extra: &str) -> Harness {
     Harness::new(Opts {
         models: Some(format!(
-            "{}{}{}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"fx-strong\"\n",
-            model("fx-small", 0.2),
-            model("fx-medium", 2.0),
-            model("fx-strong", 20.0)
+            "{}{}{strong}\n[tiers]\nsmall = \"fx-small\"\nmedium = \"fx-medium\"\nstrong = \"{strong_name}\"\n",
+            replay_model("fx-small", 0.2),
+            replay_model("fx-medium", 2.0),
         )),
         extra: extra.to_string(),
         ..Opts::default()
     })
     .await
+}
+
+/// Replayed tiers answering from `tests/fixtures/rag_replay.csv`, with `extra` config.
+async fn replay_harness(extra: &str) -> Harness {
+    tiers_harness(&replay_model("fx-strong", 20.0), "fx-strong", extra).await
 }
 
 /// A replay stack (`extra` config) with the widgets collection ingested and
@@ -361,7 +368,8 @@ async fn a_job_no_tier_can_defend_ends_unresolved_and_everything_says_so() {
         out.contains("no defended answer (unresolved)") && out.contains("no_answer"),
         "{out}\n{err}"
     );
-    assert!(out.contains("extract     unresolved strong"), "{out}");
+    // Medium is the top tier trusted to extract (config/default.toml).
+    assert!(out.contains("extract     unresolved medium"), "{out}");
     let job: Uuid = sqlx::query_scalar("SELECT id FROM jobs ORDER BY created_at DESC LIMIT 1")
         .fetch_one(&h.pool)
         .await

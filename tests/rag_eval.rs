@@ -2,7 +2,8 @@
 //! `rag` jobs through the live system (replayed tiers), and the figures
 //! it reports follow from what those jobs did.
 
-use crate::rag::{LIMIT_Q, widgets_stack};
+use crate::models::{LlamaServer, openai_model};
+use crate::rag::{LIMIT_Q, ingest, tiers_harness, widgets, widgets_stack};
 use serde_json::{Value, json};
 
 /// Writes `questions` as JSON Lines into the harness's directory.
@@ -47,11 +48,14 @@ async fn eval_rag_scores_jobs_of_a_fixture_collection() {
     assert_eq!(test["n"], 2);
     assert_eq!(test["answerable"], 1);
     assert_eq!(test["answer_match"], 0.0, "{test:#}");
-    assert_eq!(test["hit_at_k"], 0.0, "the label's page is never retrieved: {test:#}");
+    assert_eq!(
+        test["hit_at_k"], 1.0,
+        "four small documents: all are retrieved: {test:#}"
+    );
     assert_eq!(test["false_defended_n"], 1, "{test:#}");
     assert_eq!(test["refusals"], 1.0, "{test:#}");
     let w3 = records.iter().find(|r| r["id"] == "w3").unwrap();
-    assert_ne!(w3["status"], "succeeded", "{w3:#}");
+    assert_eq!(w3["status"], "unresolved", "{w3:#}");
     assert!(!w3["findings"].as_array().unwrap().is_empty(), "{w3:#}");
     // Each job's time and the per-step figures come from the jobs themselves.
     for r in records {
@@ -109,5 +113,63 @@ async fn eval_rag_scores_jobs_of_a_fixture_collection() {
         .await
         .unwrap();
     assert_eq!(jobs_after, jobs_last);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn eval_rag_runs_with_an_openai_compatible_strong_tier() {
+    // The strong tier is llama.cpp's OpenAI-compatible server; tier zero and
+    // the replayed tiers below it are never trusted, so every extraction is
+    // decided by the hosted model's choice among the candidate spans.
+    let server = LlamaServer::start().await;
+    let extra = "[rag]\nzero_min_relevance = 1.0\n\
+                 [routing.accept.small.by_class]\nrag_extract = 1.0\n\
+                 [routing.accept.medium.by_class]\nrag_extract = 1.0\n\
+                 [routing.accept.strong.by_class]\nrag_extract = 0.0\n";
+    let mut h = tiers_harness(&openai_model("oa-strong", &server.url, ""), "oa-strong", extra).await;
+    let _orch = h.orchestrator().await;
+    h.worker("small");
+    h.worker("medium");
+    let _strong = h.spawn_worker("strong", &[("UPSHIFT_TEST_OPENAI_KEY", "sk-test-secret-value")]);
+    ingest(&h, "widgets", widgets()).await;
+    let file = question_file(
+        &h.dir,
+        "questions.jsonl",
+        &[
+            json!({"id": "w1", "split": "dev", "kind": "setting", "question": LIMIT_Q,
+                 "answers": ["max_widgets"], "pages": ["widgets-a.html"]}),
+        ],
+    );
+    let (ok, out, err) = h
+        .cli(&["eval", "rag", "--collection", "widgets", "--questions", &file, "--json"])
+        .await;
+    assert!(ok, "{out}\n{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let r = &doc["records"][0];
+    assert!(r["tiers"]["extract"].as_str().unwrap().ends_with("strong"), "{r:#}");
+    let strong: Vec<&Value> = r["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["step"] == "extract" && d["tier"] == "strong")
+        .collect();
+    assert_eq!(strong.len(), 1, "{r:#}");
+    // Defended only when the hosted model chose the evidence's own first
+    // candidate, so whatever it chose, nothing wrong is defended.
+    let dev = &doc["summaries"]["dev"];
+    assert_eq!(dev["false_defended_n"], 0, "{dev:#}");
+    assert_eq!(r["status"] == "succeeded", strong[0]["passed"] == true, "{r:#}");
+    assert!(
+        r["cost_usd"].as_f64().unwrap() > 0.0,
+        "the strong tier's tokens are paid: {r:#}"
+    );
+    let providers: Vec<String> = sqlx::query_scalar("SELECT provider FROM attempts WHERE tier = 'strong'")
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+    assert!(
+        !providers.is_empty() && providers.iter().all(|p| p == "openai"),
+        "{providers:?}"
+    );
     h.finish().await;
 }
