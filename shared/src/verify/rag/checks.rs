@@ -264,7 +264,14 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
     {
         out.push(Finding::new(
             ReasonCode::AmbiguousEvidence,
-            format!("another candidate's sentence scores within {m:.3} of it (margin needed {min_margin:.3})"),
+            if m < 0.0 {
+                format!(
+                    "another candidate's sentence is closer to the question, by {:.3}, than this one's",
+                    -m
+                )
+            } else {
+                format!("another candidate's sentence scores within {m:.3} of this one's (lead needed {min_margin:.3})")
+            },
         ));
     }
     out
