@@ -35,3 +35,5 @@ mod collections;
 mod rag;
 // `upshift eval rag` over a fixture collection, through the live system.
 mod rag_eval;
+// Hybrid retrieval: dense and full-text rankings fused.
+mod retrieval;

@@ -148,7 +148,8 @@ mod tests {
             ids,
             vectors: vec![unit(0.0), unit(1.0), unit(0.2)],
         };
-        let top = index.top(&unit(0.1), 2);
+        // Closer to `a` (0.05 away) than to `c` (0.15 away): no tie to round.
+        let top = index.top(&unit(0.05), 2);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), ["a", "c"]);
         assert!((index.similarity("b", &unit(1.0)).unwrap() - 1.0).abs() < 1e-6);
         assert!(index.similarity("zz", &unit(1.0)).is_none());
