@@ -37,6 +37,9 @@ text_enum! {
         /// setting" question answered without naming a setting from a cited
         /// passage).
         AnswerTypeMismatch => "answer_type_mismatch",
+        /// An extraction holds a value its input does not contain, or one
+        /// value in two fields.
+        UngroundedValue => "ungrounded_value",
         /// The evidence an answer rests on is not about the question (its
         /// similarity to the question is under the floor).
         LowRelevance => "low_relevance",

@@ -242,6 +242,7 @@ async fn ladder(cfg: &Config) -> anyhow::Result<()> {
                 rag: None,
                 schema: msg.output_schema.as_ref(),
                 labels: &msg.labels,
+                input: Some(&msg.input),
             };
             let kinds = verify::default_verifiers(msg.task, msg.output_schema.is_some(), !msg.labels.is_empty());
             let findings = verify::run(&kinds, &c.output, expect);

@@ -127,6 +127,7 @@ pub(crate) fn prepare(
                         schema: None,
                         labels: &[],
                         rag: Some(job.expect(r, cfg)),
+                        input: None,
                     };
                     let findings = verify::run(&verifiers, &answer, expect);
                     (answer, findings)

@@ -246,6 +246,7 @@ fn examine(
                     schema: step.schema.as_ref(),
                     labels: &step.labels,
                     rag: open.rag.as_ref().zip(retrieval).map(|(j, r)| j.expect(r, cfg)),
+                    input: Some(&step.input),
                 };
                 (verify::run(&step.verifiers, output, expect), *confidence, None)
             }

@@ -4,6 +4,7 @@
 mod answer;
 mod arithmetic;
 pub mod degenerate;
+mod grounded;
 pub mod rag;
 mod schema;
 
@@ -64,6 +65,9 @@ pub enum VerifierKind {
     /// asked for, from a passage naming the question's entities, in a
     /// sentence relevant to the question (rag).
     Span,
+    /// An extraction's values occur in the step's input, and no two fields
+    /// of one object hold the same value.
+    Grounded,
 }
 
 impl VerifierKind {
@@ -80,6 +84,7 @@ impl VerifierKind {
             VerifierKind::Degenerate => "degenerate",
             VerifierKind::AnswerType => "answer_type",
             VerifierKind::Span => "span",
+            VerifierKind::Grounded => "grounded",
         }
     }
 }
@@ -88,7 +93,7 @@ impl VerifierKind {
 pub fn default_verifiers(task: TaskType, has_schema: bool, has_labels: bool) -> Vec<VerifierKind> {
     match task {
         TaskType::Answer => vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic],
-        TaskType::Extract => vec![VerifierKind::JsonSchema],
+        TaskType::Extract => vec![VerifierKind::JsonSchema, VerifierKind::Grounded],
         TaskType::Classify if has_labels => vec![VerifierKind::Label],
         _ if has_schema => vec![VerifierKind::JsonSchema],
         // Free text: at least not a loop of words or numbers.
@@ -106,6 +111,9 @@ pub struct Expect<'a> {
     pub labels: &'a [String],
     /// What a rag step is checked against (its job's query and retrieval).
     pub rag: Option<RagExpect<'a>>,
+    /// The step's input, for checks of what was taken from it (`grounded`;
+    /// skipped when unknown).
+    pub input: Option<&'a str>,
 }
 
 /// The evidence of a rag step's checks.
@@ -131,6 +139,7 @@ pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<
             VerifierKind::JsonSchema => out.extend(schema::check(output, expect.schema)),
             VerifierKind::Label => out.extend(check_label(output, expect.labels)),
             VerifierKind::Degenerate => out.extend(degenerate::check(output)),
+            VerifierKind::Grounded => out.extend(expect.input.map(|i| grounded::check(output, i)).unwrap_or_default()),
             VerifierKind::Retrieval
             | VerifierKind::FactCitations
             | VerifierKind::AnswerCitations
@@ -193,6 +202,7 @@ mod tests {
             schema: None,
             labels: &labels,
             rag: None,
+            input: None,
         };
         assert!(run(&[VerifierKind::Label], "negative", e).is_empty());
         let f = run(&[VerifierKind::Label], "The sentiment is good", e);
