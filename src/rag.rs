@@ -129,7 +129,9 @@ pub fn print_answer(job: &serde_json::Value, route: &serde_json::Value) {
     if !answer.is_empty() {
         println!("{answer}");
     }
-    if let Some(v) = r["verdict"]["verdict"].as_str() {
+    if r["verdict"]["verdict"] == "not_run" {
+        println!("critic: not run (no tier's critic is trusted on this class; see docs/rag.md)");
+    } else if let Some(v) = r["verdict"]["verdict"].as_str() {
         let conf = r["verdict"]["confidence"]
             .as_f64()
             .map(|c| format!(", confidence {c:.2}"))
