@@ -72,3 +72,56 @@ async fn the_route_viewer_shows_why_a_step_escalated() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn the_job_list_counts_attempts_by_index_at_100k_jobs() {
+    let mut h = Harness::new(Opts::default()).await;
+    // Its start migrates the schema.
+    let _orch = h.orchestrator().await;
+    // 100,000 jobs of 50 tenants, one step and two attempts each.
+    for sql in [
+        "INSERT INTO jobs (id, tenant, kind, input, blast_radius, status, created_at)
+         SELECT gen_random_uuid(), 't' || (g % 50), 'steps', '{}', 'low', 'succeeded',
+                now() - make_interval(secs => g)
+         FROM generate_series(1, 100000) g",
+        "INSERT INTO steps (id, job_id, idx, name, task_type, task_class, input, verifiers, ambiguity,
+                            ambiguity_source, state)
+         SELECT gen_random_uuid(), id, 0, 's', 'classify', 'classify', 'x', '{}', 0.1, 'request', 'accepted'
+         FROM jobs",
+        "INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
+         SELECT gen_random_uuid(), s.id, s.job_id, 'small', 'm', 'answered', now()
+         FROM steps s, generate_series(1, 2)",
+        "ANALYZE",
+    ] {
+        sqlx::query(sql).execute(&h.pool).await.unwrap();
+    }
+    // The list's own statement, its parameters filled in (constants of this test).
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) {}",
+        upshift_orchestrator::store::JOB_LIST_SQL
+            .replace("$1", "'t7'")
+            .replace("$2::text", "NULL::text")
+            .replace("$2", "NULL")
+            .replace("$3", "8760")
+    )))
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    fn scans(node: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        if let (Some(t), Some(r)) = (node["Node Type"].as_str(), node["Relation Name"].as_str()) {
+            out.push((t.to_string(), r.to_string()));
+        }
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            scans(child, out);
+        }
+    }
+    let mut seen = Vec::new();
+    scans(&plan[0]["Plan"], &mut seen);
+    let on_attempts: Vec<&String> = seen.iter().filter(|(_, r)| r == "attempts").map(|(t, _)| t).collect();
+    assert!(!on_attempts.is_empty(), "{plan:#}");
+    assert!(
+        on_attempts.iter().all(|t| t.as_str() != "Seq Scan"),
+        "attempts scanned whole: {plan:#}"
+    );
+    h.finish().await;
+}

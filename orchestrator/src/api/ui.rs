@@ -70,19 +70,13 @@ pub async fn jobs(
     let Query(q) = q?;
     let status = q.status.filter(|s| crate::store::JOB_STATUSES.contains(&s.as_str()));
     let hours = f64::from(q.hours.unwrap_or(24 * 365).clamp(1, 24 * 3650));
-    let rows: Vec<JobRow> = sqlx::query_as(
-        "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
-                (SELECT count(*) FROM attempts a WHERE a.job_id = j.id)
-         FROM jobs j WHERE j.tenant = $1 AND ($2::text IS NULL OR j.status = $2)
-           AND j.created_at > now() - make_interval(hours => $3::int)
-         ORDER BY j.created_at DESC LIMIT 200",
-    )
-    .bind(&tenant)
-    .bind(&status)
-    .bind(hours as i32)
-    .fetch_all(&st.store.pool)
-    .await
-    .map_err(crate::Error::from)?;
+    let rows: Vec<JobRow> = sqlx::query_as(crate::store::JOB_LIST_SQL)
+        .bind(&tenant)
+        .bind(&status)
+        .bind(hours as i32)
+        .fetch_all(&st.store.pool)
+        .await
+        .map_err(crate::Error::from)?;
     let mut body = String::from(
         "<form method=\"get\">status <select name=\"status\"><option value=\"\">any</option>\
          <option>running</option><option>succeeded</option><option>unresolved</option><option>failed</option></select> \

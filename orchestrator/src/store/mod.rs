@@ -87,6 +87,15 @@ pub struct Outgoing {
 /// Every job status, as stored and as the API filters by.
 pub const JOB_STATUSES: [&str; 4] = ["running", "succeeded", "unresolved", "failed"];
 
+/// A tenant's newest jobs with their attempt counts (`/ui`): $1 tenant, $2
+/// status or NULL, $3 hours back. Counted through `attempts_job`, never a
+/// scan of every attempt.
+pub const JOB_LIST_SQL: &str = "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
+        (SELECT count(*) FROM attempts a WHERE a.job_id = j.id)
+ FROM jobs j WHERE j.tenant = $1 AND ($2::text IS NULL OR j.status = $2)
+   AND j.created_at > now() - make_interval(hours => $3::int)
+ ORDER BY j.created_at DESC LIMIT 200";
+
 /// Text list of reason codes, as stored.
 pub(crate) fn reason_texts(reasons: &[ReasonCode]) -> Vec<String> {
     reasons.iter().map(|r| r.as_str().to_string()).collect()
