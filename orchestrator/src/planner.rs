@@ -231,10 +231,19 @@ fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             validate_schema(schema).map_err(|e| Error::invalid(field("output_schema"), e))?;
         }
         let labels = plan_labels(s).map_err(|reason| Error::invalid(field("labels"), reason))?;
-        let verifiers = s
+        // Each verifier once, in the order first named: a list repeating one
+        // (75,000 `json_schema` fit in a request) would otherwise run, and
+        // compile its schema, that many times per attempt.
+        let mut verifiers: Vec<VerifierKind> = Vec::new();
+        for v in s
             .verifiers
             .clone()
-            .unwrap_or_else(|| default_verifiers(s.task, s.output_schema.is_some(), !labels.is_empty()));
+            .unwrap_or_else(|| default_verifiers(s.task, s.output_schema.is_some(), !labels.is_empty()))
+        {
+            if !verifiers.contains(&v) {
+                verifiers.push(v);
+            }
+        }
         out.push(PlannedStep {
             idx: i as i32,
             name: name.to_string(),
@@ -309,6 +318,14 @@ mod tests {
         assert_eq!(
             p[0].verifiers,
             vec![VerifierKind::AnswerFormat, VerifierKind::Arithmetic]
+        );
+
+        // A repeated verifier runs once.
+        let mut many = ok.clone();
+        many.steps[0].verifiers = Some([VerifierKind::Arithmetic, VerifierKind::AnswerFormat].repeat(40_000));
+        assert_eq!(
+            plan(&many, &cfg()).unwrap()[0].verifiers,
+            vec![VerifierKind::Arithmetic, VerifierKind::AnswerFormat]
         );
 
         let mut bad = ok.clone();
