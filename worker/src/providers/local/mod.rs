@@ -57,6 +57,22 @@ pub struct LocalModel {
     create: Mutex<()>,
 }
 
+/// A prompt in parts: (text, whether special-token markers in it are read
+/// as special tokens). Template text is; what users and documents wrote is
+/// not.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The parts in order.
+    pub parts: Vec<(String, bool)>,
+}
+
+impl Rendered {
+    /// The whole prompt as one text (for logs and display).
+    pub fn text(&self) -> String {
+        self.parts.iter().map(|(t, _)| t.as_str()).collect()
+    }
+}
+
 /// What one call cost in tokens and produced.
 #[derive(Debug, Clone)]
 struct Answer {
@@ -96,32 +112,64 @@ impl LocalModel {
         &self.path
     }
 
-    /// The prompt text for `p` in this model's format.
-    pub fn render(&self, p: &Prompt) -> String {
+    /// The prompt for `p` in this model's format. Only the chat template's
+    /// own markers are special: the user's message (the step's input, the
+    /// passages) is plain text, so an input holding `<|im_end|>` cannot
+    /// open a turn of its own.
+    pub fn render(&self, p: &Prompt) -> Rendered {
         match self.cfg.prompt {
-            PromptFormat::Completion => p.as_completion(),
+            PromptFormat::Completion => Rendered {
+                parts: vec![(p.as_completion(), false)],
+            },
             PromptFormat::Chat => {
                 let system = self
                     .cfg
                     .system
                     .clone()
                     .unwrap_or_else(|| "You are a helpful assistant.".into());
+                // The template is rendered around a placeholder, which is
+                // then replaced by the message as text of its own.
+                const SLOT: &str = "\u{1}upshift-user-message\u{1}";
                 let from_gguf = self.template.as_ref().and_then(|t| {
                     let msgs = [
                         LlamaChatMessage::new("system".into(), system.clone()).ok()?,
-                        LlamaChatMessage::new("user".into(), p.user_message()).ok()?,
+                        LlamaChatMessage::new("user".into(), SLOT.into()).ok()?,
                     ];
                     self.model.apply_chat_template(t, &msgs, true).ok()
                 });
                 // ChatML when the file carries no usable template.
-                from_gguf.unwrap_or_else(|| {
+                let shell = from_gguf.filter(|s| s.matches(SLOT).count() == 1).unwrap_or_else(|| {
                     format!(
-                        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-                        p.user_message()
+                        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{SLOT}<|im_end|>\n<|im_start|>assistant\n"
                     )
-                })
+                });
+                let (before, after) = shell.split_once(SLOT).expect("the shell holds the slot once");
+                Rendered {
+                    parts: vec![
+                        (before.to_string(), true),
+                        (p.user_message(), false),
+                        (after.to_string(), true),
+                    ],
+                }
             }
         }
+    }
+
+    /// The tokens of `r` as the model reads them (beginning-of-text first
+    /// for a completion prompt), for tests and diagnostics.
+    pub fn tokens(&self, r: &Rendered) -> Vec<i32> {
+        session::tokenize(&self.model, r, self.cfg.prompt == PromptFormat::Completion)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
+    /// How many of `tokens` are control tokens (role markers, end of turn).
+    pub fn control_tokens(&self, tokens: &[i32]) -> usize {
+        tokens
+            .iter()
+            .filter(|t| self.model.vocab().is_control(llama_cpp_2::token::LlamaToken(**t)))
+            .count()
     }
 
     fn session(&self) -> Result<Session<'_>, String> {
@@ -222,8 +270,11 @@ impl LocalModel {
     /// (prompt tokens, prompt seconds, generated tokens, generation seconds).
     pub fn bench(&self, text: &str, n_gen: u32) -> Result<(u32, f64, u32, f64), String> {
         let mut s = self.session()?;
+        let text = Rendered {
+            parts: vec![(text.to_string(), false)],
+        };
         let t = std::time::Instant::now();
-        let n_prompt = s.feed_prompt(text, self.cfg.prompt == PromptFormat::Completion)?;
+        let n_prompt = s.feed_prompt(&text, self.cfg.prompt == PromptFormat::Completion)?;
         let prompt_secs = t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
         let n = s.generate_fixed(n_gen)?;

@@ -13,6 +13,21 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use std::num::NonZeroU32;
 use upshift_shared::config::LocalConfig;
 
+use super::Rendered;
+
+/// The tokens of a rendered prompt: each part on its own, special-token
+/// markers parsed only in the parts that allow them; beginning-of-text
+/// first when `add_bos`.
+pub(super) fn tokenize(model: &LlamaModel, r: &Rendered, add_bos: bool) -> Vec<LlamaToken> {
+    let mut out = Vec::new();
+    for (i, (text, special)) in r.parts.iter().enumerate() {
+        if !text.is_empty() || (i == 0 && add_bos) {
+            out.extend(model.vocab().tokenize(text.as_bytes(), add_bos && i == 0, *special));
+        }
+    }
+    out
+}
+
 /// Candidates considered per generated token before the grammar filters them.
 const TOP_K: usize = 40;
 
@@ -80,8 +95,8 @@ impl<'m> Session<'m> {
     /// Makes `text` the prompt, keeping what the context already holds of
     /// it: only the tokens after the longest common prefix with what was
     /// fed before are decoded. Returns (prompt tokens, tokens decoded now).
-    pub fn prompt(&mut self, text: &str, add_bos: bool) -> Result<(u32, u32), String> {
-        let tokens = self.model.vocab().tokenize(text.as_bytes(), add_bos, true);
+    pub fn prompt(&mut self, text: &Rendered, add_bos: bool) -> Result<(u32, u32), String> {
+        let tokens = tokenize(self.model, text, add_bos);
         let n = tokens.len();
         if n == 0 || n as u32 + 16 > self.n_ctx {
             return Err(format!(
@@ -99,8 +114,8 @@ impl<'m> Session<'m> {
     }
 
     /// Tokenizes and feeds a prompt; returns its token count.
-    pub fn feed_prompt(&mut self, text: &str, add_bos: bool) -> Result<u32, String> {
-        let tokens = self.model.vocab().tokenize(text.as_bytes(), add_bos, true);
+    pub fn feed_prompt(&mut self, text: &Rendered, add_bos: bool) -> Result<u32, String> {
+        let tokens = tokenize(self.model, text, add_bos);
         let n = tokens.len() as u32;
         if n == 0 || self.n_past + n + 16 > self.n_ctx {
             return Err(format!(
