@@ -8,6 +8,7 @@
 //! which keeps any orchestrator replica able to serve it.
 
 use super::{ApiError, AppState, Tenant};
+use crate::store::RouteEvent;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -57,13 +58,19 @@ pub async fn events(
     let stream = futures::stream::unfold(Some((st, tenant, after)), move |state| async move {
         let (st, tenant, mut after) = state?;
         loop {
-            let events = match st.store.route_since(&tenant, id, after).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
-                    Vec::new()
+            let mut events = read_since(&st, &tenant, id, after).await;
+            let mut finished = None;
+            if events.is_empty() {
+                match st.store.job(&tenant, id).await {
+                    // The job's last events commit with its status: read once
+                    // more, or those written between the two reads are lost.
+                    Ok(job) if job.status != "running" => {
+                        events = read_since(&st, &tenant, id, after).await;
+                        finished = Some(job);
+                    }
+                    _ => {}
                 }
-            };
+            }
             if !events.is_empty() {
                 let out: Vec<Result<Event, Infallible>> = events
                     .iter()
@@ -78,8 +85,8 @@ pub async fn events(
                 after = events.last().map_or(after, |e| e.id);
                 return Some((futures::stream::iter(out), Some((st, tenant, after))));
             }
-            match st.store.job(&tenant, id).await {
-                Ok(job) if job.status != "running" => {
+            match finished {
+                Some(job) => {
                     let done = Event::default()
                         .event("done")
                         .json_data(serde_json::json!({
@@ -90,9 +97,17 @@ pub async fn events(
                         .unwrap_or_default();
                     return Some((futures::stream::iter(vec![Ok(done)]), None));
                 }
-                _ => tokio::time::sleep(POLL).await,
+                None => tokio::time::sleep(POLL).await,
             }
         }
     });
     Ok(Sse::new(futures::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
+}
+
+/// The job's route events after `after`; none (logged) when reading fails.
+async fn read_since(st: &AppState, tenant: &str, id: Uuid, after: i64) -> Vec<RouteEvent> {
+    st.store.route_since(tenant, id, after).await.unwrap_or_else(|e| {
+        tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
+        Vec::new()
+    })
 }
