@@ -80,7 +80,8 @@ async fn postgres_docs_are_ingested_and_questions_find_their_page() {
     assert_eq!((n, count(&h, "passages").await), (1, before));
 }
 
-fn urlencode(s: &str) -> String {
+/// `s` percent-encoded for a query string.
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

@@ -1,6 +1,7 @@
 //! Hybrid retrieval over HTTP: the dense ranking finds a paraphrase that
 //! full-text search cannot, and fusing the two keeps an exact name first.
 
+use crate::collections::urlencode;
 use crate::rag::{ingest, widgets};
 use crate::util::{Harness, Opts};
 use serde_json::json;
@@ -10,15 +11,11 @@ const PARAPHRASE: &str = "How should I look after vegetable plants?";
 
 /// The document ids `/search` ranks for `q`, best first.
 async fn ranked(h: &Harness, collection: &str, q: &str) -> Vec<String> {
-    let q: String = q
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
     let (code, hits) = h
-        .get(&format!("/v1/collections/{collection}/search?limit=4&q={q}"), None)
+        .get(
+            &format!("/v1/collections/{collection}/search?limit=4&q={}", urlencode(q)),
+            None,
+        )
         .await;
     assert_eq!(code, 200, "{hits}");
     hits.as_array()

@@ -5,8 +5,8 @@
 //! into these loops under greedy decoding; a grammar keeps the form but not
 //! the sense, so the check looks at the text itself.
 
-use super::Finding;
 use super::rag::text::{content_words, sentences};
+use super::{Finding, clip};
 use crate::reasons::ReasonCode;
 use regex::Regex;
 use std::collections::HashMap;
@@ -89,11 +89,6 @@ fn periodic_run(text: &str) -> Option<&str> {
         }
     }
     None
-}
-
-fn clip(s: &str, n: usize) -> String {
-    let t: String = s.chars().take(n).collect();
-    if t.len() < s.len() { format!("{t}…") } else { t }
 }
 
 #[cfg(test)]

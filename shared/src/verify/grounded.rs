@@ -9,7 +9,7 @@
 //! meant to transform the input (a date reformatted, a total computed) name
 //! their verifiers and leave this one out.
 
-use super::Finding;
+use super::{Finding, clip};
 use crate::reasons::ReasonCode;
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ fn walk(v: &Value, path: &str, input: &str, out: &mut Vec<Finding>) {
                     if let Some((other, _)) = seen.iter().find(|(_, t)| *t == text) {
                         out.push(Finding::new(
                             ReasonCode::UngroundedValue,
-                            format!("`{p}` repeats the value of `{other}` ({})", clip(&text)),
+                            format!("`{p}` repeats the value of `{other}` (`{}`)", clip(&text, 40)),
                         ));
                     }
                     seen.push((k, text));
@@ -96,20 +96,11 @@ fn walk(v: &Value, path: &str, input: &str, out: &mut Vec<Finding>) {
             if !found {
                 out.push(Finding::new(
                     ReasonCode::UngroundedValue,
-                    format!("`{path}` = {} is not in the input", clip(&text)),
+                    format!("`{path}` = `{}` is not in the input", clip(&text, 40)),
                 ));
             }
         }
         _ => {}
-    }
-}
-
-fn clip(s: &str) -> String {
-    let short: String = s.chars().take(40).collect();
-    if short.len() < s.len() {
-        format!("`{short}…`")
-    } else {
-        format!("`{short}`")
     }
 }
 

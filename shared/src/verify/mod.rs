@@ -129,6 +129,12 @@ pub struct RagExpect<'a> {
     pub span: rag::SpanFloors,
 }
 
+/// The first `n` characters of `s`, with `…` when it went on (for findings).
+pub(crate) fn clip(s: &str, n: usize) -> String {
+    let t: String = s.chars().take(n).collect();
+    if t.len() < s.len() { format!("{t}…") } else { t }
+}
+
 /// Runs `verifiers` over `output`; an empty result means every check passed.
 pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -215,10 +215,10 @@ impl Unit {
             a.status = u.status.to_string();
             a.has_result = a.has_result || u.output.is_some() || u.error.is_some();
         }
-        let tier = self.attempts.get(&u.id).map(|a| a.tier.clone());
         if let (Some(tin), Some(tout), Some(&i)) = (u.tokens_in, u.tokens_out, self.step_at.get(&step_id)) {
             let s = &mut self.steps[i];
             if s.first_in.is_none() {
+                let tier = self.attempts.get(&u.id).map(|a| a.tier.clone());
                 (s.first_in, s.first_out, s.first_tier) = (Some(tin), Some(tout), tier);
             }
         }

@@ -7,7 +7,7 @@ use super::{
     MAX_UNSUPPORTED_SHARE, MIN_CLAIM_WORDS, MIN_SUPPORT, Passage, Retrieval, RetrievalFloor, parse_facts, text,
 };
 use crate::reasons::ReasonCode;
-use crate::verify::Finding;
+use crate::verify::{Finding, clip};
 use std::collections::BTreeMap;
 
 /// `retrieval_empty` when retrieval missed its floor: too few passages, or
@@ -82,10 +82,7 @@ pub fn check_facts(output: &str, r: &Retrieval, query: &str) -> Vec<Finding> {
         ));
     }
     let all: String = facts.iter().map(|f| f.fact.as_str()).collect::<Vec<_>>().join(" ");
-    let missing: Vec<String> = text::entities(query)
-        .into_iter()
-        .filter(|e| !text::mentions(&all, e))
-        .collect();
+    let missing = text::unmentioned(query, &all);
     if !missing.is_empty() {
         out.push(Finding::new(
             ReasonCode::UnresolvedEntities,
@@ -231,10 +228,7 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
         ));
     }
     let context = format!("{} {}", ev.passage.title, ev.passage.text);
-    let missing: Vec<String> = text::entities(query)
-        .into_iter()
-        .filter(|e| !text::mentions(&context, e))
-        .collect();
+    let missing = text::unmentioned(query, &context);
     if !missing.is_empty() {
         out.push(Finding::new(
             ReasonCode::UnresolvedEntities,
@@ -338,9 +332,4 @@ pub fn ambiguity(query: &str, r: &Retrieval, base: f64) -> (f64, serde_json::Val
         "conflict": conflict, "question_type": classify(query).as_str(),
     });
     (a.clamp(0.0, 1.0), detail)
-}
-
-fn clip(s: &str, n: usize) -> String {
-    let t: String = s.chars().take(n).collect();
-    if t.len() < s.len() { format!("{t}…") } else { t }
 }

@@ -181,6 +181,11 @@ pub fn entities(query: &str) -> Vec<String> {
     out
 }
 
+/// The entities `query` names that `text` never mentions.
+pub fn unmentioned(query: &str, text: &str) -> Vec<String> {
+    entities(query).into_iter().filter(|e| !mentions(text, e)).collect()
+}
+
 /// Whether `entity` occurs in `text` (case-insensitive, on word boundaries
 /// for single words).
 pub fn mentions(text: &str, entity: &str) -> bool {
