@@ -276,7 +276,10 @@ fn identifiers(question: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for w in question.split(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | ',' | '?' | '(' | ')')) {
         let w = w.trim_end_matches(['.', ':', ';']);
-        let inner = w.len() > 2 && w[1..w.len() - 1].contains(['_', '.']);
+        // Between the first and the last character (never a byte index:
+        // a question may hold any character).
+        let mut middle = w.chars();
+        let inner = middle.next().is_some() && middle.next_back().is_some() && middle.as_str().contains(['_', '.']);
         let number = w.chars().all(|c| c.is_ascii_digit() || c == '.');
         if inner
             && !number
@@ -301,5 +304,8 @@ mod tests {
             ["pg_hba.conf", "postgresql.conf"]
         );
         assert!(identifiers("Which setting controls the write-ahead log? Is it 4.0?").is_empty());
+        // Multi-byte characters at either end (the API fuzzer found this).
+        assert!(identifiers("GÇ¶w\u{BBD6C}ypù").is_empty());
+        assert_eq!(identifiers("ù_ù é.é"), ["ù_ù", "é.é"]);
     }
 }
