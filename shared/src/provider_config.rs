@@ -39,6 +39,14 @@ pub struct OpenaiConfig {
     /// How steps with an output schema (and label steps) ask for structured output.
     #[serde(default)]
     pub structured_output: StructuredOutput,
+    /// Largest response body read, bytes; a longer one fails the call
+    /// (`too_large`) and the step escalates.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_max_response_bytes() -> usize {
+    4 << 20
 }
 
 /// The `response_format` dialect a server understands.
@@ -147,6 +155,9 @@ impl ProviderConfig {
                 }
                 if o.timeout_secs == 0 || o.max_concurrency == 0 || o.max_tokens == 0 {
                     return bad("timeout_secs / max_concurrency / max_tokens", "must be greater than 0");
+                }
+                if o.max_response_bytes < 1024 {
+                    return bad("max_response_bytes", "must be at least 1024");
                 }
                 Ok(())
             }

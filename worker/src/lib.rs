@@ -7,6 +7,7 @@ mod http;
 pub mod pool;
 pub mod prompt;
 pub mod providers;
+pub mod retry;
 
 pub use error::{Error, ProviderError, Result};
 

@@ -7,10 +7,10 @@
 //! result's `Nats-Msg-Id` is the attempt id, so a redelivered task whose
 //! result was already published produces no second result.
 
-use crate::error::{Error, ProviderError, Result};
+use crate::error::{Error, Result};
 use crate::providers::{ModelProvider, Provider};
+use crate::retry::RetryPolicy;
 use async_nats::jetstream::{self, AckKind, consumer};
-use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,8 @@ struct Ctx {
     tier: Tier,
     worker_id: String,
     progress: Duration,
+    /// How model calls are retried.
+    retry: RetryPolicy,
     /// Test-only fault injection: abort the process on inputs containing this.
     crash_on: Option<String>,
 }
@@ -79,6 +81,7 @@ pub async fn run(
         tier,
         worker_id,
         progress: Duration::from_secs(cfg.worker.progress_interval_secs),
+        retry: RetryPolicy::from_config(&cfg.worker),
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -235,18 +238,14 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
     run_attempt(ctx, msg, task, hard_stop).instrument(span).await;
 }
 
-/// Calls the model (retrying retryable errors), publishes the result, acks.
+/// Calls the model (retrying retryable errors within the retry policy), publishes the result, acks.
 async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard_stop: CancellationToken) {
     let started = Instant::now();
     let received_at = chrono::Utc::now();
     let model_span = tracing::info_span!("model.call", model = %ctx.model.name, provider = ctx.provider.kind());
-    let call = (|| ctx.provider.complete(&task).instrument(model_span.clone()))
-        .retry(ExponentialBuilder::default().with_jitter().with_max_times(3))
-        .when(ProviderError::is_retryable)
-        .adjust(|e, d| match e {
-            ProviderError::RateLimited { retry_after: Some(ra) } => Some(*ra),
-            _ => d,
-        });
+    let call = ctx
+        .retry
+        .run(|| ctx.provider.complete(&task).instrument(model_span.clone()));
     tokio::pin!(call);
     let mut ticker = tokio::time::interval(ctx.progress);
     ticker.tick().await;
@@ -295,7 +294,7 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
             message: e.to_string(),
         },
     };
-    let result = ResultMessage {
+    let mut result = ResultMessage {
         version: MESSAGE_VERSION,
         attempt_id: task.attempt_id,
         job_id: task.job_id,
@@ -309,6 +308,10 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
         sent_at: Some(chrono::Utc::now()),
         outcome,
     };
+    if let Some(why) = result.make_storable() {
+        // Postgres could never store it; the router escalates a failure.
+        tracing::warn!(attempt = %task.attempt_id, %why, "the model's answer cannot be stored; reporting a failure");
+    }
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
     upshift_shared::telemetry::inject(&span, &mut headers);

@@ -189,6 +189,27 @@ pub struct ApiConfig {
     /// Bearer keys; empty means no authentication and tenant `default`.
     #[serde(default)]
     pub keys: Vec<ApiKey>,
+    /// A connection that has not sent its request headers within this many
+    /// seconds is closed.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A request (body included) not answered within this many seconds gets
+    /// 408. Event streams are exempt.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Requests in flight at once; more get 503 with Retry-After.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_request_timeout_secs() -> u64 {
+    60
+}
+fn default_max_concurrent_requests() -> usize {
+    512
 }
 
 /// One API key, stored as the hex SHA-256 of the key, never the key.
@@ -213,6 +234,14 @@ pub struct OrchestratorConfig {
     pub publish_grace_ms: u64,
     /// Deadline of an attempt, seconds.
     pub attempt_deadline_secs: u64,
+    /// Deliveries of a result that fails to settle before it is decided as
+    /// a failure without its output, recorded in `dead_letters` and dropped.
+    #[serde(default = "default_result_max_deliver")]
+    pub result_max_deliver: u64,
+}
+
+fn default_result_max_deliver() -> u64 {
+    8
 }
 
 /// Worker settings.
@@ -223,6 +252,16 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Period of in-progress acks during a model call, seconds.
     pub progress_interval_secs: u64,
+    /// Most retries of a failed model call (rate limited, transient, timeout).
+    #[serde(default = "default_retry_max_times")]
+    pub retry_max_times: usize,
+    /// Most seconds one attempt waits between retries, all together.
+    #[serde(default = "default_retry_max_wait_secs")]
+    pub retry_max_wait_secs: u64,
+    /// Longest provider Retry-After honoured, seconds; a longer one ends the
+    /// retries and the attempt fails `rate_limited` (and escalates).
+    #[serde(default = "default_retry_after_max_secs")]
+    pub retry_after_max_secs: u64,
     /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; none = off.
     #[serde(default)]
     pub listen: Option<String>,
@@ -230,6 +269,16 @@ pub struct WorkerConfig {
     /// `$XDG_CACHE_HOME/upshift/models`, else `~/.cache/upshift/models`.
     #[serde(default)]
     pub model_dir: Option<PathBuf>,
+}
+
+fn default_retry_max_times() -> usize {
+    3
+}
+fn default_retry_max_wait_secs() -> u64 {
+    30
+}
+fn default_retry_after_max_secs() -> u64 {
+    20
 }
 
 impl WorkerConfig {

@@ -19,6 +19,9 @@ impl Config {
                 self.orchestrator.attempt_deadline_secs,
             ),
             ("worker.progress_interval_secs", self.worker.progress_interval_secs),
+            ("api.header_read_timeout_secs", self.api.header_read_timeout_secs),
+            ("api.request_timeout_secs", self.api.request_timeout_secs),
+            ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be greater than 0"));
@@ -31,6 +34,9 @@ impl Config {
             && !ca.exists()
         {
             return Err(bad("nats.ca_file", format!("{} does not exist", ca.display())));
+        }
+        if self.orchestrator.result_max_deliver < 2 {
+            return Err(bad("orchestrator.result_max_deliver", "must be at least 2"));
         }
         if self.nats.max_deliver < 1 {
             return Err(bad("nats.max_deliver", "must be at least 1"));
@@ -45,6 +51,12 @@ impl Config {
             return Err(bad(
                 "worker.concurrency / orchestrator.result_batch",
                 "must be greater than 0",
+            ));
+        }
+        if self.worker.retry_max_wait_secs >= self.orchestrator.attempt_deadline_secs {
+            return Err(bad(
+                "worker.retry_max_wait_secs",
+                "must be shorter than orchestrator.attempt_deadline_secs, or retried calls time out",
             ));
         }
         self.rag.validate()?;
