@@ -18,6 +18,12 @@ pub enum ProviderError {
     /// The call took too long.
     #[error("provider call timed out")]
     Timeout,
+    /// The response body was larger than the provider's cap.
+    #[error("response larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, `max_response_bytes`.
+        limit: usize,
+    },
     /// Retrying cannot help (bad request, unknown input, auth).
     #[error("provider error: {0}")]
     Fatal(String),
@@ -38,6 +44,7 @@ impl ProviderError {
             ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Transient(_) => "transient",
             ProviderError::Timeout => "timeout",
+            ProviderError::TooLarge { .. } => "too_large",
             ProviderError::Fatal(_) => "fatal",
         }
     }

@@ -158,18 +158,21 @@ impl OpenaiProvider {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let text = resp.text().await.unwrap_or_default();
-            let snippet: String = text.chars().take(200).collect();
+            let text = read_capped(resp, 4096).await.ok().flatten().unwrap_or_default();
+            let snippet: String = String::from_utf8_lossy(&text).chars().take(200).collect();
             return Err(match status.as_u16() {
                 429 => ProviderError::RateLimited { retry_after },
                 408 | 409 | 500..=599 => ProviderError::Transient(format!("HTTP {status}: {snippet}")),
                 _ => ProviderError::Fatal(format!("HTTP {status}: {snippet}")),
             });
         }
-        let body: ChatResponse = resp
-            .json()
-            .await
-            .map_err(|e| ProviderError::Fatal(format!("unreadable reply: {e}")))?;
+        let limit = self.cfg.max_response_bytes;
+        let bytes = match read_capped(resp, limit).await? {
+            Some(b) => b,
+            None => return Err(ProviderError::TooLarge { limit }),
+        };
+        let body: ChatResponse =
+            serde_json::from_slice(&bytes).map_err(|e| ProviderError::Fatal(format!("unreadable reply: {e}")))?;
         let choice = body
             .choices
             .into_iter()
@@ -191,6 +194,22 @@ impl OpenaiProvider {
             label_correct: None,
         })
     }
+}
+
+/// The body of `resp`, or `None` when it is longer than `limit` bytes:
+/// read chunk by chunk, so a huge or endless reply is never held whole.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, ProviderError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify_send_error)? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 fn classify_send_error(e: reqwest::Error) -> ProviderError {
