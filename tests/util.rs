@@ -36,6 +36,10 @@ pub struct Opts {
     pub log: &'static str,
     /// `[[models]]` and `[tiers]` TOML replacing the replay fixture models.
     pub models: Option<String>,
+    /// `orchestrator.result_max_deliver`.
+    pub result_max_deliver: u64,
+    /// Extra keys of the `[api]` table.
+    pub api_extra: String,
 }
 
 impl Default for Opts {
@@ -50,6 +54,8 @@ impl Default for Opts {
             progress_secs: 2,
             log: "info,sqlx=warn,async_nats=warn",
             models: None,
+            result_max_deliver: 3,
+            api_extra: String::new(),
         }
     }
 }
@@ -118,11 +124,18 @@ impl Harness {
         let config = format!(
             "[nats]\nurl = \"{NATS_URL}\"\nprefix = \"{prefix}\"\nack_wait_secs = {}\nmax_deliver = {}\n\n\
              [database]\nurl = \"{db_url}\"\nmax_connections = 5\n\n\
-             [api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\n\
-             [orchestrator]\nresult_batch = 16\nsweep_interval_ms = 200\npublish_grace_ms = 1000\nattempt_deadline_secs = {}\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n{}\n\n\
+             [orchestrator]\nresult_batch = 16\nsweep_interval_ms = 200\npublish_grace_ms = 1000\nattempt_deadline_secs = {}\nresult_max_deliver = {}\n\n\
              [worker]\nconcurrency = {}\nprogress_interval_secs = {}\n\n\
              {models}\n{}\n",
-            opts.ack_wait_secs, opts.max_deliver, opts.deadline_secs, opts.concurrency, opts.progress_secs, opts.extra,
+            opts.ack_wait_secs,
+            opts.max_deliver,
+            opts.api_extra,
+            opts.deadline_secs,
+            opts.result_max_deliver,
+            opts.concurrency,
+            opts.progress_secs,
+            opts.extra,
         );
         let config_path = dir.join("upshift.toml");
         std::fs::write(&config_path, config).unwrap();

@@ -14,6 +14,13 @@ use upshift_shared::config::NatsConfig;
 use upshift_shared::subjects::Subjects;
 use upshift_shared::telemetry;
 
+/// How long a message that could not be handled waits before its next
+/// delivery: 1 s, doubling with each delivery made, at most 30 s.
+pub fn redelivery_wait(msg: &jetstream::Message) -> (u64, Duration) {
+    let delivered = msg.info().map_or(1, |i| i.delivered.max(1) as u64);
+    (delivered, Duration::from_secs((1u64 << (delivered - 1).min(5)).min(30)))
+}
+
 /// A JetStream context plus the subject names.
 #[derive(Clone)]
 pub struct Bus {
@@ -91,10 +98,20 @@ impl Bus {
         Ok(())
     }
 
-    /// The raw task message at `seq`, if it is still stored.
-    pub async fn task_at(&self, seq: u64) -> Option<bytes::Bytes> {
-        let stream = self.js.get_stream(self.subjects.tasks_stream()).await.ok()?;
-        stream.get_raw_message(seq).await.ok().map(|m| m.payload)
+    /// The raw task message at `seq`: `None` when it is no longer stored,
+    /// an error when NATS could not say (the caller retries).
+    pub async fn task_at(&self, seq: u64) -> Result<Option<bytes::Bytes>> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let stream = self
+            .js
+            .get_stream(self.subjects.tasks_stream())
+            .await
+            .map_err(Error::nats)?;
+        match stream.get_raw_message(seq).await {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(Error::nats(e)),
+        }
     }
 
     async fn shared_consumer(&self, stream: String) -> Result<consumer::PullConsumer> {

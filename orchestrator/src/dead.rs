@@ -12,7 +12,6 @@ use crate::router::{Evidence, settle};
 use crate::store::PgStore;
 use async_nats::jetstream::{AckKind, Message};
 use serde::Deserialize;
-use std::time::Duration;
 use upshift_shared::config::Config;
 use upshift_shared::messages::TaskMessage;
 
@@ -46,8 +45,11 @@ pub async fn handle(store: &PgStore, bus: &Bus, cfg: &Config, msg: Message) {
             let _ = msg.ack().await;
         }
         Err(e) => {
-            tracing::warn!(error = %e, "handling a dead letter failed; retrying later");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            // Postgres or NATS is failing, not the message (whose bytes are
+            // stored as they are): wait longer each time, up to 30 s.
+            let (delivered, wait) = crate::bus::redelivery_wait(&msg);
+            tracing::warn!(error = %e, delivered, ?wait, "handling a dead letter failed; retrying later");
+            let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
         }
     }
 }
@@ -67,8 +69,11 @@ async fn advisory(store: &PgStore, bus: &Bus, cfg: &Config, msg: &Message) -> cr
                 .await;
         }
     };
-    let Some(payload) = bus.task_at(adv.stream_seq).await else {
-        // Already removed (handled by another replica, or acked at the last moment).
+    // A NATS error here is returned, so the advisory is retried: acking it
+    // would leave the task in the work queue and the attempt undecided.
+    let Some(payload) = bus.task_at(adv.stream_seq).await? else {
+        // Already removed (handled before, by another replica or by an
+        // earlier delivery of this advisory, or acked at the last moment).
         return Ok(());
     };
     let reason = format!("no result after {} deliveries on {}", adv.deliveries, adv.consumer);
@@ -107,8 +112,7 @@ async fn advisory(store: &PgStore, bus: &Bus, cfg: &Config, msg: &Message) -> cr
                 .await?;
         }
     }
-    if let Err(e) = bus.delete_task(adv.stream_seq).await {
-        tracing::warn!(error = %e, seq = adv.stream_seq, "could not remove the dead-lettered task message");
-    }
-    Ok(())
+    // A failed delete is retried with the advisory: the decision and the
+    // record above are idempotent, and the next try finds the task gone.
+    bus.delete_task(adv.stream_seq).await
 }

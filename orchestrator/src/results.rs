@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use upshift_shared::config::Config;
-use upshift_shared::messages::ResultMessage;
+use upshift_shared::messages::{AttemptOutcome, ResultMessage};
 
 /// Which shared consumer a loop pulls from.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +105,10 @@ async fn handle_results(
     let mut received = Vec::with_capacity(msgs.len());
     for msg in msgs {
         match ResultMessage::decode(&msg.payload) {
-            Ok(result) => {
+            Ok(mut result) => {
+                if let Some(why) = result.make_storable() {
+                    tracing::warn!(attempt = %result.attempt_id, %why, "a result that cannot be stored is decided as a failure");
+                }
                 let span = decide_span(&result, &msg);
                 received.push(Received { msg, result, span });
             }
@@ -128,14 +131,61 @@ async fn handle_results(
                         publish(store, bus, &next).await;
                         r.ack().await;
                     }
-                    Err(e) => r.retry_later(e).await,
+                    Err(e) => not_settled(store, bus, cfg, retriever, r, &e).await,
                 }
             }
         }
         Err(e) => {
             for r in &received {
-                r.retry_later(&e).await;
+                not_settled(store, bus, cfg, retriever, r, &e).await;
             }
+        }
+    }
+}
+
+/// A result that could not be settled alone: retried later, waiting 1 s
+/// doubling up to 30 s, so an outage of Postgres loses nothing. On its
+/// `orchestrator.result_max_deliver`th delivery it is taken to be a poison
+/// message instead: the attempt is decided as a failure without its output
+/// (the router escalates it like any failure), the message is kept in
+/// `dead_letters` and dropped, so it is never redelivered forever.
+async fn not_settled(store: &PgStore, bus: &Bus, cfg: &Config, retriever: &Retriever, r: &Received, e: &crate::Error) {
+    let (delivered, wait) = crate::bus::redelivery_wait(&r.msg);
+    let attempt = r.result.attempt_id;
+    if delivered < cfg.orchestrator.result_max_deliver {
+        tracing::warn!(error = %e, %attempt, delivered, ?wait, "settling failed; retrying later");
+        let _ = r.msg.ack_with(AckKind::Nak(Some(wait))).await;
+        return;
+    }
+    let reason = upshift_shared::messages::without_nul(&format!(
+        "unsettled result: settling failed on {delivered} deliveries: {e}"
+    ));
+    let mut failed = r.result.clone();
+    failed.outcome = AttemptOutcome::Failed {
+        class: "fatal".into(),
+        message: reason.clone(),
+    };
+    let item = Item {
+        attempt,
+        evidence: Evidence::Result(&failed),
+        span: r.span.clone(),
+    };
+    match settle_batch(store, cfg, retriever, std::slice::from_ref(&item)).await {
+        Ok(next) => {
+            tracing::error!(%attempt, %reason, "a result that never settled is decided as a failure");
+            if let Err(e) = store
+                .record_dead_letter("orchestrator", &r.msg.subject, &reason, Some(attempt), &r.msg.payload)
+                .await
+            {
+                tracing::warn!(error = %e, %attempt, "recording the unsettled result failed");
+            }
+            publish(store, bus, &next).await;
+            let _ = r.msg.ack_with(AckKind::Term).await;
+        }
+        Err(e) => {
+            // Even the failure cannot be written: Postgres is down.
+            tracing::warn!(error = %e, %attempt, "deciding an unsettled result failed; retrying later");
+            let _ = r.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(30)))).await;
         }
     }
 }
@@ -154,11 +204,6 @@ impl Received {
             let attempt = self.result.attempt_id;
             tracing::warn!(error = %e, %attempt, "ack failed; the result will be redelivered and recognised");
         }
-    }
-
-    async fn retry_later(&self, e: impl std::fmt::Display) {
-        tracing::warn!(error = %e, attempt = %self.result.attempt_id, "settling failed; retrying later");
-        let _ = self.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
     }
 }
 

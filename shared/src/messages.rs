@@ -149,11 +149,102 @@ impl ResultMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode(bytes)
     }
+
+    /// Makes the result storable whatever a worker (or a model behind it)
+    /// sent: NUL characters, which Postgres rejects in text and jsonb, are
+    /// replaced in the worker's labels and error text; an answer holding
+    /// one, or numbers outside their columns' ranges, turn the outcome into a
+    /// `fatal` failure that says why. Returns that reason when it did.
+    pub fn make_storable(&mut self) -> Option<String> {
+        for s in [&mut self.worker_id, &mut self.provider, &mut self.model] {
+            *s = without_nul(s);
+        }
+        self.latency_ms = self.latency_ms.min(i64::MAX as u64);
+        let why = match &mut self.outcome {
+            AttemptOutcome::Failed { class, message } => {
+                *class = without_nul(class);
+                *message = without_nul(message);
+                return None;
+            }
+            AttemptOutcome::Answered {
+                output,
+                tokens_in,
+                tokens_out,
+                cost_usd,
+                confidence,
+                ..
+            } => {
+                if output.contains('\0') {
+                    "the output holds NUL characters".to_string()
+                } else if *tokens_in > i32::MAX as u32 || *tokens_out > i32::MAX as u32 {
+                    format!("token counts {tokens_in}/{tokens_out} are out of range")
+                } else if !(cost_usd.is_finite() && *cost_usd >= 0.0) {
+                    format!("cost {cost_usd} is not a non-negative number")
+                } else if confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+                    format!("confidence {confidence:?} is outside [0, 1]")
+                } else {
+                    return None;
+                }
+            }
+        };
+        self.outcome = AttemptOutcome::Failed {
+            class: "fatal".into(),
+            message: format!("unstorable result: {why}"),
+        };
+        Some(why)
+    }
+}
+
+/// `s` with every NUL character replaced by U+FFFD.
+pub fn without_nul(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_results_become_storable_failures() {
+        let answered = |output: &str, confidence| ResultMessage {
+            version: MESSAGE_VERSION,
+            attempt_id: Uuid::nil(),
+            job_id: Uuid::nil(),
+            step_id: Uuid::nil(),
+            tier: Tier::Small,
+            worker_id: "w\0".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            latency_ms: u64::MAX,
+            received_at: None,
+            sent_at: None,
+            outcome: AttemptOutcome::Answered {
+                output: output.into(),
+                tokens_in: 1,
+                tokens_out: 1,
+                cost_usd: 0.0,
+                confidence,
+                label_correct: None,
+            },
+        };
+        let mut fine = answered("positive \u{202e}\u{1F600}", Some(0.5));
+        assert_eq!(fine.make_storable(), None);
+        assert_eq!(fine.worker_id, "w\u{FFFD}");
+        assert_eq!(fine.latency_ms, i64::MAX as u64);
+        for mut hostile in [answered("posi\0tive", None), answered("ok", Some(7.0))] {
+            assert!(hostile.make_storable().is_some());
+            assert!(
+                matches!(&hostile.outcome, AttemptOutcome::Failed { class, message } if class == "fatal" && message.starts_with("unstorable result"))
+            );
+        }
+        let mut failed = answered("", None);
+        failed.outcome = AttemptOutcome::Failed {
+            class: "fatal".into(),
+            message: "HTTP 400: \0\0".into(),
+        };
+        assert_eq!(failed.make_storable(), None);
+        assert!(matches!(&failed.outcome, AttemptOutcome::Failed { message, .. } if !message.contains('\0')));
+    }
 
     #[test]
     fn result_round_trips_and_versions_are_checked() {

@@ -331,7 +331,8 @@ impl PgStore {
         .await?)
     }
 
-    /// Records a message set aside as a dead letter (payload truncated to 64 KiB).
+    /// Records a message set aside as a dead letter (payload truncated to
+    /// 64 KiB); once per attempt and source.
     pub async fn record_dead_letter(
         &self,
         source: &str,
@@ -340,15 +341,21 @@ impl PgStore {
         attempt: Option<Uuid>,
         payload: &[u8],
     ) -> Result<()> {
-        let text = String::from_utf8_lossy(&payload[..payload.len().min(64 * 1024)]);
+        // Kept as text, so a NUL (which Postgres refuses) becomes U+FFFD.
+        let clean = upshift_shared::messages::without_nul;
+        let text = clean(&String::from_utf8_lossy(&payload[..payload.len().min(64 * 1024)]));
         sqlx::query(
-            "INSERT INTO dead_letters (source, subject, reason, attempt_id, payload) VALUES ($1, $2, $3, $4, $5)",
+            // An attempt's dead letter is recorded once, however often its
+            // handling is retried.
+            "INSERT INTO dead_letters (source, subject, reason, attempt_id, payload)
+             SELECT $1, $2, $3, $4, $5
+             WHERE $4::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM dead_letters WHERE attempt_id = $4 AND source = $1)",
         )
         .bind(source)
-        .bind(subject)
-        .bind(reason)
+        .bind(clean(subject))
+        .bind(clean(reason))
         .bind(attempt)
-        .bind(text.as_ref())
+        .bind(text)
         .execute(&self.pool)
         .await?;
         Ok(())

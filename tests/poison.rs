@@ -1,0 +1,136 @@
+//! Results that cannot be stored as sent: a hostile worker's NUL bytes and
+//! out-of-range numbers are decided as failures at once, and a result that
+//! keeps failing to settle is decided without its output after
+//! `orchestrator.result_max_deliver` deliveries. Neither is redelivered
+//! forever, and the step escalates like after any failure.
+
+use crate::util::{Harness, Opts, answered_result, eventually};
+use sqlx::PgPool;
+use std::time::Duration;
+use upshift_shared::Tier;
+use upshift_shared::messages::{AttemptOutcome, ResultMessage};
+use uuid::Uuid;
+
+const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
+
+/// Publishes `result` on the results subject, as a worker would.
+async fn publish(h: &Harness, result: &ResultMessage) {
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let body = serde_json::to_vec(result).unwrap();
+    js.publish(format!("{}.results", h.prefix), body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// The attempt's (status, error) once it is decided.
+async fn decided(pool: &PgPool, attempt: Uuid) -> (String, String) {
+    let pool = pool.clone();
+    eventually(Duration::from_secs(30), move || {
+        let pool = pool.clone();
+        async move {
+            let row: (String, Option<String>) = sqlx::query_as("SELECT status, error FROM attempts WHERE id = $1")
+                .bind(attempt)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (row.0 != "dispatched").then(|| (row.0, row.1.unwrap_or_default()))
+        }
+    })
+    .await
+}
+
+/// The reasons of the job's first escalation from small.
+async fn escalation(pool: &PgPool, job: Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT reasons FROM route_events WHERE job_id = $1 AND event = 'escalate' AND from_tier = 'small' ORDER BY id LIMIT 1",
+    )
+    .bind(job)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn hostile_results_are_decided_as_failures_and_escalated() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    // No workers yet: the hostile results below are the only ones.
+    let nul = h.submit_answer(ANN, "low").await;
+    let wild = h.submit_answer(ANN, "low").await;
+    let (a_nul, s_nul) = h.published_attempt(nul, "small").await;
+    let (a_wild, s_wild) = h.published_attempt(wild, "small").await;
+    publish(&h, &answered_result(nul, s_nul, a_nul, Tier::Small, "7\u{0}\u{0}")).await;
+    let mut r = answered_result(wild, s_wild, a_wild, Tier::Small, "7");
+    if let AttemptOutcome::Answered { confidence, .. } = &mut r.outcome {
+        *confidence = Some(1e300);
+    }
+    r.worker_id = "evil\u{0}worker".into();
+    publish(&h, &r).await;
+
+    let (status, error) = decided(&h.pool, a_nul).await;
+    assert_eq!(status, "failed");
+    assert_eq!(error, "fatal: unstorable result: the output holds NUL characters");
+    let (status, error) = decided(&h.pool, a_wild).await;
+    assert_eq!(status, "failed");
+    assert!(error.starts_with("fatal: unstorable result: confidence"), "{error}");
+    let worker: String = sqlx::query_scalar("SELECT worker_id FROM attempts WHERE id = $1")
+        .bind(a_wild)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(worker, "evil\u{FFFD}worker");
+    for job in [nul, wild] {
+        assert_eq!(escalation(&h.pool, job).await, ["provider_error"]);
+    }
+    // The escalated steps finish on real workers; the orchestrator is fine.
+    h.workers();
+    h.wait_all(&[nul, wild], Duration::from_secs(30)).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_result_that_never_settles_is_decided_without_its_output() {
+    let mut h = Harness::new(Opts {
+        result_max_deliver: 3,
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    // A deterministic fault no cleaning can foresee: Postgres refuses to
+    // store this one output, on every delivery.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.output = 'poison' THEN RAISE EXCEPTION 'this output cannot be stored'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse_poison BEFORE UPDATE ON attempts FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let job = h.submit_answer(ANN, "low").await;
+    let (attempt, step) = h.published_attempt(job, "small").await;
+    publish(&h, &answered_result(job, step, attempt, Tier::Small, "poison")).await;
+
+    let (status, error) = decided(&h.pool, attempt).await;
+    assert_eq!(status, "failed");
+    assert!(
+        error.starts_with("fatal: unsettled result: settling failed on 3 deliveries")
+            && error.contains("this output cannot be stored"),
+        "{error}"
+    );
+    assert_eq!(escalation(&h.pool, job).await, ["provider_error"]);
+    let dead = || async {
+        sqlx::query_as::<_, (String, Option<Uuid>)>("SELECT source, attempt_id FROM dead_letters")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(dead().await, [("orchestrator".to_string(), Some(attempt))]);
+    // Dropped, not redelivered: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(dead().await.len(), 1);
+    h.workers();
+    h.wait_all(&[job], Duration::from_secs(30)).await;
+    h.finish().await;
+}
