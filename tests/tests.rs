@@ -15,6 +15,10 @@ mod api;
 mod eval;
 // Dead letters, unreadable messages, graceful shutdown.
 mod faults;
+// Hostile results (NUL, out-of-range numbers) and results that never settle.
+mod poison;
+// Slow clients and request floods: header and request timeouts, in-flight cap.
+mod limits;
 // API keys, tenants, secrets kept out of logs, budgets.
 mod security;
 // Prometheus metrics of the orchestrator and the workers.

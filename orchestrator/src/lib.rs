@@ -96,12 +96,9 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
         retriever,
         prometheus,
     ));
-    let shutdown = cancel.clone();
-    tracker.spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server stopped");
-        }
+    tracker.spawn({
+        let (api, shutdown) = (cfg.api.clone(), cancel.clone());
+        async move { api::serve(listener, app, &api, shutdown).await }
     });
     tracker.close();
     cancel.cancelled().await;

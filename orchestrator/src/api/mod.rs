@@ -8,10 +8,12 @@ mod collections;
 mod error;
 mod events;
 mod jobs;
+mod serve;
 mod ui;
 
 pub use error::ApiError;
 pub use jobs::ApiDoc;
+pub use serve::serve;
 
 use crate::bus::Bus;
 use crate::error::Error;
@@ -71,11 +73,13 @@ impl AppState {
 /// The axum router with every route.
 pub fn router(state: AppState) -> Router {
     let limit = state.cfg.api.max_body_bytes;
+    let limits = serve::Limits::new(&state.cfg.api);
+    // Event streams are long-lived: outside the request timeout and cap.
+    let streams = Router::new().route("/v1/jobs/{id}/events", get(events::events));
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/route", get(jobs::route))
-        .route("/v1/jobs/{id}/events", get(events::events))
         .route("/v1/collections/{name}/documents", post(collections::ingest))
         .route("/v1/collections/{name}/search", get(collections::search))
         .route("/v1/collections/{name}", get(collections::status))
@@ -90,7 +94,10 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(<ApiDoc as utoipa::OpenApi>::openapi()) }),
         )
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
+        .layer(axum::middleware::from_fn_with_state(limits, serve::limit))
+        .merge(streams)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(serve::panicked))
         .with_state(state)
 }
 
