@@ -18,7 +18,9 @@ async fn text(url: &str) -> (u16, String) {
 #[tokio::test]
 async fn orchestrator_and_worker_expose_prometheus_metrics() {
     let mut h = Harness::new(Opts::default()).await;
-    let orch = h.orchestrator().await;
+    let orch = h
+        .orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", &crate::util::free_addr())])
+        .await;
     h.worker("medium");
     let mut cmd = h.command(&["worker", "--tier", "small"], "worker-small-metrics.log");
     cmd.env("UPSHIFT_WORKER__LISTEN", "127.0.0.1:0").stdout(Stdio::piped());
@@ -38,7 +40,10 @@ async fn orchestrator_and_worker_expose_prometheus_metrics() {
     let ids = [h.submit_answer(ANN, "low").await, h.submit_answer(BOB, "low").await];
     h.wait_all(&ids, Duration::from_secs(30)).await;
 
-    let (status, m) = text(&format!("{}/metrics", orch.api)).await;
+    // Metrics name every tenant: on the operations listener, not the API.
+    let (status, _) = text(&format!("{}/metrics", orch.api)).await;
+    assert_eq!(status, 404);
+    let (status, m) = text(&format!("{}/metrics", orch.ops.as_deref().unwrap())).await;
     assert_eq!(status, 200);
     for needle in [
         r#"upshift_jobs_submitted_total{tenant="default"} 2"#,

@@ -160,7 +160,9 @@ async fn replay_harness(extra: &str) -> Harness {
 /// embedded; keep the orchestrator alive while it is used.
 pub async fn widgets_stack(extra: &str) -> (Harness, Proc) {
     let mut h = replay_harness(extra).await;
-    let orch = h.orchestrator().await;
+    let orch = h
+        .orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", &crate::util::free_addr())])
+        .await;
     h.workers();
     ingest(&h, "widgets", widgets()).await;
     (h, orch)
@@ -437,7 +439,7 @@ async fn a_job_no_tier_can_defend_ends_unresolved_and_everything_says_so() {
         page.contains("Undefended answer") && page.contains("no_answer"),
         "{page}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", orch.api))
+    let metrics = reqwest::get(format!("{}/metrics", orch.ops.as_deref().unwrap()))
         .await
         .unwrap()
         .text()

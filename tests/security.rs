@@ -86,6 +86,15 @@ async fn issued_keys_are_hashed_scoped_revocable_and_never_logged() {
     assert!(ok, "{err}");
     let (s, _) = h.get(&format!("/v1/jobs/{id}"), Some(&key)).await;
     assert_eq!(s, 401, "a revoked key is refused");
+    // Revoking the last key never opens the API again.
+    let other_id: String = sqlx::query_scalar("SELECT id::text FROM api_keys WHERE revoked_at IS NULL")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    let (ok, _, err) = h.cli(&["keys", "revoke", &other_id]).await;
+    assert!(ok, "{err}");
+    let (s, v) = h.get("/v1/jobs", None).await;
+    assert_eq!(s, 401, "no key at all, after every key was revoked: {v}");
 
     // Every log line written so far, at debug level, is free of secrets.
     let mut logs = String::new();
@@ -145,5 +154,72 @@ async fn a_budget_that_cannot_pay_for_the_escalation_stops_it() {
         .await
         .unwrap();
     assert!(cost <= budget, "spent {cost} of {budget}");
+    h.finish().await;
+}
+
+/// Runs an orchestrator that must refuse to start; returns its log.
+async fn refused(h: &Harness, env: &[(&str, &str)]) -> String {
+    let mut cmd = h.command(&["orchestrator"], "refused.log");
+    cmd.envs(env.iter().copied()).stdout(std::process::Stdio::null());
+    let status = tokio::time::timeout(Duration::from_secs(60), cmd.status())
+        .await
+        .expect("the orchestrator kept running")
+        .unwrap();
+    assert!(!status.success());
+    std::fs::read_to_string(h.dir.join("refused.log")).unwrap()
+}
+
+/// Key-less requests never reach the network by accident: the orchestrator
+/// refuses a non-loopback address with no key; a key from an environment
+/// variable (a Kubernetes Secret) opens it for that key only; anonymous
+/// access is an explicit setting.
+#[tokio::test]
+async fn the_api_is_never_open_to_the_network_by_accident() {
+    let mut h = Harness::new(Opts {
+        extra: "[[api.keys]]\ntenant = \"ops\"\nkey_env = \"UPSHIFT_TEST_API_KEY\"\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    // The key's variable is missing: a config error naming the key.
+    let log = refused(&h, &[]).await;
+    assert!(
+        log.contains("api.keys[0].key_env") && log.contains("UPSHIFT_TEST_API_KEY"),
+        "{log}"
+    );
+    // No key at all, on every interface: refused, naming the ways out.
+    let config = std::fs::read_to_string(&h.config).unwrap();
+    let keyless = config.replace(
+        "[[api.keys]]\ntenant = \"ops\"\nkey_env = \"UPSHIFT_TEST_API_KEY\"\n",
+        "",
+    );
+    std::fs::write(&h.config, &keyless).unwrap();
+    let log = refused(&h, &[("UPSHIFT_API__LISTEN", "0.0.0.0:0")]).await;
+    assert!(
+        log.contains("api.listen") && log.contains("api.anonymous = true"),
+        "{log}"
+    );
+
+    // With the key in its variable the API listens on every interface, for
+    // that key only.
+    std::fs::write(&h.config, &config).unwrap();
+    let orch = h
+        .orchestrator_with(&[
+            ("UPSHIFT_API__LISTEN", "0.0.0.0:0"),
+            ("UPSHIFT_TEST_API_KEY", "test-key-from-a-secret"),
+        ])
+        .await;
+    let port = orch.api.rsplit(':').next().unwrap().to_string();
+    h.api = Some(format!("http://127.0.0.1:{port}"));
+    let (s, _) = h.get("/v1/jobs", None).await;
+    assert_eq!(s, 401);
+    let (s, v) = h.get("/v1/jobs", Some("test-key-from-a-secret")).await;
+    assert_eq!(s, 200, "{v}");
+    drop(orch);
+
+    // Anonymous access on every interface is possible, but only when asked for.
+    std::fs::write(&h.config, keyless.replace("[api]\n", "[api]\nanonymous = true\n")).unwrap();
+    let _orch = h.orchestrator_with(&[("UPSHIFT_API__LISTEN", "0.0.0.0:0")]).await;
+    let (s, v) = h.get("/v1/jobs", None).await;
+    assert_eq!(s, 200, "{v}");
     h.finish().await;
 }

@@ -60,6 +60,16 @@ impl Default for Opts {
     }
 }
 
+/// A free local address for an orchestrator's operations listener
+/// (`/metrics`): pass it as `UPSHIFT_API__OPS_LISTEN` to
+/// [`Harness::orchestrator_with`], then read [`Proc::ops`].
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string()
+}
+
 /// Installs ring as the TLS provider of the test process (reqwest needs one).
 pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -83,6 +93,8 @@ pub struct Harness {
 pub struct Proc {
     pub child: Child,
     pub api: String,
+    /// The operations listener's URL, when `UPSHIFT_API__OPS_LISTEN` was given.
+    pub ops: Option<String>,
 }
 
 impl Harness {
@@ -104,6 +116,7 @@ impl Harness {
         let db_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
         let prefix = format!("t{short}");
         let dir = std::env::temp_dir().join(format!("upshift-test-{short}"));
+
         std::fs::create_dir_all(&dir).unwrap();
         let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay.csv");
         let [ls, lm, lg] = opts.latency_ms;
@@ -168,9 +181,14 @@ impl Harness {
 
     /// Starts an orchestrator and waits until it listens.
     pub async fn orchestrator(&mut self) -> Proc {
+        self.orchestrator_with(&[]).await
+    }
+
+    /// Starts an orchestrator with extra environment and waits until it listens.
+    pub async fn orchestrator_with(&mut self, env: &[(&str, &str)]) -> Proc {
         let n = self.procs.len();
         let mut cmd = self.command(&["orchestrator"], &format!("orchestrator-{n}.log"));
-        cmd.stdout(Stdio::piped());
+        cmd.envs(env.iter().copied()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning upshift orchestrator");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
@@ -185,7 +203,11 @@ impl Harness {
         .expect("orchestrator did not start within 60s");
         let api = format!("http://{addr}");
         self.api = Some(api.clone());
-        Proc { child, api }
+        let ops = env
+            .iter()
+            .find(|(k, _)| *k == "UPSHIFT_API__OPS_LISTEN")
+            .map(|(_, v)| format!("http://{v}"));
+        Proc { child, api, ops }
     }
 
     /// Runs the `upshift` CLI with this harness's config; returns (success, stdout, stderr).

@@ -30,6 +30,7 @@ use upshift_shared::config::Config;
 /// address (useful with port 0).
 pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
     let cfg = Arc::new(cfg);
+    let keys = api::configured_keys(&cfg)?;
     let store = store::PgStore::connect(&cfg).await?;
     let bus = bus::Bus::connect(&cfg.nats).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
@@ -38,6 +39,17 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::invalid("api.listen", e.to_string()))?;
+    api::check_exposure(&cfg, &store, addr).await?;
+    let ops = match &cfg.api.ops_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::invalid("api.ops_listen", e.to_string()))?;
+            tracing::info!(addr = ?l.local_addr().ok(), "operations listener (/metrics)");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
     on_listen(addr);
 
@@ -89,13 +101,12 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
         cfg.clone(),
         cancel.clone(),
     ));
-    let app = api::router(api::AppState::new(
-        store.clone(),
-        bus.clone(),
-        cfg.clone(),
-        retriever,
-        prometheus,
-    ));
+    let state = api::AppState::new(store.clone(), bus.clone(), cfg.clone(), retriever, keys, prometheus);
+    if let Some(ops) = ops {
+        let (app, api, shutdown) = (api::ops_router(state.clone()), cfg.api.clone(), cancel.clone());
+        tracker.spawn(async move { api::serve(ops, app, &api, shutdown).await });
+    }
+    let app = api::router(state);
     tracker.spawn({
         let (api, shutdown) = (cfg.api.clone(), cancel.clone());
         async move { api::serve(listener, app, &api, shutdown).await }

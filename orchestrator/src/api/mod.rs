@@ -45,20 +45,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for the handlers.
+    /// State for the handlers; `keys` from [`configured_keys`].
     pub fn new(
         store: PgStore,
         bus: Bus,
         cfg: Arc<Config>,
         retriever: crate::collections::Retriever,
+        keys: HashMap<String, String>,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Self {
-        let keys = cfg
-            .api
-            .keys
-            .iter()
-            .map(|k| (k.key_sha256.to_ascii_lowercase(), k.tenant.clone()))
-            .collect();
         Self {
             store,
             bus,
@@ -88,7 +83,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ui", get(ui::jobs))
         .route("/ui/jobs/{id}", get(ui::job))
         .route("/ui/summary", get(ui::summary))
-        .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
             get(|| async { Json(<ApiDoc as utoipa::OpenApi>::openapi()) }),
@@ -101,12 +95,65 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The operations listener's routes (`api.ops_listen`): `/metrics`, which
+/// names every tenant and so is kept off the API, and the probes.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(jobs::healthz))
+        .route("/readyz", get(jobs::readyz))
+        .with_state(state)
+}
+
 /// Prometheus text exposition of every metric.
 async fn metrics_text(axum::extract::State(st): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
     )
+}
+
+/// sha256(key) → tenant of the keys in `[[api.keys]]`; a `key_env` key is
+/// read from its variable and hashed here (only the orchestrator needs it,
+/// so workers sharing the file need not have the variable).
+pub fn configured_keys(cfg: &Config) -> crate::Result<HashMap<String, String>> {
+    let mut keys = HashMap::new();
+    for (i, k) in cfg.api.keys.iter().enumerate() {
+        let hash = match &k.key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => sha256_hex(v.trim()),
+                _ => {
+                    return Err(Error::invalid(
+                        format!("api.keys[{i}].key_env"),
+                        format!("the environment variable {var} is not set"),
+                    ));
+                }
+            },
+            None => k.key_sha256.to_ascii_lowercase(),
+        };
+        keys.insert(hash, k.tenant.clone());
+    }
+    Ok(keys)
+}
+
+/// Refuses to serve key-less requests to the network: listening on a
+/// non-loopback `addr` needs a key (configured or issued) or an explicit
+/// `api.anonymous = true`, which is then warned about.
+pub async fn check_exposure(cfg: &Config, store: &PgStore, addr: std::net::SocketAddr) -> crate::Result<()> {
+    if cfg.api.anonymous {
+        tracing::warn!(%addr, "api.anonymous is on: requests without a key act as tenant `default`");
+        return Ok(());
+    }
+    if addr.ip().is_loopback() || !cfg.api.keys.is_empty() || store.any_api_keys().await? {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "api.listen",
+        format!(
+            "{addr} is reachable beyond this host and no API key exists: add [[api.keys]] (key_env names a \
+             variable holding the key), issue one with `upshift keys create`, or set api.anonymous = true"
+        ),
+    ))
 }
 
 /// The caller's tenant, from `Authorization: Bearer <key>`.
@@ -116,7 +163,9 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     /// Keys from `[[api.keys]]` and from `upshift keys create` (Postgres) are
-    /// both accepted. With neither, the API is open and the tenant is `default`.
+    /// both accepted. A request without a key is tenant `default` only with
+    /// `api.anonymous`, or while no key was ever configured or issued (and
+    /// then the API listens on loopback only: [`check_exposure`]).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
@@ -124,7 +173,7 @@ impl FromRequestParts<AppState> for Tenant {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = token else {
-            if state.keys.is_empty() && !state.store.any_api_keys().await? {
+            if state.cfg.api.anonymous || (state.keys.is_empty() && !state.store.any_api_keys().await?) {
                 return Ok(Tenant("default".into()));
             }
             return Err(Error::Unauthorized.into());

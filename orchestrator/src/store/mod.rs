@@ -371,13 +371,12 @@ impl PgStore {
         )
     }
 
-    /// Whether any key was issued and not revoked (then requests need one).
+    /// Whether any key was ever issued, revoked ones too: once keys are in
+    /// use, revoking them all never opens the API again.
     pub async fn any_api_keys(&self) -> Result<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys)")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Stores a new key's digest for `tenant`; returns the key's id.

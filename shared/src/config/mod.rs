@@ -200,6 +200,17 @@ pub struct ApiConfig {
     /// Requests in flight at once; more get 503 with Retry-After.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Requests without a key are served as tenant `default` even though
+    /// keys exist or the API listens beyond loopback. Off: then key-less
+    /// requests are served only while no key was ever configured or issued,
+    /// and only on a loopback address.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Address of the operations listener (`/metrics`, `/healthz`,
+    /// `/readyz`), apart from the API because metrics name every tenant;
+    /// none = no `/metrics`.
+    #[serde(default)]
+    pub ops_listen: Option<String>,
 }
 
 fn default_header_read_timeout_secs() -> u64 {
@@ -212,14 +223,20 @@ fn default_max_concurrent_requests() -> usize {
     512
 }
 
-/// One API key, stored as the hex SHA-256 of the key, never the key.
+/// One API key: the hex SHA-256 of the key (never the key), or the name of
+/// an environment variable holding the key (a Kubernetes Secret, say),
+/// hashed when the orchestrator starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// Tenant the key belongs to.
     pub tenant: String,
     /// Lower-case hex SHA-256 of the bearer token.
+    #[serde(default)]
     pub key_sha256: String,
+    /// Environment variable holding the bearer token itself.
+    #[serde(default)]
+    pub key_env: Option<String>,
 }
 
 /// Orchestrator loop settings.

@@ -67,8 +67,18 @@ impl Config {
             return Err(bad("api.max_body_bytes", "must be at least 1024"));
         }
         for (i, k) in self.api.keys.iter().enumerate() {
-            if k.key_sha256.len() != 64 || !k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad(format!("api.keys[{i}].key_sha256"), "must be 64 hex digits"));
+            match &k.key_env {
+                Some(var) if !k.key_sha256.is_empty() || var.trim().is_empty() => {
+                    return Err(bad(
+                        format!("api.keys[{i}]"),
+                        "give key_sha256 or key_env (a variable name), not both",
+                    ));
+                }
+                Some(_) => {}
+                None if k.key_sha256.len() != 64 || !k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    return Err(bad(format!("api.keys[{i}].key_sha256"), "must be 64 hex digits"));
+                }
+                None => {}
             }
             if k.tenant.trim().is_empty() {
                 return Err(bad(format!("api.keys[{i}].tenant"), "must not be empty"));
