@@ -42,16 +42,31 @@ impl Client {
         Ok(body)
     }
 
-    /// Submits a job; returns its id.
+    /// Submits a job; returns its id. A 429 (the tenant's submit rate or
+    /// jobs in flight at their limit) is retried after its Retry-After (at
+    /// most 30 s each), for at most 10 minutes in all.
     pub async fn submit(&self, body: &serde_json::Value) -> anyhow::Result<Uuid> {
-        let resp = self
-            .req(reqwest::Method::POST, "/v1/jobs")
-            .json(body)
-            .send()
-            .await
-            .context("POST /v1/jobs")?;
-        let v = Self::json(resp).await?;
-        Ok(v["id"].as_str().context("no id in response")?.parse()?)
+        let give_up = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let resp = self
+                .req(reqwest::Method::POST, "/v1/jobs")
+                .json(body)
+                .send()
+                .await
+                .context("POST /v1/jobs")?;
+            if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS && std::time::Instant::now() < give_up {
+                let wait = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .clamp(1, 30);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                continue;
+            }
+            let v = Self::json(resp).await?;
+            return Ok(v["id"].as_str().context("no id in response")?.parse()?);
+        }
     }
 
     /// Posts a JSON body to `path`; returns the status and the JSON answer.

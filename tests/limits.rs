@@ -86,3 +86,80 @@ async fn slow_clients_are_cut_off_and_excess_requests_refused() {
     assert!(read_to_close(&mut sock).await.starts_with("HTTP/1.1 200"));
     h.finish().await;
 }
+
+/// One tenant cannot flood the tiers: past its submit rate or its jobs in
+/// flight it gets 429 JSON with Retry-After and nothing is written; a job
+/// that names no budget gets the default one.
+#[tokio::test]
+async fn a_tenant_past_its_rate_or_jobs_in_flight_gets_429() {
+    let mut h = Harness::new(Opts {
+        extra: "[limits]\nsubmit_per_sec = 1\nsubmit_burst = 2\nmax_jobs_in_flight = 3\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let orch = h.orchestrator().await;
+    // No workers: every accepted job stays running.
+    let job = serde_json::json!({"kind": "steps", "blast_radius": "low",
+        "steps": [{"name": "a", "task": "answer", "input": "What is 2 + 2?"}]})
+    .to_string();
+    let submit = || async {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/jobs", orch.api))
+            .header("content-type", "application/json")
+            .body(job.clone())
+            .send()
+            .await
+            .unwrap();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        (status, body["error"]["code"].as_str().map(str::to_string), retry)
+    };
+    // The burst of two, then the rate.
+    assert_eq!(submit().await.0, 202);
+    assert_eq!(submit().await.0, 202);
+    let (status, code, retry) = submit().await;
+    assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(submit().await.0, 202);
+    // Three running: the fourth waits for one to finish, whatever the rate.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, code, retry) = submit().await;
+    assert_eq!(
+        (status, code.as_deref(), retry.as_deref()),
+        (429, Some("too_many_jobs"), Some("1"))
+    );
+    let (jobs, budgets): (i64, Vec<f64>) = (
+        sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap(),
+        sqlx::query_scalar("SELECT budget_usd FROM jobs")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(jobs, 3, "refused submits write nothing");
+    assert!(budgets.iter().all(|b| *b == 1.0), "the default budget: {budgets:?}");
+    // Once the jobs finish, the tenant may submit again.
+    h.workers();
+    let pool = h.pool.clone();
+    crate::util::eventually(Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (running == 0).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(submit().await.0, 202);
+    h.finish().await;
+}

@@ -27,6 +27,9 @@ pub fn isolated_config(
     let base = c.database.url.split('?').next().unwrap_or_default();
     let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
     c.database.url = format!("{server}/upshift_{name}");
+    // A benchmark measures the engine, not one tenant's admission limits.
+    c.limits.submit_per_sec = 0;
+    c.limits.max_jobs_in_flight = 0;
     for m in &mut c.models {
         if let ProviderConfig::Replay { latency_ms: l, .. } = &mut m.provider {
             *l = latency_ms;

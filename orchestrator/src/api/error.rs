@@ -14,6 +14,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// Seconds for a Retry-After header (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +26,19 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `secs` seconds.
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
@@ -34,7 +48,11 @@ impl IntoResponse for ApiError {
         if let Some(f) = self.field {
             err["field"] = f.into();
         }
-        (self.status, Json(serde_json::json!({ "error": err }))).into_response()
+        let mut resp = (self.status, Json(serde_json::json!({ "error": err }))).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -42,10 +60,12 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::Invalid { field, message } => ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_field",
-                message: format!("{field}: {message}"),
-                field: Some(field),
+                field: Some(field.clone()),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("{field}: {message}"),
+                )
             },
             Error::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
             Error::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
@@ -77,10 +97,8 @@ impl From<JsonRejection> for ApiError {
             r.status()
         };
         ApiError {
-            status,
-            code,
-            message: text,
             field,
+            ..ApiError::new(status, code, text)
         }
     }
 }

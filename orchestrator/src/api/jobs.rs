@@ -113,6 +113,7 @@ pub struct ListQuery {
         (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
         (status = 422, description = "a field is invalid", body = ErrorBody),
+        (status = 429, description = "the tenant's submit rate or jobs in flight are at their limit (Retry-After)", body = ErrorBody),
         (status = 503, description = "a backing service is down", body = ErrorBody),
     ))]
 pub async fn submit(
@@ -120,9 +121,13 @@ pub async fn submit(
     Tenant(tenant): Tenant,
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(req) = body?;
+    let Json(mut req) = body?;
     let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
     let steps = plan(&req, &st.cfg)?;
+    st.quotas.admit(&tenant)?;
+    if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
+        req.budget_usd = Some(st.cfg.limits.default_budget_usd);
+    }
     let mut retrieval = None;
     if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag) {
         if !st.store.collection_exists(&tenant, c).await? {

@@ -8,6 +8,7 @@ mod collections;
 mod error;
 mod events;
 mod jobs;
+mod quota;
 mod serve;
 mod ui;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub retriever: crate::collections::Retriever,
     /// sha256(key) → tenant.
     keys: Arc<HashMap<String, String>>,
+    /// Per-tenant admission of jobs.
+    pub(crate) quotas: Arc<quota::Quotas>,
     /// Renders `/metrics`.
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -55,6 +58,7 @@ impl AppState {
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Self {
         Self {
+            quotas: quota::Quotas::new(&cfg.limits),
             store,
             bus,
             cfg,
@@ -62,6 +66,13 @@ impl AppState {
             keys: Arc::new(keys),
             metrics,
         }
+    }
+}
+
+impl AppState {
+    /// Keeps the admission counts current until `cancel` (run it once).
+    pub async fn count_jobs_in_flight(self, cancel: tokio_util::sync::CancellationToken) {
+        self.quotas.clone().refresh(self.store.clone(), cancel).await
     }
 }
 

@@ -10,7 +10,7 @@
 use super::ApiError;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
@@ -45,15 +45,13 @@ impl Limits {
 /// beyond `api.max_concurrent_requests` in flight gets 503 at once.
 pub(crate) async fn limit(State(limits): State<Limits>, req: Request, next: Next) -> Response {
     let Ok(_slot) = limits.slots.clone().try_acquire_owned() else {
-        let mut resp = ApiError::new(
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "too many requests in flight; retry",
         )
+        .retry_after(1)
         .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
     };
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(resp) => resp,

@@ -119,6 +119,15 @@ type JobRow = (
 );
 
 impl PgStore {
+    /// Running jobs per tenant (admission's in-flight cap).
+    pub async fn running_jobs_by_tenant(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT tenant, count(*) FROM jobs WHERE status = 'running' GROUP BY tenant")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(t, n)| (t, n.max(0) as u64)).collect())
+    }
+
     /// The job `id` if `tenant` owns it.
     pub async fn job(&self, tenant: &str, id: Uuid) -> Result<JobView> {
         let row: Option<JobRow> = sqlx::query_as(

@@ -82,6 +82,34 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Rag jobs: retrieval, answering and their floors.
     pub rag: RagConfig,
+    /// What one tenant may submit.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-tenant admission limits; 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Jobs a tenant may submit per second, per orchestrator replica.
+    pub submit_per_sec: u32,
+    /// Jobs a tenant may submit at once above that rate.
+    pub submit_burst: u32,
+    /// A tenant's jobs running at once (counted in Postgres each second).
+    pub max_jobs_in_flight: u64,
+    /// The budget of a job that names none, US dollars; 0 = none.
+    pub default_budget_usd: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            submit_per_sec: 100,
+            submit_burst: 200,
+            max_jobs_in_flight: 10_000,
+            default_budget_usd: 1.0,
+        }
+    }
 }
 
 /// NATS settings.

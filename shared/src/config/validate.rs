@@ -59,6 +59,18 @@ impl Config {
                 "must be shorter than orchestrator.attempt_deadline_secs, or retried calls time out",
             ));
         }
+        if !(self.limits.default_budget_usd >= 0.0 && self.limits.default_budget_usd <= 1_000_000.0) {
+            return Err(bad(
+                "limits.default_budget_usd",
+                "must be a number between 0 and 1000000",
+            ));
+        }
+        if self.limits.submit_per_sec > 0 && self.limits.submit_burst == 0 {
+            return Err(bad(
+                "limits.submit_burst",
+                "must be at least 1 when limits.submit_per_sec is set",
+            ));
+        }
         self.rag.validate()?;
         if self.database.max_connections == 0 {
             return Err(bad("database.max_connections", "must be greater than 0"));

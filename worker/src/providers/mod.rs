@@ -45,7 +45,7 @@ pub enum Provider {
     /// Recorded outputs.
     Replay(ReplayProvider),
     /// An OpenAI-compatible server.
-    Openai(OpenaiProvider),
+    Openai(Box<OpenaiProvider>),
     /// In-process llama.cpp.
     #[cfg(feature = "local")]
     Local(LocalProvider),
@@ -67,7 +67,9 @@ impl Provider {
             } => ReplayProvider::load(datasets, column, *latency_ms)
                 .map(Provider::Replay)
                 .map_err(err),
-            ProviderConfig::Openai(o) => OpenaiProvider::new(o).map(Provider::Openai).map_err(err),
+            ProviderConfig::Openai(o) => OpenaiProvider::new(o)
+                .map(|p| Provider::Openai(Box::new(p)))
+                .map_err(err),
             #[cfg(feature = "local")]
             ProviderConfig::Local(l) => LocalProvider::load(l, model_dir).map(Provider::Local).map_err(err),
             #[cfg(not(feature = "local"))]
