@@ -81,7 +81,7 @@ pub async fn run(
         tier,
         worker_id,
         progress: Duration::from_secs(cfg.worker.progress_interval_secs),
-        retry: RetryPolicy::from_config(&cfg.worker),
+        retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline_secs),
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
     let slots = Arc::new(Semaphore::new(concurrency));

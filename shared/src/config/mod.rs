@@ -300,7 +300,8 @@ pub struct WorkerConfig {
     /// Most retries of a failed model call (rate limited, transient, timeout).
     #[serde(default = "default_retry_max_times")]
     pub retry_max_times: usize,
-    /// Most seconds one attempt waits between retries, all together.
+    /// Most seconds one attempt waits between retries, all together (and
+    /// never more than half of `orchestrator.attempt_deadline_secs`).
     #[serde(default = "default_retry_max_wait_secs")]
     pub retry_max_wait_secs: u64,
     /// Longest provider Retry-After honoured, seconds; a longer one ends the

@@ -53,12 +53,6 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        if self.worker.retry_max_wait_secs >= self.orchestrator.attempt_deadline_secs {
-            return Err(bad(
-                "worker.retry_max_wait_secs",
-                "must be shorter than orchestrator.attempt_deadline_secs, or retried calls time out",
-            ));
-        }
         if !(self.limits.default_budget_usd >= 0.0 && self.limits.default_budget_usd <= 1_000_000.0) {
             return Err(bad(
                 "limits.default_budget_usd",
