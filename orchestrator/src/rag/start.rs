@@ -1,7 +1,8 @@
 //! How the steps of a rag job after retrieval start: their ambiguity comes
 //! from what was retrieved. In extractive mode the extraction first takes the
 //! evidence's own first choice without a model (tier zero) when its sentence
-//! is close enough to the question, else a model chooses among the candidate
+//! is close enough to the question and no other candidate names almost the
+//! same thing, else a model chooses among the candidate
 //! spans (its labels); the synthesis is composed without a model when the
 //! composed answer passes its verifiers; the critique
 //! starts one tier below the model that decided the answer, on the lowest
@@ -13,7 +14,7 @@ use crate::router::unit::Unit;
 use crate::store::parse_stored;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
-use upshift_shared::verify::rag::extractive::{candidates, compose, locate, margin};
+use upshift_shared::verify::rag::extractive::{candidates, close_alternative, compose, locate, margin};
 use upshift_shared::verify::rag::{Retrieval, ambiguity, check_span};
 use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{ReasonCode, Tier};
@@ -87,6 +88,14 @@ pub(crate) fn prepare(
             let similarity = locate(&first, r).and_then(|e| e.similarity);
             let checked = check_span(&first, r, &job.query, span_floors(cfg));
             let mut findings = checked.clone();
+            if let Some(alt) = close_alternative(&job.query, &first, &unit.step(step_id).labels) {
+                // Two names a part apart: the ranking of sentences cannot
+                // tell which one the question means; a model must choose.
+                findings.push(Finding::new(
+                    ReasonCode::AmbiguousEvidence,
+                    format!("`{alt}` is also a candidate and names almost the same thing as `{first}`"),
+                ));
+            }
             if similarity.unwrap_or(0.0) < cfg.rag.zero_min_relevance
                 && !findings.iter().any(|f| f.code == ReasonCode::LowRelevance)
             {

@@ -202,6 +202,11 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
             if wants_default {
                 stated_default_first(&s, &mut found);
             }
+            if t == QuestionType::Default {
+                // A bare word number ("one lock per …") is a default only
+                // where its sentence says so ("the default is eight").
+                found.retain(|span| !bare_word_number(span) || states_default(&s, span));
+            }
             for span in found {
                 let repeat = out.iter().any(|o| o.eq_ignore_ascii_case(&span));
                 let annotation = (t != QuestionType::DataType && TYPE_WORDS.contains(&span.to_lowercase().as_str()))
@@ -237,34 +242,79 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
     out
 }
 
-/// Puts the span a sentence states as the default first ("The default is
+/// Whether `sentence` states `span` as the default ("The default is
 /// `replica`", "defaults to 64 megabytes", "`on` (the default)").
-fn stated_default_first(sentence: &str, spans: &mut Vec<String>) {
+fn states_default(sentence: &str, span: &str) -> bool {
     let lower = sentence.to_lowercase().replace('`', "");
-    let stated = |span: &String| {
-        let s = span.to_lowercase();
-        lower.match_indices(&s).any(|(i, _)| {
-            let before = lower[..i].trim_end_matches([' ', '(', '"']);
-            let after = lower[i + s.len()..].trim_start();
-            [
-                "default is",
-                "defaults to",
-                "default value is",
-                "default of",
-                "default:",
-                "default is typically",
-            ]
-            .iter()
-            .any(|p| before.ends_with(p))
-                || ["(the default)", "by default", "is the default"]
-                    .iter()
-                    .any(|p| after.starts_with(p))
-        })
-    };
-    if let Some(k) = spans.iter().position(stated) {
+    let s = span.to_lowercase();
+    lower.match_indices(&s).any(|(i, _)| {
+        let before = lower[..i].trim_end_matches([' ', '(', '"']);
+        let after = lower[i + s.len()..].trim_start();
+        [
+            "default is",
+            "defaults to",
+            "default value is",
+            "default of",
+            "default:",
+            "default is typically",
+        ]
+        .iter()
+        .any(|p| before.ends_with(p))
+            || ["(the default)", "by default", "is the default"]
+                .iter()
+                .any(|p| after.starts_with(p))
+    })
+}
+
+/// Puts the span `sentence` states as the default first.
+fn stated_default_first(sentence: &str, spans: &mut Vec<String>) {
+    if let Some(k) = spans.iter().position(|span| states_default(sentence, span)) {
         let s = spans.remove(k);
         spans.insert(0, s);
     }
+}
+
+/// A candidate other than `chosen` that names almost the same thing: the
+/// parts of one name (split at `_` and spaces) are all in the other, which
+/// has more (`idle_session_timeout`, `idle_in_transaction_session_timeout`),
+/// or two names of four parts or more differ in one part only
+/// (`log_min_duration_sample`, `log_min_duration_statement`). Which of the
+/// two a question means is for a model to judge, not for the evidence's
+/// ranking alone. Names of two or three parts that differ in one
+/// (`seq_page_cost`, `random_page_cost`) are simply different names: on
+/// the dev questions the ranking told them apart every time. Values
+/// (`128 kilobytes`) are never alternatives in this sense.
+pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]) -> Option<&'a str> {
+    if !matches!(
+        classify(query),
+        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
+    ) {
+        return None;
+    }
+    let parts = |s: &str| -> Vec<String> {
+        s.split(['_', ' '])
+            .filter(|p| !p.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let mine = parts(chosen);
+    candidates
+        .iter()
+        .filter(|c| !c.eq_ignore_ascii_case(chosen))
+        .find(|c| {
+            let theirs = parts(c);
+            let (short, long) = if mine.len() <= theirs.len() {
+                (&mine, &theirs)
+            } else {
+                (&theirs, &mine)
+            };
+            let within = short.len() >= 2 && long.len() > short.len() && short.iter().all(|p| long.contains(p));
+            let one_apart = mine.len() >= 4
+                && mine.len() == theirs.len()
+                && mine.iter().zip(&theirs).filter(|(a, b)| a != b).count() == 1;
+            within || one_apart
+        })
+        .map(String::as_str)
 }
 
 /// Where `span` comes from: the sentence most similar to the question that
@@ -411,6 +461,63 @@ mod tests {
         let free = candidates("Why do we log changes before writing them?", &r);
         assert_eq!(free.len(), 3, "{free:?}");
         assert!(free[0].starts_with("`wal_level` determines"));
+    }
+
+    #[test]
+    fn names_that_differ_by_a_part_are_close_alternatives() {
+        let c = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let q = "Which setting terminates a session?";
+        let labels = c(&[
+            "idle_session_timeout",
+            "idle_in_transaction_session_timeout",
+            "statement_timeout",
+        ]);
+        assert_eq!(
+            close_alternative(q, "idle_session_timeout", &labels),
+            Some("idle_in_transaction_session_timeout")
+        );
+        let labels = c(&["log_min_duration_statement", "log_min_duration_sample"]);
+        assert_eq!(
+            close_alternative(q, "log_min_duration_statement", &labels),
+            Some("log_min_duration_sample")
+        );
+        // Short names a part apart are different names; values never count.
+        let labels = c(&[
+            "seq_page_cost",
+            "random_page_cost",
+            "pg_dump",
+            "pg_basebackup",
+            "wal_level",
+        ]);
+        assert_eq!(close_alternative(q, "seq_page_cost", &labels), None);
+        assert_eq!(close_alternative(q, "pg_basebackup", &labels), None);
+        let labels = c(&["128 megabytes", "128 kilobytes"]);
+        assert_eq!(
+            close_alternative("What is the default value of shared_buffers?", "128 kilobytes", &labels),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bare_word_number_is_a_default_only_where_it_is_stated_as_one() {
+        let r = Retrieval {
+            terms: String::new(),
+            mode: "hybrid".into(),
+            passages: vec![Passage {
+                passage_id: "runtime-config-locks.html#1".into(),
+                document_id: "runtime-config-locks.html".into(),
+                title: "20.12. Lock Management".into(),
+                score: 0.5,
+                text: "`max_locks_per_transaction` (`integer`) The shared lock table has space for one lock per object. The default is 64.".into(),
+                lexical: None,
+                similarity: None,
+            }],
+            sentences: Vec::new(),
+        };
+        let got = candidates("What is the default value of max_locks_per_transaction?", &r);
+        assert!(!got.iter().any(|c| c == "one"), "{got:?}");
+        assert_eq!(got.first().map(String::as_str), Some("64"));
+        assert!(states_default("The default is eight.", "eight"));
     }
 
     #[test]
