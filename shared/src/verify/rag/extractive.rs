@@ -71,6 +71,9 @@ const TYPE_WORDS: &[&str] = &[
     "pg_lsn",
 ];
 
+/// Most sentences of one definition block taken as evidence.
+const DEFINITION_SENTENCES: usize = 12;
+
 /// The name a definition line introduces, when `sentence` is one: a line
 /// that is a name alone, or a name followed by its type or arguments
 /// (`` `wal_level` (`enum`) ``, `` `pg_cancel_backend` ( `pid` `integer` ) → `boolean` ``).
@@ -90,8 +93,9 @@ fn term_of(sentence: &str) -> Option<String> {
 ///
 /// 1. what the question names (`shared_buffers`) introduces: from the
 ///    sentence that first names it in each retrieved passage, that sentence
-///    and the three after it — definitions first (a line that is the name
-///    itself, as in `` `shared_buffers` (`integer`) ``);
+///    and the three after it, or for a definition (a line that is the name
+///    itself, as in `` `shared_buffers` (`integer`) ``) its whole block up
+///    to the next definition — definitions first;
 /// 2. the sentences most similar to the question, each with its neighbours
 ///    in the passage (a definition's name is often on the line before it,
 ///    its default in the sentence after it).
@@ -120,7 +124,18 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
         for e in &named {
             if let Some(i) = ss.iter().position(|s| super::text::mentions(s, e)) {
                 let defines = term_of(&ss[i]).is_some_and(|t| t.eq_ignore_ascii_case(e));
-                blocks.push((defines, &ss[i..(i + 4).min(ss.len())]));
+                // A definition runs to the next definition line (its default
+                // is often its last sentence); a mention, three sentences on.
+                let end = if defines {
+                    ss[i + 1..]
+                        .iter()
+                        .position(|s| term_of(s).is_some())
+                        .map_or(ss.len(), |k| i + 1 + k)
+                        .min(i + DEFINITION_SENTENCES)
+                } else {
+                    i + 4
+                };
+                blocks.push((defines, &ss[i..end.min(ss.len())]));
             }
         }
     }
@@ -496,6 +511,43 @@ mod tests {
             close_alternative("What is the default value of shared_buffers?", "128 kilobytes", &labels),
             None
         );
+    }
+
+    #[test]
+    fn a_default_stated_at_the_end_of_its_definition_is_found() {
+        let text = "`autovacuum_vacuum_cost_delay` (`floating point`)\nSpecifies the cost delay value that will be used \
+                    in automatic `VACUUM` operations. If -1 is specified, the regular vacuum_cost_delay value will be used. \
+                    If this value is specified without units, it is taken as milliseconds. The default value is 2 milliseconds.\n\
+                    `autovacuum_vacuum_cost_limit` (`integer`)\nSpecifies the cost limit value. The default value is -1.";
+        let id = "runtime-config-autovacuum.html#7";
+        // Embeddings scored the description, not the sentence of the default:
+        // only the definition's block can bring that one in.
+        let sentences = crate::verify::rag::text::sentences(text)
+            .into_iter()
+            .filter(|s| s.starts_with("Specifies the cost delay"))
+            .map(|text| Sentence {
+                passage_id: id.into(),
+                text,
+                similarity: 0.8,
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(sentences.len(), 1);
+        let r = Retrieval {
+            terms: String::new(),
+            mode: "hybrid".into(),
+            passages: vec![Passage {
+                passage_id: id.into(),
+                document_id: "runtime-config-autovacuum.html".into(),
+                title: "20.10. Automatic Vacuuming".into(),
+                score: 0.5,
+                text: text.into(),
+                lexical: None,
+                similarity: None,
+            }],
+            sentences,
+        };
+        let got = candidates("What is the default autovacuum_vacuum_cost_delay?", &r);
+        assert_eq!(got.first().map(String::as_str), Some("2 milliseconds"), "{got:?}");
     }
 
     #[test]
