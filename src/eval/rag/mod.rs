@@ -20,10 +20,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The splits of a question set: `dev` is tuned on; `test` and `holdout`
-/// are reported; `fresh`, `fresh2` and `fresh3` were each written before a
-/// change to the rules and run once after it (docs/rag.md tells the history
-/// of each).
-const SPLITS: &[&str] = &["dev", "test", "holdout", "fresh", "fresh2", "fresh3"];
+/// are reported; `fresh`, `fresh2`, `fresh3` and `fresh4` were each written
+/// before a change to the rules and run once after it (docs/rag.md tells
+/// the history of each).
+const SPLITS: &[&str] = &["dev", "test", "holdout", "fresh", "fresh2", "fresh3", "fresh4"];
 
 /// Options of `upshift eval rag`.
 #[derive(clap::Args)]
@@ -34,7 +34,7 @@ pub struct RagEvalArgs {
     /// The labelled questions: JSON Lines of {id, split, kind, question, answers, pages}.
     #[arg(long)]
     questions: PathBuf,
-    /// Only this split (`dev`, `test`, `holdout`, `fresh`, `fresh2` or `fresh3`); all by default.
+    /// Only this split (`dev`, `test`, `holdout` or a `fresh` split); all by default.
     #[arg(long)]
     split: Option<String>,
     /// Only the first N questions (of the split).
