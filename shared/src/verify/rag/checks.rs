@@ -1,7 +1,7 @@
 //! The verifiers of a rag job's steps (see the module above for the list).
 
 use super::extractive::{NO_ANSWER, candidates, locate, margin};
-use super::question::classify;
+use super::question::{QuestionType, classify};
 use super::spans::{fits, spans};
 use super::{
     MAX_UNSUPPORTED_SHARE, MIN_CLAIM_WORDS, MIN_SUPPORT, Passage, Retrieval, RetrievalFloor, parse_facts, text,
@@ -227,6 +227,12 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
             ),
         ));
     }
+    if t == QuestionType::Free && asks_how(query) && !names_a_means(&ev.sentence, query) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not",
+        ));
+    }
     let context = format!("{} {}", ev.passage.title, ev.passage.text);
     let missing = text::unmentioned(query, &context);
     if !missing.is_empty() {
@@ -278,6 +284,38 @@ pub struct SpanFloors {
     pub min_relevance: f32,
     /// Lowest lead of its sentence's similarity over the best rival's.
     pub min_margin: f32,
+}
+
+/// Whether `query` asks how to do something ("How do I …", "how can …"),
+/// not how much or how long.
+fn asks_how(query: &str) -> bool {
+    let q = query.trim().to_lowercase();
+    q.starts_with("how ")
+        && ![
+            "how many",
+            "how much",
+            "how long",
+            "how large",
+            "how big",
+            "how often",
+            "how old",
+        ]
+        .iter()
+        .any(|p| q.starts_with(p))
+}
+
+/// Whether `sentence` names a means the question does not: a code span
+/// (`` `CONCURRENTLY` ``, `` `pg_cancel_backend` ``) absent from `query`.
+/// A sentence similar to a "how do I" question that names none states the
+/// topic, not the way (test a64 answered so; fresh4 measures the rule).
+fn names_a_means(sentence: &str, query: &str) -> bool {
+    let q = query.to_lowercase();
+    sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|code| code.trim().to_lowercase())
+        .any(|code| !code.is_empty() && !q.contains(&code))
 }
 
 /// The first setting to which `passages` give different values, described.
@@ -332,4 +370,25 @@ pub fn ambiguity(query: &str, r: &Retrieval, base: f64) -> (f64, serde_json::Val
         "conflict": conflict, "question_type": classify(query).as_str(),
     });
     (a.clamp(0.0, 1.0), detail)
+}
+
+#[cfg(test)]
+mod how_tests {
+    use super::*;
+
+    #[test]
+    fn a_how_question_needs_a_sentence_that_names_a_means() {
+        let q = "How do I build an index without locking out writes to the table?";
+        assert!(asks_how(q) && !asks_how("How many bytes does a bigint take?"));
+        assert!(!names_a_means(
+            "Creating an index can interfere with regular operation of a database.",
+            q
+        ));
+        assert!(names_a_means(
+            "With the `CONCURRENTLY` option, PostgreSQL builds the index without taking locks that prevent writes.",
+            q
+        ));
+        // A code span the question already names is not a means.
+        assert!(!names_a_means("An `index` is built by scanning the table.", q));
+    }
 }
