@@ -106,42 +106,57 @@ impl Client {
     /// job's server-sent event stream (`GET /v1/jobs/{id}/events`).
     pub async fn wait(&self, id: Uuid, progress: bool) -> anyhow::Result<serde_json::Value> {
         let path = format!("/v1/jobs/{id}/events");
-        let mut resp = self
-            .http
-            .request(reqwest::Method::GET, format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(24 * 3600))
-            .header("accept", "text/event-stream");
-        if let Some(k) = &self.key {
-            resp = resp.bearer_auth(k);
-        }
-        let mut resp = resp.send().await.with_context(|| format!("GET {path}"))?;
-        if !resp.status().is_success() {
-            return Self::json(resp).await;
-        }
-        let (mut buf, mut name, mut data) = (String::new(), String::new(), String::new());
-        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(nl) = buf.find('\n') {
-                let line = buf[..nl].trim_end_matches('\r').to_string();
-                buf.drain(..=nl);
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                } else if line.is_empty() && !data.is_empty() {
-                    let e: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
-                    if name == "done" {
-                        return self.job(id).await;
+        let (mut last_id, mut reconnects) = (None::<String>, 0);
+        loop {
+            let mut req = self
+                .http
+                .request(reqwest::Method::GET, format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(24 * 3600))
+                .header("accept", "text/event-stream");
+            if let Some(k) = &self.key {
+                req = req.bearer_auth(k);
+            }
+            if let Some(l) = &last_id {
+                req = req.header("last-event-id", l.as_str());
+            }
+            let mut resp = req.send().await.with_context(|| format!("GET {path}"))?;
+            if !resp.status().is_success() {
+                return Self::json(resp).await;
+            }
+            let (mut buf, mut name, mut data, mut event_id) = (String::new(), String::new(), String::new(), None);
+            while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(nl) = buf.find('\n') {
+                    let line = buf[..nl].trim_end_matches('\r').to_string();
+                    buf.drain(..=nl);
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event_id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    } else if line.is_empty() && !data.is_empty() {
+                        let e: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                        if name == "done" {
+                            return self.job(id).await;
+                        }
+                        if progress {
+                            println!("{}", crate::client::event_line(&e));
+                        }
+                        last_id = event_id.take().or(last_id);
+                        data.clear();
                     }
-                    if progress {
-                        println!("{}", crate::client::event_line(&e));
-                    }
-                    data.clear();
                 }
             }
+            // The stream ended early (its lifetime, a proxy, a restart): resume
+            // after the last event while the job runs, a bounded number of times.
+            let job = self.job(id).await?;
+            reconnects += 1;
+            if job["status"] != "running" || reconnects > 100 {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // The stream ended early (a proxy, a restart): the job document still tells.
-        self.job(id).await
     }
 }
 

@@ -163,3 +163,43 @@ async fn a_tenant_past_its_rate_or_jobs_in_flight_gets_429() {
     assert_eq!(submit().await.0, 202);
     h.finish().await;
 }
+
+/// Event streams are capped per tenant and end after their lifetime; a
+/// client resumes with Last-Event-ID and loses nothing.
+#[tokio::test]
+async fn event_streams_are_capped_per_tenant_and_end_after_their_lifetime() {
+    let mut h = Harness::new(Opts {
+        api_extra: "max_streams_per_tenant = 1\nstream_max_secs = 2".into(),
+        ..Opts::default()
+    })
+    .await;
+    let orch = h.orchestrator().await;
+    // No workers: the job keeps running, so its stream stays open.
+    let job = h.submit_answer("What is 2 + 2?", "low").await;
+    let url = format!("{}/v1/jobs/{job}/events", orch.api);
+    let first = reqwest::get(&url).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = reqwest::get(&url).await.unwrap();
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+    // The first ends after its lifetime, without `done`, having sent the
+    // route so far (each event with its id, to resume from).
+    let started = Instant::now();
+    let text = tokio::time::timeout(Duration::from_secs(10), first.text())
+        .await
+        .expect("the stream outlived its lifetime")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        text.contains("event: start") && text.contains("id: ") && !text.contains("event: done"),
+        "{text}"
+    );
+    // Its place is free again; the job finishes and a new stream says so.
+    h.workers();
+    h.wait_all(&[job], Duration::from_secs(30)).await;
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(text.contains("event: done"), "{text}");
+    h.finish().await;
+}

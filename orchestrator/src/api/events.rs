@@ -6,6 +6,11 @@
 //! continues where it stopped. A final `done` event carries the job's status
 //! and cost, then the stream ends. The stream polls Postgres (every 250 ms),
 //! which keeps any orchestrator replica able to serve it.
+//!
+//! A tenant holds at most `api.max_streams_per_tenant` streams on one
+//! replica (more get 429), and a stream ends after `api.stream_max_secs`
+//! even if its job has not finished: the client reconnects with
+//! `Last-Event-ID` and loses nothing.
 
 use super::{ApiError, AppState, Tenant};
 use crate::store::RouteEvent;
@@ -14,9 +19,50 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// Open event streams per tenant on this replica.
+#[derive(Clone, Default)]
+pub struct Streams(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open stream; dropping it (the stream ended or the client left)
+/// frees its place.
+struct Slot {
+    streams: Streams,
+    tenant: String,
+}
+
+impl Streams {
+    /// A place for one more stream of `tenant`, if it has fewer than `max`.
+    fn open(&self, tenant: &str, max: usize) -> Option<Slot> {
+        let mut open = self.0.lock().expect("streams lock");
+        let n = open.entry(tenant.to_string()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            streams: self.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock().expect("streams lock");
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
 
 /// One server-sent event as the stream carries it.
 #[derive(utoipa::ToSchema)]
@@ -40,6 +86,7 @@ const POLL: Duration = Duration::from_millis(250);
         (status = 200, description = "text/event-stream of route events, then `done`", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "malformed job id", body = super::jobs::ErrorBody),
         (status = 404, description = "no such job for this tenant", body = super::jobs::ErrorBody),
+        (status = 429, description = "the tenant has api.max_streams_per_tenant streams open (Retry-After)", body = super::jobs::ErrorBody),
     ))]
 pub async fn events(
     State(st): State<AppState>,
@@ -50,14 +97,28 @@ pub async fn events(
     let Path(id) = id?;
     // 404 before the stream starts, for unknown jobs and other tenants' jobs.
     st.store.job(&tenant, id).await?;
+    let max = st.cfg.api.max_streams_per_tenant;
+    let Some(slot) = st.streams.open(&tenant, max) else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("tenant `{tenant}` has {max} event streams open (api.max_streams_per_tenant)"),
+        )
+        .retry_after(5));
+    };
+    let ends = Instant::now() + Duration::from_secs(st.cfg.api.stream_max_secs);
     let after: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let stream = futures::stream::unfold(Some((st, tenant, after)), move |state| async move {
-        let (st, tenant, mut after) = state?;
+    let stream = futures::stream::unfold(Some((st, tenant, after, slot)), move |state| async move {
+        let (st, tenant, mut after, slot) = state?;
         loop {
+            if Instant::now() >= ends {
+                // Past its lifetime: the client resumes with Last-Event-ID.
+                return None;
+            }
             let mut events = read_since(&st, &tenant, id, after).await;
             let mut finished = None;
             if events.is_empty() {
@@ -83,7 +144,7 @@ pub async fn events(
                     })
                     .collect();
                 after = events.last().map_or(after, |e| e.id);
-                return Some((futures::stream::iter(out), Some((st, tenant, after))));
+                return Some((futures::stream::iter(out), Some((st, tenant, after, slot))));
             }
             match finished {
                 Some(job) => {

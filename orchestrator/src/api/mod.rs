@@ -43,6 +43,8 @@ pub struct AppState {
     keys: Arc<HashMap<String, String>>,
     /// Per-tenant admission of jobs.
     pub(crate) quotas: Arc<quota::Quotas>,
+    /// Open event streams per tenant.
+    pub(crate) streams: events::Streams,
     /// Renders `/metrics`.
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -59,6 +61,7 @@ impl AppState {
     ) -> Self {
         Self {
             quotas: quota::Quotas::new(&cfg.limits),
+            streams: events::Streams::default(),
             store,
             bus,
             cfg,

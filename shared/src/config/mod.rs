@@ -234,6 +234,13 @@ pub struct ApiConfig {
     /// and only on a loopback address.
     #[serde(default)]
     pub anonymous: bool,
+    /// Event streams one tenant may hold open on one replica; more get 429.
+    #[serde(default = "default_max_streams_per_tenant")]
+    pub max_streams_per_tenant: usize,
+    /// An event stream ends after this many seconds (the client resumes
+    /// with `Last-Event-ID`).
+    #[serde(default = "default_stream_max_secs")]
+    pub stream_max_secs: u64,
     /// Address of the operations listener (`/metrics`, `/healthz`,
     /// `/readyz`), apart from the API because metrics name every tenant;
     /// none = no `/metrics`.
@@ -241,6 +248,12 @@ pub struct ApiConfig {
     pub ops_listen: Option<String>,
 }
 
+fn default_max_streams_per_tenant() -> usize {
+    64
+}
+fn default_stream_max_secs() -> u64 {
+    3600
+}
 fn default_header_read_timeout_secs() -> u64 {
     10
 }

@@ -22,6 +22,8 @@ impl Config {
             ("api.header_read_timeout_secs", self.api.header_read_timeout_secs),
             ("api.request_timeout_secs", self.api.request_timeout_secs),
             ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
+            ("api.max_streams_per_tenant", self.api.max_streams_per_tenant as u64),
+            ("api.stream_max_secs", self.api.stream_max_secs),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be greater than 0"));
