@@ -179,6 +179,15 @@ async fn event_streams_are_capped_per_tenant_and_end_after_their_lifetime() {
     let url = format!("{}/v1/jobs/{job}/events", orch.api);
     let first = reqwest::get(&url).await.unwrap();
     assert_eq!(first.status(), 200);
+    // It reads through the streams' own pool, never the decisions' one.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let readers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'upshift-streams'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert!((1..=2).contains(&readers), "{readers} stream connections");
     let second = reqwest::get(&url).await.unwrap();
     assert_eq!(second.status(), 429);
     assert!(second.headers().contains_key("retry-after"));

@@ -103,6 +103,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     ));
     let state = api::AppState::new(store.clone(), bus.clone(), cfg.clone(), retriever, keys, prometheus);
     tracker.spawn(state.clone().count_jobs_in_flight(cancel.clone()));
+    tracker.spawn(state.clone().wake_event_streams(cancel.clone()));
     if let Some(ops) = ops {
         let (app, api, shutdown) = (api::ops_router(state.clone()), cfg.api.clone(), cancel.clone());
         tracker.spawn(async move { api::serve(ops, app, &api, shutdown).await });

@@ -46,6 +46,10 @@ pub struct EngineArgs {
     /// Messages and rows for each floor measurement.
     #[arg(long, default_value_t = 20_000)]
     floor_ops: usize,
+    /// Event streams (`GET /v1/jobs/{id}/events`) held open on running jobs
+    /// during the main run; compare jobs/s with a run without (0).
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
 }
 
 /// Runs the engine benchmark and prints its table.
@@ -60,7 +64,10 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     );
 
     let statements = statements_per_step(cfg, &items, &dir, &format!("{id}cal")).await?;
-    let (config, db_url) = isolated_config(cfg, &id, 0, &dir, |c| c.orchestrator.result_batch = 64)?;
+    let (config, db_url) = isolated_config(cfg, &id, 0, &dir, |c| {
+        c.orchestrator.result_batch = 64;
+        c.api.max_streams_per_tenant = c.api.max_streams_per_tenant.max(args.streams);
+    })?;
     let mut fleet = fleet(&config, &dir, &args);
     fleet.start(0).await?;
     fleet.revive().await?;
@@ -68,10 +75,14 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     let idle_rss = status_kb(fleet.pid(0), "VmRSS");
     let pool = PgPool::connect(&db_url).await?;
     let before = pg_counters(&pool).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watchers = super::streams::hold(fleet.apis(), pool.clone(), args.streams, stop.clone());
     let started = Instant::now();
     let submitted = submit(&fleet.apis(), &items, args.jobs, args.concurrency).await?;
     wait_terminal(&pool, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let streams_held = watchers.await;
     // Backends flush their statistics at most once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = pg_counters(&pool).await?;
@@ -113,6 +124,12 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     println!("\n== upshift bench engine ==");
     println!("jobs (= steps)                   {submitted} in {elapsed:.1}s");
     println!("jobs/s, steps/s                  {steps_per_s:.0}");
+    if args.streams > 0 {
+        println!(
+            "event streams held open          {} asked, {} at most at once, {} opened in all",
+            args.streams, streams_held.peak, streams_held.opened
+        );
+    }
     println!(
         "attempts/s                       {:.0} ({attempts} attempts, {escalated} escalations)",
         attempts as f64 / elapsed

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod models;
 pub mod rag;
 pub mod retrieval;
+pub mod streams;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

@@ -4,10 +4,13 @@
 //! reasons, `fail`, …) is sent as an SSE event of that name, its `id` the
 //! event's sequence number, so a client that reconnects with `Last-Event-ID`
 //! continues where it stopped. A final `done` event carries the job's status
-//! and cost, then the stream ends. The stream polls Postgres (every 250 ms),
-//! which keeps any orchestrator replica able to serve it.
+//! and cost, then the stream ends. A stream reads Postgres when the
+//! replica's one poller ([`super::hub`]) says its job has new events (and
+//! every few seconds regardless), which keeps any orchestrator replica able
+//! to serve it and an idle stream free of queries.
 //!
-//! A tenant holds at most `api.max_streams_per_tenant` streams on one
+//! Streams read through a pool of their own (`api.stream_db_connections`),
+//! so decisions never wait for a connection behind them. A tenant holds at most `api.max_streams_per_tenant` streams on one
 //! replica (more get 429), and a stream ends after `api.stream_max_secs`
 //! even if its job has not finished: the client reconnects with
 //! `Last-Event-ID` and loses nothing.
@@ -76,8 +79,8 @@ pub struct SseEvent {
     data: String,
 }
 
-/// How often the stream looks for new events.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a stream reads even without a wake-up (one may be missed).
+const FALLBACK: Duration = Duration::from_secs(3);
 
 /// Follow a job: its route events as they happen, then `done`.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
@@ -112,17 +115,23 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let stream = futures::stream::unfold(Some((st, tenant, after, slot)), move |state| async move {
-        let (st, tenant, mut after, slot) = state?;
+    let watch = st.hub.watch(id);
+    let stream = futures::stream::unfold(Some((st, tenant, after, slot, watch)), move |state| async move {
+        let (st, tenant, mut after, slot, watch) = state?;
         loop {
             if Instant::now() >= ends {
                 // Past its lifetime: the client resumes with Last-Event-ID.
                 return None;
             }
+            // Listening before reading: a wake-up during the read is kept.
+            let notify = watch.notify.clone();
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let mut events = read_since(&st, &tenant, id, after).await;
             let mut finished = None;
             if events.is_empty() {
-                match st.store.job(&tenant, id).await {
+                match st.stream_store.job(&tenant, id).await {
                     // The job's last events commit with its status: read once
                     // more, or those written between the two reads are lost.
                     Ok(job) if job.status != "running" => {
@@ -144,7 +153,7 @@ pub async fn events(
                     })
                     .collect();
                 after = events.last().map_or(after, |e| e.id);
-                return Some((futures::stream::iter(out), Some((st, tenant, after, slot))));
+                return Some((futures::stream::iter(out), Some((st, tenant, after, slot, watch))));
             }
             match finished {
                 Some(job) => {
@@ -158,7 +167,12 @@ pub async fn events(
                         .unwrap_or_default();
                     return Some((futures::stream::iter(vec![Ok(done)]), None));
                 }
-                None => tokio::time::sleep(POLL).await,
+                None => {
+                    tokio::select! {
+                        _ = &mut woken => {}
+                        _ = tokio::time::sleep(FALLBACK) => {}
+                    }
+                }
             }
         }
     });
@@ -167,8 +181,11 @@ pub async fn events(
 
 /// The job's route events after `after`; none (logged) when reading fails.
 async fn read_since(st: &AppState, tenant: &str, id: Uuid, after: i64) -> Vec<RouteEvent> {
-    st.store.route_since(tenant, id, after).await.unwrap_or_else(|e| {
-        tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
-        Vec::new()
-    })
+    st.stream_store
+        .route_since(tenant, id, after)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
+            Vec::new()
+        })
 }

@@ -7,6 +7,7 @@
 mod collections;
 mod error;
 mod events;
+mod hub;
 mod jobs;
 mod quota;
 mod serve;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub(crate) quotas: Arc<quota::Quotas>,
     /// Open event streams per tenant.
     pub(crate) streams: events::Streams,
+    /// What event streams read through: a pool of their own.
+    pub(crate) stream_store: PgStore,
+    /// Wakes event streams whose jobs have new events.
+    pub(crate) hub: hub::Hub,
     /// Renders `/metrics`.
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -62,6 +67,8 @@ impl AppState {
         Self {
             quotas: quota::Quotas::new(&cfg.limits),
             streams: events::Streams::default(),
+            stream_store: store.for_streams(cfg.api.stream_db_connections),
+            hub: hub::Hub::default(),
             store,
             bus,
             cfg,
@@ -76,6 +83,12 @@ impl AppState {
     /// Keeps the admission counts current until `cancel` (run it once).
     pub async fn count_jobs_in_flight(self, cancel: tokio_util::sync::CancellationToken) {
         self.quotas.clone().refresh(self.store.clone(), cancel).await
+    }
+
+    /// Wakes event streams when their jobs have new events, until `cancel`
+    /// (run it once).
+    pub async fn wake_event_streams(self, cancel: tokio_util::sync::CancellationToken) {
+        self.hub.clone().run(self.stream_store.clone(), cancel).await
     }
 }
 

@@ -130,6 +130,24 @@ impl PgStore {
         })
     }
 
+    /// A store for event streams: its own pool of `connections`
+    /// (application name `upshift-streams`), so however many streams poll,
+    /// decisions never wait for a connection behind them.
+    pub fn for_streams(&self, connections: u32) -> PgStore {
+        let opts = (*self.pool.connect_options())
+            .clone()
+            .application_name("upshift-streams");
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(opts);
+        PgStore {
+            pool,
+            marks: None,
+            intake: None,
+        }
+    }
+
     /// Creates a job with its steps and dispatches every step without
     /// dependencies, atomically (`retrieval`: a rag job's search for its
     /// question). Returns the job id and the task messages to publish. With

@@ -119,6 +119,25 @@ type JobRow = (
 );
 
 impl PgStore {
+    /// The jobs with route events after id `after`, and the largest such
+    /// id; with no `after`, none and the largest id so far (event streams'
+    /// poller, which wakes their streams).
+    pub async fn jobs_with_events_after(&self, after: Option<i64>) -> Result<(Vec<Uuid>, Option<i64>)> {
+        let Some(after) = after else {
+            let max: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM route_events")
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok((Vec::new(), max));
+        };
+        let rows: Vec<(Uuid, i64)> =
+            sqlx::query_as("SELECT job_id, max(id) FROM route_events WHERE id > $1 GROUP BY job_id")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+        let max = rows.iter().map(|r| r.1).max();
+        Ok((rows.into_iter().map(|r| r.0).collect(), max))
+    }
+
     /// Running jobs per tenant (admission's in-flight cap).
     pub async fn running_jobs_by_tenant(&self) -> Result<std::collections::HashMap<String, u64>> {
         let rows: Vec<(String, i64)> =

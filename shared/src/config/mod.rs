@@ -237,6 +237,10 @@ pub struct ApiConfig {
     /// Event streams one tenant may hold open on one replica; more get 429.
     #[serde(default = "default_max_streams_per_tenant")]
     pub max_streams_per_tenant: usize,
+    /// Postgres connections all event streams of one replica share (apart
+    /// from the pool decisions use).
+    #[serde(default = "default_stream_db_connections")]
+    pub stream_db_connections: u32,
     /// An event stream ends after this many seconds (the client resumes
     /// with `Last-Event-ID`).
     #[serde(default = "default_stream_max_secs")]
@@ -248,6 +252,9 @@ pub struct ApiConfig {
     pub ops_listen: Option<String>,
 }
 
+fn default_stream_db_connections() -> u32 {
+    2
+}
 fn default_max_streams_per_tenant() -> usize {
     64
 }

@@ -24,6 +24,7 @@ impl Config {
             ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
             ("api.max_streams_per_tenant", self.api.max_streams_per_tenant as u64),
             ("api.stream_max_secs", self.api.stream_max_secs),
+            ("api.stream_db_connections", u64::from(self.api.stream_db_connections)),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be greater than 0"));
