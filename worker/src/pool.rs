@@ -35,7 +35,9 @@ struct Ctx {
     progress: Duration,
     /// How model calls are retried.
     retry: RetryPolicy,
-    /// Test-only fault injection: abort the process on inputs containing this.
+    /// Test builds only (feature `fault-injection`): abort the process on
+    /// inputs containing this.
+    #[cfg(feature = "fault-injection")]
     crash_on: Option<String>,
 }
 
@@ -82,6 +84,7 @@ pub async fn run(
         worker_id,
         progress: Duration::from_secs(cfg.worker.progress_interval_secs),
         retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline_secs),
+        #[cfg(feature = "fault-injection")]
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -212,10 +215,11 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         }
         Err(e) => return set_aside(ctx, &msg, e.to_string()).await,
     };
+    #[cfg(feature = "fault-injection")]
     if let Some(marker) = &ctx.crash_on
         && task.input.contains(marker.as_str())
     {
-        // Fault injection for chaos and dead-letter tests (UPSHIFT_FAULT_CRASH_ON).
+        // Fault injection for the dead-letter test (UPSHIFT_FAULT_CRASH_ON).
         tracing::error!(attempt = %task.attempt_id, "fault injection: crashing on this input");
         std::process::abort();
     }
