@@ -30,6 +30,10 @@ pub enum Error {
     /// The embedding model failed (loading it, or running it).
     #[error("embedding: {0}")]
     Embedding(String),
+    /// The orchestrator is stopping; the operation can be retried on
+    /// another replica or after the restart.
+    #[error("shutting down: {0}")]
+    ShuttingDown(&'static str),
     /// Configuration problem at start-up.
     #[error(transparent)]
     Config(#[from] upshift_shared::config::ConfigError),

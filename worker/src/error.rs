@@ -56,6 +56,14 @@ pub enum Error {
     /// NATS failed.
     #[error("nats: {0}")]
     Nats(String),
+    /// The worker's HTTP listener (`worker.listen`) could not be bound.
+    #[error("worker.listen {addr}: {reason}")]
+    Listen {
+        /// The configured address.
+        addr: String,
+        /// Why binding failed.
+        reason: String,
+    },
     /// A provider could not be built from its configuration.
     #[error("provider `{model}`: {reason}")]
     ProviderConfig {

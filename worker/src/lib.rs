@@ -30,12 +30,10 @@ pub async fn serve(
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
     if let Some(addr) = &cfg.worker.listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::ProviderConfig {
-                model: "worker.listen".into(),
-                reason: e.to_string(),
-            })?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
         if let Ok(a) = listener.local_addr() {
             on_listen(a);
         }

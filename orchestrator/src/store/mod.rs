@@ -175,7 +175,7 @@ impl PgStore {
             Some(intake) => match intake.send(pending).await {
                 Ok(()) => match answer.await {
                     Ok(created) => return created,
-                    Err(_) => return Err(Error::Nats("the job intake stopped".into())),
+                    Err(_) => return Err(Error::ShuttingDown("the job intake stopped")),
                 },
                 Err(e) => e.0, // the intake has stopped: write directly
             },
