@@ -8,10 +8,13 @@
 //! a handful of real spans by likelihood; whatever it picks is then a real
 //! span of a real passage, and the verifiers judge the choice.
 
+use super::Retrieval;
 use super::question::{QuestionType, classify};
 use super::spans::{bare_word_number, has_asked_unit, spans};
 use super::text::contains_span;
-use super::{Passage, Retrieval};
+
+mod evidence;
+pub use evidence::{Evidence, close_alternative, compose, locate, margin};
 
 /// What an extraction answers when it found nothing (a model given free
 /// text, or a recorded answer); never offered as a candidate: measured on
@@ -24,17 +27,6 @@ pub const MAX_CANDIDATES: usize = 24;
 pub const EVIDENCE_SENTENCES: usize = 8;
 /// A free-form question is answered by one of this many sentences.
 pub const SENTENCE_CANDIDATES: usize = 6;
-
-/// Where a chosen span comes from.
-#[derive(Debug, Clone)]
-pub struct Evidence<'a> {
-    /// The passage.
-    pub passage: &'a Passage,
-    /// The sentence of the passage that holds the span.
-    pub sentence: String,
-    /// The sentence's similarity to the question, when embeddings ran.
-    pub similarity: Option<f32>,
-}
 
 /// The retrieval's sentences, most similar to the question first (in
 /// ranking order without embeddings), at most `n`.
@@ -77,7 +69,7 @@ const DEFINITION_SENTENCES: usize = 12;
 /// The name a definition line introduces, when `sentence` is one: a line
 /// that is a name alone, or a name followed by its type or arguments
 /// (`` `wal_level` (`enum`) ``, `` `pg_cancel_backend` ( `pid` `integer` ) → `boolean` ``).
-fn term_of(sentence: &str) -> Option<String> {
+pub(super) fn term_of(sentence: &str) -> Option<String> {
     let plain = sentence.replace('`', "");
     let plain = plain.trim();
     let name = match plain.find(" (") {
@@ -289,135 +281,10 @@ fn stated_default_first(sentence: &str, spans: &mut Vec<String>) {
     }
 }
 
-/// A candidate other than `chosen` that names almost the same thing: the
-/// parts of one name (split at `_` and spaces) are all in the other, which
-/// has more (`idle_session_timeout`, `idle_in_transaction_session_timeout`),
-/// or two names of four parts or more differ in one part only
-/// (`log_min_duration_sample`, `log_min_duration_statement`). Which of the
-/// two a question means is for a model to judge, not for the evidence's
-/// ranking alone. Names of two or three parts that differ in one
-/// (`seq_page_cost`, `random_page_cost`) are simply different names: on
-/// the dev questions the ranking told them apart every time. Values
-/// (`128 kilobytes`) are never alternatives in this sense.
-pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]) -> Option<&'a str> {
-    if !matches!(
-        classify(query),
-        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
-    ) {
-        return None;
-    }
-    let parts = |s: &str| -> Vec<String> {
-        s.split(['_', ' '])
-            .filter(|p| !p.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let mine = parts(chosen);
-    candidates
-        .iter()
-        .filter(|c| !c.eq_ignore_ascii_case(chosen))
-        .find(|c| {
-            let theirs = parts(c);
-            let (short, long) = if mine.len() <= theirs.len() {
-                (&mine, &theirs)
-            } else {
-                (&theirs, &mine)
-            };
-            let within = short.len() >= 2 && long.len() > short.len() && short.iter().all(|p| long.contains(p));
-            let one_apart = mine.len() >= 4
-                && mine.len() == theirs.len()
-                && mine.iter().zip(&theirs).filter(|(a, b)| a != b).count() == 1;
-            within || one_apart
-        })
-        .map(String::as_str)
-}
-
-/// Where `span` comes from: the sentence most similar to the question that
-/// contains it, and its passage. A definition line that names the span
-/// (`` `pg_backend_pid` () → `integer` ``) is taken with the sentence after
-/// it, which says what it is, and is as relevant as that sentence.
-pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
-    let scored = r.scored_sentences();
-    let sim_of = |pid: &str, text: &str| {
-        scored
-            .iter()
-            .find(|(p, s, _)| p == pid && s == text)
-            .and_then(|(_, _, sim)| *sim)
-    };
-    let mut best: Option<Evidence<'a>> = None;
-    for p in &r.passages {
-        let ss = super::text::sentences(&p.text);
-        for (i, sentence) in ss.iter().enumerate() {
-            if !contains_span(sentence, span) {
-                continue;
-            }
-            let mut text = sentence.clone();
-            let mut sim = sim_of(&p.passage_id, sentence);
-            if term_of(sentence).is_some_and(|t| t.eq_ignore_ascii_case(span.trim_end_matches("()")))
-                && let Some(next) = ss.get(i + 1)
-            {
-                text = format!("{} {}", sentence.trim(), next.trim());
-                sim = match (sim, sim_of(&p.passage_id, next)) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            let better = best
-                .as_ref()
-                .is_none_or(|b| sim.unwrap_or(0.0) > b.similarity.unwrap_or(0.0));
-            if better {
-                best = Some(Evidence {
-                    passage: p,
-                    sentence: text,
-                    similarity: sim,
-                });
-            }
-        }
-    }
-    best
-}
-
-/// How much better the evidence for `span` is than the evidence for the
-/// best other candidate from another sentence: the similarity to the question
-/// of the one minus the other's. Small when the passages define two things
-/// almost alike (`log_min_duration_sample` and `log_min_duration_statement`,
-/// `inet` and `cidr`) and the question does not tell them apart. `None`
-/// without similarities, or without a rival.
-pub fn margin(query: &str, span: &str, r: &Retrieval) -> Option<f32> {
-    let chosen = locate(span, r)?;
-    let sim = chosen.similarity?;
-    let rival = candidates(query, r)
-        .iter()
-        .filter(|c| !c.eq_ignore_ascii_case(span))
-        .filter_map(|c| locate(c, r))
-        .filter(|e| e.sentence != chosen.sentence)
-        .filter_map(|e| e.similarity)
-        .reduce(f32::max)?;
-    Some(sim - rival)
-}
-
-/// The answer composed from a chosen `span`: the span, then the sentence
-/// that holds it with its citation (`wal_level — `wal_level` determines how
-/// much information is written to the WAL. [runtime-config-wal.html#1]`); a
-/// free-form question's answer is the cited sentence alone.
-pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
-    let ev = locate(span, r)?;
-    let mut sentence = ev.sentence.trim().to_string();
-    if !sentence.ends_with(['.', '!', '?']) {
-        sentence.push('.');
-    }
-    let cite = &ev.passage.passage_id;
-    Some(if classify(query).wants_span() {
-        format!("{} — {sentence} [{cite}]", span.trim())
-    } else {
-        format!("{sentence} [{cite}]")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::rag::{Sentence, check_answer, check_answer_type};
+    use crate::verify::rag::{Passage, Sentence, check_answer, check_answer_type};
 
     fn retrieval() -> Retrieval {
         let p = |id: &str, text: &str| Passage {
