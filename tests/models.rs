@@ -2,7 +2,7 @@
 //! OpenAI-compatible provider against llama.cpp's server from
 //! `llama-cpp-python`, and its error paths against a scripted stub.
 
-use crate::util::{Harness, Opts};
+use crate::util::{Harness, Opts, Proc};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -282,6 +282,31 @@ async fn stub(script: Vec<(u16, &'static str, String, u64)>) -> (String, Arc<Ato
     (url, hits)
 }
 
+/// A stack whose small, medium and strong tiers are the OpenAI-compatible
+/// servers `ladder` names (catalog name, URL), running one low-ambiguity
+/// classify step to its end (workers live as long as the harness, the
+/// orchestrator as long as the returned process). Returns the harness, the orchestrator and the job.
+async fn classify_on_ladder(ladder: [(&str, &String); 3]) -> (Harness, Proc, uuid::Uuid) {
+    let models: String = ladder.iter().map(|(name, url)| openai_model(name, url, "")).collect();
+    let [s, m, g] = ladder.map(|(name, _)| name);
+    let mut h = Harness::new(Opts {
+        models: Some(format!(
+            "{models}\n[tiers]\nsmall = \"{s}\"\nmedium = \"{m}\"\nstrong = \"{g}\"\n"
+        )),
+        ..Opts::default()
+    })
+    .await;
+    let orch = h.orchestrator().await;
+    h.workers();
+    let job = json!({"kind": "steps", "blast_radius": "low", "steps": [
+        {"name": "s", "task": "classify", "input": "Great phone.", "labels": ["positive", "negative"], "ambiguity": 0.1}]});
+    let (code, body) = h.post_raw("/v1/jobs", job.to_string().as_bytes(), &[]).await;
+    assert_eq!(code, 202, "{body}");
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    h.wait_all(&[id], Duration::from_secs(120)).await;
+    (h, orch, id)
+}
+
 fn chat_reply(content: &str) -> String {
     json!({"choices": [{"message": {"content": content}, "logprobs": null}],
            "usage": {"prompt_tokens": 10, "completion_tokens": 2}})
@@ -334,24 +359,7 @@ async fn openai_errors_are_classified_retried_and_escalated() {
     ])
     .await;
     let (good, _) = stub(vec![(200, "", chat_reply("positive"), 0)]).await;
-    let mut h = Harness::new(Opts {
-        models: Some(format!(
-            "{}{}{}\n[tiers]\nsmall = \"broken\"\nmedium = \"flaky\"\nstrong = \"good\"\n",
-            openai_model("broken", &broken, ""),
-            openai_model("flaky", &flaky, ""),
-            openai_model("good", &good, ""),
-        )),
-        ..Opts::default()
-    })
-    .await;
-    let _orch = h.orchestrator().await;
-    h.workers();
-    let job = json!({"kind": "steps", "blast_radius": "low", "steps": [
-        {"name": "s", "task": "classify", "input": "Great phone.", "labels": ["positive", "negative"], "ambiguity": 0.1}]});
-    let (code, body) = h.post_raw("/v1/jobs", job.to_string().as_bytes(), &[]).await;
-    assert_eq!(code, 202, "{body}");
-    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    h.wait_all(&[id], Duration::from_secs(120)).await;
+    let (h, _orch, id) = classify_on_ladder([("broken", &broken), ("flaky", &flaky), ("good", &good)]).await;
     let route: Vec<(String, Option<String>, Vec<String>)> = sqlx::query_as(
         "SELECT event, from_tier, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",
     )
@@ -405,24 +413,7 @@ async fn a_provider_that_always_says_429_is_retried_a_bounded_number_of_times() 
     let (limited, limited_hits) = stub(vec![(429, "retry-after: 0\r\n", "{}".into(), 0)]).await;
     let (nul, _) = stub(vec![(200, "", chat_reply("posi\u{0}tive"), 0)]).await;
     let (good, _) = stub(vec![(200, "", chat_reply("positive"), 0)]).await;
-    let mut h = Harness::new(Opts {
-        models: Some(format!(
-            "{}{}{}\n[tiers]\nsmall = \"limited\"\nmedium = \"nul\"\nstrong = \"good\"\n",
-            openai_model("limited", &limited, ""),
-            openai_model("nul", &nul, ""),
-            openai_model("good", &good, ""),
-        )),
-        ..Opts::default()
-    })
-    .await;
-    let _orch = h.orchestrator().await;
-    h.workers();
-    let job = json!({"kind": "steps", "blast_radius": "low", "steps": [
-        {"name": "s", "task": "classify", "input": "Great phone.", "labels": ["positive", "negative"], "ambiguity": 0.1}]});
-    let (code, body) = h.post_raw("/v1/jobs", job.to_string().as_bytes(), &[]).await;
-    assert_eq!(code, 202, "{body}");
-    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    h.wait_all(&[id], Duration::from_secs(120)).await;
+    let (h, _orch, id) = classify_on_ladder([("limited", &limited), ("nul", &nul), ("good", &good)]).await;
     let attempts: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT tier, status, error FROM attempts WHERE job_id = $1 ORDER BY created_at")
             .bind(id)
