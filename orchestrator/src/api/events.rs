@@ -99,7 +99,7 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Path(id) = id?;
     // 404 before the stream starts, for unknown jobs and other tenants' jobs.
-    st.store.job(&tenant, id).await?;
+    st.stream_store.job(&tenant, id).await?;
     let max = st.cfg.api.max_streams_per_tenant;
     let Some(slot) = st.streams.open(&tenant, max) else {
         return Err(ApiError::new(
