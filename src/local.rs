@@ -76,8 +76,8 @@ impl Stack {
             fleet.env(k, v);
         }
         if !env.iter().any(|(k, _)| k == "UPSHIFT_API__LISTEN") {
-            let host = cfg.api.listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
-            fleet.env("UPSHIFT_API__LISTEN", &format!("{host}:0"));
+            let any_port = std::net::SocketAddr::new(cfg.api.listen.ip(), 0);
+            fleet.env("UPSHIFT_API__LISTEN", &any_port.to_string());
         }
         fleet.add("orchestrator".into(), &["orchestrator"]);
         for tier in Tier::ALL {

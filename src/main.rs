@@ -138,7 +138,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("{u}");
         return std::process::ExitCode::from(rag::Undefended::EXIT_CODE);
     }
-    upshift_shared::telemetry::exit_code(result)
+    upshift_runtime::exit_code(result)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -186,11 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = load()?;
             let stack = local::Stack::start(cli.config.as_deref(), &cfg, workers_per_tier, &[]).await?;
             println!("upshift is running: API {} (Ctrl-C stops it)", stack.api);
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r?,
-                _ = term.recv() => {}
-            }
+            upshift_runtime::shutdown_signal().await;
             stack.stop().await;
         }
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await?,

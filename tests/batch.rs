@@ -95,7 +95,7 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
             .await
             .unwrap();
     assert_eq!(times, 1);
-    store.pool.close().await;
+    store.close().await;
     h.finish().await;
 }
 

@@ -41,3 +41,5 @@ mod rag;
 mod rag_eval;
 // Hybrid retrieval: dense and full-text rankings fused.
 mod retrieval;
+// The orchestrator's modules depend one way (no cycles); `shared` has no I/O.
+mod layers;

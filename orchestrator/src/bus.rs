@@ -10,9 +10,9 @@ use crate::store::Outgoing;
 use async_nats::jetstream::{self, consumer, stream};
 use std::time::Duration;
 use tracing::Instrument;
+use upshift_runtime as telemetry;
 use upshift_shared::config::NatsConfig;
 use upshift_shared::subjects::Subjects;
-use upshift_shared::telemetry;
 
 /// How long a message that could not be handled waits before its next
 /// delivery: 1 s, doubling with each delivery made, at most 30 s.
@@ -35,9 +35,7 @@ pub struct Bus {
 impl Bus {
     /// Connects (retrying in the background on loss) and ensures the streams.
     pub async fn connect(cfg: &NatsConfig) -> Result<Bus> {
-        let client = upshift_shared::telemetry::connect_nats(cfg)
-            .await
-            .map_err(Error::nats)?;
+        let client = upshift_runtime::connect_nats(cfg).await.map_err(Error::nats)?;
         let js = jetstream::new(client.clone());
         let subjects = cfg.subjects();
         let bus = Bus { client, js, subjects };
@@ -60,7 +58,7 @@ impl Bus {
                 subjects,
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
-                duplicate_window: cfg.duplicate_window(),
+                duplicate_window: cfg.duplicate_window,
                 ..Default::default()
             };
             match self.js.get_stream(&name).await {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod planner;
 pub mod rag;
+pub mod request;
 pub mod results;
 pub mod router;
 pub mod store;
@@ -53,7 +54,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
     on_listen(addr);
 
-    let prometheus = upshift_shared::telemetry::install_metrics();
+    let prometheus = upshift_runtime::install_metrics();
     // The embedding model loads in about a second; dense retrieval needs it.
     let retriever = {
         let cfg = cfg.clone();
@@ -130,16 +131,14 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     Ok(())
 }
 
-pub use upshift_shared::telemetry::init_tracing;
+pub use upshift_runtime::init_tracing;
 
 /// Runs the orchestrator until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(cfg: Config, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        upshift_runtime::shutdown_signal().await;
         tracing::info!("shutdown requested");
         c.cancel();
     });

@@ -4,7 +4,7 @@ use upshift_shared::config::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    upshift_shared::telemetry::exit_code(run().await)
+    upshift_runtime::exit_code(run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

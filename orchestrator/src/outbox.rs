@@ -75,8 +75,8 @@ pub async fn run_marker(store: PgStore, mut marks: tokio::sync::mpsc::UnboundedR
 /// Runs the sweeper until `cancel`: re-publishes stale unpublished attempts
 /// and settles overdue ones with `timeout`.
 pub async fn run_sweeper(store: PgStore, bus: Bus, cfg: std::sync::Arc<Config>, cancel: CancellationToken) {
-    let period = Duration::from_millis(cfg.orchestrator.sweep_interval_ms);
-    let grace = Duration::from_millis(cfg.orchestrator.publish_grace_ms);
+    let period = cfg.orchestrator.sweep_interval;
+    let grace = cfg.orchestrator.publish_grace;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,

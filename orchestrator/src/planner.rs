@@ -5,133 +5,11 @@
 //! which makes every plan a DAG by construction.
 
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use crate::request::has_nul;
+pub use crate::request::{JobKind, JobRequest, MAX_INPUT_BYTES, MAX_LABELS, MAX_STEPS, PlannedStep, StepRequest};
+use upshift_shared::TaskType;
 use upshift_shared::policy::estimate_ambiguity;
 use upshift_shared::verify::{VerifierKind, default_verifiers, validate_schema};
-use upshift_shared::{BlastRadius, TaskType};
-
-/// Most steps one job may have.
-pub const MAX_STEPS: usize = 64;
-/// Largest step input, in bytes.
-pub const MAX_INPUT_BYTES: usize = 256 * 1024;
-
-/// `POST /v1/jobs` body.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobRequest {
-    /// Job kind: `steps` runs the listed steps; `rag` answers `query` from
-    /// `collection` (retrieve → extract → synthesise → critique).
-    pub kind: JobKind,
-    /// How much damage a wrong answer does.
-    pub blast_radius: BlastRadius,
-    /// Most the job may spend, in US dollars; escalation stops when spent.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1000000.0)]
-    pub budget_usd: Option<f64>,
-    /// The steps of a `steps` job, in an order where dependencies come first.
-    #[serde(default)]
-    #[schema(max_items = 64)]
-    pub steps: Vec<StepRequest>,
-    /// The collection a `rag` job searches.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$")]
-    pub collection: Option<String>,
-    /// The question of a `rag` job.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
-    pub query: Option<String>,
-    /// Free-form caller data, stored with the job.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// Kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// An explicit list of steps.
-    Steps,
-    /// Retrieval-augmented answer with citations, from a collection.
-    Rag,
-}
-
-impl JobKind {
-    /// Text form, as stored in `jobs.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Steps => "steps",
-            JobKind::Rag => "rag",
-        }
-    }
-}
-
-/// One step of a job request.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepRequest {
-    /// Unique name within the job.
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
-    pub name: String,
-    /// What the step asks for.
-    pub task: TaskType,
-    /// The class a policy is calibrated for (e.g. an MMLU domain); the task
-    /// type's name when absent.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
-    pub task_class: Option<String>,
-    /// The step's input text.
-    #[schema(min_length = 1, max_length = 262144, pattern = "\\S")]
-    pub input: String,
-    /// Ambiguity in [0,1]; estimated from the input when absent.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub ambiguity: Option<f64>,
-    /// Names of earlier steps whose outputs this one needs.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// Verifiers to run; the task type's defaults when absent.
-    #[serde(default)]
-    pub verifiers: Option<Vec<VerifierKind>>,
-    /// JSON schema the output must satisfy.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub output_schema: Option<serde_json::Value>,
-    /// The closed set of labels a `classify` step chooses from.
-    #[serde(default)]
-    #[schema(max_items = 64)]
-    pub labels: Option<Vec<String>>,
-}
-
-/// Most labels one classification step may have.
-pub const MAX_LABELS: usize = 64;
-
-/// A validated step, ready to store.
-#[derive(Debug, Clone)]
-pub struct PlannedStep {
-    /// Position in the job.
-    pub idx: i32,
-    /// Name.
-    pub name: String,
-    /// Task type.
-    pub task: TaskType,
-    /// Task class.
-    pub class: String,
-    /// Input text.
-    pub input: String,
-    /// Indexes of the steps this one depends on.
-    pub depends_on: Vec<i32>,
-    /// Verifiers.
-    pub verifiers: Vec<VerifierKind>,
-    /// Output schema.
-    pub output_schema: Option<serde_json::Value>,
-    /// Labels of a classification step (empty otherwise).
-    pub labels: Vec<String>,
-    /// Ambiguity.
-    pub ambiguity: f64,
-    /// `request` or `estimate`.
-    pub ambiguity_source: &'static str,
-}
 
 /// Validates `req` and plans its steps; the error names the offending field.
 pub fn plan(req: &JobRequest, cfg: &upshift_shared::config::Config) -> Result<Vec<PlannedStep>> {
@@ -282,16 +160,6 @@ fn plan_labels(s: &StepRequest) -> std::result::Result<Vec<String>, String> {
         out.push(l.to_string());
     }
     Ok(out)
-}
-
-/// Whether any string (or key) in `v` contains a NUL character.
-pub(crate) fn has_nul(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(a) => a.iter().any(has_nul),
-        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

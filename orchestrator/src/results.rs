@@ -220,7 +220,7 @@ fn decide_span(result: &ResultMessage, msg: &async_nats::jetstream::Message) -> 
         reasons = tracing::field::Empty,
         cost_usd = tracing::field::Empty,
     );
-    upshift_shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    upshift_runtime::set_parent_from_headers(&span, msg.headers.as_ref());
     span
 }
 

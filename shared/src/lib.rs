@@ -11,11 +11,11 @@ pub mod policy;
 mod provider_config;
 pub mod reasons;
 pub mod simulate;
+pub mod states;
 pub mod subjects;
-#[cfg(feature = "telemetry")]
-pub mod telemetry;
 pub mod types;
 pub mod verify;
 
 pub use reasons::ReasonCode;
+pub use states::{AttemptStatus, AttemptVerdict, ErrorClass, JobStatus, StepState};
 pub use types::{BlastRadius, TaskType, Tier};

@@ -106,7 +106,9 @@ pub enum AttemptOutcome {
     },
     /// The call failed after the worker's own retries.
     Failed {
-        /// Error class: `rate_limited`, `transient`, `fatal`, `timeout`.
+        /// Error class, one of [`crate::ErrorClass`] (kept as text on the
+        /// wire, so a class this router does not know is still decided: as
+        /// a provider error).
         class: String,
         /// Human-readable message (never contains secrets).
         message: String,
@@ -188,7 +190,7 @@ impl ResultMessage {
             }
         };
         self.outcome = AttemptOutcome::Failed {
-            class: "fatal".into(),
+            class: crate::ErrorClass::Fatal.as_str().into(),
             message: format!("unstorable result: {why}"),
         };
         Some(why)
@@ -239,7 +241,7 @@ mod tests {
         }
         let mut failed = answered("", None);
         failed.outcome = AttemptOutcome::Failed {
-            class: "fatal".into(),
+            class: crate::ErrorClass::Fatal.as_str().into(),
             message: "HTTP 400: \0\0".into(),
         };
         assert_eq!(failed.make_storable(), None);

@@ -71,9 +71,9 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("upshift-chaos-{run_id}"));
     std::fs::create_dir_all(&dir)?;
     let (config, db_url) = isolated_config(cfg, &format!("chaos{run_id}"), args.latency_ms, &dir, |c| {
-        c.nats.ack_wait_secs = 10;
-        c.worker.progress_interval_secs = 3;
-        c.orchestrator.attempt_deadline_secs = 60;
+        c.nats.ack_wait = Duration::from_secs(10);
+        c.worker.progress_interval = Duration::from_secs(3);
+        c.orchestrator.attempt_deadline = Duration::from_secs(60);
     })?;
     let dataset = super::first_dataset(cfg)?;
     let items = crate::eval::dataset::load(&dataset, None)?.items;
@@ -245,7 +245,7 @@ async fn any_not_ready(fleet: &Arc<Mutex<Fleet>>) -> bool {
 
 /// Deliveries beyond the first, from the JetStream consumers' counters.
 async fn redeliveries(cfg: &Config, run_id: &str) -> Option<(u64, u64)> {
-    let client = upshift_shared::telemetry::connect_nats(&cfg.nats).await.ok()?;
+    let client = upshift_runtime::connect_nats(&cfg.nats).await.ok()?;
     let js = async_nats::jetstream::new(client);
     let subjects = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
     let mut tasks_stream = js.get_stream(subjects.tasks_stream()).await.ok()?;

@@ -350,7 +350,7 @@ async fn hops(pool: &PgPool) -> anyhow::Result<Vec<(&'static str, [f64; 3])>> {
 
 /// JetStream publish → pull → ack on a stream configured like the task stream.
 async fn nats_floor(cfg: &Config, id: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
-    let client = upshift_shared::telemetry::connect_nats(&cfg.nats).await?;
+    let client = upshift_runtime::connect_nats(&cfg.nats).await?;
     let js = jetstream::new(client);
     let name = format!("FLOOR_{}", id.to_ascii_uppercase());
     let subject = format!("floor{id}.x");
@@ -360,7 +360,7 @@ async fn nats_floor(cfg: &Config, id: &str, n: usize, concurrency: usize) -> any
             subjects: vec![subject.clone()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
-            duplicate_window: cfg.nats.duplicate_window(),
+            duplicate_window: cfg.nats.duplicate_window,
             ..Default::default()
         })
         .await?;

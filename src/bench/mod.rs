@@ -24,7 +24,7 @@ pub fn isolated_config(
 ) -> anyhow::Result<(PathBuf, String)> {
     let mut c = cfg.clone();
     c.nats.prefix = name.to_string();
-    c.api.listen = "127.0.0.1:0".into();
+    c.api.listen = ([127, 0, 0, 1], 0).into();
     let base = c.database.url.split('?').next().unwrap_or_default();
     let (server, _) = base.rsplit_once('/').context("database.url has no database name")?;
     c.database.url = format!("{server}/upshift_{name}");
@@ -44,7 +44,7 @@ pub fn isolated_config(
 
 /// Deletes a run's streams (prefix `name`) and drops its database.
 pub async fn drop_run(cfg: &Config, name: &str, db_url: &str) {
-    if let Ok(client) = upshift_shared::telemetry::connect_nats(&cfg.nats).await {
+    if let Ok(client) = upshift_runtime::connect_nats(&cfg.nats).await {
         let js = async_nats::jetstream::new(client);
         let s = upshift_shared::subjects::Subjects::new(name);
         for stream in [s.tasks_stream(), s.results_stream(), s.dead_stream()] {

@@ -1,6 +1,8 @@
 //! Worker errors. Provider errors carry their class, and retry logic matches
 //! on the class, never on message text.
 
+use upshift_shared::ErrorClass;
+
 use std::time::Duration;
 
 /// A model call failed.
@@ -39,13 +41,13 @@ impl ProviderError {
     }
 
     /// The error class as reported in result messages.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            ProviderError::RateLimited { .. } => "rate_limited",
-            ProviderError::Transient(_) => "transient",
-            ProviderError::Timeout => "timeout",
-            ProviderError::TooLarge { .. } => "too_large",
-            ProviderError::Fatal(_) => "fatal",
+            ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
+            ProviderError::Transient(_) => ErrorClass::Transient,
+            ProviderError::Timeout => ErrorClass::Timeout,
+            ProviderError::TooLarge { .. } => ErrorClass::TooLarge,
+            ProviderError::Fatal(_) => ErrorClass::Fatal,
         }
     }
 }

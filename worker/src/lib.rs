@@ -11,7 +11,7 @@ pub mod retry;
 
 pub use error::{Error, ProviderError, Result};
 
-pub use upshift_shared::telemetry::init_tracing;
+pub use upshift_runtime::init_tracing;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -31,36 +31,23 @@ pub async fn serve(
 ) -> Result<()> {
     if let Some(addr) = &cfg.worker.listen {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen {
-            addr: addr.clone(),
+            addr: addr.to_string(),
             reason: e.to_string(),
         })?;
         if let Ok(a) = listener.local_addr() {
             on_listen(a);
         }
-        let nats = upshift_shared::telemetry::connect_nats(&cfg.nats)
-            .await
-            .map_err(Error::nats)?;
-        tokio::spawn(http::serve(
-            listener,
-            upshift_shared::telemetry::install_metrics(),
-            nats,
-        ));
+        let nats = upshift_runtime::connect_nats(&cfg.nats).await.map_err(Error::nats)?;
+        tokio::spawn(http::serve(listener, upshift_runtime::install_metrics(), nats));
     }
     let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
     let (s, h) = (stop.clone(), hard.clone());
     tokio::spawn(async move {
-        shutdown_signal().await;
+        upshift_runtime::shutdown_signal().await;
         tracing::info!("shutdown requested: no new pulls, draining in-flight attempts");
         s.cancel();
         tokio::time::sleep(drain).await;
         h.cancel();
     });
     pool::run(cfg, tier, stop, hard).await
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
 }

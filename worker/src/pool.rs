@@ -62,9 +62,7 @@ pub async fn run(
     let concurrency = provider
         .max_concurrency()
         .map_or(cfg.worker.concurrency, |m| m.min(cfg.worker.concurrency));
-    let client = upshift_shared::telemetry::connect_nats(&cfg.nats)
-        .await
-        .map_err(Error::nats)?;
+    let client = upshift_runtime::connect_nats(&cfg.nats).await.map_err(Error::nats)?;
     let js = jetstream::new(client);
     let subjects = cfg.nats.subjects();
     let consumer = tier_consumer(&js, &subjects, cfg, tier, &stop_pulling).await?;
@@ -82,8 +80,8 @@ pub async fn run(
         model,
         tier,
         worker_id,
-        progress: Duration::from_secs(cfg.worker.progress_interval_secs),
-        retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline_secs),
+        progress: cfg.worker.progress_interval,
+        retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline),
         #[cfg(feature = "fault-injection")]
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
@@ -158,7 +156,7 @@ async fn tier_consumer(
                             durable_name: Some(name.clone()),
                             filter_subject: subjects.tasks(tier),
                             ack_policy: consumer::AckPolicy::Explicit,
-                            ack_wait: cfg.nats.ack_wait(),
+                            ack_wait: cfg.nats.ack_wait,
                             max_deliver: cfg.nats.max_deliver,
                             max_ack_pending: 10_000,
                             ..Default::default()
@@ -238,7 +236,7 @@ async fn handle(ctx: &Ctx, msg: jetstream::Message, hard_stop: CancellationToken
         cost_usd = tracing::field::Empty,
         confidence = tracing::field::Empty,
     );
-    upshift_shared::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    upshift_runtime::set_parent_from_headers(&span, msg.headers.as_ref());
     run_attempt(ctx, msg, task, hard_stop).instrument(span).await;
 }
 
@@ -294,7 +292,7 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
             }
         }
         Err(e) => AttemptOutcome::Failed {
-            class: e.class().into(),
+            class: e.class().as_str().into(),
             message: e.to_string(),
         },
     };
@@ -318,7 +316,7 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     }
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
-    upshift_shared::telemetry::inject(&span, &mut headers);
+    upshift_runtime::inject(&span, &mut headers);
     let body = serde_json::to_vec(&result).expect("results serialise");
     let published = match ctx
         .js

@@ -25,11 +25,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The policy configured under `[worker]`, waiting at most half of
     /// `attempt_deadline_secs` in all, so retries never outlive the attempt.
-    pub fn from_config(cfg: &WorkerConfig, attempt_deadline_secs: u64) -> Self {
+    pub fn from_config(cfg: &WorkerConfig, attempt_deadline: Duration) -> Self {
         RetryPolicy {
             max_times: cfg.retry_max_times,
-            max_wait: Duration::from_secs(cfg.retry_max_wait_secs.min(attempt_deadline_secs / 2)),
-            max_retry_after: Duration::from_secs(cfg.retry_after_max_secs),
+            max_wait: cfg.retry_max_wait.min(attempt_deadline / 2),
+            max_retry_after: cfg.retry_after_max,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Collections over HTTP: bulk ingest (JSON or JSONL) and ranked search.
 
-use super::{ApiError, AppState, Tenant};
+use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::collections::{self, CollectionStatus, Hit, Ingested};
 use crate::error::Error;
 use axum::Json;
@@ -18,13 +18,13 @@ use serde::Deserialize;
 /// the collection are replaced. All or nothing.
 #[utoipa::path(post, path = "/v1/collections/{name}/documents", tag = "collections",
     params(("name" = String, Path, description = "collection name: 1–64 of a-z, 0-9, '_', '-'")),
-    request_body = collections::IngestRequest,
+    request_body = crate::request::IngestRequest,
     responses(
         (status = 200, description = "written", body = Ingested),
-        (status = 400, description = "malformed path or body", body = super::jobs::ErrorBody),
-        (status = 415, description = "neither JSON nor JSON Lines", body = super::jobs::ErrorBody),
-        (status = 413, description = "body over api.max_body_bytes", body = super::jobs::ErrorBody),
-        (status = 422, description = "a document or line is invalid; nothing was written", body = super::jobs::ErrorBody),
+        (status = 400, description = "malformed path or body", body = ErrorBody),
+        (status = 415, description = "neither JSON nor JSON Lines", body = ErrorBody),
+        (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "a document or line is invalid; nothing was written", body = ErrorBody),
     ))]
 pub async fn ingest(
     State(st): State<AppState>,
@@ -35,7 +35,7 @@ pub async fn ingest(
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(name) = name?;
     let body = body?;
-    collections::valid_name(&name)?;
+    crate::request::valid_name(&name)?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -47,7 +47,7 @@ pub async fn ingest(
     if !jsonl && !ctype.starts_with("application/json") {
         return Err(ApiError::unsupported_media());
     }
-    let docs = collections::parse(&body, jsonl)?;
+    let docs = crate::request::parse_documents(&body, jsonl)?;
     if jsonl {
         // Name documents by their line (blank lines are skipped by the parser).
         let lines: Vec<usize> = std::str::from_utf8(&body)
@@ -57,11 +57,11 @@ pub async fn ingest(
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, _)| i + 1)
             .collect();
-        collections::validate(&docs, |i| format!("line {}", lines.get(i).copied().unwrap_or(0)))?;
+        crate::request::validate_documents(&docs, |i| format!("line {}", lines.get(i).copied().unwrap_or(0)))?;
     } else {
-        collections::validate(&docs, |i| format!("documents[{i}]"))?;
+        crate::request::validate_documents(&docs, |i| format!("documents[{i}]"))?;
     }
-    let out = st.store.ingest(&tenant, &name, &docs, st.retriever.model()).await?;
+    let out = collections::ingest(&st.store, &tenant, &name, docs, st.retriever.model()).await?;
     tracing::info!(%tenant, collection = %name, documents = out.documents, passages = out.passages, "documents ingested");
     Ok((StatusCode::OK, Json(out)))
 }
@@ -84,9 +84,9 @@ pub struct SearchQuery {
     params(("name" = String, Path, description = "collection name"), SearchQuery),
     responses(
         (status = 200, description = "best passages first", body = [Hit]),
-        (status = 400, description = "a query parameter is missing or malformed", body = super::jobs::ErrorBody),
-        (status = 404, description = "no such collection for this tenant", body = super::jobs::ErrorBody),
-        (status = 422, description = "a parameter is invalid", body = super::jobs::ErrorBody),
+        (status = 400, description = "a query parameter is missing or malformed", body = ErrorBody),
+        (status = 404, description = "no such collection for this tenant", body = ErrorBody),
+        (status = 422, description = "a parameter is invalid", body = ErrorBody),
     ))]
 pub async fn search(
     State(st): State<AppState>,
@@ -96,7 +96,7 @@ pub async fn search(
 ) -> Result<Json<Vec<Hit>>, ApiError> {
     let Path(name) = name?;
     let Query(q) = q?;
-    collections::valid_name(&name)?;
+    crate::request::valid_name(&name)?;
     if q.q.trim().is_empty() || q.q.len() > 1000 || q.q.contains('\0') {
         return Err(Error::invalid("q", "must be 1 to 1000 characters").into());
     }
@@ -104,7 +104,7 @@ pub async fn search(
     if !(1..=50).contains(&limit) {
         return Err(Error::invalid("limit", "must be 1 to 50").into());
     }
-    let mut conn = st.store.pool.acquire().await.map_err(Error::from)?;
+    let mut conn = st.store.acquire().await?;
     Ok(Json(
         st.retriever
             .search(&mut conn, &tenant, &name, &q.q, limit as usize)
@@ -118,9 +118,9 @@ pub async fn search(
     params(("name" = String, Path, description = "collection name")),
     responses(
         (status = 200, description = "the collection", body = CollectionStatus),
-        (status = 400, description = "malformed name", body = super::jobs::ErrorBody),
-        (status = 404, description = "no such collection for this tenant", body = super::jobs::ErrorBody),
-        (status = 422, description = "invalid name", body = super::jobs::ErrorBody),
+        (status = 400, description = "malformed name", body = ErrorBody),
+        (status = 404, description = "no such collection for this tenant", body = ErrorBody),
+        (status = 422, description = "invalid name", body = ErrorBody),
     ))]
 pub async fn status(
     State(st): State<AppState>,
@@ -128,7 +128,7 @@ pub async fn status(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CollectionStatus>, ApiError> {
     let Path(name) = name?;
-    collections::valid_name(&name)?;
+    crate::request::valid_name(&name)?;
     Ok(Json(
         st.store.collection_status(&tenant, &name, st.retriever.model()).await?,
     ))

@@ -15,7 +15,7 @@
 //! even if its job has not finished: the client reconnects with
 //! `Last-Event-ID` and loses nothing.
 
-use super::{ApiError, AppState, Tenant};
+use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::store::RouteEvent;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -87,9 +87,9 @@ const FALLBACK: Duration = Duration::from_secs(3);
     params(("id" = Uuid, Path, description = "job id")),
     responses(
         (status = 200, description = "text/event-stream of route events, then `done`", content_type = "text/event-stream", body = SseEvent),
-        (status = 400, description = "malformed job id", body = super::jobs::ErrorBody),
-        (status = 404, description = "no such job for this tenant", body = super::jobs::ErrorBody),
-        (status = 429, description = "the tenant has api.max_streams_per_tenant streams open (Retry-After)", body = super::jobs::ErrorBody),
+        (status = 400, description = "malformed job id", body = ErrorBody),
+        (status = 404, description = "no such job for this tenant", body = ErrorBody),
+        (status = 429, description = "the tenant has api.max_streams_per_tenant streams open (Retry-After)", body = ErrorBody),
     ))]
 pub async fn events(
     State(st): State<AppState>,
@@ -109,7 +109,7 @@ pub async fn events(
         )
         .retry_after(5));
     };
-    let ends = Instant::now() + Duration::from_secs(st.cfg.api.stream_max_secs);
+    let ends = Instant::now() + st.cfg.api.stream_max;
     let after: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -134,7 +134,7 @@ pub async fn events(
                 match st.stream_store.job(&tenant, id).await {
                     // The job's last events commit with its status: read once
                     // more, or those written between the two reads are lost.
-                    Ok(job) if job.status != "running" => {
+                    Ok(job) if job.status.is_finished() => {
                         events = read_since(&st, &tenant, id, after).await;
                         finished = Some(job);
                     }

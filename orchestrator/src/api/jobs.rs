@@ -1,8 +1,9 @@
 //! The job endpoints and health probes, with their OpenAPI descriptions.
 
-use super::{ApiError, AppState, Tenant};
+use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::error::Error;
-use crate::planner::{JobKind, JobRequest, plan};
+use crate::planner::plan;
+use crate::request::{JobKind, JobRequest};
 use crate::store::{JobView, RouteEvent};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -12,6 +13,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
+use upshift_shared::JobStatus;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -21,7 +23,7 @@ pub struct Accepted {
     /// The new job's id.
     pub id: Uuid,
     /// Always `running`.
-    pub status: String,
+    pub status: JobStatus,
 }
 
 /// A job's route.
@@ -41,7 +43,7 @@ pub struct JobSummary {
     /// `running`, `succeeded` (the answer was defended), `unresolved` (no
     /// tier could defend it; the best answer is kept, marked undefended) or
     /// `failed`.
-    pub status: String,
+    pub status: JobStatus,
     /// Spent so far.
     pub cost_usd: f64,
     /// Created.
@@ -53,26 +55,6 @@ pub struct JobSummary {
 pub struct JobList {
     /// Most recent first.
     pub jobs: Vec<JobSummary>,
-}
-
-/// Every error: `{ "error": { "code", "message", "field"? } }`.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable code, e.g. `invalid_field`.
-    pub code: String,
-    /// What is wrong, for people.
-    pub message: String,
-    /// The offending field's path, when there is one.
-    #[schema(nullable = false)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
 }
 
 /// `GET /healthz` body.
@@ -138,17 +120,21 @@ pub async fn submit(
             .into());
         }
         // Tier zero: the question itself is searched before any model runs.
-        let mut conn = st.store.pool.acquire().await.map_err(Error::from)?;
+        let mut conn = st.store.acquire().await?;
         let query = req.query.as_deref().unwrap_or_default().trim();
         retrieval = Some(st.retriever.retrieve(&mut conn, &tenant, c, query, None).await?);
     }
-    let traceparent = upshift_shared::telemetry::traceparent(&span);
+    let traceparent = upshift_runtime::traceparent(&span);
     let planned = steps.len();
-    let (id, attempts) = st
-        .store
-        .create_job(&st.cfg, &tenant, req, steps, traceparent.as_deref(), retrieval)
-        .instrument(span.clone())
-        .await?;
+    let (id, unit) = crate::router::admit(
+        &st.cfg,
+        &tenant,
+        &req,
+        &steps,
+        traceparent.as_deref(),
+        retrieval.as_ref(),
+    );
+    let attempts = st.store.create_job(&st.cfg, unit).instrument(span.clone()).await?;
     span.record("job", id.to_string());
     crate::outbox::publish(&st.store, &st.bus, &attempts)
         .instrument(span)
@@ -159,7 +145,7 @@ pub async fn submit(
         StatusCode::ACCEPTED,
         Json(Accepted {
             id,
-            status: "running".into(),
+            status: JobStatus::Running,
         }),
     ))
 }
@@ -218,16 +204,18 @@ pub async fn list(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
-    if let Some(s) = &q.status
-        && !crate::store::JOB_STATUSES.contains(&s.as_str())
-    {
-        return Err(Error::invalid("status", "must be running, succeeded, unresolved or failed").into());
-    }
+    let status: Option<JobStatus> = match q.status.as_deref().map(str::parse) {
+        Some(Err(_)) => {
+            return Err(Error::invalid("status", "must be running, succeeded, unresolved or failed").into());
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
-    let rows = st.store.list_jobs(&tenant, q.status.as_deref(), limit).await?;
+    let rows = st.store.list_jobs(&tenant, status, limit).await?;
     let jobs = rows
         .into_iter()
         .map(|(id, status, cost_usd, created_at)| JobSummary {
@@ -254,7 +242,7 @@ pub async fn healthz() -> impl IntoResponse {
     ))]
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     // Bounded, so a load balancer gets a prompt 503 rather than a hang while Postgres is down.
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&st.store.pool);
+    let probe = st.store.ping();
     let postgres = matches!(
         tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
         Ok(Ok(_))
@@ -267,26 +255,3 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     };
     (status, Json(Ready { postgres, nats }))
 }
-
-/// The OpenAPI document of this API.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "upshift",
-        description = "Run each AI step on the cheapest model tier that can defend its answer."
-    ),
-    paths(
-        submit,
-        list,
-        job,
-        route,
-        super::events::events,
-        healthz,
-        readyz,
-        super::collections::ingest,
-        super::collections::search,
-        super::collections::status
-    ),
-    components(schemas(ErrorBody, ErrorDetail))
-)]
-pub struct ApiDoc;

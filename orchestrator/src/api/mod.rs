@@ -13,8 +13,7 @@ mod quota;
 mod serve;
 mod ui;
 
-pub use error::ApiError;
-pub use jobs::ApiDoc;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use serve::serve;
 
 use crate::bus::Bus;
@@ -225,3 +224,26 @@ pub fn sha256_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The OpenAPI document of this API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "upshift",
+        description = "Run each AI step on the cheapest model tier that can defend its answer."
+    ),
+    paths(
+        jobs::submit,
+        jobs::list,
+        jobs::job,
+        jobs::route,
+        events::events,
+        jobs::healthz,
+        jobs::readyz,
+        collections::ingest,
+        collections::search,
+        collections::status
+    ),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;

@@ -35,7 +35,7 @@ impl Limits {
     /// The limits configured under `[api]`.
     pub(crate) fn new(cfg: &ApiConfig) -> Self {
         Limits {
-            timeout: Duration::from_secs(cfg.request_timeout_secs),
+            timeout: cfg.request_timeout,
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
         }
     }
@@ -82,7 +82,7 @@ pub async fn serve(listener: TcpListener, app: Router, cfg: &ApiConfig, shutdown
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs));
+        .header_read_timeout(cfg.header_read_timeout);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {

@@ -13,12 +13,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 use std::fmt::Write;
+use upshift_shared::JobStatus;
 use uuid::Uuid;
-
-/// id, status, cost, always-strong cost, created, attempts.
-type JobRow = (Uuid, String, f64, f64, chrono::DateTime<chrono::Utc>, i64);
-/// day, jobs, cost, always-strong cost.
-type SpendRow = (chrono::DateTime<chrono::Utc>, i64, Option<f64>, Option<f64>);
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -68,18 +64,12 @@ pub async fn jobs(
     q: Result<Query<ListFilter>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
     let Query(q) = q?;
-    let status = q.status.filter(|s| crate::store::JOB_STATUSES.contains(&s.as_str()));
+    let status = q.status.and_then(|s| s.parse::<JobStatus>().ok());
     let hours = f64::from(q.hours.unwrap_or(24 * 365).clamp(1, 24 * 3650));
-    let rows: Vec<JobRow> = sqlx::query_as(crate::store::JOB_LIST_SQL)
-        .bind(&tenant)
-        .bind(&status)
-        .bind(hours as i32)
-        .fetch_all(&st.store.pool)
-        .await
-        .map_err(crate::Error::from)?;
-    let mut body = String::from(
-        "<form method=\"get\">status <select name=\"status\"><option value=\"\">any</option>\
-         <option>running</option><option>succeeded</option><option>unresolved</option><option>failed</option></select> \
+    let rows = st.store.job_list(&tenant, status, hours as i32).await?;
+    let options: String = JobStatus::ALL.iter().map(|s| format!("<option>{s}</option>")).collect();
+    let mut body = format!(
+        "<form method=\"get\">status <select name=\"status\"><option value=\"\">any</option>{options}</select> \
          created in the last <input name=\"hours\" size=\"4\" placeholder=\"hours\"> h <button>filter</button></form>",
     );
     let _ = write!(
@@ -111,12 +101,12 @@ pub async fn job(
     let events = st.store.route(&tenant, id).await?;
     let mut body = format!(
         "<p>status <b>{}</b> · blast radius {} · cost ${:.6} · always-strong ${:.6}</p>",
-        esc(&job.status),
+        job.status,
         esc(&job.blast_radius),
         job.cost_usd,
         job.always_strong_cost_usd
     );
-    if job.status == "unresolved" {
+    if job.status == JobStatus::Unresolved {
         let why: Vec<String> = job
             .steps
             .iter()
@@ -187,22 +177,8 @@ pub async fn job(
 
 /// `/ui/summary`: spend and escalations of the tenant.
 pub async fn summary(State(st): State<AppState>, Tenant(tenant): Tenant) -> Result<Html<String>, ApiError> {
-    let pool = &st.store.pool;
-    let spend: Vec<SpendRow> = sqlx::query_as(
-        "SELECT day, jobs, cost_usd, always_strong_cost_usd FROM spend_vs_strong WHERE tenant = $1 ORDER BY day DESC LIMIT 30",
-    )
-    .bind(&tenant)
-    .fetch_all(pool)
-    .await
-    .map_err(crate::Error::from)?;
-    let reasons: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT reason, task_type, sum(escalations)::bigint FROM escalations_by_reason WHERE tenant = $1
-         GROUP BY 1, 2 ORDER BY 3 DESC",
-    )
-    .bind(&tenant)
-    .fetch_all(pool)
-    .await
-    .map_err(crate::Error::from)?;
+    let spend = st.store.spend_by_day(&tenant).await?;
+    let reasons = st.store.escalations_by_reason(&tenant).await?;
     let mut body = String::from(
         "<h2>Spend vs always-strong</h2><table><tr><th>day</th><th>jobs</th><th>cost $</th><th>always-strong $</th><th>ratio</th></tr>",
     );

@@ -67,7 +67,7 @@ fn split_long(para: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = para;
     while rest.len() > MAX_PASSAGE {
-        let window = &rest[..floor_char(rest, MAX_PASSAGE)];
+        let window = &rest[..rest.floor_char_boundary(MAX_PASSAGE)];
         let cut = window
             .rfind(". ")
             .map(|i| i + 1)
@@ -81,13 +81,6 @@ fn split_long(para: &str) -> Vec<&str> {
         out.push(rest);
     }
     out
-}
-
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use crate::embed::{cosine, from_bytes};
 use crate::error::Result;
-use sqlx::PgConnection;
+use crate::store::Conn as PgConnection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -95,20 +95,7 @@ impl DenseIndexes {
             *used = Instant::now();
             return Ok(index.clone());
         }
-        // One primary-key probe per passage (a correlated subquery, which
-        // the planner does not flatten): as a join, with statistics that
-        // still described the tables before a large ingest, it chose a
-        // nested loop over a scan and took 40 s instead of 60 ms.
-        let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT p.id, (SELECT e.vector FROM embeddings e
-                           WHERE e.tenant = p.tenant AND e.model = $3 AND e.text_sha256 = p.text_sha256)
-             FROM passages p WHERE p.tenant = $1 AND p.collection = $2 ORDER BY p.id",
-        )
-        .bind(tenant)
-        .bind(collection)
-        .bind(model)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = crate::store::dense_vectors(conn, tenant, collection, model).await?;
         let (mut ids, mut vectors) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
         for (id, bytes) in rows {
             if let Some(v) = bytes.as_deref().and_then(from_bytes) {

@@ -14,7 +14,7 @@
 use super::retrieve::Retriever;
 use crate::embed::{DIMS, from_bytes, to_bytes};
 use crate::error::Result;
-use crate::store::PgStore;
+use crate::store::{PgStore, queued_texts, save_embeddings};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,15 +109,8 @@ pub async fn run(store: PgStore, retriever: Retriever, cache: Option<DiskCache>,
 
 /// Embeds one batch of the queue; returns how many texts it took.
 async fn embed_batch(store: &PgStore, retriever: &Retriever, cache: Option<&DiskCache>, model: &str) -> Result<usize> {
-    let mut tx = store.pool.begin().await?;
-    let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-        "SELECT tenant, text_sha256, text FROM embedding_queue WHERE model = $1
-         ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(model)
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut tx = store.begin().await?;
+    let rows = queued_texts(&mut tx, model, BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -144,36 +137,7 @@ async fn embed_batch(store: &PgStore, retriever: &Retriever, cache: Option<&Disk
         keys.push(row.1.clone());
         vectors.push(to_bytes(&v));
     }
-    sqlx::query(
-        "INSERT INTO embeddings (tenant, model, text_sha256, vector)
-         SELECT t, $1, k, v FROM UNNEST($2::text[], $3::bytea[], $4::bytea[]) AS x(t, k, v)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(model)
-    .bind(&tenants)
-    .bind(&keys)
-    .bind(&vectors)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM embedding_queue q USING UNNEST($2::text[], $3::bytea[]) AS x(t, k)
-         WHERE q.model = $1 AND q.tenant = x.t AND q.text_sha256 = x.k",
-    )
-    .bind(model)
-    .bind(&tenants)
-    .bind(&keys)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE collections c SET version = c.version + 1
-         WHERE EXISTS (SELECT 1 FROM passages p JOIN UNNEST($1::text[], $2::bytea[]) AS x(t, k)
-                       ON p.tenant = x.t AND p.text_sha256 = x.k
-                       WHERE p.tenant = c.tenant AND p.collection = c.name)",
-    )
-    .bind(&tenants)
-    .bind(&keys)
-    .execute(&mut *tx)
-    .await?;
+    save_embeddings(&mut tx, model, &tenants, &keys, &vectors).await?;
     tx.commit().await?;
     if let Some(c) = cache {
         c.put(&new_entries);

@@ -13,10 +13,10 @@
 //! embeddings exist) retrieval is full-text only, as it was.
 
 use super::dense::DenseIndexes;
-use super::store::{Hit, naming, passages_by_id, search_in};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use sqlx::PgConnection;
+use crate::store::Conn as PgConnection;
+use crate::store::{Hit, collection_version, naming, passages_by_id, search_in};
 use std::collections::HashMap;
 use std::sync::Arc;
 use upshift_shared::config::{Config, RagConfig};
@@ -199,12 +199,7 @@ impl Retriever {
         queries: &[String],
         depth: usize,
     ) -> Result<Ranked> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM collections WHERE tenant = $1 AND name = $2")
-                .bind(tenant)
-                .bind(collection)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let version = collection_version(conn, tenant, collection).await?;
         let Some(version) = version else {
             return Err(Error::NotFound(format!("collection `{collection}`")));
         };

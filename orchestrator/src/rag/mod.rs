@@ -19,15 +19,13 @@
 //!
 //! A step that no tier can defend ends `unresolved`, and so does the job:
 //! its best answer is kept, marked undefended, with the findings.
-//! [`plan`] builds the steps; [`route`] and [`start`] hold what the router
-//! does differently for them; [`result`] assembles the job's result.
+//! [`plan`] builds the steps and [`result`] assembles the job's result;
+//! what the router does differently for these steps is in `router::rag`.
 
 pub mod result;
-pub mod route;
-pub mod start;
 
 use crate::error::{Error, Result};
-use crate::planner::{JobRequest, PlannedStep};
+use crate::request::{JobRequest, PlannedStep};
 use upshift_shared::TaskType;
 use upshift_shared::config::AnswerMode;
 use upshift_shared::policy::estimate_ambiguity;
@@ -58,7 +56,7 @@ pub fn plan(req: &JobRequest, mode: AnswerMode) -> Result<Vec<PlannedStep>> {
         .collection
         .as_deref()
         .ok_or_else(|| Error::invalid("collection", "a `rag` job needs the collection to search"))?;
-    crate::collections::valid_name(collection)?;
+    crate::request::valid_name(collection)?;
     let query = req.query.as_deref().unwrap_or_default().trim();
     if query.is_empty() {
         return Err(Error::invalid("query", "a `rag` job needs a non-empty question"));

@@ -3,6 +3,7 @@
 //! confidence, every open finding with its step, and the spend.
 
 use super::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
+use upshift_shared::StepState;
 use upshift_shared::verify::rag::extractive::{NO_ANSWER, compose, locate, margin};
 use upshift_shared::verify::rag::question::classify;
 use upshift_shared::verify::rag::text::citations;
@@ -13,7 +14,7 @@ pub struct Done<'a> {
     /// Step name.
     pub name: &'a str,
     /// `accepted`, `unresolved`, `cancelled` …
-    pub state: &'a str,
+    pub state: StepState,
     /// Output kept (empty when none).
     pub output: &'a str,
     /// Findings still open on it.
@@ -123,11 +124,7 @@ fn snippet(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{}…", &text[..text.floor_char_boundary(max)])
 }
 
 #[cfg(test)]
@@ -141,7 +138,7 @@ mod tests {
         let open = serde_json::json!([{"code": "low_confidence", "detail": "0.4"}]);
         let done = |name, output, open_findings| Done {
             name,
-            state: "accepted",
+            state: StepState::Accepted,
             output,
             open_findings,
         };

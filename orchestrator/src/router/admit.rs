@@ -9,9 +9,11 @@
 //! misses, the step escalates to a model that rewrites the question.
 
 use super::advance::advance_job;
-use super::unit::{NewJob, StepRow, Unit};
-use crate::planner::{JobRequest, PlannedStep};
-use crate::rag::route::RagJob;
+use super::rag::RagJob;
+use super::steps;
+use crate::request::{JobRequest, PlannedStep};
+use crate::store::unit::{NewJob, StepRow, Unit};
+use upshift_shared::StepState;
 use upshift_shared::config::Config;
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
 use upshift_shared::verify::rag::{Retrieval, check_retrieval};
@@ -61,27 +63,27 @@ pub(crate) fn admit(
                     "by": "search", "mode": r.mode, "passages": r.passages.len(),
                     "best_similarity": r.sentences.first().map(|s| s.similarity),
                 });
-                match check_retrieval(r, crate::rag::route::floor(cfg)) {
+                match check_retrieval(r, super::rag::floor(cfg)) {
                     None => {
                         let output = serde_json::to_string(r).expect("retrievals serialise");
-                        unit.accept_without_model(id, output, detail);
+                        steps::accept_without_model(&mut unit, id, output, detail);
                     }
                     Some(miss) => {
                         let tier = start_tier(&cfg.routing, risk).tier;
                         match first_useful_tier(&cfg.routing, tier, &s.class) {
                             Some(tier) => {
-                                unit.escalate_from_zero(cfg, id, tier, &[miss], detail);
+                                steps::escalate_from_zero(&mut unit, cfg, id, tier, &[miss], detail);
                             }
                             None => {
                                 let output = serde_json::to_string(r).expect("retrievals serialise");
-                                unit.unresolved_without_model(id, output, &[miss], detail);
+                                steps::unresolved_without_model(&mut unit, id, output, &[miss], detail);
                             }
                         }
                     }
                 }
             }
             None => {
-                unit.start(cfg, id, risk, None, serde_json::Value::Null);
+                steps::start(&mut unit, cfg, id, risk, None, serde_json::Value::Null);
             }
         }
     }
@@ -107,7 +109,7 @@ fn step_row(job_id: Uuid, s: &PlannedStep) -> StepRow {
         labels: s.labels.clone(),
         ambiguity: s.ambiguity,
         ambiguity_source: s.ambiguity_source.to_string(),
-        state: "pending".into(),
+        state: StepState::Pending,
         current_tier: None,
         output: None,
         open_findings: serde_json::json!([]),

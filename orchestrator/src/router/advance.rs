@@ -8,21 +8,17 @@
 //! the later steps to defend, so they are cancelled and the job ends
 //! `unresolved` with the best answer it has.
 
-use super::unit::{Event, Unit};
+use super::rag::start::{RagStart, prepare};
+use super::rag::{RagJob, stored_retrieval};
+use super::steps;
 use crate::rag::result::{Done, Outcome};
-use crate::rag::route::{RagJob, stored_retrieval};
-use crate::rag::start::{RagStart, prepare};
 use crate::rag::{EXTRACT, RETRIEVE, SYNTHESISE};
+use crate::store::unit::{Event, Unit};
 use crate::store::{parse_stored, reason_texts};
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
-use upshift_shared::{BlastRadius, ReasonCode};
+use upshift_shared::{BlastRadius, JobStatus, ReasonCode, StepState, Tier};
 use uuid::Uuid;
-
-/// Whether a step state counts as done for the steps that depend on it.
-fn done(state: &str) -> bool {
-    state == "accepted" || state == "unresolved"
-}
 
 /// Starts the steps whose dependencies are all done, again while a step
 /// finishes without a model; finishes the job when every step is done.
@@ -34,12 +30,12 @@ pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Opti
         }
         let finished: Vec<i32> = unit
             .steps_of(job_id)
-            .filter(|s| done(&s.state))
+            .filter(|s| s.state.is_done())
             .map(|s| s.idx)
             .collect();
         let ready: Vec<Uuid> = unit
             .steps_of(job_id)
-            .filter(|s| s.state == "pending" && s.depends_on.iter().all(|i| finished.contains(i)))
+            .filter(|s| s.state == StepState::Pending && s.depends_on.iter().all(|i| finished.contains(i)))
             .map(|s| s.id)
             .collect();
         let mut without_model = false;
@@ -50,7 +46,10 @@ pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Opti
             break;
         }
     }
-    if unit.steps_of(job_id).all(|s| done(&s.state) || s.state == "cancelled") {
+    if unit
+        .steps_of(job_id)
+        .all(|s| s.state.is_done() || s.state == StepState::Cancelled)
+    {
         finish(unit, cfg, job_id, rag);
     }
 }
@@ -72,7 +71,7 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
         blast,
     };
     let Some(job) = rag.filter(|_| !first) else {
-        unit.start(cfg, id, risk(base), None, serde_json::Value::Null);
+        steps::start(unit, cfg, id, risk(base), None, serde_json::Value::Null);
         return false;
     };
     let retrieval = stored_retrieval(unit, job_id);
@@ -82,7 +81,7 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
             parts,
             forced,
         } => {
-            unit.start(cfg, id, risk(ambiguity), forced, parts);
+            steps::start(unit, cfg, id, risk(ambiguity), forced, parts);
             false
         }
         RagStart::Zero {
@@ -99,7 +98,7 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
                 d.extend(extra.clone());
             }
             if findings.is_empty() {
-                unit.accept_without_model(id, output, detail);
+                steps::accept_without_model(unit, id, output, detail);
                 return true;
             }
             // On to the first tier at or above the start rule's that could
@@ -108,10 +107,10 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
             let tier = start_tier(&cfg.routing, risk(ambiguity)).tier;
             match first_useful_tier(&cfg.routing, tier, &class).filter(|_| askable) {
                 Some(tier) => {
-                    unit.escalate_from_zero(cfg, id, tier, &findings, detail);
+                    steps::escalate_from_zero(unit, cfg, id, tier, &findings, detail);
                 }
                 None => {
-                    unit.unresolved_without_model(id, output, &findings, detail);
+                    steps::unresolved_without_model(unit, id, output, &findings, detail);
                     return true;
                 }
             }
@@ -131,7 +130,7 @@ fn stop_undefended(unit: &mut Unit, cfg: &Config, job_id: Uuid) -> bool {
     };
     let undefended = unit
         .steps_of(job_id)
-        .any(|s| s.state == "unresolved" && deciding(&s.name));
+        .any(|s| s.state == StepState::Unresolved && deciding(&s.name));
     if !undefended {
         return false;
     }
@@ -143,11 +142,11 @@ fn stop_undefended(unit: &mut Unit, cfg: &Config, job_id: Uuid) -> bool {
 fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
     let open: Vec<Uuid> = unit
         .steps_of(job_id)
-        .filter(|s| s.state == "pending" || s.state == "running")
+        .filter(|s| matches!(s.state, StepState::Pending | StepState::Running))
         .map(|s| s.id)
         .collect();
     for step in open {
-        unit.step_mut(step).state = "cancelled".into();
+        unit.step_mut(step).state = StepState::Cancelled;
         unit.event(Event {
             job: job_id,
             step: Some(step),
@@ -164,16 +163,16 @@ fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
 /// Finishes the job: `succeeded` when every step was defended, else
 /// `unresolved`, with the result and the always-strong cost.
 fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
-    let strong = unit.always_strong_cost(cfg, job_id);
+    let strong = always_strong_cost(unit, cfg, job_id);
     let steps: Vec<_> = unit.steps_of(job_id).collect();
-    let defended = steps.iter().all(|s| s.state == "accepted");
+    let defended = steps.iter().all(|s| s.state == StepState::Accepted);
     let result = match rag {
         Some(job) => {
             let done: Vec<Done<'_>> = steps
                 .iter()
                 .map(|s| Done {
                     name: &s.name,
-                    state: &s.state,
+                    state: s.state,
                     output: s.output.as_deref().unwrap_or_default(),
                     open_findings: &s.open_findings,
                 })
@@ -199,7 +198,11 @@ fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
             serde_json::json!({ "answer": last, "defended": defended, "outputs": outputs, "open_findings": open })
         }
     };
-    let status = if defended { "succeeded" } else { "unresolved" };
+    let status = if defended {
+        JobStatus::Succeeded
+    } else {
+        JobStatus::Unresolved
+    };
     unit.job_mut(job_id).finish = Some((status, result, strong));
 }
 
@@ -207,7 +210,29 @@ fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
 pub(super) fn fail_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, failed: Uuid, reasons: &[ReasonCode]) {
     let name = unit.step(failed).name.clone();
     let result = serde_json::json!({ "error": { "step": name, "reasons": reason_texts(reasons) } });
-    let strong = unit.always_strong_cost(cfg, job_id);
-    unit.job_mut(job_id).finish = Some(("failed", result, strong));
+    let strong = always_strong_cost(unit, cfg, job_id);
+    unit.job_mut(job_id).finish = Some((JobStatus::Failed, result, strong));
     cancel_open(unit, job_id, ReasonCode::DependencyFailed);
+}
+
+/// What job `id` would have cost with every step done once on the strong
+/// tier: each step's first answered attempt's tokens at the strong
+/// model's prices, per run of each model (a strong model sampled three
+/// times pays three runs; a rag step reopened by its critique counts once).
+fn always_strong_cost(unit: &Unit, cfg: &Config, job: Uuid) -> f64 {
+    let strong = cfg.tier_model(Tier::Strong);
+    let usd: f64 = unit
+        .steps_of(job)
+        .filter_map(|s| {
+            let runs = s
+                .first_tier
+                .as_deref()
+                .and_then(|t| t.parse::<Tier>().ok())
+                .map_or(1, |t| cfg.tier_model(t).samples());
+            let scale = f64::from(strong.samples()) / f64::from(runs);
+            Some((s.first_in? as f64 * scale, s.first_out? as f64 * scale))
+        })
+        .map(|(tin, tout)| tin * strong.usd_per_m_in + tout * strong.usd_per_m_out)
+        .sum();
+    usd / 1e6
 }

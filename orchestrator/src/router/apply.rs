@@ -3,18 +3,19 @@
 //! moves on, the step escalates, or the job fails).
 
 use super::advance::{advance_job, fail_job};
-use super::unit::{AttemptUpdate, Event, Lead, Unit};
+use super::rag::{AfterCritique, after_critique, reopen, stored_verdict};
+use super::steps::{self, Lead};
 use super::{Evidence, Open, StepFacts};
 use crate::error::Result;
 use crate::rag::CRITIQUE;
-use crate::rag::route::{AfterCritique, after_critique, reopen, stored_verdict};
-use sqlx::PgConnection;
+use crate::store::Conn as PgConnection;
+use crate::store::unit::{AttemptUpdate, Event, Unit};
 use upshift_shared::config::Config;
 use upshift_shared::messages::AttemptOutcome;
 use upshift_shared::policy::Decision;
 use upshift_shared::verify::Finding;
 use upshift_shared::verify::rag::{Retrieval, Verdict};
-use upshift_shared::{ReasonCode, TaskType};
+use upshift_shared::{AttemptStatus, AttemptVerdict, ReasonCode, StepState, TaskType};
 use uuid::Uuid;
 
 /// Everything a decision was taken on.
@@ -59,21 +60,21 @@ pub(crate) async fn apply(
             };
             match verdict {
                 AfterCritique::Supported => {
-                    keep(unit, &d, "accepted", &open_findings, detail);
+                    keep(unit, &d, StepState::Accepted, &open_findings, detail);
                     advance_job(unit, cfg, open.job_id, open.rag.as_ref());
                 }
                 AfterCritique::Reopen(r) => {
-                    keep(unit, &d, "accepted", &open_findings, detail);
+                    keep(unit, &d, StepState::Accepted, &open_findings, detail);
                     reopen(unit, cfg, open.job_id, r);
                 }
                 AfterCritique::Unresolved(findings) => {
-                    keep(unit, &d, "unresolved", &findings, detail);
+                    keep(unit, &d, StepState::Unresolved, &findings, detail);
                     advance_job(unit, cfg, open.job_id, open.rag.as_ref());
                 }
             }
         }
         Decision::Unresolved { findings } => {
-            keep(unit, &d, "unresolved", &findings, detail);
+            keep(unit, &d, StepState::Unresolved, &findings, detail);
             advance_job(unit, cfg, open.job_id, open.rag.as_ref());
         }
         Decision::Escalate { to, reasons, skipped } => {
@@ -81,7 +82,12 @@ pub(crate) async fn apply(
             detail["skipped_tiers"] = serde_json::to_value(&skipped).expect("tiers serialise");
             unit.update_attempt(
                 open.step_id,
-                outcome_update(open.attempt, open.evidence, false, Some(("escalated", d.findings))),
+                outcome_update(
+                    open.attempt,
+                    open.evidence,
+                    false,
+                    Some((AttemptVerdict::Escalated, d.findings)),
+                ),
             );
             let lead = Lead {
                 event: "escalate",
@@ -90,14 +96,19 @@ pub(crate) async fn apply(
                 reasons: &reasons,
                 detail,
             };
-            unit.dispatch(cfg, open.step_id, to, lead);
+            steps::dispatch(unit, cfg, open.step_id, to, lead);
         }
         Decision::Fail { reasons } => {
             unit.update_attempt(
                 open.step_id,
-                outcome_update(open.attempt, open.evidence, false, Some(("rejected", d.findings))),
+                outcome_update(
+                    open.attempt,
+                    open.evidence,
+                    false,
+                    Some((AttemptVerdict::Rejected, d.findings)),
+                ),
             );
-            unit.step_mut(open.step_id).state = "failed".into();
+            unit.step_mut(open.step_id).state = StepState::Failed;
             unit.event(Event {
                 job: open.job_id,
                 step: Some(open.step_id),
@@ -117,12 +128,17 @@ pub(crate) async fn apply(
 /// Keeps the attempt's answer as the step's output: `accepted` (defended)
 /// or `unresolved` (the best answer, undefended), with the findings that
 /// stay open, and records the decision event of that name.
-fn keep(unit: &mut Unit, d: &Decided<'_>, state: &'static str, open_findings: &[Finding], detail: serde_json::Value) {
+fn keep(unit: &mut Unit, d: &Decided<'_>, state: StepState, open_findings: &[Finding], detail: serde_json::Value) {
     let open = d.open;
     let codes: Vec<ReasonCode> = open_findings.iter().map(|f| f.code).collect();
     unit.update_attempt(
         open.step_id,
-        outcome_update(open.attempt, open.evidence, false, Some((state, d.findings))),
+        outcome_update(
+            open.attempt,
+            open.evidence,
+            false,
+            Some((verdict_of(state), d.findings)),
+        ),
     );
     // What the steps after it see: a retrieve step's search, a critique's
     // verdict with its confidence, otherwise the answer itself.
@@ -133,16 +149,20 @@ fn keep(unit: &mut Unit, d: &Decided<'_>, state: &'static str, open_findings: &[
         // No tier defended a choice the evidence disagreed with: the best
         // undefended answer is the evidence's own first choice, which was
         // right more often than any local model's on the dev questions.
-        (_, TaskType::Extract) if disagrees && state == "unresolved" && !d.step.labels.is_empty() => {
+        (_, TaskType::Extract) if disagrees && state == StepState::Unresolved && !d.step.labels.is_empty() => {
             d.step.labels[0].clone()
         }
         _ => d.output.to_string(),
     };
     let s = unit.step_mut(open.step_id);
-    s.state = state.into();
+    s.state = state;
     s.output = Some(stored);
     s.open_findings = serde_json::to_value(open_findings).expect("findings serialise");
-    let kind = if state == "accepted" { "accept" } else { "unresolved" };
+    let kind = if state == StepState::Accepted {
+        "accept"
+    } else {
+        "unresolved"
+    };
     unit.event(Event {
         job: open.job_id,
         step: Some(open.step_id),
@@ -153,6 +173,15 @@ fn keep(unit: &mut Unit, d: &Decided<'_>, state: &'static str, open_findings: &[
         reasons: &codes,
         detail,
     });
+}
+
+/// What an attempt's decision is called when its step ends in `state`.
+fn verdict_of(state: StepState) -> AttemptVerdict {
+    if state == StepState::Accepted {
+        AttemptVerdict::Accepted
+    } else {
+        AttemptVerdict::Unresolved
+    }
 }
 
 /// Records a result that came too late to decide anything.
@@ -176,30 +205,30 @@ fn outcome_update(
     attempt: Uuid,
     evidence: &Evidence<'_>,
     late: bool,
-    decided: Option<(&'static str, &[Finding])>,
+    decided: Option<(AttemptVerdict, &[Finding])>,
 ) -> AttemptUpdate {
     let (outcome, findings) = match decided {
         Some((o, f)) => (Some(o), serde_json::to_value(f).expect("findings serialise")),
         None => (None, serde_json::json!([])),
     };
+    // The status is set below from the evidence.
     let base = AttemptUpdate {
-        id: attempt,
         outcome,
         findings,
-        ..AttemptUpdate::default()
+        ..AttemptUpdate::new(attempt, AttemptStatus::Dispatched)
     };
     let m = match evidence {
         Evidence::Result(m) => m,
         Evidence::DeadLettered { deliveries } => {
             return AttemptUpdate {
-                status: "failed",
+                status: AttemptStatus::Failed,
                 error: Some(format!("dead_lettered: no result after {deliveries} deliveries")),
                 ..base
             };
         }
         Evidence::Timeout => {
             return AttemptUpdate {
-                status: "timed_out",
+                status: AttemptStatus::TimedOut,
                 ..base
             };
         }
@@ -221,7 +250,7 @@ fn outcome_update(
             confidence,
             label_correct,
         } => AttemptUpdate {
-            status: "answered",
+            status: AttemptStatus::Answered,
             output: Some(output.clone()),
             tokens_in: Some(*tokens_in as i32),
             tokens_out: Some(*tokens_out as i32),
@@ -231,7 +260,7 @@ fn outcome_update(
             ..base
         },
         AttemptOutcome::Failed { class, message } => AttemptUpdate {
-            status: "failed",
+            status: AttemptStatus::Failed,
             error: Some(format!("{class}: {message}")),
             cost_usd: Some(0.0),
             ..base
@@ -239,7 +268,7 @@ fn outcome_update(
     };
     if late {
         AttemptUpdate {
-            status: "timed_out",
+            status: AttemptStatus::TimedOut,
             ..update
         }
     } else {
@@ -271,12 +300,17 @@ mod tests {
                 message: "no".into(),
             },
         };
-        let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), false, Some(("escalated", &[])));
+        let u = outcome_update(
+            Uuid::nil(),
+            &Evidence::Result(&failed),
+            false,
+            Some((AttemptVerdict::Escalated, &[])),
+        );
         assert_eq!(
             (u.status, u.cost_usd, u.outcome),
-            ("failed", Some(0.0), Some("escalated"))
+            (AttemptStatus::Failed, Some(0.0), Some(AttemptVerdict::Escalated))
         );
         let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), true, None);
-        assert_eq!(u.status, "timed_out");
+        assert_eq!(u.status, AttemptStatus::TimedOut);
     }
 }

@@ -15,26 +15,30 @@
 //! retrieval, searched again when a model rewrote the question); run the
 //! verifiers; ask the policy; apply the verdict.
 
-pub(crate) mod admit;
+mod admit;
 mod advance;
 mod apply;
-pub(crate) mod unit;
+mod observe;
+pub(crate) mod rag;
+mod steps;
+
+pub(crate) use admit::admit;
 
 use crate::collections::Retriever;
 use crate::error::Result;
-use crate::metrics::Observed;
-use crate::rag::route::{RagJob, research, stored_retrieval};
+use crate::store::Conn as PgConnection;
+use crate::store::unit::Unit;
 use crate::store::{Outgoing, PgStore, parse_stored};
 use apply::{Decided, late_result};
-use sqlx::PgConnection;
-use unit::Unit;
+use observe::Observed;
+use rag::{RagJob, research, stored_retrieval};
 use upshift_shared::config::Config;
 use upshift_shared::cost::estimate_tokens;
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
 use upshift_shared::policy::{AttemptEvidence, decide_scored, escalation_estimate};
 use upshift_shared::verify::rag::Retrieval;
 use upshift_shared::verify::{self, Finding, VerifierKind};
-use upshift_shared::{ReasonCode, TaskType, Tier};
+use upshift_shared::{AttemptStatus, ErrorClass, ReasonCode, StepState, TaskType, Tier};
 use uuid::Uuid;
 
 /// What arrived for an attempt.
@@ -91,7 +95,7 @@ pub async fn settle_batch(
     }
     let ids: Vec<Uuid> = items.iter().map(|i| i.attempt).collect();
     let started = std::time::Instant::now();
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.begin().await?;
     let mut unit = Unit::load(&mut tx, &ids).await?;
     let mut observed = Vec::with_capacity(items.len());
     for item in items {
@@ -104,9 +108,9 @@ pub async fn settle_batch(
     tx.commit().await?;
     let took = started.elapsed();
     for o in &observed {
-        crate::metrics::record(o, took);
+        observe::record(o, took);
     }
-    crate::metrics::jobs_finished(&finished);
+    observe::jobs_finished(&finished);
     Ok(std::mem::take(&mut unit.outgoing))
 }
 
@@ -169,9 +173,9 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         return None;
     };
     let (job_id, step_id, tier): (Uuid, Uuid, Tier) = (a.job_id, a.step_id, parse_stored(&a.tier));
-    let late = match (evidence, a.status.as_str()) {
-        (_, "dispatched") => false,
-        (Evidence::Result(_), "timed_out") if !a.has_result => true,
+    let late = match (evidence, a.status) {
+        (_, AttemptStatus::Dispatched) => false,
+        (Evidence::Result(_), AttemptStatus::TimedOut) if !a.has_result => true,
         _ => return None, // seen before: nothing to do
     };
     if matches!(evidence, Evidence::Timeout) && !a.overdue {
@@ -191,7 +195,7 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         rag: job.input.as_ref().and_then(|r| RagJob::from_input(&job.kind, r)),
     };
     unit.job_mut(job_id).added_cost += cost;
-    if late || unit.step(step_id).state != "running" {
+    if late || unit.step(step_id).state != StepState::Running {
         // The step moved on (timed out, or the job ended): keep the figures, decide nothing.
         late_result(unit, &open, late);
         return None;
@@ -251,7 +255,7 @@ fn examine(
                 (verify::run(&step.verifiers, output, expect), *confidence, None)
             }
             AttemptOutcome::Failed { class, .. } => {
-                let code = if class == "timeout" {
+                let code = if class.parse() == Ok(ErrorClass::Timeout) {
                     ReasonCode::Timeout
                 } else {
                     ReasonCode::ProviderError
@@ -302,7 +306,7 @@ async fn decide(
     };
     let (decision, score) = decide_scored(&cfg.routing, &cfg.tiers, &ev);
     record_on_span(&item.span, &decision, open.cost);
-    let observed = crate::metrics::Settled {
+    let observed = observe::Settled {
         tier: open.tier,
         tenant: &open.tenant,
         task_type: &step.task_type,

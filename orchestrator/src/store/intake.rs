@@ -1,34 +1,28 @@
 //! Group commit for new jobs: concurrent submissions are written together.
 //!
-//! Each `POST /v1/jobs` hands its planned job to one intake task, which
-//! writes whatever arrived while the last batch was being written — jobs,
-//! steps, first attempts and their route events — with one statement per
-//! table and one commit, then answers each submitter with its job's id and
-//! task messages. Under load many jobs share a commit; at rest a job is
+//! Each `POST /v1/jobs` hands its admitted job (a unit holding the job, its
+//! steps, first attempts and route events) to one intake task, which
+//! writes whatever arrived while the last batch was being written with one
+//! statement per table and one commit, then answers each submitter with its
+//! job's task messages. Under load many jobs share a commit; at rest a job is
 //! written at once. If a batch fails, its jobs are written one by one, so a
 //! job that cannot be written fails only its own request.
 
+use super::unit::Unit;
 use super::{Outgoing, PgStore};
 use crate::error::Result;
-use crate::planner::{JobRequest, PlannedStep};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use upshift_shared::config::Config;
-use uuid::Uuid;
 
 /// Most jobs written by one transaction.
 const MAX_BATCH: usize = 256;
 
-/// A job waiting to be written, and where its id goes.
+/// An admitted job waiting to be written, and where its task messages go.
 pub struct Pending {
-    pub(crate) tenant: String,
-    pub(crate) req: JobRequest,
-    pub(crate) steps: Vec<PlannedStep>,
-    pub(crate) traceparent: Option<String>,
-    /// A rag job's search for its question, done at submission.
-    pub(crate) retrieval: Option<upshift_shared::verify::rag::Retrieval>,
-    pub(crate) reply: oneshot::Sender<Result<(Uuid, Vec<Outgoing>)>>,
+    pub(crate) unit: Unit,
+    pub(crate) reply: oneshot::Sender<Result<Vec<Outgoing>>>,
 }
 
 /// The sending side of the intake, held by the store.
@@ -72,16 +66,16 @@ pub async fn run_intake(store: PgStore, cfg: Arc<Config>, mut rx: mpsc::Receiver
 /// Writes one batch and answers its submitters.
 async fn write_batch(store: &PgStore, cfg: &Config, mut batch: Vec<Pending>) {
     match store.write_jobs(cfg, &batch).await {
-        Ok(created) => {
-            for (p, c) in batch.into_iter().zip(created) {
-                let _ = p.reply.send(Ok(c)); // the submitter may have gone
+        Ok(()) => {
+            for p in batch {
+                let _ = p.reply.send(Ok(p.unit.outgoing)); // the submitter may have gone
             }
         }
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %e, count = batch.len(), "writing a batch of jobs failed; writing them one by one");
             for p in batch {
                 let one = store.write_jobs(cfg, std::slice::from_ref(&p)).await;
-                let _ = p.reply.send(one.map(|mut c| c.remove(0)));
+                let _ = p.reply.send(one.map(|()| p.unit.outgoing));
             }
         }
         Err(e) => {

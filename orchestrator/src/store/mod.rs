@@ -1,6 +1,9 @@
-//! Postgres storage: jobs, steps, attempts and route events (the router's
-//! unit of work writes a decision's rows; new jobs are admitted by the
-//! router and written here in group commits).
+//! Postgres storage, the orchestrator's bottom layer: every SQL statement
+//! and row type lives under this module, and nothing here decides anything.
+//! The router decides in a [`unit::Unit`] (rows loaded under lock, changed
+//! in memory, written back by [`unit::Unit::flush`]); new jobs arrive
+//! already admitted by the router, as units, and are written here in group
+//! commits ([`intake`]).
 //!
 //! Guarantees:
 //! - creating a job writes the job, all its steps and its first attempts in
@@ -12,30 +15,38 @@
 //! - an attempt is committed as `dispatched` before it is published, and
 //!   `published_at` is set only after the server acknowledged it (outbox).
 
+mod collections;
 pub mod intake;
 mod read;
+mod reports;
+pub(crate) mod unit;
 
+pub use collections::{CollectionStatus, Hit, Ingested, NewDocument, embed_input, text_key};
+pub use collections::{QueuedText, queued_texts, save_embeddings};
+pub(crate) use collections::{collection_version, dense_vectors, naming, passages_by_id, search_in};
 pub use read::{JobView, RouteEvent, StepView};
+pub use reports::{JOB_LIST_SQL, JobListRow, SpendRow};
 
 use crate::error::{Error, Result};
-use crate::planner::{JobRequest, PlannedStep};
-use crate::router::admit::admit;
-use crate::router::unit::Unit;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
+use unit::Unit;
 use upshift_shared::ReasonCode;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
-use upshift_shared::verify::rag::Retrieval;
 use uuid::Uuid;
+
+/// A connection (or an open transaction) that store functions run their
+/// statements on; other modules only pass it along.
+pub type Conn = sqlx::PgConnection;
 
 /// Postgres-backed store.
 #[derive(Clone)]
 pub struct PgStore {
-    /// The connection pool.
-    pub pool: PgPool,
+    /// The connection pool; only this module runs statements on it.
+    pool: PgPool,
     /// Where acknowledged publishes are sent to be marked in batches; marked
     /// one call at a time when unset.
     marks: Option<tokio::sync::mpsc::UnboundedSender<Marks>>,
@@ -61,19 +72,56 @@ impl Marks {
     }
 }
 
-/// What a task message is built from.
+/// The stored columns a task message is built from.
 #[derive(sqlx::FromRow)]
-struct DispatchRow {
-    attempt_id: Uuid,
-    job_id: Uuid,
-    step_id: Uuid,
-    tier: String,
-    task_type: String,
-    input: String,
+pub(crate) struct TaskSource {
+    pub(crate) attempt_id: Uuid,
+    pub(crate) job_id: Uuid,
+    pub(crate) step_id: Uuid,
+    pub(crate) tier: String,
+    pub(crate) task_type: String,
+    pub(crate) input: String,
+    pub(crate) output_schema: Option<serde_json::Value>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) traceparent: Option<String>,
+}
+
+impl TaskSource {
+    /// The task message, with the outputs of the steps it depends on
+    /// (`(name, output)`, in order) as its context. The one place a task
+    /// message is built: at dispatch and when the sweeper re-publishes.
+    pub(crate) fn into_outgoing(self, context: Vec<(String, Option<String>)>) -> Outgoing {
+        let msg = TaskMessage {
+            version: MESSAGE_VERSION,
+            attempt_id: self.attempt_id,
+            job_id: self.job_id,
+            step_id: self.step_id,
+            tier: parse_stored(&self.tier),
+            task: parse_stored(&self.task_type),
+            input: self.input,
+            context: context
+                .into_iter()
+                .map(|(step, output)| ContextItem {
+                    step,
+                    output: output.unwrap_or_default(),
+                })
+                .collect(),
+            output_schema: self.output_schema,
+            labels: self.labels,
+        };
+        Outgoing {
+            msg,
+            traceparent: self.traceparent,
+        }
+    }
+}
+
+/// A dispatched attempt's task source, with the steps it depends on.
+#[derive(sqlx::FromRow)]
+struct Dispatched {
+    #[sqlx(flatten)]
+    source: TaskSource,
     depends_on: Vec<i32>,
-    output_schema: Option<serde_json::Value>,
-    labels: Vec<String>,
-    traceparent: Option<String>,
 }
 
 /// A task message to publish, with the trace of the job it belongs to.
@@ -83,18 +131,6 @@ pub struct Outgoing {
     /// The job's W3C `traceparent`, when the job was traced.
     pub traceparent: Option<String>,
 }
-
-/// Every job status, as stored and as the API filters by.
-pub const JOB_STATUSES: [&str; 4] = ["running", "succeeded", "unresolved", "failed"];
-
-/// A tenant's newest jobs with their attempt counts (`/ui`): $1 tenant, $2
-/// status or NULL, $3 hours back. Counted through `attempts_job`, never a
-/// scan of every attempt.
-pub const JOB_LIST_SQL: &str = "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
-        (SELECT count(*) FROM attempts a WHERE a.job_id = j.id)
- FROM jobs j WHERE j.tenant = $1 AND ($2::text IS NULL OR j.status = $2)
-   AND j.created_at > now() - make_interval(hours => $3::int)
- ORDER BY j.created_at DESC LIMIT 200";
 
 /// Text list of reason codes, as stored.
 pub(crate) fn reason_texts(reasons: &[ReasonCode]) -> Vec<String> {
@@ -148,29 +184,13 @@ impl PgStore {
         }
     }
 
-    /// Creates a job with its steps and dispatches every step without
-    /// dependencies, atomically (`retrieval`: a rag job's search for its
-    /// question). Returns the job id and the task messages to publish. With
-    /// an intake running (see [`intake`]) the job is written in a group
-    /// commit with other submissions.
-    pub async fn create_job(
-        &self,
-        cfg: &Config,
-        tenant: &str,
-        req: JobRequest,
-        steps: Vec<PlannedStep>,
-        traceparent: Option<&str>,
-        retrieval: Option<Retrieval>,
-    ) -> Result<(Uuid, Vec<Outgoing>)> {
+    /// Writes a new job admitted by the router (`unit` holds its job, steps,
+    /// first attempts and route events) atomically and returns the task
+    /// messages to publish. With an intake running (see [`intake`]) the job
+    /// is written in a group commit with other submissions.
+    pub(crate) async fn create_job(&self, cfg: &Config, unit: Unit) -> Result<Vec<Outgoing>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let pending = intake::Pending {
-            tenant: tenant.to_string(),
-            req,
-            steps,
-            traceparent: traceparent.map(str::to_string),
-            retrieval,
-            reply,
-        };
+        let pending = intake::Pending { unit, reply };
         let pending = match &self.intake {
             Some(intake) => match intake.send(pending).await {
                 Ok(()) => match answer.await {
@@ -181,40 +201,41 @@ impl PgStore {
             },
             None => pending,
         };
-        let mut created = self.write_jobs(cfg, std::slice::from_ref(&pending)).await?;
-        Ok(created.remove(0))
+        self.write_jobs(cfg, std::slice::from_ref(&pending)).await?;
+        let intake::Pending { mut unit, .. } = pending;
+        Ok(std::mem::take(&mut unit.outgoing))
     }
 
-    /// Writes `jobs` in one transaction; returns each one's id and task
-    /// messages, in order.
-    async fn write_jobs(&self, cfg: &Config, jobs: &[intake::Pending]) -> Result<Vec<(Uuid, Vec<Outgoing>)>> {
-        let mut unit = Unit::default();
-        let ids: Vec<Uuid> = jobs
-            .iter()
-            .map(|p| {
-                let (id, admitted) = admit(
-                    cfg,
-                    &p.tenant,
-                    &p.req,
-                    &p.steps,
-                    p.traceparent.as_deref(),
-                    p.retrieval.as_ref(),
-                );
-                unit.absorb(admitted);
-                id
-            })
-            .collect();
+    /// Writes the units of `jobs` in one transaction.
+    async fn write_jobs(&self, cfg: &Config, jobs: &[intake::Pending]) -> Result<()> {
+        let units: Vec<&Unit> = jobs.iter().map(|p| &p.unit).collect();
         let mut tx = self.pool.begin().await?;
-        unit.flush(&mut tx, cfg).await?;
+        unit::flush_all(&mut tx, cfg, &units).await?;
         tx.commit().await?;
-        let mut by_job: std::collections::HashMap<Uuid, Vec<Outgoing>> = std::collections::HashMap::new();
-        for o in std::mem::take(&mut unit.outgoing) {
-            by_job.entry(o.msg.job_id).or_default().push(o);
-        }
-        Ok(ids
-            .into_iter()
-            .map(|id| (id, by_job.remove(&id).unwrap_or_default()))
-            .collect())
+        Ok(())
+    }
+
+    /// Begins a transaction, for a unit of work and the statements it runs
+    /// on the same connection (see [`unit`]).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A connection from the pool, for statements that must share one
+    /// (a search at submission).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Whether Postgres answers a trivial statement (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for its connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// This store, writing new jobs through `intake` (see [`intake::run_intake`]).
@@ -225,11 +246,12 @@ impl PgStore {
         }
     }
 
-    /// Builds the task messages of `attempts` from the database.
+    /// Builds the task messages of `attempts` from the database (the
+    /// sweeper re-publishes them).
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<Outgoing>> {
-        let rows: Vec<DispatchRow> = sqlx::query_as(
-            "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.depends_on,
-                    s.output_schema, s.labels, j.traceparent
+        let rows: Vec<Dispatched> = sqlx::query_as(
+            "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.output_schema, s.labels,
+                    j.traceparent, s.depends_on
              FROM attempts a JOIN steps s ON s.id = a.step_id JOIN jobs j ON j.id = a.job_id
              WHERE a.id = ANY($1) AND a.status = 'dispatched'",
         )
@@ -237,48 +259,21 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for DispatchRow {
-            attempt_id,
-            job_id,
-            step_id,
-            tier,
-            task_type: task,
-            input,
+        for Dispatched {
+            source,
             depends_on: deps,
-            output_schema: schema,
-            labels,
-            traceparent,
         } in rows
         {
             let context = if deps.is_empty() {
                 Vec::new()
             } else {
-                let ctx: Vec<(String, Option<String>)> =
-                    sqlx::query_as("SELECT name, output FROM steps WHERE job_id = $1 AND idx = ANY($2) ORDER BY idx")
-                        .bind(job_id)
-                        .bind(&deps)
-                        .fetch_all(&self.pool)
-                        .await?;
-                ctx.into_iter()
-                    .map(|(step, output)| ContextItem {
-                        step,
-                        output: output.unwrap_or_default(),
-                    })
-                    .collect()
+                sqlx::query_as("SELECT name, output FROM steps WHERE job_id = $1 AND idx = ANY($2) ORDER BY idx")
+                    .bind(source.job_id)
+                    .bind(&deps)
+                    .fetch_all(&self.pool)
+                    .await?
             };
-            let msg = TaskMessage {
-                version: MESSAGE_VERSION,
-                attempt_id,
-                job_id,
-                step_id,
-                tier: parse_stored(&tier),
-                task: parse_stored(&task),
-                input,
-                context,
-                output_schema: schema,
-                labels,
-            };
-            out.push(Outgoing { msg, traceparent });
+            out.push(source.into_outgoing(context));
         }
         Ok(out)
     }

@@ -5,6 +5,7 @@ use super::PgStore;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use upshift_shared::{JobStatus, StepState};
 use uuid::Uuid;
 
 /// A job as the API shows it.
@@ -20,7 +21,7 @@ pub struct JobView {
     /// `unresolved` (a step's answer could not be defended on any tier; the
     /// result keeps the best answer, marked undefended, with the findings)
     /// or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     /// Caller's blast radius.
     pub blast_radius: String,
     /// Caller's budget.
@@ -49,7 +50,8 @@ pub struct StepView {
     pub task: String,
     /// `pending`, `running`, `accepted` (defended), `unresolved` (the best
     /// answer, undefended: see `open_findings`), `failed`, `cancelled`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: StepState,
     /// Tier of the latest attempt.
     pub tier: Option<String>,
     /// Ambiguity used for routing.
@@ -174,7 +176,7 @@ impl PgStore {
             id: r.0,
             tenant: r.1,
             kind: r.2,
-            status: r.3,
+            status: super::parse_stored(&r.3),
             blast_radius: r.4,
             budget_usd: r.5,
             result: r.6,
@@ -219,18 +221,22 @@ impl PgStore {
     pub async fn list_jobs(
         &self,
         tenant: &str,
-        status: Option<&str>,
+        status: Option<JobStatus>,
         limit: i64,
-    ) -> Result<Vec<(Uuid, String, f64, DateTime<Utc>)>> {
-        Ok(sqlx::query_as(
+    ) -> Result<Vec<(Uuid, JobStatus, f64, DateTime<Utc>)>> {
+        let rows: Vec<(Uuid, String, f64, DateTime<Utc>)> = sqlx::query_as(
             "SELECT id, status, cost_usd, created_at FROM jobs
              WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)
              ORDER BY created_at DESC LIMIT $3",
         )
         .bind(tenant)
-        .bind(status)
+        .bind(status.map(JobStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, s, cost, at)| (id, super::parse_stored(&s), cost, at))
+            .collect())
     }
 }

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,12 +121,14 @@ pub struct NatsConfig {
     pub url: String,
     /// Subject prefix (see [`Subjects`]).
     pub prefix: String,
-    /// JetStream duplicate window, seconds.
-    pub duplicate_window_secs: u64,
+    /// JetStream duplicate window (`duplicate_window_secs`).
+    #[serde(rename = "duplicate_window_secs", with = "units::secs")]
+    pub duplicate_window: Duration,
     /// Deliveries of a task message before it is dead-lettered.
     pub max_deliver: i64,
-    /// Ack wait of the task consumers, seconds.
-    pub ack_wait_secs: u64,
+    /// Ack wait of the task consumers (`ack_wait_secs`).
+    #[serde(rename = "ack_wait_secs", with = "units::secs")]
+    pub ack_wait: Duration,
     /// User name, with `password` (set the password via `UPSHIFT_NATS__PASSWORD`).
     #[serde(default)]
     pub user: Option<String>,
@@ -162,14 +165,6 @@ impl NatsConfig {
     /// The subject names for this prefix.
     pub fn subjects(&self) -> Subjects {
         Subjects::new(&self.prefix)
-    }
-    /// Duplicate window as a duration.
-    pub fn duplicate_window(&self) -> Duration {
-        Duration::from_secs(self.duplicate_window_secs)
-    }
-    /// Ack wait as a duration.
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_secs(self.ack_wait_secs)
     }
 }
 
@@ -211,7 +206,7 @@ pub fn redact_url(url: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Listen address, e.g. `127.0.0.1:8080` (port 0 picks a free port).
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Bearer keys; empty means no authentication and tenant `default`.
@@ -219,12 +214,20 @@ pub struct ApiConfig {
     pub keys: Vec<ApiKey>,
     /// A connection that has not sent its request headers within this many
     /// seconds is closed.
-    #[serde(default = "default_header_read_timeout_secs")]
-    pub header_read_timeout_secs: u64,
+    #[serde(
+        rename = "header_read_timeout_secs",
+        with = "units::secs",
+        default = "default_header_read_timeout"
+    )]
+    pub header_read_timeout: Duration,
     /// A request (body included) not answered within this many seconds gets
     /// 408. Event streams are exempt.
-    #[serde(default = "default_request_timeout_secs")]
-    pub request_timeout_secs: u64,
+    #[serde(
+        rename = "request_timeout_secs",
+        with = "units::secs",
+        default = "default_request_timeout"
+    )]
+    pub request_timeout: Duration,
     /// Requests in flight at once; more get 503 with Retry-After.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
@@ -243,13 +246,13 @@ pub struct ApiConfig {
     pub stream_db_connections: u32,
     /// An event stream ends after this many seconds (the client resumes
     /// with `Last-Event-ID`).
-    #[serde(default = "default_stream_max_secs")]
-    pub stream_max_secs: u64,
+    #[serde(rename = "stream_max_secs", with = "units::secs", default = "default_stream_max")]
+    pub stream_max: Duration,
     /// Address of the operations listener (`/metrics`, `/healthz`,
     /// `/readyz`), apart from the API because metrics name every tenant;
     /// none = no `/metrics`.
     #[serde(default)]
-    pub ops_listen: Option<String>,
+    pub ops_listen: Option<SocketAddr>,
 }
 
 fn default_stream_db_connections() -> u32 {
@@ -258,14 +261,14 @@ fn default_stream_db_connections() -> u32 {
 fn default_max_streams_per_tenant() -> usize {
     64
 }
-fn default_stream_max_secs() -> u64 {
-    3600
+fn default_stream_max() -> Duration {
+    Duration::from_secs(3600)
 }
-fn default_header_read_timeout_secs() -> u64 {
-    10
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
 }
-fn default_request_timeout_secs() -> u64 {
-    60
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_concurrent_requests() -> usize {
     512
@@ -293,12 +296,15 @@ pub struct ApiKey {
 pub struct OrchestratorConfig {
     /// Results pulled per batch.
     pub result_batch: usize,
-    /// Sweeper period, milliseconds.
-    pub sweep_interval_ms: u64,
-    /// Grace before an unpublished attempt is re-published, milliseconds.
-    pub publish_grace_ms: u64,
-    /// Deadline of an attempt, seconds.
-    pub attempt_deadline_secs: u64,
+    /// Sweeper period (`sweep_interval_ms`).
+    #[serde(rename = "sweep_interval_ms", with = "units::millis")]
+    pub sweep_interval: Duration,
+    /// Grace before an unpublished attempt is re-published (`publish_grace_ms`).
+    #[serde(rename = "publish_grace_ms", with = "units::millis")]
+    pub publish_grace: Duration,
+    /// Deadline of an attempt (`attempt_deadline_secs`).
+    #[serde(rename = "attempt_deadline_secs", with = "units::secs")]
+    pub attempt_deadline: Duration,
     /// Deliveries of a result that fails to settle before it is decided as
     /// a failure without its output, recorded in `dead_letters` and dropped.
     #[serde(default = "default_result_max_deliver")]
@@ -315,22 +321,31 @@ fn default_result_max_deliver() -> u64 {
 pub struct WorkerConfig {
     /// Attempts run at once per process.
     pub concurrency: usize,
-    /// Period of in-progress acks during a model call, seconds.
-    pub progress_interval_secs: u64,
+    /// Period of in-progress acks during a model call (`progress_interval_secs`).
+    #[serde(rename = "progress_interval_secs", with = "units::secs")]
+    pub progress_interval: Duration,
     /// Most retries of a failed model call (rate limited, transient, timeout).
     #[serde(default = "default_retry_max_times")]
     pub retry_max_times: usize,
     /// Most seconds one attempt waits between retries, all together (and
     /// never more than half of `orchestrator.attempt_deadline_secs`).
-    #[serde(default = "default_retry_max_wait_secs")]
-    pub retry_max_wait_secs: u64,
+    #[serde(
+        rename = "retry_max_wait_secs",
+        with = "units::secs",
+        default = "default_retry_max_wait"
+    )]
+    pub retry_max_wait: Duration,
     /// Longest provider Retry-After honoured, seconds; a longer one ends the
     /// retries and the attempt fails `rate_limited` (and escalates).
-    #[serde(default = "default_retry_after_max_secs")]
-    pub retry_after_max_secs: u64,
+    #[serde(
+        rename = "retry_after_max_secs",
+        with = "units::secs",
+        default = "default_retry_after_max"
+    )]
+    pub retry_after_max: Duration,
     /// Address of the worker's `/metrics`, `/healthz` and `/readyz`; none = off.
     #[serde(default)]
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
     /// Where local model files live; `UPSHIFT_MODEL_DIR`, else
     /// `$XDG_CACHE_HOME/upshift/models`, else `~/.cache/upshift/models`.
     #[serde(default)]
@@ -340,11 +355,11 @@ pub struct WorkerConfig {
 fn default_retry_max_times() -> usize {
     3
 }
-fn default_retry_max_wait_secs() -> u64 {
-    30
+fn default_retry_max_wait() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_retry_after_max_secs() -> u64 {
-    20
+fn default_retry_after_max() -> Duration {
+    Duration::from_secs(20)
 }
 
 impl WorkerConfig {
@@ -549,6 +564,7 @@ impl Config {
 
 mod rag;
 mod tiers;
+pub mod units;
 mod validate;
 
 pub use rag::{AnswerMode, CritiqueMode, RagConfig};

@@ -45,3 +45,23 @@ fn database_password_is_redacted() {
     let e = Config::from_toml_over_defaults("[nats]\nuser = \"u\"").unwrap_err();
     assert_eq!(e.key, "nats.user / nats.password");
 }
+
+#[test]
+fn durations_and_addresses_are_typed_when_loaded() {
+    let c = Config::from_toml_over_defaults(
+        "[orchestrator]\nsweep_interval_ms = 250\nattempt_deadline_secs = 7\n\
+         [api]\nlisten = \"0.0.0.0:9000\"\nops_listen = \"127.0.0.1:9464\"",
+    )
+    .unwrap();
+    assert_eq!(c.orchestrator.sweep_interval, Duration::from_millis(250));
+    assert_eq!(c.orchestrator.attempt_deadline, Duration::from_secs(7));
+    assert_eq!(c.api.listen.port(), 9000);
+    assert_eq!(c.api.ops_listen.map(|a| a.port()), Some(9464));
+    let e = Config::from_toml_over_defaults("[api]\nlisten = \"somewhere\"").unwrap_err();
+    assert_eq!(e.key, "api.listen", "{e}");
+    let e = Config::from_toml_over_defaults("[orchestrator]\nattempt_deadline_secs = 0").unwrap_err();
+    assert_eq!(e.key, "orchestrator.attempt_deadline_secs", "{e}");
+    // Written back in the units it was read in.
+    let written = serde_json::to_value(&c.orchestrator).unwrap();
+    assert_eq!(written["sweep_interval_ms"], 250, "{written}");
+}

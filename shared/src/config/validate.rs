@@ -10,20 +10,23 @@ impl Config {
         if !valid_prefix(&self.nats.prefix) {
             return Err(bad("nats.prefix", "use letters, digits, '-' or '_' only"));
         }
+        for (key, d) in [
+            ("nats.duplicate_window_secs", self.nats.duplicate_window),
+            ("nats.ack_wait_secs", self.nats.ack_wait),
+            ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval),
+            ("orchestrator.attempt_deadline_secs", self.orchestrator.attempt_deadline),
+            ("worker.progress_interval_secs", self.worker.progress_interval),
+            ("api.header_read_timeout_secs", self.api.header_read_timeout),
+            ("api.request_timeout_secs", self.api.request_timeout),
+            ("api.stream_max_secs", self.api.stream_max),
+        ] {
+            if d.is_zero() {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
         for (key, v) in [
-            ("nats.duplicate_window_secs", self.nats.duplicate_window_secs),
-            ("nats.ack_wait_secs", self.nats.ack_wait_secs),
-            ("orchestrator.sweep_interval_ms", self.orchestrator.sweep_interval_ms),
-            (
-                "orchestrator.attempt_deadline_secs",
-                self.orchestrator.attempt_deadline_secs,
-            ),
-            ("worker.progress_interval_secs", self.worker.progress_interval_secs),
-            ("api.header_read_timeout_secs", self.api.header_read_timeout_secs),
-            ("api.request_timeout_secs", self.api.request_timeout_secs),
             ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
             ("api.max_streams_per_tenant", self.api.max_streams_per_tenant as u64),
-            ("api.stream_max_secs", self.api.stream_max_secs),
             ("api.stream_db_connections", u64::from(self.api.stream_db_connections)),
         ] {
             if v == 0 {
@@ -44,7 +47,7 @@ impl Config {
         if self.nats.max_deliver < 1 {
             return Err(bad("nats.max_deliver", "must be at least 1"));
         }
-        if self.worker.progress_interval_secs >= self.nats.ack_wait_secs {
+        if self.worker.progress_interval >= self.nats.ack_wait {
             return Err(bad(
                 "worker.progress_interval_secs",
                 "must be shorter than nats.ack_wait_secs, or long calls are redelivered",

@@ -12,7 +12,8 @@ use std::sync::LazyLock;
 /// A number as written in answers: `$1,234.5`, `-3`, `40%`.
 pub(crate) const NUM: &str = r"\$?-?\d[\d,]*(?:\.\d+)?%?";
 
-static MARKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"####\s*({NUM})")).unwrap());
+/// The marked final answer, `#### 42`.
+pub(crate) static MARKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"####\s*({NUM})")).unwrap());
 static ANY_NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(NUM).unwrap());
 
 /// Parses a number as written (`$1,234.50`, `12%` → 12).

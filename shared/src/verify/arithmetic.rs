@@ -10,7 +10,7 @@
 //! prose also gets 1% relative slack for loose rounding in running text.
 
 use super::Finding;
-use super::answer::{NUM, parse_num};
+use super::answer::{MARKED, NUM, parse_num};
 use crate::reasons::ReasonCode;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -18,7 +18,6 @@ use std::sync::LazyLock;
 static ANNOTATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<<([^=<>]+)=([^<>]+)>>").unwrap());
 static PROSE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!(r"((?:{NUM}\s*[-+*/x×÷]\s*)+{NUM})\s*=\s*({NUM})")).unwrap());
-static MARKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"####\s*({NUM})")).unwrap());
 
 /// Evaluates `+ - * / x × ÷ ( )` over numbers as written (`$5`, `1,000`,
 /// `60%` = 0.6). `None` for anything else or a division by zero.

@@ -8,10 +8,10 @@
 //! starts one tier below the model that decided the answer, on the lowest
 //! tier whose critic is trusted (and does not run when none is).
 
-use super::route::{RagJob, answerer, below, span_floors};
-use super::{CRITIQUE, EXTRACT, SYNTHESISE};
-use crate::router::unit::Unit;
+use super::{RagJob, answerer, below, span_floors};
+use crate::rag::{CRITIQUE, EXTRACT, SYNTHESISE};
 use crate::store::parse_stored;
+use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
 use upshift_shared::verify::rag::extractive::{candidates, close_alternative, compose, locate, margin};

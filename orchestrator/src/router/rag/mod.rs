@@ -2,16 +2,19 @@
 //! again when a model rewrote the question, hand the retrieval to the
 //! verifiers, and re-run the answering step when the critique rejects it.
 
-use super::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
+pub(crate) mod start;
+
+use super::steps::{self, Lead};
 use crate::collections::Retriever;
 use crate::error::Result;
-use crate::router::unit::{Lead, Unit};
+use crate::rag::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
+use crate::store::Conn as PgConnection;
 use crate::store::parse_stored;
-use sqlx::PgConnection;
+use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
 use upshift_shared::verify::{Finding, RagExpect};
-use upshift_shared::{ReasonCode, Tier};
+use upshift_shared::{ReasonCode, StepState, Tier};
 use uuid::Uuid;
 
 /// The question and collection of a `rag` job, from its stored request.
@@ -164,13 +167,7 @@ pub(crate) async fn after_critique(
         )]));
     };
     let (answering, tier) = (answering.id, answering.current_tier.clone());
-    let tokens: Option<(i32, i32)> = sqlx::query_as(
-        "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(answering)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let tokens = Unit::accepted_tokens(tx, answering).await?;
     let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
     let (tin, tout) = tokens.unwrap_or((0, 0));
     let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
@@ -213,7 +210,7 @@ pub(crate) fn reopen(unit: &mut Unit, cfg: &Config, job_id: Uuid, r: Reopen) {
         .collect();
     for id in later {
         let s = unit.step_mut(id);
-        s.state = "pending".into();
+        s.state = StepState::Pending;
         s.output = None;
         s.open_findings = serde_json::json!([]);
     }
@@ -224,7 +221,7 @@ pub(crate) fn reopen(unit: &mut Unit, cfg: &Config, job_id: Uuid, r: Reopen) {
         reasons: &[ReasonCode::CritiqueRejected],
         detail: serde_json::json!({ "critique_attempt": r.critique_attempt, "reason": r.reason }),
     };
-    unit.dispatch(cfg, r.answering, r.to, lead);
+    steps::dispatch(unit, cfg, r.answering, r.to, lead);
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The rows a unit loads, creates and writes.
 
 use serde::Serialize;
+use upshift_shared::{AttemptStatus, AttemptVerdict, JobStatus, StepState};
 use uuid::Uuid;
 
 /// A job as the router needs it.
@@ -21,7 +22,7 @@ pub(crate) struct JobRow {
     pub added_cost: f64,
     /// Set when this unit finishes the job: status, result, always-strong cost.
     #[sqlx(skip)]
-    pub finish: Option<(&'static str, serde_json::Value, f64)>,
+    pub finish: Option<(JobStatus, serde_json::Value, f64)>,
 }
 
 impl JobRow {
@@ -47,7 +48,8 @@ pub(crate) struct StepRow {
     pub labels: Vec<String>,
     pub ambiguity: f64,
     pub ambiguity_source: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: StepState,
     pub current_tier: Option<String>,
     pub output: Option<String>,
     pub open_findings: serde_json::Value,
@@ -68,7 +70,8 @@ pub(crate) struct AttemptRow {
     pub id: Uuid,
     pub job_id: Uuid,
     pub step_id: Uuid,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: AttemptStatus,
     pub tier: String,
     pub has_result: bool,
     pub overdue: bool,
@@ -86,12 +89,12 @@ pub(super) struct NewAttempt {
 }
 
 /// What a decision writes onto an attempt (absent fields keep their value).
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 pub(crate) struct AttemptUpdate {
     pub id: Uuid,
-    pub status: &'static str,
+    pub status: AttemptStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'static str>,
+    pub outcome: Option<AttemptVerdict>,
     pub findings: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
@@ -119,10 +122,33 @@ pub(crate) struct AttemptUpdate {
     pub result_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl AttemptUpdate {
+    /// An update setting only the status of attempt `id` (and no findings).
+    pub fn new(id: Uuid, status: AttemptStatus) -> AttemptUpdate {
+        AttemptUpdate {
+            id,
+            status,
+            outcome: None,
+            findings: serde_json::json!([]),
+            worker_id: None,
+            provider: None,
+            output: None,
+            error: None,
+            tokens_in: None,
+            tokens_out: None,
+            cost_usd: None,
+            latency_ms: None,
+            confidence: None,
+            label_correct: None,
+            received_at: None,
+            result_sent_at: None,
+        }
+    }
+}
+
 /// A route event to append.
 #[derive(Serialize)]
 pub(super) struct EventRow {
-    pub(super) n: usize,
     pub(super) job_id: Uuid,
     pub(super) step_id: Option<Uuid>,
     pub(super) attempt_id: Option<Uuid>,

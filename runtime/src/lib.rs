@@ -1,8 +1,10 @@
-//! Process set-up shared by every binary: logging and the NATS connection.
-//! Behind the `telemetry` feature so pure users of this crate do not pull it in.
+//! Process set-up shared by every binary: logging and traces, the metrics
+//! recorder, the NATS connection, the exit code and shutdown signals. It
+//! lives apart from `upshift-shared` so that crate stays pure logic without
+//! any I/O dependency.
 
-use crate::config::NatsConfig;
 use std::time::Duration;
+use upshift_shared::config::NatsConfig;
 
 /// Turns a binary's result into its exit code, printing an error as one
 /// readable chain (`error: …: …`, via `{:#}`), never a backtrace.
@@ -13,6 +15,17 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::E
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (a signal handler that cannot be
+/// installed resolves at once: the process would not be stoppable).
+pub async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        }
+        Err(e) => eprintln!("error: installing a SIGTERM handler: {e}"),
     }
 }
 

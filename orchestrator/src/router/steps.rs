@@ -1,0 +1,207 @@
+//! The router's step decisions, written into a unit: start a step on the
+//! tier its risk calls for, dispatch an attempt, or decide a step without a
+//! model (tier zero: accept it, leave it unresolved, or escalate it to the
+//! first model tier). The unit only records rows; what they say is decided
+//! here.
+
+use crate::store::unit::{Event, Unit};
+use upshift_shared::config::Config;
+use upshift_shared::policy::{StartDecision, StepRisk, start_tier};
+use upshift_shared::verify::Finding;
+use upshift_shared::{ReasonCode, StepState, Tier};
+use uuid::Uuid;
+
+/// The route event that leads to a dispatch (`start`, or `escalate` from an
+/// attempt); it is written right before the `dispatch` event.
+pub(crate) struct Lead<'a> {
+    /// `start` or `escalate`.
+    pub event: &'static str,
+    /// The attempt escalated from, if any.
+    pub attempt: Option<Uuid>,
+    /// The tier escalated from, if any.
+    pub from: Option<Tier>,
+    /// Why.
+    pub reasons: &'a [ReasonCode],
+    /// The event's detail.
+    pub detail: serde_json::Value,
+}
+
+/// Picks a step's start tier (or takes `forced`, e.g. a rag critique's
+/// tier below its synthesiser), records `start` with the ambiguity and
+/// its `parts` when known, and dispatches the first attempt.
+pub(crate) fn start(
+    unit: &mut Unit,
+    cfg: &Config,
+    step_id: Uuid,
+    risk: StepRisk<'_>,
+    forced: Option<StartDecision>,
+    parts: serde_json::Value,
+) -> Uuid {
+    let (d, rule) = match forced {
+        Some(d) => (d, serde_json::json!("below_answerer")),
+        None => {
+            let d = start_tier(&cfg.routing, risk);
+            let rule = serde_json::json!(d.rule);
+            (d, rule)
+        }
+    };
+    let StepRisk {
+        ambiguity,
+        blast,
+        class,
+        ..
+    } = risk;
+    let lead = Lead {
+        event: "start",
+        attempt: None,
+        from: None,
+        reasons: &d.reasons,
+        detail: serde_json::json!({
+            "ambiguity": ambiguity, "ambiguity_parts": parts, "blast_radius": blast, "task_class": class,
+            "rule": rule,
+        }),
+    };
+    dispatch(unit, cfg, step_id, d.tier, lead)
+}
+
+/// Keeps `output` as what tier zero decided for the step (`state`,
+/// with `findings` open) and records its `start` event without a tier;
+/// returns the job.
+fn decided_without_model(
+    unit: &mut Unit,
+    step_id: Uuid,
+    state: StepState,
+    output: String,
+    findings: &[Finding],
+    detail: &serde_json::Value,
+) -> Uuid {
+    let job = unit.step(step_id).job_id;
+    let s = unit.step_mut(step_id);
+    s.state = state;
+    s.output = Some(output);
+    s.open_findings = serde_json::to_value(findings).expect("findings serialise");
+    s.current_tier = None;
+    unit.event(Event {
+        kind: "start",
+        reasons: &[ReasonCode::RiskRule],
+        detail: detail.clone(),
+        ..start_like(job, step_id)
+    });
+    job
+}
+
+/// Records a step done without a model ("tier zero": a search, or an
+/// answer composed from a chosen span): `start` and `accept` events
+/// without tiers, and its output. `detail` says what did it.
+pub(crate) fn accept_without_model(unit: &mut Unit, step_id: Uuid, output: String, detail: serde_json::Value) {
+    let job = decided_without_model(unit, step_id, StepState::Accepted, output, &[], &detail);
+    unit.event(Event {
+        kind: "accept",
+        detail,
+        ..start_like(job, step_id)
+    });
+}
+
+/// Records a step tier zero could not defend and no tier is trusted to:
+/// `start` and `unresolved` without tiers, its output kept undefended
+/// with the findings.
+pub(crate) fn unresolved_without_model(
+    unit: &mut Unit,
+    step_id: Uuid,
+    output: String,
+    findings: &[Finding],
+    detail: serde_json::Value,
+) {
+    let job = decided_without_model(unit, step_id, StepState::Unresolved, output, findings, &detail);
+    let codes: Vec<ReasonCode> = findings.iter().map(|f| f.code).collect();
+    let mut detail = detail;
+    detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
+    unit.event(Event {
+        kind: "unresolved",
+        reasons: &codes,
+        detail,
+        ..start_like(job, step_id)
+    });
+}
+
+/// Records a step tier zero could not defend: `start` without a tier,
+/// then `escalate` from it to `tier` with the findings' reasons, and the
+/// first model attempt. Returns the attempt's id.
+pub(crate) fn escalate_from_zero(
+    unit: &mut Unit,
+    cfg: &Config,
+    step_id: Uuid,
+    tier: Tier,
+    findings: &[Finding],
+    detail: serde_json::Value,
+) -> Uuid {
+    let job = unit.step(step_id).job_id;
+    unit.event(Event {
+        kind: "start",
+        reasons: &[ReasonCode::RiskRule],
+        detail: detail.clone(),
+        ..start_like(job, step_id)
+    });
+    let mut reasons: Vec<ReasonCode> = Vec::new();
+    for f in findings {
+        if !reasons.contains(&f.code) {
+            reasons.push(f.code);
+        }
+    }
+    let mut detail = detail;
+    detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
+    let lead = Lead {
+        event: "escalate",
+        attempt: None,
+        from: None,
+        reasons: &reasons,
+        detail,
+    };
+    dispatch(unit, cfg, step_id, tier, lead)
+}
+
+/// Creates a `dispatched` attempt of `step_id` on `tier`, marks the step
+/// running, records the `lead` event and the `dispatch` event, and queues
+/// the task message. Returns the attempt's id.
+pub(crate) fn dispatch(unit: &mut Unit, cfg: &Config, step_id: Uuid, tier: Tier, lead: Lead<'_>) -> Uuid {
+    let model = cfg.tier_model_name(tier);
+    let id = unit.add_attempt(step_id, tier, model, cfg.orchestrator.attempt_deadline.as_secs_f64());
+    let job_id = unit.step(step_id).job_id;
+    let from = lead.from;
+    unit.event(Event {
+        job: job_id,
+        step: Some(step_id),
+        attempt: lead.attempt,
+        kind: lead.event,
+        from,
+        to: Some(tier),
+        reasons: lead.reasons,
+        detail: lead.detail,
+    });
+    unit.event(Event {
+        job: job_id,
+        step: Some(step_id),
+        attempt: Some(id),
+        kind: "dispatch",
+        from,
+        to: Some(tier),
+        reasons: &[],
+        detail: serde_json::json!({ "model": model }),
+    });
+    unit.queue_task(id, step_id, tier);
+    id
+}
+
+/// An event about `step` of `job` with no attempt and no tiers; callers set the rest.
+fn start_like(job: Uuid, step: Uuid) -> Event<'static> {
+    Event {
+        job,
+        step: Some(step),
+        attempt: None,
+        kind: "start",
+        from: None,
+        to: None,
+        reasons: &[],
+        detail: serde_json::Value::Null,
+    }
+}
