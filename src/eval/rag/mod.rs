@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// the rules (or, for `fresh5`, with none pending) and run once after it
 /// (docs/rag.md tells the history of each).
 const SPLITS: &[&str] = &[
-    "dev", "test", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5",
+    "dev", "test", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
 ];
 
 /// Options of `upshift eval rag`.
