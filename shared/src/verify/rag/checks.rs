@@ -227,6 +227,24 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
             ),
         ));
     }
+    if t == QuestionType::Setting && fits(span, t) && !r.passages.iter().any(|p| defines_setting(&p.text, span)) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "a setting is defined as one (`name` (`type`)); no retrieved passage defines `{}` so",
+                clip(span, 40)
+            ),
+        ));
+    }
+    if t == QuestionType::Default && !states_default(&ev.passage.text, span) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "a default is a value its passage states as the default; no sentence holding `{}` does",
+                clip(span, 40)
+            ),
+        ));
+    }
     if t == QuestionType::Free && asks_how(query) && !names_a_means(&ev.sentence, query) {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
@@ -284,6 +302,33 @@ pub struct SpanFloors {
     pub min_relevance: f32,
     /// Lowest lead of its sentence's similarity over the best rival's.
     pub min_margin: f32,
+}
+
+/// The types of PostgreSQL's configuration parameters, as their definition
+/// lines give them (`` `work_mem` (`integer`) ``).
+const SETTING_TYPES: [&str; 5] = ["integer", "boolean", "string", "enum", "floating point"];
+
+/// Whether `text` defines `name` as a configuration parameter: a definition
+/// line `` `name` (`type`) `` with one of [`SETTING_TYPES`]. A connection
+/// parameter of libpq (`sslrootcert`) or a command's argument
+/// (`tablespace_name`) is named in code too, but is not a setting (fresh5
+/// n17 and n21 were defended so under version 6).
+pub fn defines_setting(text: &str, name: &str) -> bool {
+    let text = text.to_lowercase();
+    let name = name.trim().to_lowercase();
+    SETTING_TYPES
+        .iter()
+        .any(|t| text.contains(&format!("`{name}` (`{t}`)")))
+}
+
+/// Whether a sentence of `passage` that holds `span` states a default
+/// ("The default is …", "… (the default)"): a value named elsewhere in the
+/// passage is not the default however similar its sentence (fresh5 n11:
+/// "about 64 bytes, per increment" for a default's question).
+fn states_default(passage: &str, span: &str) -> bool {
+    text::sentences(passage)
+        .iter()
+        .any(|s| text::contains_span(s, span) && s.to_lowercase().contains("default"))
 }
 
 /// Whether `query` asks how to do something ("How do I …", "how can …"),

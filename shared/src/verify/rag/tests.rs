@@ -23,8 +23,8 @@ fn retrieval() -> Retrieval {
             passage(
                 "wal.html#1",
                 0.5,
-                "wal_level determines how much information is written to the WAL. The default value is replica. \
-                 wal_buffers is 16MB by default.",
+                "`wal_level` (`enum`) wal_level determines how much information is written to the WAL. The default \
+                 value is replica. `wal_buffers` (`integer`) is 16MB by default.",
             ),
             passage("vacuum.html#0", 0.2, "VACUUM reclaims storage occupied by dead tuples."),
         ],
@@ -188,4 +188,56 @@ fn ambiguity_rises_with_unresolved_entities_flat_scores_and_conflicts() {
     assert_eq!(ambiguity("x", &r, 0.9).0, 0.9, "never below the base estimate");
     let v = Verdict::parse(r#"{"verdict":"unsupported","reason":"no"}"#).unwrap();
     assert!(v.rejects());
+}
+
+#[test]
+fn a_setting_must_be_defined_as_one_and_a_default_stated_as_one() {
+    let floors = SpanFloors {
+        min_relevance: 0.0,
+        min_margin: -1.0,
+    };
+    let r = Retrieval {
+        terms: "x".into(),
+        mode: "lexical".into(),
+        sentences: Vec::new(),
+        passages: vec![
+            passage(
+                "libpq-connect.html#53",
+                0.5,
+                "`sslrootcert` This parameter specifies the name of a file containing SSL certificate authority \
+                 (CA) certificate(s).",
+            ),
+            passage(
+                "runtime-config-connection.html#9",
+                0.4,
+                "`ssl_cert_file` (`string`) Specifies the name of the file containing the SSL server certificate. \
+                 The default is server.crt.",
+            ),
+            passage(
+                "runtime-config-resource.html#7",
+                0.3,
+                "A buffer descriptor costs about 64 bytes, per increment in `temp_buffers`.",
+            ),
+            passage(
+                "runtime-config-statistics.html#2",
+                0.3,
+                "`track_activity_query_size` (`integer`) The default value is 1024 bytes.",
+            ),
+        ],
+    };
+    let q = "Which setting specifies the name of the file containing the SSL server certificate?";
+    let f = check_span("sslrootcert", &r, q, floors);
+    assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
+    let f = check_span("ssl_cert_file", &r, q, floors);
+    assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
+    assert!(defines_setting("`TimeZone` (`string`) Sets", "timezone"));
+    assert!(!defines_setting(
+        "`tablespace_name` The name of a tablespace",
+        "tablespace_name"
+    ));
+    let q = "What is the default amount of memory reserved for each session's command text?";
+    let f = check_span("64 bytes", &r, q, floors);
+    assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
+    let f = check_span("1024 bytes", &r, q, floors);
+    assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
 }

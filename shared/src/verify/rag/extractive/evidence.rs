@@ -28,12 +28,19 @@ pub struct Evidence<'a> {
 /// two a question means is for a model to judge, not for the evidence's
 /// ranking alone. Names of two or three parts that differ in one
 /// (`seq_page_cost`, `random_page_cost`) are simply different names: on
-/// the dev questions the ranking told them apart every time. Values
+/// the dev questions the ranking told them apart every time. A name that
+/// is another with a letter or digit appended (`macaddr` / `macaddr8`:
+/// fresh5 n49 was defended as `macaddr8` under version 6) is an
+/// alternative too. Values
 /// (`128 kilobytes`) are never alternatives in this sense.
 pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]) -> Option<&'a str> {
     if !matches!(
         classify(query),
-        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
+        QuestionType::Setting
+            | QuestionType::Function
+            | QuestionType::Program
+            | QuestionType::Command
+            | QuestionType::DataType
     ) {
         return None;
     }
@@ -58,7 +65,16 @@ pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]
             let one_apart = mine.len() >= 4
                 && mine.len() == theirs.len()
                 && mine.iter().zip(&theirs).filter(|(a, b)| a != b).count() == 1;
-            within || one_apart
+            // One name is the other with a letter or digit appended
+            // (`macaddr`, `macaddr8`). A separate part appended
+            // (`TimeZone`, `timezone_abbreviations`; `COPY`, `COPY FROM`)
+            // makes another name, as the dev questions showed.
+            let (a, b) = (chosen.to_lowercase(), c.to_lowercase());
+            let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+            let extended = short.len() >= 4
+                && long.starts_with(short.as_str())
+                && long[short.len()..].starts_with(|ch: char| ch.is_ascii_alphanumeric());
+            within || one_apart || extended
         })
         .map(String::as_str)
 }
