@@ -134,3 +134,80 @@ async fn a_result_that_never_settles_is_decided_without_its_output() {
     h.wait_all(&[job], Duration::from_secs(30)).await;
     h.finish().await;
 }
+
+/// Publishes raw bytes on the results subject.
+async fn publish_raw(h: &Harness, body: Vec<u8>) {
+    let js = async_nats::jetstream::new(h.nats.clone());
+    js.publish(format!("{}.results", h.prefix), body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn hostile_messages_are_set_aside_and_decide_nothing() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    // No workers yet: every result below is forged.
+    let mine = h.submit_answer(ANN, "low").await;
+    let other = h.submit_answer(ANN, "low").await;
+    let (attempt, step) = h.published_attempt(mine, "small").await;
+    let (other_attempt, other_step) = h.published_attempt(other, "small").await;
+    let valid = serde_json::to_vec(&answered_result(mine, step, attempt, Tier::Small, "#### 7")).unwrap();
+    // Unreadable: truncated JSON, a wrong version, an oversized body, garbage.
+    publish_raw(&h, valid[..valid.len() / 2].to_vec()).await;
+    let mut v: serde_json::Value = serde_json::from_slice(&valid).unwrap();
+    v["version"] = 7.into();
+    publish_raw(&h, v.to_string().into_bytes()).await;
+    publish_raw(&h, vec![b'['; 900 * 1024]).await;
+    publish_raw(&h, vec![0xff, 0xfe, 0x00, 0x01]).await;
+    // Readable but not an answer to decide: an attempt that does not
+    // exist, and one job's attempt answered in the name of another job.
+    let ghost = Uuid::now_v7();
+    publish(&h, &answered_result(mine, step, ghost, Tier::Small, "#### 7")).await;
+    publish(&h, &answered_result(other, other_step, attempt, Tier::Small, "#### 7")).await;
+    publish(&h, &answered_result(mine, step, other_attempt, Tier::Medium, "#### 7")).await;
+    let pool = h.pool.clone();
+    let reasons: Vec<(String, Option<Uuid>)> = eventually(Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, Option<Uuid>)> =
+                sqlx::query_as("SELECT reason, attempt_id FROM dead_letters ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .ok()?;
+            (rows.len() >= 7).then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    let unreadable = reasons.iter().filter(|(_, a)| a.is_none()).count();
+    assert_eq!(unreadable, 4, "{reasons:?}");
+    let with = |id: Uuid| reasons.iter().find(|(_, a)| *a == Some(id)).map(|(r, _)| r.as_str());
+    assert!(with(ghost).is_some_and(|r| r.contains("does not exist")), "{reasons:?}");
+    assert!(
+        with(attempt).is_some_and(|r| r.contains("not its attempt's")),
+        "{reasons:?}"
+    );
+    assert!(
+        with(other_attempt).is_some_and(|r| r.contains("not its attempt's")),
+        "{reasons:?}"
+    );
+    // Nothing was decided: both attempts are still out, with no route event after dispatch.
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'dispatched' AND id = ANY($1)")
+        .bind(vec![attempt, other_attempt])
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(open, 2);
+    let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM route_events WHERE event NOT IN ('start', 'dispatch')")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(decided, 0);
+    // The orchestrator is still deciding: the real worker answers both.
+    h.worker("small");
+    h.wait_all(&[mine, other], Duration::from_secs(30)).await;
+    h.finish().await;
+}

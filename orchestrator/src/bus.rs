@@ -59,6 +59,7 @@ impl Bus {
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: cfg.duplicate_window,
+                num_replicas: cfg.replicas,
                 ..Default::default()
             };
             match self.js.get_stream(&name).await {

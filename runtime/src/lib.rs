@@ -65,7 +65,7 @@ pub async fn connect_nats(cfg: &NatsConfig) -> Result<async_nats::Client, async_
     if let Some(ca) = &cfg.ca_file {
         opts = opts.add_root_certificates(ca.clone());
     }
-    opts.connect(&cfg.url).await
+    opts.connect(cfg.urls().as_slice()).await
 }
 
 /// Keeps the OTLP exporter alive; dropping it flushes and shuts it down.

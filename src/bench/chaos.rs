@@ -1,7 +1,9 @@
 //! `upshift bench chaos`: the fault run. Jobs flow through orchestrator
 //! replicas and worker pools (replay provider with simulated latency) while
 //! random processes are killed with SIGKILL and restarted, NATS restarts once
-//! and Postgres once. Afterwards it checks, from Postgres and JetStream:
+//! and Postgres once. With `--cluster` it runs on a 3-node JetStream cluster
+//! of its own (streams with 3 replicas) and kills -9 one NATS node at a time,
+//! several times, instead of restarting the single server. Afterwards it checks, from Postgres and JetStream:
 //! every job terminal; every finished step decided exactly once; no attempt
 //! dispatched or decided twice; every call's cost counted once; and it prints
 //! the redeliveries seen. Any violation makes it exit non-zero.
@@ -9,6 +11,7 @@
 //! Loopback only, bounded in jobs and time; it uses its own database and
 //! subject prefix, removed after a clean run.
 
+use super::cluster::NatsCluster;
 use super::isolated_config;
 use crate::client::Client;
 use crate::fleet::Fleet;
@@ -53,13 +56,17 @@ pub struct ChaosArgs {
     /// Seed of the random kill schedule.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run on a 3-node NATS JetStream cluster started for the run (streams
+    /// with 3 replicas) and kill -9 one of its nodes this many times.
+    #[arg(long, value_name = "NODE_KILLS")]
+    cluster: Option<usize>,
 }
 
 /// What happened during the run.
 #[derive(Default)]
 struct Log {
     kills: Vec<String>,
-    nats_restart: Option<String>,
+    nats_restarts: Vec<String>,
     pg_restart: Option<String>,
 }
 
@@ -70,7 +77,21 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     fastrand::seed(seed);
     let dir = std::env::temp_dir().join(format!("upshift-chaos-{run_id}"));
     std::fs::create_dir_all(&dir)?;
+    let cluster = match args.cluster {
+        Some(_) => {
+            super::cluster::check_installed()?;
+            let c = NatsCluster::start(&dir, &format!("chaos{run_id}")).await?;
+            println!("NATS cluster: {}", c.url());
+            Some(c)
+        }
+        None => None,
+    };
+    let mut nats = cfg.nats.clone();
+    if let Some(c) = &cluster {
+        (nats.url, nats.replicas) = (c.url(), 3);
+    }
     let (config, db_url) = isolated_config(cfg, &format!("chaos{run_id}"), args.latency_ms, &dir, |c| {
+        (c.nats.url, c.nats.replicas) = (nats.url.clone(), nats.replicas);
         c.nats.ack_wait = Duration::from_secs(10);
         c.worker.progress_interval = Duration::from_secs(3);
         c.orchestrator.attempt_deadline = Duration::from_secs(60);
@@ -101,7 +122,7 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     let span = Duration::from_millis(900 * args.kills as u64 + 6000);
     let pace = span / args.jobs.max(1) as u32;
     let submitter = tokio::spawn(submit_all(fleet.clone(), items, args.jobs, pace));
-    let log = chaos(fleet.clone(), &args).await?;
+    let log = chaos(fleet.clone(), &args, cluster.as_ref()).await?;
     let (acked, submit_retries) = submitter.await??;
     fleet.lock().await.revive().await?;
 
@@ -122,8 +143,11 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let wall = started.elapsed();
-    let redeliveries = redeliveries(cfg, &run_id).await;
+    let redeliveries = redeliveries(&nats, &run_id).await;
     fleet.lock().await.stop().await;
+    if let Some(c) = &cluster {
+        c.stop().await;
+    }
     let violations = report(&pool, &acked, submit_retries, &log, redeliveries, wall).await?;
     if violations > 0 {
         bail!(
@@ -169,9 +193,13 @@ async fn submit_all(
     Ok((acked, retries))
 }
 
-/// The kill schedule, with one NATS and one Postgres restart in it.
-async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs) -> anyhow::Result<Log> {
+/// The kill schedule, with one NATS restart (on a cluster: `--cluster`
+/// kills of one node each, spread over the run) and one Postgres restart.
+async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs, cluster: Option<&NatsCluster>) -> anyhow::Result<Log> {
     let mut log = Log::default();
+    let node_kills = args.cluster.unwrap_or(0);
+    // The kill indexes after which a NATS node dies: spread evenly.
+    let node_kill_at: Vec<usize> = (1..=node_kills).map(|j| j * args.kills / (node_kills + 1)).collect();
     for k in 0..args.kills {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1500))).await;
         let (i, name) = {
@@ -185,8 +213,15 @@ async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs) -> anyhow::Result<Log
         fleet.lock().await.start(i).await?;
         log.kills
             .push(format!("{name} (down {:.1}s)", t.elapsed().as_secs_f64()));
-        if !args.no_service_restarts && k == args.kills / 3 {
-            log.nats_restart = Some(restart_service(&fleet, NATS_STOP, NATS_START, 4222).await?);
+        if let Some(c) = cluster {
+            for _ in node_kill_at.iter().filter(|at| **at == k) {
+                let n = &c.nodes()[fastrand::usize(..c.nodes().len())];
+                let what = restart_service(&fleet, &n.kill_cmd(), &n.start_cmd(), n.port).await?;
+                log.nats_restarts.push(format!("kill -9 of the node on {what}"));
+            }
+        } else if !args.no_service_restarts && k == args.kills / 3 {
+            log.nats_restarts
+                .push(restart_service(&fleet, NATS_STOP, NATS_START, 4222).await?);
         }
         if !args.no_service_restarts && k == (2 * args.kills) / 3 {
             log.pg_restart = Some(restart_service(&fleet, PG_STOP, PG_START, 5432).await?);
@@ -244,8 +279,8 @@ async fn any_not_ready(fleet: &Arc<Mutex<Fleet>>) -> bool {
 }
 
 /// Deliveries beyond the first, from the JetStream consumers' counters.
-async fn redeliveries(cfg: &Config, run_id: &str) -> Option<(u64, u64)> {
-    let client = upshift_runtime::connect_nats(&cfg.nats).await.ok()?;
+async fn redeliveries(nats: &upshift_shared::config::NatsConfig, run_id: &str) -> Option<(u64, u64)> {
+    let client = upshift_runtime::connect_nats(nats).await.ok()?;
     let js = async_nats::jetstream::new(client);
     let subjects = upshift_shared::subjects::Subjects::new(format!("chaos{run_id}"));
     let mut tasks_stream = js.get_stream(subjects.tasks_stream()).await.ok()?;
@@ -353,10 +388,12 @@ async fn report(
         log.kills.len(),
         log.kills.join(", ")
     );
-    println!(
-        "nats restart              {}",
-        log.nats_restart.as_deref().unwrap_or("skipped")
-    );
+    if log.nats_restarts.is_empty() {
+        println!("nats restart              skipped");
+    }
+    for r in &log.nats_restarts {
+        println!("nats restart              {r}");
+    }
     println!(
         "postgres restart          {}",
         log.pg_restart.as_deref().unwrap_or("skipped")

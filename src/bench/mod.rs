@@ -1,6 +1,7 @@
 //! `upshift bench …`: runs that print figures (no timed tests).
 
 pub mod chaos;
+pub mod cluster;
 pub mod embed;
 pub mod engine;
 pub mod models;

@@ -169,10 +169,20 @@ pub(crate) struct Open<'a> {
 fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
     let (attempt, evidence) = (item.attempt, &item.evidence);
     let Some(a) = unit.attempt(attempt) else {
-        tracing::warn!(%attempt, "result for an unknown attempt; ignored");
+        if let Evidence::Result(m) = evidence {
+            set_aside(unit, m, "a result for an attempt that does not exist");
+        }
         return None;
     };
     let (job_id, step_id, tier): (Uuid, Uuid, Tier) = (a.job_id, a.step_id, parse_stored(&a.tier));
+    if let Evidence::Result(m) = evidence
+        && (m.job_id, m.step_id, m.tier) != (job_id, step_id, tier)
+    {
+        // Decided only as what the attempt is: a result naming another job,
+        // step or tier is not this attempt's answer.
+        set_aside(unit, m, "a result whose job, step or tier is not its attempt's");
+        return None;
+    }
     let late = match (evidence, a.status) {
         (_, AttemptStatus::Dispatched) => false,
         (Evidence::Result(_), AttemptStatus::TimedOut) if !a.has_result => true,
@@ -201,6 +211,13 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         return None;
     }
     Some(open)
+}
+
+/// Keeps result `m` in `dead_letters` with `why` instead of deciding it.
+fn set_aside(unit: &mut Unit, m: &ResultMessage, why: &str) {
+    tracing::warn!(attempt = %m.attempt_id, job = %m.job_id, "{why}; set aside");
+    let payload = serde_json::to_string(m).unwrap_or_default();
+    unit.set_aside(m.attempt_id, why.to_string(), payload);
 }
 
 /// The answer text of `evidence` ("" without one).

@@ -117,8 +117,15 @@ impl Default for LimitsConfig {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Server URL.
+    /// Server URL, or the URLs of a cluster's servers separated by commas
+    /// (the client fails over between them, and learns the rest of the
+    /// cluster from the server it reaches).
     pub url: String,
+    /// Replicas of each JetStream stream (and so of its consumers): 1 on a
+    /// single server, 3 on a 3-node cluster, where a stream then survives
+    /// the loss of one node.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
     /// Subject prefix (see [`Subjects`]).
     pub prefix: String,
     /// JetStream duplicate window (`duplicate_window_secs`).
@@ -150,7 +157,8 @@ impl fmt::Debug for NatsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("NatsConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.urls().into_iter().map(redact_url).collect::<Vec<_>>())
+            .field("replicas", &self.replicas)
             .field("prefix", &self.prefix)
             .field("user", &self.user)
             .field("password", &hidden(&self.password))
@@ -161,7 +169,16 @@ impl fmt::Debug for NatsConfig {
     }
 }
 
+fn default_replicas() -> usize {
+    1
+}
+
 impl NatsConfig {
+    /// The server URLs: `url` split at commas.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
     /// The subject names for this prefix.
     pub fn subjects(&self) -> Subjects {
         Subjects::new(&self.prefix)

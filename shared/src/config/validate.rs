@@ -33,6 +33,15 @@ impl Config {
                 return Err(bad(key, "must be greater than 0"));
             }
         }
+        if self.nats.urls().is_empty() {
+            return Err(bad(
+                "nats.url",
+                "give a server URL (several, for a cluster, separated by commas)",
+            ));
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            return Err(bad("nats.replicas", "must be 1 to 5 (JetStream's limit)"));
+        }
         if self.nats.user.is_some() != self.nats.password.is_some() {
             return Err(bad("nats.user / nats.password", "give both or neither"));
         }

@@ -189,6 +189,20 @@ pub(crate) async fn flush_all(tx: &mut PgConnection, cfg: &Config, units: &[&Uni
         .execute(&mut *tx)
         .await?;
     }
+    let set_aside: Vec<_> = units.iter().flat_map(|u| &u.set_aside).collect();
+    if !set_aside.is_empty() {
+        // Once per attempt, however often its message is redelivered.
+        sqlx::query(
+            "INSERT INTO dead_letters (source, subject, reason, attempt_id, payload)
+             SELECT 'orchestrator', $2, r.reason, r.attempt_id, r.payload
+             FROM jsonb_to_recordset($1::jsonb) AS r(attempt_id uuid, reason text, payload text)
+             WHERE NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.attempt_id = r.attempt_id AND d.source = 'orchestrator')",
+        )
+        .bind(serde_json::to_string(&set_aside).expect("rows serialise"))
+        .bind(cfg.nats.subjects().results())
+        .execute(&mut *tx)
+        .await?;
+    }
     let jobs: Vec<JobChange<'_>> = units
         .iter()
         .flat_map(|u| u.jobs.values())

@@ -23,7 +23,7 @@ pub(crate) use flush::flush_all;
 
 use super::{Outgoing, TaskSource, reason_texts};
 pub(crate) use rows::{AttemptRow, AttemptUpdate, JobRow, NewJob, StepRow};
-use rows::{EventRow, NewAttempt};
+use rows::{EventRow, NewAttempt, SetAsideRow};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use upshift_shared::{JobStatus, ReasonCode, StepState, Tier};
@@ -73,6 +73,7 @@ pub(crate) struct Unit {
     new_attempts: Vec<NewAttempt>,
     attempt_updates: Vec<AttemptUpdate>,
     events: Vec<EventRow>,
+    set_aside: Vec<SetAsideRow>,
     /// Task messages of the new attempts, to publish after commit.
     pub outgoing: Vec<Outgoing>,
 }
@@ -218,6 +219,16 @@ impl Unit {
     /// The steps of job `id`, in order.
     pub fn steps_of(&self, job: Uuid) -> impl Iterator<Item = &StepRow> {
         self.steps.iter().filter(move |s| s.job_id == job)
+    }
+
+    /// Records a result about `attempt` that cannot be decided, with why,
+    /// in `dead_letters` (once per attempt), written with the unit.
+    pub fn set_aside(&mut self, attempt: Uuid, reason: String, payload: String) {
+        self.set_aside.push(SetAsideRow {
+            attempt_id: attempt,
+            reason,
+            payload: upshift_shared::messages::without_nul(&payload),
+        });
     }
 
     /// Appends a route event.

@@ -159,6 +159,15 @@ pub(super) struct EventRow {
     pub(super) detail: serde_json::Value,
 }
 
+/// A message set aside while deciding (it names an attempt that does not
+/// exist, or does not match the attempt it names).
+#[derive(Serialize)]
+pub(super) struct SetAsideRow {
+    pub(super) attempt_id: Uuid,
+    pub(super) reason: String,
+    pub(super) payload: String,
+}
+
 /// A new job's row.
 #[derive(Serialize)]
 pub(crate) struct NewJob {
