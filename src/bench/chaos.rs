@@ -383,6 +383,14 @@ async fn report(
             .join(" ")
     );
     println!("attempts                  {attempts} ({timeouts} timed out, {dead} dead letters)");
+    let reasons: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT source, left(reason, 60), count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (source, reason, n) in reasons {
+        println!("  dead letters            {n} from {source}: {reason}");
+    }
     println!(
         "kills                     {}: {}",
         log.kills.len(),

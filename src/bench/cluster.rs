@@ -69,9 +69,11 @@ impl NatsCluster {
                 &conf,
                 format!(
                     "server_name: {name}-{i}\nlisten: 127.0.0.1:{}\n\
+                     log_file: \"{}\"\n\
                      jetstream {{ store_dir: \"{}\", max_memory_store: 256MB, max_file_store: 2GB }}\n\
                      cluster {{ name: {name}, listen: 127.0.0.1:{}, routes: [{}] }}\n",
                     clients[i],
+                    dir.join(format!("nats-{i}.log")).display(),
                     store.display(),
                     routes[i],
                     route_urls.join(", ")
@@ -87,7 +89,10 @@ impl NatsCluster {
         for n in &cluster.nodes {
             sh(&n.start_cmd()).await?;
         }
-        cluster.wait_for_jetstream(Duration::from_secs(60)).await?;
+        if let Err(e) = cluster.wait_for_jetstream(Duration::from_secs(60)).await {
+            cluster.stop().await;
+            return Err(e);
+        }
         Ok(cluster)
     }
 
@@ -114,15 +119,31 @@ impl NatsCluster {
             .iter()
             .map(|n| format!("nats://127.0.0.1:{}", n.port))
             .collect();
+        let mut last = String::new();
         loop {
-            if let Ok(client) = async_nats::connect(urls.as_slice()).await {
-                let js = async_nats::jetstream::new(client);
-                if js.query_account().await.is_ok() {
-                    return Ok(());
+            // A stream on all three nodes can be created once the cluster
+            // has a meta leader and every node has joined.
+            match async_nats::connect(urls.as_slice()).await {
+                Ok(client) => {
+                    let js = async_nats::jetstream::new(client);
+                    let probe = async_nats::jetstream::stream::Config {
+                        name: "UPSHIFT_PROBE".into(),
+                        subjects: vec!["upshift.probe".into()],
+                        num_replicas: 3,
+                        ..Default::default()
+                    };
+                    match js.create_stream(probe).await {
+                        Ok(_) => {
+                            let _ = js.delete_stream("UPSHIFT_PROBE").await;
+                            return Ok(());
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
                 }
+                Err(e) => last = e.to_string(),
             }
             if Instant::now() > until {
-                bail!("the NATS cluster had no JetStream leader within {within:?}");
+                bail!("the NATS cluster had no JetStream leader within {within:?}: {last}");
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
