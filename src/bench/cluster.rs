@@ -119,11 +119,10 @@ impl NatsCluster {
             .iter()
             .map(|n| format!("nats://127.0.0.1:{}", n.port))
             .collect();
-        let mut last = String::new();
         loop {
             // A stream on all three nodes can be created once the cluster
             // has a meta leader and every node has joined.
-            match async_nats::connect(urls.as_slice()).await {
+            let last = match async_nats::connect(urls.as_slice()).await {
                 Ok(client) => {
                     let js = async_nats::jetstream::new(client);
                     let probe = async_nats::jetstream::stream::Config {
@@ -137,11 +136,11 @@ impl NatsCluster {
                             let _ = js.delete_stream("UPSHIFT_PROBE").await;
                             return Ok(());
                         }
-                        Err(e) => last = e.to_string(),
+                        Err(e) => e.to_string(),
                     }
                 }
-                Err(e) => last = e.to_string(),
-            }
+                Err(e) => e.to_string(),
+            };
             if Instant::now() > until {
                 bail!("the NATS cluster had no JetStream leader within {within:?}: {last}");
             }
