@@ -308,9 +308,10 @@ pub struct SpanFloors {
 /// lines give them (`` `work_mem` (`integer`) ``).
 const SETTING_TYPES: [&str; 5] = ["integer", "boolean", "string", "enum", "floating point"];
 
-/// Whether `text` defines `name` as a configuration parameter: a definition
-/// line `` `name` (`type`) `` with one of [`SETTING_TYPES`]. A connection
-/// parameter of libpq (`sslrootcert`) or a command's argument
+/// Whether `text` presents `name` as a setting: a definition line
+/// `` `name` (`type`) `` with one of [`SETTING_TYPES`] (PostgreSQL's
+/// reference pages), or prose calling it one (`the max_widgets setting`).
+/// A connection parameter of libpq (`sslrootcert`) or a command's argument
 /// (`tablespace_name`) is named in code too, but is not a setting (fresh5
 /// n17 and n21 were defended so under version 6).
 pub fn defines_setting(text: &str, name: &str) -> bool {
@@ -319,6 +320,9 @@ pub fn defines_setting(text: &str, name: &str) -> bool {
     SETTING_TYPES
         .iter()
         .any(|t| text.contains(&format!("`{name}` (`{t}`)")))
+        || [format!("{name} setting"), format!("{name}` setting")]
+            .iter()
+            .any(|p| text.contains(p.as_str()))
 }
 
 /// Whether a sentence of `passage` that holds `span` states a default
