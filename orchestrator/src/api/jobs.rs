@@ -78,8 +78,9 @@ pub struct Ready {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only jobs in this state: `running`, `succeeded`, `unresolved` or `failed`.
-    #[param(pattern = "^(running|succeeded|unresolved|failed)$")]
+    /// Only jobs in this state. Read as text so that a wrong one is a 422
+    /// naming the field; the document lists [`JobStatus`]'s values.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// At most this many (1–1000, default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -206,7 +207,8 @@ pub async fn list(
     let Query(q) = q?;
     let status: Option<JobStatus> = match q.status.as_deref().map(str::parse) {
         Some(Err(_)) => {
-            return Err(Error::invalid("status", "must be running, succeeded, unresolved or failed").into());
+            let all: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(Error::invalid("status", format!("must be one of {}", all.join(", "))).into());
         }
         Some(Ok(s)) => Some(s),
         None => None,
