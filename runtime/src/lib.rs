@@ -18,14 +18,17 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::E
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C (a signal handler that cannot be
-/// installed resolves at once: the process would not be stoppable).
+/// Resolves on SIGTERM or Ctrl-C (on Ctrl-C only, said once, when the
+/// SIGTERM handler cannot be installed).
 pub async fn shutdown_signal() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
         }
-        Err(e) => eprintln!("error: installing a SIGTERM handler: {e}"),
+        Err(e) => {
+            eprintln!("error: installing a SIGTERM handler: {e}; only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 //! Loopback only, bounded in jobs and time; it uses its own database and
 //! subject prefix, removed after a clean run.
 
-use super::cluster::NatsCluster;
+use super::cluster::{NatsCluster, sh};
 use super::isolated_config;
 use crate::client::Client;
 use crate::fleet::Fleet;
@@ -232,15 +232,14 @@ async fn chaos(fleet: Arc<Mutex<Fleet>>, args: &ChaosArgs, cluster: Option<&Nats
 
 /// Stops (`stop`), starts (`start`) a service and reports what `/readyz` said meanwhile.
 async fn restart_service(fleet: &Arc<Mutex<Fleet>>, stop: &str, start: &str, port: u16) -> anyhow::Result<String> {
-    let sh = |c: &str| tokio::process::Command::new("sh").arg("-c").arg(c).status();
-    anyhow::ensure!(sh(stop).await?.success(), "`{stop}` failed");
+    sh(stop).await?;
     // While it is down (or restarting), ask the orchestrators whether they are ready.
     let mut not_ready = false;
     for _ in 0..10 {
         not_ready |= any_not_ready(fleet).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::ensure!(sh(start).await?.success(), "`{start}` failed");
+    sh(start).await?;
     let t = Instant::now();
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {

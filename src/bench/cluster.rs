@@ -47,7 +47,8 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn sh(cmd: &str) -> anyhow::Result<()> {
+/// Runs `cmd` with `sh -c`; an error unless it exits 0.
+pub async fn sh(cmd: &str) -> anyhow::Result<()> {
     let status = tokio::process::Command::new("sh").arg("-c").arg(cmd).status().await?;
     anyhow::ensure!(status.success(), "`{cmd}` failed");
     Ok(())

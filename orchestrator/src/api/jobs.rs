@@ -205,14 +205,15 @@ pub async fn list(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
-    let status: Option<JobStatus> = match q.status.as_deref().map(str::parse) {
-        Some(Err(_)) => {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|_| {
             let all: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(Error::invalid("status", format!("must be one of {}", all.join(", "))).into());
-        }
-        Some(Ok(s)) => Some(s),
-        None => None,
-    };
+            Error::invalid("status", format!("must be one of {}", all.join(", ")))
+        })?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());

@@ -174,7 +174,7 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         }
         return None;
     };
-    let (job_id, step_id, tier): (Uuid, Uuid, Tier) = (a.job_id, a.step_id, parse_stored(&a.tier));
+    let (job_id, step_id, tier) = (a.job_id, a.step_id, a.tier);
     if let Evidence::Result(m) = evidence
         && (m.job_id, m.step_id, m.tier) != (job_id, step_id, tier)
     {

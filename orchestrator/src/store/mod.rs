@@ -33,9 +33,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 use unit::Unit;
-use upshift_shared::ReasonCode;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
+use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
 
 /// A connection (or an open transaction) that store functions run their
@@ -78,7 +78,8 @@ pub(crate) struct TaskSource {
     pub(crate) attempt_id: Uuid,
     pub(crate) job_id: Uuid,
     pub(crate) step_id: Uuid,
-    pub(crate) tier: String,
+    #[sqlx(try_from = "String")]
+    pub(crate) tier: Tier,
     pub(crate) task_type: String,
     pub(crate) input: String,
     pub(crate) output_schema: Option<serde_json::Value>,
@@ -96,7 +97,7 @@ impl TaskSource {
             attempt_id: self.attempt_id,
             job_id: self.job_id,
             step_id: self.step_id,
-            tier: parse_stored(&self.tier),
+            tier: self.tier,
             task: parse_stored(&self.task_type),
             input: self.input,
             context: context

@@ -185,7 +185,7 @@ impl Unit {
         if let (Some(tin), Some(tout), Some(&i)) = (u.tokens_in, u.tokens_out, self.step_at.get(&step_id)) {
             let s = &mut self.steps[i];
             if s.first_in.is_none() {
-                let tier = self.attempts.get(&u.id).map(|a| a.tier.clone());
+                let tier = self.attempts.get(&u.id).map(|a| a.tier.as_str().to_string());
                 (s.first_in, s.first_out, s.first_tier) = (Some(tin), Some(tout), tier);
             }
         }
@@ -279,7 +279,7 @@ impl Unit {
             attempt_id: attempt,
             job_id: step.job_id,
             step_id,
-            tier: tier.as_str().to_string(),
+            tier,
             task_type: step.task_type.clone(),
             input: step.input.clone(),
             output_schema: step.output_schema.clone(),

@@ -1,7 +1,7 @@
 //! The rows a unit loads, creates and writes.
 
 use serde::Serialize;
-use upshift_shared::{AttemptStatus, AttemptVerdict, JobStatus, StepState};
+use upshift_shared::{AttemptStatus, AttemptVerdict, JobStatus, StepState, Tier};
 use uuid::Uuid;
 
 /// A job as the router needs it.
@@ -72,7 +72,8 @@ pub(crate) struct AttemptRow {
     pub step_id: Uuid,
     #[sqlx(try_from = "String")]
     pub status: AttemptStatus,
-    pub tier: String,
+    #[sqlx(try_from = "String")]
+    pub tier: Tier,
     pub has_result: bool,
     pub overdue: bool,
 }
