@@ -56,6 +56,10 @@ pub struct RagConfig {
     /// first) is accepted without a model when its sentence is at least
     /// this similar to the question; below it, a model must agree. 1 = never.
     pub zero_min_relevance: f32,
+    /// Tier zero's answer is not defended when a rival candidate's sentence
+    /// scores within this much of its own and holds more of the question's
+    /// words: the two signals disagree on which one the question describes.
+    pub rival_window: f32,
     /// The sentence-embedding model: a directory under the model directory
     /// holding `model.safetensors`, `config.json` and `tokenizer.json`.
     /// Empty: no embeddings (full-text retrieval only).
@@ -84,6 +88,7 @@ impl RagConfig {
             ("rag.min_similarity", self.min_similarity),
             ("rag.min_relevance", self.min_relevance),
             ("rag.zero_min_relevance", self.zero_min_relevance),
+            ("rag.rival_window", self.rival_window),
             ("rag.min_lexical_score", self.min_lexical_score),
         ] {
             if !(0.0..=1.0).contains(&v) {

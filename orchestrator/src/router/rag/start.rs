@@ -8,14 +8,14 @@
 //! starts one tier below the model that decided the answer, on the lowest
 //! tier whose critic is trusted (and does not run when none is).
 
-use super::{RagJob, answerer, below, span_floors};
+use super::{RagJob, answerer, below, zero_floors};
 use crate::rag::{CRITIQUE, EXTRACT, SYNTHESISE};
 use crate::store::parse_stored;
 use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
-use upshift_shared::verify::rag::extractive::{candidates, close_alternative, compose, locate, margin};
-use upshift_shared::verify::rag::{Retrieval, ambiguity, check_span};
+use upshift_shared::verify::rag::extractive::{compose, tier_zero};
+use upshift_shared::verify::rag::{Retrieval, ambiguity};
 use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
@@ -79,53 +79,23 @@ pub(crate) fn prepare(
     let extractive = cfg.rag.answer == AnswerMode::Extractive;
     match name.as_str() {
         EXTRACT if extractive => {
-            let labels = candidates(&job.query, r);
-            let first = labels.first().cloned().unwrap_or_default();
-            let choices = labels.len();
-            unit.step_mut(step_id).labels = labels;
-            // Tier zero: the evidence's own first choice, defended without a
-            // model when its sentence is close enough to the question.
-            let similarity = locate(&first, r).and_then(|e| e.similarity);
-            let checked = check_span(&first, r, &job.query, span_floors(cfg));
-            let mut findings = checked.clone();
-            if let Some(alt) = close_alternative(&job.query, &first, &unit.step(step_id).labels) {
-                // Two names a part apart: the ranking of sentences cannot
-                // tell which one the question means; a model must choose.
-                findings.push(Finding::new(
-                    ReasonCode::AmbiguousEvidence,
-                    format!("`{alt}` is also a candidate and names almost the same thing as `{first}`"),
-                ));
-            }
-            if similarity.unwrap_or(0.0) < cfg.rag.zero_min_relevance
-                && !findings.iter().any(|f| f.code == ReasonCode::LowRelevance)
-            {
-                findings.push(Finding::new(
-                    ReasonCode::LowRelevance,
-                    format!(
-                        "its sentence scores {:.2} against the question; without a model it needs {:.2}{}",
-                        similarity.unwrap_or(0.0),
-                        cfg.rag.zero_min_relevance,
-                        if choices < 2 {
-                            ", and with no other candidate a model has nothing to choose"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
-            }
+            let zero = tier_zero(&job.query, r, zero_floors(cfg));
+            let askable = zero.askable();
+            // The verifiers' findings apart from tier zero's own gate: what
+            // its threshold is measured on.
+            let detail = serde_json::json!({
+                "answer": zero.answer, "similarity": zero.similarity, "span_findings": zero.span_findings,
+                "margin": zero.margin, "candidates": zero.candidates.len(),
+            });
+            unit.step_mut(step_id).labels = zero.candidates;
             return RagStart::Zero {
-                output: first.clone(),
-                findings,
+                output: zero.answer,
+                findings: zero.findings,
                 by: "rank",
-                // The verifiers' findings apart from tier zero's own gate:
-                // what its threshold is measured on.
-                detail: serde_json::json!({
-                    "answer": first, "similarity": similarity, "span_findings": checked,
-                    "margin": margin(&job.query, &first, r), "candidates": choices,
-                }),
+                detail,
                 ambiguity: a,
                 parts,
-                askable: choices >= 2,
+                askable,
             };
         }
         SYNTHESISE if extractive => {

@@ -236,6 +236,15 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
             ),
         ));
     }
+    if t == QuestionType::Program && fits(span, t) && !r.passages.iter().any(|p| presents_program(p, span)) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "a program is the subject of its reference page or called a program; no retrieved passage presents `{}` so",
+                clip(span, 40)
+            ),
+        ));
+    }
     if t == QuestionType::Default && !states_default(&ev.passage.text, span) {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
@@ -323,6 +332,32 @@ pub fn defines_setting(text: &str, name: &str) -> bool {
         || [format!("{name} setting"), format!("{name}` setting")]
             .iter()
             .any(|p| text.contains(p.as_str()))
+}
+
+/// Words prose presents a program with (`the pg_dump utility`, "`createuser`
+/// is a wrapper").
+const PROGRAM_WORDS: [&str; 6] = ["program", "utility", "tool", "wrapper", "application", "client"];
+
+/// Whether `passage` presents `name` as a program: its page is the
+/// program's reference page (titled by the name, as `createuser` is), or its
+/// text calls it one (`` `pg_test_fsync` program ``, "`createuser` is a
+/// wrapper"). An argument of a program (`username`, fresh6 p26 under
+/// version 7) is named in code on the same page, but is not one.
+pub fn presents_program(passage: &Passage, name: &str) -> bool {
+    let name = name.trim().to_lowercase();
+    if passage.title.trim().to_lowercase() == name {
+        return true;
+    }
+    let text = passage.text.to_lowercase().replace('`', "");
+    PROGRAM_WORDS.iter().any(|w| {
+        [
+            format!("{name} {w}"),
+            format!("{name} is a {w}"),
+            format!("{name} is the {w}"),
+        ]
+        .iter()
+        .any(|p| text.contains(p.as_str()))
+    })
 }
 
 /// Whether a sentence of `passage` that holds `span` states a default

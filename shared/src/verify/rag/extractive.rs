@@ -14,7 +14,9 @@ use super::spans::{bare_word_number, has_asked_unit, spans};
 use super::text::contains_span;
 
 mod evidence;
-pub use evidence::{Evidence, close_alternative, compose, locate, margin};
+mod zero;
+pub use evidence::{Evidence, close_alternative, compose, locate, margin, rival};
+pub use zero::{ZeroChoice, ZeroFloors, tier_zero};
 
 /// What an extraction answers when it found nothing (a model given free
 /// text, or a recorded answer); never offered as a candidate: measured on

@@ -241,3 +241,133 @@ fn a_setting_must_be_defined_as_one_and_a_default_stated_as_one() {
     let f = check_span("1024 bytes", &r, q, floors);
     assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
 }
+
+#[test]
+fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
+    let floors = SpanFloors {
+        min_relevance: 0.0,
+        min_margin: -1.0,
+    };
+    let mut page = passage(
+        "app-createuser.html#1",
+        0.5,
+        "`createuser` is a wrapper around the SQL command `CREATE ROLE`. Options `createuser` accepts the \
+         following command-line arguments: `username` Specifies the name of the PostgreSQL user to be created.",
+    );
+    page.title = "createuser".into();
+    let r = Retrieval {
+        terms: "x".into(),
+        mode: "lexical".into(),
+        sentences: Vec::new(),
+        passages: vec![page.clone()],
+    };
+    // fresh6 p26, defended as `username` under version 7.
+    let q = "Which utility defines a new PostgreSQL user account from the command line?";
+    let f = check_span("username", &r, q, floors);
+    assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
+    let f = check_span("createuser", &r, q, floors);
+    assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
+    // Prose presents a program too, off its own page.
+    page.title = "Backup".into();
+    assert!(presents_program(&page, "createuser"));
+    let other = passage("x.html#0", 0.1, "Run the `pg_dump` utility nightly.");
+    assert!(presents_program(&other, "pg_dump") && !presents_program(&other, "nightly"));
+}
+
+/// A retrieval whose sentences carry the given similarities.
+fn scored(passages: Vec<Passage>, sentences: &[(&str, &str, f32)]) -> Retrieval {
+    Retrieval {
+        terms: "x".into(),
+        mode: "hybrid".into(),
+        passages,
+        sentences: sentences
+            .iter()
+            .map(|(id, text, similarity)| Sentence {
+                passage_id: (*id).into(),
+                text: (*text).into(),
+                similarity: *similarity,
+            })
+            .collect(),
+    }
+}
+
+fn zero_floors() -> extractive::ZeroFloors {
+    extractive::ZeroFloors {
+        span: SpanFloors {
+            min_relevance: 0.35,
+            min_margin: 0.0,
+        },
+        min_relevance: 0.7,
+        rival_window: 0.05,
+    }
+}
+
+#[test]
+fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
+    // fresh5 n25 as version 7 saw it: the memory setting's sentence scored
+    // 0.79, the one the question describes 0.759, with more of its words.
+    let text = "`autovacuum_work_mem` (`integer`)\nSpecifies the maximum amount of memory to be used by each \
+                autovacuum worker process.\n`autovacuum_max_workers` (`integer`)\nSpecifies the maximum number \
+                of autovacuum processes that may be running at any one time.";
+    let p = || vec![passage("runtime-config-autovacuum.html#1", 0.5, text)];
+    let q = "Which setting sets the maximum number of simultaneously running autovacuum worker processes?";
+    let memory = "Specifies the maximum amount of memory to be used by each autovacuum worker process.";
+    let number = "Specifies the maximum number of autovacuum processes that may be running at any one time.";
+    let near = scored(
+        p(),
+        &[
+            ("runtime-config-autovacuum.html#1", memory, 0.79),
+            ("runtime-config-autovacuum.html#1", number, 0.759),
+        ],
+    );
+    let zero = extractive::tier_zero(q, &near, zero_floors());
+    assert_eq!(zero.answer, "autovacuum_work_mem");
+    assert!(
+        zero.findings
+            .iter()
+            .any(|f| f.code == ReasonCode::AmbiguousEvidence && f.detail.contains("`autovacuum_max_workers`")),
+        "{:?}",
+        zero.findings
+    );
+    // Clearly ahead, the same answer is defended.
+    let clear = scored(
+        p(),
+        &[
+            ("runtime-config-autovacuum.html#1", memory, 0.85),
+            ("runtime-config-autovacuum.html#1", number, 0.70),
+        ],
+    );
+    let zero = extractive::tier_zero(q, &clear, zero_floors());
+    assert!(zero.findings.is_empty(), "{:?}", zero.findings);
+
+    // fresh5 n28: the closest sentence belongs to a name the passage
+    // before holds; the next row's name is not the answer.
+    let row = "Converts a write-ahead log location to the name of the WAL file holding that location.\n|\n\
+               `pg_walfile_name_offset` ( `lsn` `pg_lsn` ) → `record`\nConverts a write-ahead log location to a \
+               WAL file name and byte offset within that file.\n|";
+    let r = scored(
+        vec![passage("functions-admin.html#14", 0.5, row)],
+        &[
+            (
+                "functions-admin.html#14",
+                "Converts a write-ahead log location to the name of the WAL file holding that location. |",
+                0.92,
+            ),
+            (
+                "functions-admin.html#14",
+                "Converts a write-ahead log location to a WAL file name and byte offset within that file. |",
+                0.876,
+            ),
+        ],
+    );
+    let q = "Which function converts a write-ahead log location to the name of the WAL file holding it?";
+    let zero = extractive::tier_zero(q, &r, zero_floors());
+    assert_eq!(zero.answer, "pg_walfile_name_offset");
+    assert!(
+        zero.findings
+            .iter()
+            .any(|f| f.code == ReasonCode::AmbiguousEvidence && f.detail.contains("closer to the question")),
+        "{:?}",
+        zero.findings
+    );
+}

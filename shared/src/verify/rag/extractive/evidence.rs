@@ -131,16 +131,21 @@ pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
 /// `inet` and `cidr`) and the question does not tell them apart. `None`
 /// without similarities, or without a rival.
 pub fn margin(query: &str, span: &str, r: &Retrieval) -> Option<f32> {
+    let sim = locate(span, r)?.similarity?;
+    let (_, rival) = rival(query, span, r)?;
+    Some(sim - rival.similarity?)
+}
+
+/// The candidate other than `span` whose sentence (another than `span`'s)
+/// is most similar to the question, with its evidence.
+pub fn rival<'a>(query: &str, span: &str, r: &'a Retrieval) -> Option<(String, Evidence<'a>)> {
     let chosen = locate(span, r)?;
-    let sim = chosen.similarity?;
-    let rival = candidates(query, r)
-        .iter()
+    candidates(query, r)
+        .into_iter()
         .filter(|c| !c.eq_ignore_ascii_case(span))
-        .filter_map(|c| locate(c, r))
-        .filter(|e| e.sentence != chosen.sentence)
-        .filter_map(|e| e.similarity)
-        .reduce(f32::max)?;
-    Some(sim - rival)
+        .filter_map(|c| locate(&c, r).map(|e| (c, e)))
+        .filter(|(_, e)| e.sentence != chosen.sentence && e.similarity.is_some())
+        .max_by(|a, b| a.1.similarity.unwrap_or(0.0).total_cmp(&b.1.similarity.unwrap_or(0.0)))
 }
 
 /// The answer composed from a chosen `span`: the span, then the sentence
