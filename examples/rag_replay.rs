@@ -10,8 +10,11 @@
 //! cargo run --example rag_replay -- eval/pg15-rag.jsonl jobs.jsonl retrievals.jsonl
 //! ```
 //!
-//! Prints each defended answer (right or wrong) and, per split, how many
-//! tier zero defends and how many of those are wrong.
+//! Prints each defended answer (right or wrong) with what the evidence
+//! rules weigh (how far the closest sentence is ahead of the answer's, how
+//! many of the question's words its sentence holds, the best rival), each
+//! right answer held back with its findings, and per split how many tier
+//! zero defends and how many of those are wrong.
 
 use std::collections::{BTreeMap, HashMap};
 use upshift_shared::config::Config;
@@ -111,6 +114,7 @@ fn main() {
     }
 }
 
+/// Prints what the evidence rules weigh for `answer`.
 fn diagnose(question: &str, answer: &str, r: &Retrieval) {
     use upshift_shared::verify::rag::extractive::{locate, rival};
     use upshift_shared::verify::rag::text::content_words;

@@ -54,6 +54,7 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
     files.sort();
     let total = files.len();
     let started = std::time::Instant::now();
+    let mut progress = Progress::new();
     let mut tally = Tally::default();
     let (mut batch, mut batch_bytes) = (Vec::new(), 0);
     let path = format!("/v1/collections/{}/documents", args.collection);
@@ -79,15 +80,15 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
             )
             .await?;
             batch_bytes = 0;
-            eprint!(
-                "\r  ingested {}/{total} documents, {} passages",
+            progress.show(&format!(
+                "ingested {}/{total} documents, {} passages",
                 tally.documents, tally.passages
-            );
+            ));
         }
     }
     let (docs, passages, skipped) = (tally.documents, tally.passages, tally.skipped);
     let secs = started.elapsed().as_secs_f64();
-    eprintln!();
+    progress.end();
     println!(
         "collection {}: {docs} documents, {passages} passages in {secs:.1}s ({:.0} documents/s, {:.0} passages/s){}",
         args.collection,
@@ -111,6 +112,7 @@ pub async fn wait_for_embeddings(client: &Client, collection: &str) -> anyhow::R
     let path = format!("/v1/collections/{collection}");
     let started = std::time::Instant::now();
     let mut first: Option<i64> = None;
+    let mut progress = Progress::new();
     loop {
         let st = client.get(&path, &[]).await?;
         let (passages, embedded) = (
@@ -125,9 +127,7 @@ pub async fn wait_for_embeddings(client: &Client, collection: &str) -> anyhow::R
         let secs = started.elapsed().as_secs_f64();
         let rate = (embedded - base) as f64 / secs.max(1e-3);
         if embedded >= passages {
-            if first != Some(passages) || secs > 1.0 {
-                eprintln!();
-            }
+            progress.end();
             println!("embeddings ({model}): {embedded}/{passages} passages ready");
             return Ok(());
         }
@@ -136,8 +136,48 @@ pub async fn wait_for_embeddings(client: &Client, collection: &str) -> anyhow::R
         } else {
             String::new()
         };
-        eprint!("\r  embedding with {model}: {embedded}/{passages} passages ({rate:.1}/s{left})   ");
+        progress.show(&format!(
+            "embedding with {model}: {embedded}/{passages} passages ({rate:.1}/s{left})"
+        ));
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// Progress on stderr: rewritten in place on a terminal; a line every
+/// [`Progress::EVERY`] into a file or pipe (a log of `\r`s is unreadable).
+struct Progress {
+    tty: bool,
+    last: Option<std::time::Instant>,
+    shown: bool,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, line: &str) {
+        if self.tty {
+            eprint!("\r  {line}   ");
+            self.shown = true;
+        } else if self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            eprintln!("  {line}");
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Ends an in-place line, if one was written.
+    fn end(&mut self) {
+        if std::mem::take(&mut self.shown) {
+            eprintln!();
+        }
     }
 }
 

@@ -51,6 +51,44 @@ pub struct AppState {
     pub(crate) hub: hub::Hub,
     /// Renders `/metrics`.
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Whether keys were ever issued, as last read.
+    issued: Arc<KeysIssued>,
+}
+
+/// Whether API keys were ever issued in Postgres, read at most once per
+/// [`KeysIssued::RECHECK`] while none were: a keyless request would
+/// otherwise cost a query on the decisions' pool. Issued keys are never
+/// deleted (a revoked key keeps its row), so once `true` it stays true and
+/// is never read again; a key issued while the API runs keyless is
+/// enforced within the recheck interval.
+#[derive(Default)]
+struct KeysIssued {
+    /// Known to be true for good.
+    yes: std::sync::atomic::AtomicBool,
+    /// When `false` was last read.
+    checked: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl KeysIssued {
+    const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+    async fn any(&self, store: &PgStore) -> crate::Result<bool> {
+        use std::sync::atomic::Ordering;
+        if self.yes.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let fresh = |at: &Option<std::time::Instant>| at.is_some_and(|t| t.elapsed() < Self::RECHECK);
+        if fresh(&self.checked.lock().expect("keys lock")) {
+            return Ok(false);
+        }
+        let any = store.any_api_keys().await?;
+        if any {
+            self.yes.store(true, Ordering::Relaxed);
+        } else {
+            *self.checked.lock().expect("keys lock") = Some(std::time::Instant::now());
+        }
+        Ok(any)
+    }
 }
 
 impl AppState {
@@ -74,6 +112,7 @@ impl AppState {
             retriever,
             keys: Arc::new(keys),
             metrics,
+            issued: Arc::default(),
         }
     }
 }
@@ -199,7 +238,7 @@ impl FromRequestParts<AppState> for Tenant {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = token else {
-            if state.cfg.api.anonymous || (state.keys.is_empty() && !state.store.any_api_keys().await?) {
+            if state.cfg.api.anonymous || (state.keys.is_empty() && !state.issued.any(&state.store).await?) {
                 return Ok(Tenant("default".into()));
             }
             return Err(Error::Unauthorized.into());
