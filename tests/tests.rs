@@ -39,6 +39,8 @@ mod collections;
 mod rag;
 // `upshift eval rag` over a fixture collection, through the live system.
 mod rag_eval;
+// A retrieval under its floor: unresolved at once, or a trusted rewrite.
+mod rag_floor;
 // Hybrid retrieval: dense and full-text rankings fused.
 mod retrieval;
 // The orchestrator's modules depend one way (no cycles); `shared` has no I/O.
