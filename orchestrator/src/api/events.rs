@@ -7,7 +7,9 @@
 //! and cost, then the stream ends. A stream reads Postgres when the
 //! replica's one poller ([`super::hub`]) says its job has new events (and
 //! every few seconds regardless), which keeps any orchestrator replica able
-//! to serve it and an idle stream free of queries.
+//! to serve it and an idle stream free of queries. The tenant is checked
+//! once, when the stream opens; each read after that is one query for the
+//! events (and, when there are none, one row for the job's status).
 //!
 //! Streams read through a pool of their own (`api.stream_db_connections`),
 //! so decisions never wait for a connection behind them. A tenant holds at most `api.max_streams_per_tenant` streams on one
@@ -116,8 +118,8 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let watch = st.hub.watch(id);
-    let stream = futures::stream::unfold(Some((st, tenant, after, slot, watch)), move |state| async move {
-        let (st, tenant, mut after, slot, watch) = state?;
+    let stream = futures::stream::unfold(Some((st, after, slot, watch)), move |state| async move {
+        let (st, mut after, slot, watch) = state?;
         loop {
             if Instant::now() >= ends {
                 // Past its lifetime: the client resumes with Last-Event-ID.
@@ -128,14 +130,14 @@ pub async fn events(
             let woken = notify.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let mut events = read_since(&st, &tenant, id, after).await;
+            let mut events = read_since(&st, id, after).await;
             let mut finished = None;
             if events.is_empty() {
-                match st.stream_store.job(&tenant, id).await {
+                match st.stream_store.job_end(id).await {
                     // The job's last events commit with its status: read once
                     // more, or those written between the two reads are lost.
                     Ok(job) if job.status.is_finished() => {
-                        events = read_since(&st, &tenant, id, after).await;
+                        events = read_since(&st, id, after).await;
                         finished = Some(job);
                     }
                     _ => {}
@@ -153,7 +155,7 @@ pub async fn events(
                     })
                     .collect();
                 after = events.last().map_or(after, |e| e.id);
-                return Some((futures::stream::iter(out), Some((st, tenant, after, slot, watch))));
+                return Some((futures::stream::iter(out), Some((st, after, slot, watch))));
             }
             match finished {
                 Some(job) => {
@@ -179,13 +181,11 @@ pub async fn events(
     Ok(Sse::new(futures::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
 }
 
-/// The job's route events after `after`; none (logged) when reading fails.
-async fn read_since(st: &AppState, tenant: &str, id: Uuid, after: i64) -> Vec<RouteEvent> {
-    st.stream_store
-        .route_since(tenant, id, after)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
-            Vec::new()
-        })
+/// The job's route events after `after` (its tenant was checked when the
+/// stream opened); none (logged) when reading fails.
+async fn read_since(st: &AppState, id: Uuid, after: i64) -> Vec<RouteEvent> {
+    st.stream_store.route_after(id, after).await.unwrap_or_else(|e| {
+        tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
+        Vec::new()
+    })
 }

@@ -41,6 +41,17 @@ pub struct JobView {
     pub steps: Vec<StepView>,
 }
 
+/// A job's status and what it cost: the `done` event of its stream.
+#[derive(Debug, Serialize)]
+pub struct JobEnd {
+    /// Its status.
+    pub status: JobStatus,
+    /// Spent, every call counted.
+    pub cost_usd: f64,
+    /// What each finished step would have cost once on the strong tier.
+    pub always_strong_cost_usd: f64,
+}
+
 /// A step as the API shows it.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StepView {
@@ -203,6 +214,13 @@ impl PgStore {
         if owned.is_none() {
             return Err(Error::NotFound(format!("job {id}")));
         }
+        self.route_after(id, after).await
+    }
+
+    /// Job `id`'s route events above `after`, for a caller that has already
+    /// checked the job is its tenant's (an open event stream: a job never
+    /// changes tenant, so one check at the start serves every read).
+    pub async fn route_after(&self, id: Uuid, after: i64) -> Result<Vec<RouteEvent>> {
         Ok(sqlx::query_as(
             "SELECT e.id, e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
                     a.model, a.cost_usd, a.latency_ms, a.confidence, e.policy_version, e.detail
@@ -215,6 +233,22 @@ impl PgStore {
         .bind(after)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Job `id`'s status and costs (one row, no steps), for a caller that
+    /// has already checked the job is its tenant's.
+    pub async fn job_end(&self, id: Uuid) -> Result<JobEnd> {
+        let row: Option<(String, f64, f64)> =
+            sqlx::query_as("SELECT status, cost_usd, always_strong_cost_usd FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (status, cost_usd, always_strong_cost_usd) = row.ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        Ok(JobEnd {
+            status: super::parse_stored(&status),
+            cost_usd,
+            always_strong_cost_usd,
+        })
     }
 
     /// The tenant's most recent jobs, optionally by status: (id, status, created).
