@@ -223,3 +223,22 @@ async fn the_api_is_never_open_to_the_network_by_accident() {
     assert_eq!(s, 200, "{v}");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_key_issued_to_a_keyless_stack_is_required_within_a_second() {
+    // Loopback, no key configured or issued: key-less requests are served.
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    let (s, v) = h.get("/v1/jobs", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (ok, out, err) = h.cli(&["keys", "create", "--tenant", "acme"]).await;
+    assert!(ok, "{err}");
+    let (_, key) = key_of(&out);
+    // The API re-reads whether keys exist at most once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (s, v) = h.get("/v1/jobs", None).await;
+    assert_eq!(s, 401, "a key now exists, so a request needs one: {v}");
+    let (s, v) = h.get("/v1/jobs", Some(&key)).await;
+    assert_eq!(s, 200, "{v}");
+    h.finish().await;
+}
