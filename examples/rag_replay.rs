@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use upshift_shared::config::Config;
 use upshift_shared::verify::rag::extractive::{ZeroFloors, tier_zero};
 use upshift_shared::verify::rag::text::contains_span;
-use upshift_shared::verify::rag::{Retrieval, SpanFloors, check_retrieval};
+use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, check_retrieval};
 
 fn lines(path: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -38,15 +38,7 @@ fn main() {
         std::process::exit(2);
     };
     let cfg = Config::load(None).expect("the embedded defaults load");
-    let floors = SpanFloors {
-        min_relevance: cfg.rag.min_relevance,
-        min_margin: cfg.rag.min_margin,
-    };
-    let floor = upshift_shared::verify::rag::RetrievalFloor {
-        min_passages: cfg.rag.min_passages as usize,
-        min_score: cfg.rag.min_lexical_score,
-        min_similarity: cfg.rag.min_similarity,
-    };
+    let (floor, zero_floors) = (RetrievalFloor::from(&cfg.rag), ZeroFloors::from(&cfg.rag));
     let retrieval: HashMap<String, Retrieval> = lines(retrievals)
         .into_iter()
         .filter_map(|v| {
@@ -79,15 +71,7 @@ fn main() {
         if check_retrieval(r, floor).is_some() {
             continue;
         }
-        let zero = tier_zero(
-            question,
-            r,
-            ZeroFloors {
-                span: floors,
-                min_relevance: cfg.rag.zero_min_relevance,
-                rival_window: cfg.rag.rival_window,
-            },
-        );
+        let zero = tier_zero(question, r, zero_floors);
         let right = answers.iter().any(|a| contains_span(&zero.answer, a));
         if zero.findings.is_empty() {
             entry.1 += 1;

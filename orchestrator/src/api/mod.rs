@@ -62,32 +62,38 @@ pub struct AppState {
 /// is never read again; a key issued while the API runs keyless is
 /// enforced within the recheck interval.
 #[derive(Default)]
-struct KeysIssued {
-    /// Known to be true for good.
-    yes: std::sync::atomic::AtomicBool,
-    /// When `false` was last read.
-    checked: std::sync::Mutex<Option<std::time::Instant>>,
+struct KeysIssued(std::sync::Mutex<Issued>);
+
+/// What was last read of `api_keys`.
+#[derive(Default, Clone, Copy)]
+enum Issued {
+    /// Never read.
+    #[default]
+    Unknown,
+    /// None at this time.
+    NoneAt(std::time::Instant),
+    /// Some, for good.
+    Yes,
 }
 
 impl KeysIssued {
     const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
     async fn any(&self, store: &PgStore) -> crate::Result<bool> {
-        use std::sync::atomic::Ordering;
-        if self.yes.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        let fresh = |at: &Option<std::time::Instant>| at.is_some_and(|t| t.elapsed() < Self::RECHECK);
-        if fresh(&self.checked.lock().expect("keys lock")) {
-            return Ok(false);
+        match *self.0.lock().expect("keys lock") {
+            Issued::Yes => return Ok(true),
+            Issued::NoneAt(t) if t.elapsed() < Self::RECHECK => return Ok(false),
+            _ => {}
         }
         let any = store.any_api_keys().await?;
+        let mut state = self.0.lock().expect("keys lock");
         if any {
-            self.yes.store(true, Ordering::Relaxed);
-        } else {
-            *self.checked.lock().expect("keys lock") = Some(std::time::Instant::now());
+            *state = Issued::Yes;
+        } else if !matches!(*state, Issued::Yes) {
+            // A read that raced a later one never takes back its `Yes`.
+            *state = Issued::NoneAt(std::time::Instant::now());
         }
-        Ok(any)
+        Ok(any || matches!(*state, Issued::Yes))
     }
 }
 

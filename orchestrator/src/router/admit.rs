@@ -16,7 +16,7 @@ use crate::store::unit::{NewJob, StepRow, Unit};
 use upshift_shared::StepState;
 use upshift_shared::config::Config;
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
-use upshift_shared::verify::rag::{Retrieval, check_retrieval};
+use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, check_retrieval};
 use uuid::Uuid;
 
 /// Builds job `req` of `tenant` with its planned `steps` in a new unit and
@@ -63,7 +63,7 @@ pub(crate) fn admit(
                     "by": "search", "mode": r.mode, "passages": r.passages.len(),
                     "best_similarity": r.sentences.first().map(|s| s.similarity),
                 });
-                match check_retrieval(r, super::rag::floor(cfg)) {
+                match check_retrieval(r, RetrievalFloor::from(&cfg.rag)) {
                     None => {
                         let output = serde_json::to_string(r).expect("retrievals serialise");
                         steps::accept_without_model(&mut unit, id, output, detail);

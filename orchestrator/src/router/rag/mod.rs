@@ -12,7 +12,6 @@ use crate::store::Conn as PgConnection;
 use crate::store::parse_stored;
 use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config};
-use upshift_shared::verify::rag::extractive::ZeroFloors;
 use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
 use upshift_shared::verify::{Finding, RagExpect};
 use upshift_shared::{ReasonCode, StepState, Tier};
@@ -41,35 +40,9 @@ impl RagJob {
         RagExpect {
             query: &self.query,
             retrieval,
-            floor: floor(cfg),
-            span: span_floors(cfg),
+            floor: RetrievalFloor::from(&cfg.rag),
+            span: SpanFloors::from(&cfg.rag),
         }
-    }
-}
-
-/// The floors of a chosen span's evidence.
-pub fn span_floors(cfg: &Config) -> SpanFloors {
-    SpanFloors {
-        min_relevance: cfg.rag.min_relevance,
-        min_margin: cfg.rag.min_margin,
-    }
-}
-
-/// How far the extraction's tier zero may trust the evidence's ranking.
-pub fn zero_floors(cfg: &Config) -> ZeroFloors {
-    ZeroFloors {
-        span: span_floors(cfg),
-        min_relevance: cfg.rag.zero_min_relevance,
-        rival_window: cfg.rag.rival_window,
-    }
-}
-
-/// The retrieval floor of the configuration.
-pub fn floor(cfg: &Config) -> RetrievalFloor {
-    RetrievalFloor {
-        min_passages: cfg.rag.min_passages as usize,
-        min_score: cfg.rag.min_lexical_score,
-        min_similarity: cfg.rag.min_similarity,
     }
 }
 

@@ -313,6 +313,15 @@ pub struct SpanFloors {
     pub min_margin: f32,
 }
 
+impl From<&crate::config::RagConfig> for SpanFloors {
+    fn from(cfg: &crate::config::RagConfig) -> SpanFloors {
+        SpanFloors {
+            min_relevance: cfg.min_relevance,
+            min_margin: cfg.min_margin,
+        }
+    }
+}
+
 /// The types of PostgreSQL's configuration parameters, as their definition
 /// lines give them (`` `work_mem` (`integer`) ``).
 const SETTING_TYPES: [&str; 5] = ["integer", "boolean", "string", "enum", "floating point"];

@@ -15,7 +15,7 @@ use super::text::contains_span;
 
 mod evidence;
 mod zero;
-pub use evidence::{Evidence, close_alternative, compose, locate, margin, rival};
+pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
 pub use zero::{ZeroChoice, ZeroFloors, tier_zero};
 
 /// What an extraction answers when it found nothing (a model given free

@@ -232,5 +232,15 @@ pub struct RetrievalFloor {
     pub min_similarity: f32,
 }
 
+impl From<&crate::config::RagConfig> for RetrievalFloor {
+    fn from(cfg: &crate::config::RagConfig) -> RetrievalFloor {
+        RetrievalFloor {
+            min_passages: cfg.min_passages as usize,
+            min_score: cfg.min_lexical_score,
+            min_similarity: cfg.min_similarity,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

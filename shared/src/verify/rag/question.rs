@@ -57,6 +57,21 @@ impl QuestionType {
     pub fn wants_span(self) -> bool {
         self != QuestionType::Free
     }
+
+    /// Whether the answer is a name (a setting, function, program,
+    /// command, data type or file): where a near miss is another real name
+    /// whose definition reads almost like the question.
+    pub fn wants_name(self) -> bool {
+        matches!(
+            self,
+            QuestionType::Setting
+                | QuestionType::Function
+                | QuestionType::Program
+                | QuestionType::Command
+                | QuestionType::DataType
+                | QuestionType::File
+        )
+    }
 }
 
 /// Rules in order; the first that matches decides. A question that asks

@@ -291,6 +291,16 @@ fn scored(passages: Vec<Passage>, sentences: &[(&str, &str, f32)]) -> Retrieval 
     }
 }
 
+/// Asserts an `ambiguous_evidence` finding whose detail holds `text`.
+fn assert_ambiguous(findings: &[Finding], text: &str) {
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.code == ReasonCode::AmbiguousEvidence && f.detail.contains(text)),
+        "no ambiguous_evidence naming {text}: {findings:?}"
+    );
+}
+
 fn zero_floors() -> extractive::ZeroFloors {
     extractive::ZeroFloors {
         span: SpanFloors {
@@ -322,13 +332,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
     );
     let zero = extractive::tier_zero(q, &near, zero_floors());
     assert_eq!(zero.answer, "autovacuum_work_mem");
-    assert!(
-        zero.findings
-            .iter()
-            .any(|f| f.code == ReasonCode::AmbiguousEvidence && f.detail.contains("`autovacuum_max_workers`")),
-        "{:?}",
-        zero.findings
-    );
+    assert_ambiguous(&zero.findings, "`autovacuum_max_workers`");
     // Clearly ahead, the same answer is defended.
     let clear = scored(
         p(),
@@ -363,11 +367,5 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
     let q = "Which function converts a write-ahead log location to the name of the WAL file holding it?";
     let zero = extractive::tier_zero(q, &r, zero_floors());
     assert_eq!(zero.answer, "pg_walfile_name_offset");
-    assert!(
-        zero.findings
-            .iter()
-            .any(|f| f.code == ReasonCode::AmbiguousEvidence && f.detail.contains("closer to the question")),
-        "{:?}",
-        zero.findings
-    );
+    assert_ambiguous(&zero.findings, "closer to the question");
 }

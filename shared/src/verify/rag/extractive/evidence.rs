@@ -34,14 +34,9 @@ pub struct Evidence<'a> {
 /// alternative too. Values
 /// (`128 kilobytes`) are never alternatives in this sense.
 pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]) -> Option<&'a str> {
-    if !matches!(
-        classify(query),
-        QuestionType::Setting
-            | QuestionType::Function
-            | QuestionType::Program
-            | QuestionType::Command
-            | QuestionType::DataType
-    ) {
+    // File names (`pg_hba.conf`, `pg_ident.conf`) are not split into parts.
+    let t = classify(query);
+    if !t.wants_name() || t == QuestionType::File {
         return None;
     }
     let parts = |s: &str| -> Vec<String> {
@@ -132,8 +127,12 @@ pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
 /// without similarities, or without a rival.
 pub fn margin(query: &str, span: &str, r: &Retrieval) -> Option<f32> {
     let sim = locate(span, r)?.similarity?;
-    let (_, rival) = rival(query, span, r)?;
-    Some(sim - rival.similarity?)
+    lead(sim, rival(query, span, r).as_ref())
+}
+
+/// How far a sentence scoring `sim` leads `rival`'s ([`margin`]).
+pub fn lead(sim: f32, rival: Option<&(String, Evidence<'_>)>) -> Option<f32> {
+    Some(sim - rival?.1.similarity?)
 }
 
 /// The candidate other than `span` whose sentence (another than `span`'s)

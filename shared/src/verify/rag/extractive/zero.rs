@@ -3,9 +3,10 @@
 //! online; `examples/rag_replay.rs` runs the same code over recorded
 //! retrievals, so a rule change is measured before a job sees it.
 
-use super::{candidates, close_alternative, locate, margin, rival};
+use super::{Evidence, candidates, close_alternative, lead, locate, rival};
+use crate::config::RagConfig;
 use crate::reasons::ReasonCode;
-use crate::verify::rag::question::{QuestionType, classify};
+use crate::verify::rag::question::classify;
 use crate::verify::rag::text::content_words;
 use crate::verify::rag::{Retrieval, SpanFloors, check_span};
 use crate::verify::{Finding, clip};
@@ -47,6 +48,16 @@ pub struct ZeroFloors {
     pub rival_window: f32,
 }
 
+impl From<&RagConfig> for ZeroFloors {
+    fn from(cfg: &RagConfig) -> ZeroFloors {
+        ZeroFloors {
+            span: SpanFloors::from(cfg),
+            min_relevance: cfg.zero_min_relevance,
+            rival_window: cfg.rival_window,
+        }
+    }
+}
+
 /// Tier zero for `query` over `r`: the first candidate is defended when its
 /// span verifiers pass, no other candidate names almost the same thing,
 /// its sentence is at least `min_relevance` similar to the question, and
@@ -61,7 +72,11 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: ZeroFloors) -> ZeroChoice {
     } = floors;
     let labels = candidates(query, r);
     let first = labels.first().cloned().unwrap_or_default();
-    let similarity = locate(&first, r).and_then(|e| e.similarity);
+    let own = locate(&first, r);
+    let similarity = own.as_ref().and_then(|e| e.similarity);
+    // The candidate closest behind it, found once: the margin and the
+    // rival rule both weigh it.
+    let rival = rival(query, &first, r);
     let span_findings = check_span(&first, r, query, span_floors);
     let mut findings = span_findings.clone();
     if let Some(alt) = close_alternative(query, &first, &labels) {
@@ -86,13 +101,14 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: ZeroFloors) -> ZeroChoice {
             ),
         ));
     }
-    if names_a_thing(query)
-        && let Some(sim) = similarity
+    if classify(query).wants_name()
+        && let Some(own) = &own
+        && let Some(sim) = own.similarity
     {
-        findings.extend(unsingled(query, &first, sim, r, rival_window));
+        findings.extend(unsingled(query, (&first, own, sim), rival.as_ref(), r, rival_window));
     }
     ZeroChoice {
-        margin: margin(query, &first, r),
+        margin: similarity.and_then(|sim| lead(sim, rival.as_ref())),
         answer: first,
         candidates: labels,
         similarity,
@@ -101,23 +117,8 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: ZeroFloors) -> ZeroChoice {
     }
 }
 
-/// Whether `query` asks for a name (a setting, function, program, …):
-/// where a near miss is another real name whose definition reads almost
-/// like the question.
-fn names_a_thing(query: &str) -> bool {
-    matches!(
-        classify(query),
-        QuestionType::Setting
-            | QuestionType::Function
-            | QuestionType::Program
-            | QuestionType::Command
-            | QuestionType::DataType
-            | QuestionType::File
-    )
-}
-
-/// Why the evidence does not single out `answer` (its sentence scoring
-/// `sim`), if it does not:
+/// Why the evidence does not single out `answer` (from `own`, its
+/// sentence scoring `sim`), if it does not:
 ///
 /// - a sentence of the retrieval closer to the question does not hold it
 ///   (fresh5 n28: "Converts a write-ahead log location to the name of the
@@ -126,7 +127,13 @@ fn names_a_thing(query: &str) -> bool {
 /// - a rival candidate's sentence scores within `window` of its own and
 ///   holds more of the question's content words: embedding and words
 ///   disagree on which one the question describes (fresh5 n25, n30).
-fn unsingled(query: &str, answer: &str, sim: f32, r: &Retrieval, window: f32) -> Vec<Finding> {
+fn unsingled(
+    query: &str,
+    (answer, own, sim): (&str, &Evidence<'_>, f32),
+    rival: Option<&(String, Evidence<'_>)>,
+    r: &Retrieval,
+    window: f32,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     // Headings ("The PostgreSQL User Account") look like a question but
     // state nothing.
@@ -151,7 +158,7 @@ fn unsingled(query: &str, answer: &str, sim: f32, r: &Retrieval, window: f32) ->
         let words = content_words(text);
         asked.iter().filter(|w| words.contains(w)).count()
     };
-    if let (Some(own), Some((name, ev))) = (locate(answer, r), rival(query, answer, r))
+    if let Some((name, ev)) = rival
         && let Some(theirs) = ev.similarity
         && sim - theirs < window
     {
@@ -164,7 +171,7 @@ fn unsingled(query: &str, answer: &str, sim: f32, r: &Retrieval, window: f32) ->
                 ReasonCode::AmbiguousEvidence,
                 format!(
                     "`{}` is nearly as close ({theirs:.2} against {sim:.2}) and its sentence holds more of the question's words ({their} against {mine})",
-                    clip(&name, 40)
+                    clip(name, 40)
                 ),
             ));
         }
