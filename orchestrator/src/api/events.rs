@@ -4,21 +4,24 @@
 //! reasons, `fail`, …) is sent as an SSE event of that name, its `id` the
 //! event's sequence number, so a client that reconnects with `Last-Event-ID`
 //! continues where it stopped. A final `done` event carries the job's status
-//! and cost, then the stream ends. A stream reads Postgres when the
-//! replica's one poller ([`super::hub`]) says its job has new events (and
-//! every few seconds regardless), which keeps any orchestrator replica able
-//! to serve it and an idle stream free of queries. The tenant is checked
-//! once, when the stream opens; each read after that is one query for the
-//! events (and, when there are none, one row for the job's status).
+//! and cost, then the stream ends. A stream reads Postgres when it opens,
+//! then only when the replica's one poller ([`super::hub`]) has seen an
+//! event of its job newer than the last it sent (and every few seconds
+//! regardless), which keeps any orchestrator replica able to serve it and
+//! an idle stream free of queries. Each read is one statement: the events
+//! after the last one sent and the job's status, in one snapshot, so a
+//! finished job's last events are never missed and `done` needs no second
+//! read. The tenant is checked by the first read, before the stream starts.
 //!
 //! Streams read through a pool of their own (`api.stream_db_connections`),
-//! so decisions never wait for a connection behind them. A tenant holds at most `api.max_streams_per_tenant` streams on one
-//! replica (more get 429), and a stream ends after `api.stream_max_secs`
-//! even if its job has not finished: the client reconnects with
-//! `Last-Event-ID` and loses nothing.
+//! so decisions never wait for a connection behind them. A tenant holds at
+//! most `api.max_streams_per_tenant` streams on one replica (more get 429),
+//! and a stream ends after `api.stream_max_secs` even if its job has not
+//! finished: the client reconnects with `Last-Event-ID` and loses nothing.
 
+use super::hub::Watch;
 use super::{ApiError, AppState, ErrorBody, Tenant};
-use crate::store::RouteEvent;
+use crate::store::{JobEnd, Progress, RouteEvent};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -100,8 +103,16 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Path(id) = id?;
-    // 404 before the stream starts, for unknown jobs and other tenants' jobs.
-    st.stream_store.job(&tenant, id).await?;
+    let after: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    // Following before the first read: an event the read misses wakes it.
+    let watch = st.hub.watch(id);
+    // 404 before the stream starts, for unknown jobs and other tenants'
+    // jobs; the same read is the stream's first.
+    let first = st.stream_store.progress(Some(&tenant), id, after).await?;
     let max = st.cfg.api.max_streams_per_tenant;
     let Some(slot) = st.streams.open(&tenant, max) else {
         return Err(ApiError::new(
@@ -112,80 +123,103 @@ pub async fn events(
         .retry_after(5));
     };
     let ends = Instant::now() + st.cfg.api.stream_max;
-    let after: i64 = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let watch = st.hub.watch(id);
-    let stream = futures::stream::unfold(Some((st, after, slot, watch)), move |state| async move {
-        let (st, mut after, slot, watch) = state?;
+    let follow = Follow {
+        st,
+        id,
+        after,
+        ends,
+        watch,
+        _slot: slot,
+    };
+    let stream = futures::stream::unfold(Some((follow, Some(first))), |state| async move {
+        let (mut follow, mut next) = state?;
         loop {
-            if Instant::now() >= ends {
-                // Past its lifetime: the client resumes with Last-Event-ID.
-                return None;
+            let progress = match next.take() {
+                Some(p) => p,
+                None => follow.next().await?,
+            };
+            let finished = progress.end.status.is_finished();
+            if progress.events.is_empty() && !finished {
+                continue;
             }
-            // Listening before reading: a wake-up during the read is kept.
-            let notify = watch.notify.clone();
-            let woken = notify.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let mut events = read_since(&st, id, after).await;
-            let mut finished = None;
-            if events.is_empty() {
-                match st.stream_store.job_end(id).await {
-                    // The job's last events commit with its status: read once
-                    // more, or those written between the two reads are lost.
-                    Ok(job) if job.status.is_finished() => {
-                        events = read_since(&st, id, after).await;
-                        finished = Some(job);
-                    }
-                    _ => {}
-                }
+            let mut out: Vec<Result<Event, Infallible>> = progress.events.iter().map(|e| Ok(sse(e))).collect();
+            follow.after = progress.events.last().map_or(follow.after, |e| e.id);
+            if finished {
+                // Read in one snapshot with its events: nothing comes after.
+                out.push(Ok(done(&progress.end)));
+                return Some((futures::stream::iter(out), None));
             }
-            if !events.is_empty() {
-                let out: Vec<Result<Event, Infallible>> = events
-                    .iter()
-                    .map(|e| {
-                        Ok(Event::default()
-                            .event(e.event.clone())
-                            .id(e.id.to_string())
-                            .json_data(e)
-                            .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
-                    })
-                    .collect();
-                after = events.last().map_or(after, |e| e.id);
-                return Some((futures::stream::iter(out), Some((st, after, slot, watch))));
-            }
-            match finished {
-                Some(job) => {
-                    let done = Event::default()
-                        .event("done")
-                        .json_data(serde_json::json!({
-                            "status": job.status,
-                            "cost_usd": job.cost_usd,
-                            "always_strong_cost_usd": job.always_strong_cost_usd,
-                        }))
-                        .unwrap_or_default();
-                    return Some((futures::stream::iter(vec![Ok(done)]), None));
-                }
-                None => {
-                    tokio::select! {
-                        _ = &mut woken => {}
-                        _ = tokio::time::sleep(FALLBACK) => {}
-                    }
-                }
-            }
+            return Some((futures::stream::iter(out), Some((follow, None))));
         }
     });
     Ok(Sse::new(futures::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
 }
 
-/// The job's route events after `after` (its tenant was checked when the
-/// stream opened); none (logged) when reading fails.
-async fn read_since(st: &AppState, id: Uuid, after: i64) -> Vec<RouteEvent> {
-    st.stream_store.route_after(id, after).await.unwrap_or_else(|e| {
-        tracing::warn!(job = %id, error = %e, "event stream: reading the route failed");
-        Vec::new()
-    })
+/// An open stream's state between reads.
+struct Follow {
+    st: AppState,
+    id: Uuid,
+    /// The last event id sent.
+    after: i64,
+    /// When the stream ends even if its job has not.
+    ends: Instant,
+    watch: Watch,
+    /// Held for the stream's life: its place under the tenant's cap.
+    _slot: Slot,
+}
+
+impl Follow {
+    /// Waits until the job may have events after `after` (the poller saw a
+    /// newer id, or [`FALLBACK`] passed), then reads them with the job's
+    /// status; `None` once the stream is past its lifetime.
+    async fn next(&mut self) -> Option<Progress> {
+        loop {
+            let left = self.ends.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                return None;
+            }
+            tokio::select! {
+                changed = self.watch.newest.changed() => match changed {
+                    // Told of the newest id seen, look-backs included: read
+                    // only when it is past what this stream already sent.
+                    Ok(()) if *self.watch.newest.borrow_and_update() <= self.after => continue,
+                    Ok(()) => {}
+                    // The hub holds the sender while this watch lives; if it
+                    // ever did not, the fallback alone paces the reads.
+                    Err(_) => tokio::time::sleep(FALLBACK.min(left)).await,
+                },
+                _ = tokio::time::sleep(FALLBACK.min(left)) => {
+                    if Instant::now() >= self.ends {
+                        // Past its lifetime: the client resumes with Last-Event-ID.
+                        return None;
+                    }
+                }
+            }
+            match self.st.stream_store.progress(None, self.id, self.after).await {
+                Ok(p) => return Some(p),
+                Err(e) => tracing::warn!(job = %self.id, error = %e, "event stream: reading the route failed"),
+            }
+        }
+    }
+}
+
+/// A route event as an SSE event named after it, its id the event's.
+fn sse(e: &RouteEvent) -> Event {
+    Event::default()
+        .event(e.event.clone())
+        .id(e.id.to_string())
+        .json_data(e)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+}
+
+/// The stream's last event: the job's status and what it cost.
+fn done(end: &JobEnd) -> Event {
+    Event::default()
+        .event("done")
+        .json_data(serde_json::json!({
+            "status": end.status,
+            "cost_usd": end.cost_usd,
+            "always_strong_cost_usd": end.always_strong_cost_usd,
+        }))
+        .unwrap_or_default()
 }

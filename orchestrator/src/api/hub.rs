@@ -1,51 +1,54 @@
 //! One poller per replica for every open event stream. Each 250 ms it asks
-//! Postgres once which jobs have new route events and wakes the streams
-//! that follow those jobs; an idle stream costs no query. Events commit out
-//! of id order (two transactions), so each poll looks back over the ids of
-//! the poll before; a wake-up too many is harmless (the stream reads
-//! nothing new), and a stream also reads on its own every few seconds in
-//! case one was missed.
+//! Postgres once which jobs have new route events (and each one's newest
+//! event id) and tells the streams that follow those jobs; an idle stream
+//! costs no query. Events commit out of id order (two transactions), so
+//! each poll looks back over the ids of the poll before. A stream reads
+//! only when the newest id it is told of is above the last one it sent, so
+//! the look-back costs it nothing; it also reads on its own every few
+//! seconds in case a wake-up was missed.
 
 use crate::store::PgStore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How often the poller asks.
 const POLL: Duration = Duration::from_millis(250);
 
-/// Per followed job: how many streams follow it, and their wake-up.
-type Followed = HashMap<Uuid, (usize, Arc<Notify>)>;
+/// Per followed job: how many streams follow it, and the newest event id
+/// the poller has seen for it.
+type Followed = HashMap<Uuid, (usize, watch::Sender<i64>)>;
 
-/// The jobs followed by open streams, each with its wake-up.
+/// The jobs followed by open streams, each with its newest event id.
 #[derive(Clone, Default)]
 pub struct Hub(Arc<Mutex<Followed>>);
 
-/// A stream's hold on a job's wake-up; let go on drop.
+/// A stream's hold on a job's newest event id; let go on drop.
 pub struct Watch {
     hub: Hub,
     job: Uuid,
-    /// Notified when the job may have new events.
-    pub notify: Arc<Notify>,
+    /// Changes when the job has an event newer than any seen before.
+    pub newest: watch::Receiver<i64>,
 }
 
 impl Hub {
-    /// Follows `job` until the returned watch is dropped.
+    /// Follows `job` until the returned watch is dropped. A change after
+    /// this call is seen by the watch even if nobody waits for it yet.
     pub fn watch(&self, job: Uuid) -> Watch {
         let mut jobs = self.0.lock().expect("hub lock");
-        let entry = jobs.entry(job).or_insert_with(|| (0, Arc::new(Notify::new())));
+        let entry = jobs.entry(job).or_insert_with(|| (0, watch::channel(0).0));
         entry.0 += 1;
         Watch {
             hub: self.clone(),
             job,
-            notify: entry.1.clone(),
+            newest: entry.1.subscribe(),
         }
     }
 
-    /// Polls until `cancel`, waking the streams of jobs with new events.
+    /// Polls until `cancel`, telling the streams of jobs with new events.
     pub async fn run(self, store: PgStore, cancel: CancellationToken) {
         let (mut seen, mut before) = (None::<i64>, None::<i64>);
         loop {
@@ -65,9 +68,13 @@ impl Hub {
                     before = seen;
                     seen = max.or(seen);
                     let watched = self.0.lock().expect("hub lock");
-                    for job in jobs {
-                        if let Some((_, n)) = watched.get(&job) {
-                            n.notify_waiters();
+                    for (job, newest) in jobs {
+                        if let Some((_, tx)) = watched.get(&job) {
+                            tx.send_if_modified(|v| {
+                                let newer = newest > *v;
+                                *v = (*v).max(newest);
+                                newer
+                            });
                         }
                     }
                 }

@@ -24,7 +24,7 @@ pub(crate) mod unit;
 pub use collections::{CollectionStatus, Hit, Ingested, NewDocument, embed_input, text_key};
 pub use collections::{QueuedText, queued_texts, save_embeddings};
 pub(crate) use collections::{collection_version, dense_vectors, naming, passages_by_id, search_in};
-pub use read::{JobView, RouteEvent, StepView};
+pub use read::{JobEnd, JobView, Progress, RouteEvent, StepView};
 pub use reports::{JOB_LIST_SQL, JobListRow, SpendRow};
 
 use crate::error::{Error, Result};

@@ -52,6 +52,39 @@ pub struct JobEnd {
     pub always_strong_cost_usd: f64,
 }
 
+/// A job's route events after some id, and its status as of the same
+/// read: what an event stream sends next.
+#[derive(Debug)]
+pub struct Progress {
+    /// The events, in order.
+    pub events: Vec<RouteEvent>,
+    /// The job's status and costs when they were read.
+    pub end: JobEnd,
+}
+
+/// One row of [`PgStore::progress`]: the job's columns, and one event's
+/// (all null when the job has no event after the id asked for).
+#[derive(sqlx::FromRow)]
+struct ProgressRow {
+    job_status: String,
+    job_cost_usd: f64,
+    job_always_strong_cost_usd: f64,
+    id: Option<i64>,
+    at: Option<DateTime<Utc>>,
+    step: Option<String>,
+    attempt_id: Option<Uuid>,
+    event: Option<String>,
+    from_tier: Option<String>,
+    to_tier: Option<String>,
+    reasons: Option<Vec<String>>,
+    model: Option<String>,
+    cost_usd: Option<f64>,
+    latency_ms: Option<i64>,
+    confidence: Option<f64>,
+    policy_version: Option<String>,
+    detail: Option<serde_json::Value>,
+}
+
 /// A step as the API shows it.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StepView {
@@ -135,7 +168,7 @@ impl PgStore {
     /// The jobs with route events after id `after`, and the largest such
     /// id; with no `after`, none and the largest id so far (event streams'
     /// poller, which wakes their streams).
-    pub async fn jobs_with_events_after(&self, after: Option<i64>) -> Result<(Vec<Uuid>, Option<i64>)> {
+    pub async fn jobs_with_events_after(&self, after: Option<i64>) -> Result<(Vec<(Uuid, i64)>, Option<i64>)> {
         let Some(after) = after else {
             let max: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM route_events")
                 .fetch_one(&self.pool)
@@ -148,7 +181,7 @@ impl PgStore {
                 .fetch_all(&self.pool)
                 .await?;
         let max = rows.iter().map(|r| r.1).max();
-        Ok((rows.into_iter().map(|r| r.0).collect(), max))
+        Ok((rows, max))
     }
 
     /// Running jobs per tenant (admission's in-flight cap).
@@ -206,49 +239,60 @@ impl PgStore {
 
     /// The job's route events with a sequence number above `after`.
     pub async fn route_since(&self, tenant: &str, id: Uuid, after: i64) -> Result<Vec<RouteEvent>> {
-        let owned: Option<i32> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = $1 AND tenant = $2")
-            .bind(id)
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await?;
-        if owned.is_none() {
-            return Err(Error::NotFound(format!("job {id}")));
-        }
-        self.route_after(id, after).await
+        Ok(self.progress(Some(tenant), id, after).await?.events)
     }
 
-    /// Job `id`'s route events above `after`, for a caller that has already
-    /// checked the job is its tenant's (an open event stream: a job never
-    /// changes tenant, so one check at the start serves every read).
-    pub async fn route_after(&self, id: Uuid, after: i64) -> Result<Vec<RouteEvent>> {
-        Ok(sqlx::query_as(
-            "SELECT e.id, e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
+    /// Job `id`'s route events above `after` and its status, in one
+    /// statement and so one snapshot: a finished status is never read
+    /// without the events committed with it. With `tenant`, another
+    /// tenant's job is not found; an event stream checks when it opens and
+    /// passes `None` after that (a job never changes tenant).
+    pub async fn progress(&self, tenant: Option<&str>, id: Uuid, after: i64) -> Result<Progress> {
+        let rows: Vec<ProgressRow> = sqlx::query_as(
+            "SELECT j.status AS job_status, j.cost_usd AS job_cost_usd,
+                    j.always_strong_cost_usd AS job_always_strong_cost_usd,
+                    e.id, e.at, s.name AS step, e.attempt_id, e.event, e.from_tier, e.to_tier, e.reasons,
                     a.model, a.cost_usd, a.latency_ms, a.confidence, e.policy_version, e.detail
-             FROM route_events e
+             FROM jobs j
+             LEFT JOIN route_events e ON e.job_id = j.id AND e.id > $2
              LEFT JOIN steps s ON s.id = e.step_id
              LEFT JOIN attempts a ON a.id = e.attempt_id
-             WHERE e.job_id = $1 AND e.id > $2 ORDER BY e.id",
+             WHERE j.id = $1 AND ($3::text IS NULL OR j.tenant = $3)
+             ORDER BY e.id",
         )
         .bind(id)
         .bind(after)
+        .bind(tenant)
         .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Job `id`'s status and costs (one row, no steps), for a caller that
-    /// has already checked the job is its tenant's.
-    pub async fn job_end(&self, id: Uuid) -> Result<JobEnd> {
-        let row: Option<(String, f64, f64)> =
-            sqlx::query_as("SELECT status, cost_usd, always_strong_cost_usd FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let (status, cost_usd, always_strong_cost_usd) = row.ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        Ok(JobEnd {
-            status: super::parse_stored(&status),
-            cost_usd,
-            always_strong_cost_usd,
-        })
+        .await?;
+        let first = rows.first().ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        let end = JobEnd {
+            status: super::parse_stored(&first.job_status),
+            cost_usd: first.job_cost_usd,
+            always_strong_cost_usd: first.job_always_strong_cost_usd,
+        };
+        let events = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(RouteEvent {
+                    id: r.id?,
+                    at: r.at?,
+                    step: r.step,
+                    attempt_id: r.attempt_id,
+                    event: r.event?,
+                    from_tier: r.from_tier,
+                    to_tier: r.to_tier,
+                    reasons: r.reasons.unwrap_or_default(),
+                    model: r.model,
+                    cost_usd: r.cost_usd,
+                    latency_ms: r.latency_ms,
+                    confidence: r.confidence,
+                    policy_version: r.policy_version.unwrap_or_default(),
+                    detail: r.detail.unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Progress { events, end })
     }
 
     /// The tenant's most recent jobs, optionally by status: (id, status, created).
