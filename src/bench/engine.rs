@@ -46,10 +46,16 @@ pub struct EngineArgs {
     /// Messages and rows for each floor measurement.
     #[arg(long, default_value_t = 20_000)]
     floor_ops: usize,
-    /// Event streams (`GET /v1/jobs/{id}/events`) held open on running jobs
-    /// during the main run; compare jobs/s with a run without (0).
+    /// Clients following the main run's jobs over `GET /v1/jobs/{id}/events`
+    /// (job i by client i mod N, submit to `done`: at most N streams open at
+    /// once); compare jobs/s with a run without (0).
     #[arg(long, default_value_t = 0)]
     streams: usize,
+    /// Model time per call in the main run (replay, milliseconds): jobs
+    /// that last as long as real model calls make them, with workers that
+    /// run enough calls at once not to be the bound.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 /// Runs the engine benchmark and prints its table.
@@ -64,8 +70,11 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     );
 
     let statements = statements_per_step(cfg, &items, &dir, &format!("{id}cal")).await?;
-    let (config, db_url) = isolated_config(cfg, &id, 0, &dir, |c| {
+    let (config, db_url) = isolated_config(cfg, &id, args.latency_ms, &dir, |c| {
         c.orchestrator.result_batch = 64;
+        if args.latency_ms > 0 {
+            c.worker.concurrency = c.worker.concurrency.max(args.jobs.min(4096));
+        }
         c.api.max_streams_per_tenant = c.api.max_streams_per_tenant.max(args.streams);
     })?;
     let mut fleet = fleet(&config, &dir, &args);
@@ -76,9 +85,9 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     let pool = PgPool::connect(&db_url).await?;
     let before = pg_counters(&pool).await?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let watchers = super::streams::hold(fleet.apis(), pool.clone(), args.streams, stop.clone());
+    let (followers, watchers) = super::streams::hold(fleet.apis(), args.streams, stop.clone());
     let started = Instant::now();
-    let submitted = submit(&fleet.apis(), &items, args.jobs, args.concurrency).await?;
+    let submitted = submit(&fleet.apis(), &items, args.jobs, args.concurrency, Some(followers)).await?;
     wait_terminal(&pool, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed().as_secs_f64();
     stop.cancel();
@@ -93,6 +102,14 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
         .fetch_one(&pool)
         .await?;
     let hops = hops(&pool).await?;
+    // Decisions over the span from the first to the last: with model time,
+    // the jobs/s above also counts the wait for the first results.
+    let (decisions, span): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM max(at) - min(at))::float8 FROM route_events
+         WHERE event IN ('accept', 'unresolved', 'escalate', 'fail')",
+    )
+    .fetch_one(&pool)
+    .await?;
     let row_bytes: f64 = sqlx::query_scalar("SELECT avg(pg_column_size(e.*))::float8 FROM route_events e")
         .fetch_one(&pool)
         .await?;
@@ -108,7 +125,7 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
         for i in args.orchestrators..fleet.slots.len() {
             fleet.kill9(i).await;
         }
-        submit(&fleet.apis(), &items, args.backlog, args.concurrency).await?;
+        submit(&fleet.apis(), &items, args.backlog, args.concurrency, None).await?;
         wait_published(&pool).await?;
         backlog_rss = status_kb(fleet.pid(0), "VmRSS");
     }
@@ -124,10 +141,16 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     println!("\n== upshift bench engine ==");
     println!("jobs (= steps)                   {submitted} in {elapsed:.1}s");
     println!("jobs/s, steps/s                  {steps_per_s:.0}");
+    if let Some(span) = span.filter(|s| *s > 0.0) {
+        println!(
+            "decisions/s, first to last       {:.0} ({decisions} in {span:.1}s)",
+            decisions as f64 / span
+        );
+    }
     if args.streams > 0 {
         println!(
-            "event streams held open          {} asked, {} at most at once, {} opened in all",
-            args.streams, streams_held.peak, streams_held.opened
+            "event streams                    {} watchers, {} open at most at once, {} opened, {} saw `done`",
+            args.streams, streams_held.peak, streams_held.opened, streams_held.done
         );
     }
     println!(
@@ -226,7 +249,7 @@ async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &st
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline = count_logged();
     let n = 200;
-    submit(&fleet.apis(), items, n, 8).await?;
+    submit(&fleet.apis(), items, n, 8, None).await?;
     wait_terminal(&pool, Duration::from_secs(120)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logged = count_logged().saturating_sub(baseline);
@@ -236,17 +259,31 @@ async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &st
     Ok((logged > 0).then(|| logged as f64 / n as f64))
 }
 
-/// Submits `n` single-step jobs over the API with `concurrency` in flight.
-async fn submit(apis: &[String], items: &[Item], n: usize, concurrency: usize) -> anyhow::Result<usize> {
+/// Submits `n` single-step jobs over the API with `concurrency` in flight,
+/// handing each one's id to `followers` (dropped when all are submitted).
+async fn submit(
+    apis: &[String],
+    items: &[Item],
+    n: usize,
+    concurrency: usize,
+    followers: Option<super::streams::Followers>,
+) -> anyhow::Result<usize> {
     let clients: Vec<Client> = apis
         .iter()
         .map(|a| Client::new(a, None))
         .collect::<anyhow::Result<_>>()?;
+    let followers = &followers;
     let done = futures::stream::iter(0..n)
         .map(|i| {
             let item = &items[i % items.len()];
             let client = &clients[i % clients.len()];
-            async move { client.submit(&item.job_body("low")).await }
+            async move {
+                let id = client.submit(&item.job_body("low")).await?;
+                if let Some(f) = followers {
+                    f.follow(i, id);
+                }
+                anyhow::Ok(id)
+            }
         })
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
