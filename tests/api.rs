@@ -101,6 +101,9 @@ async fn tenants_see_only_their_own_jobs() {
     assert_error(s, &v, 404, "not_found");
     let (s, v) = h.get(&format!("/v1/jobs/{id}/route"), Some("key-b")).await;
     assert_error(s, &v, 404, "not_found");
+    // An event stream's first read checks the tenant before it starts.
+    let (s, v) = h.get(&format!("/v1/jobs/{id}/events"), Some("key-b")).await;
+    assert_error(s, &v, 404, "not_found");
     let (_, v) = h.get("/v1/jobs", Some("key-b")).await;
     assert_eq!(v["jobs"].as_array().unwrap().len(), 0);
     let (_, v) = h.get("/v1/jobs", Some("key-a")).await;
