@@ -165,9 +165,9 @@ type JobRow = (
 );
 
 impl PgStore {
-    /// The jobs with route events after id `after`, and the largest such
-    /// id; with no `after`, none and the largest id so far (event streams'
-    /// poller, which wakes their streams).
+    /// The jobs with route events after id `after`, each with its newest
+    /// event id, and the largest such id; with no `after`, none and the
+    /// largest id so far (event streams' poller, which wakes their streams).
     pub async fn jobs_with_events_after(&self, after: Option<i64>) -> Result<(Vec<(Uuid, i64)>, Option<i64>)> {
         let Some(after) = after else {
             let max: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM route_events")
