@@ -100,7 +100,7 @@ fn main() {
 
 /// Prints what the evidence rules weigh for `answer`.
 fn diagnose(question: &str, answer: &str, r: &Retrieval) {
-    use upshift_shared::verify::rag::extractive::{locate, rival};
+    use upshift_shared::verify::rag::extractive::{candidates, locate, rival};
     use upshift_shared::verify::rag::text::content_words;
     let best = r
         .sentences
@@ -114,7 +114,7 @@ fn diagnose(question: &str, answer: &str, r: &Retrieval) {
         let w = content_words(text);
         q.iter().filter(|x| w.contains(x)).count()
     };
-    let riv = rival(question, answer, r);
+    let riv = rival(answer, &candidates(question, r), r);
     println!(
         "    gap {:.3} cover {} / {} rival {:?}",
         best - chosen.as_ref().map_or(0.0, |c| c.0),

@@ -214,12 +214,5 @@ fn sse(e: &RouteEvent) -> Event {
 
 /// The stream's last event: the job's status and what it cost.
 fn done(end: &JobEnd) -> Event {
-    Event::default()
-        .event("done")
-        .json_data(serde_json::json!({
-            "status": end.status,
-            "cost_usd": end.cost_usd,
-            "always_strong_cost_usd": end.always_strong_cost_usd,
-        }))
-        .unwrap_or_default()
+    Event::default().event("done").json_data(end).unwrap_or_default()
 }

@@ -127,7 +127,7 @@ pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
 /// without similarities, or without a rival.
 pub fn margin(query: &str, span: &str, r: &Retrieval) -> Option<f32> {
     let sim = locate(span, r)?.similarity?;
-    lead(sim, rival(query, span, r).as_ref())
+    lead(sim, rival(span, &candidates(query, r), r).as_ref())
 }
 
 /// How far a sentence scoring `sim` leads `rival`'s ([`margin`]).
@@ -135,14 +135,15 @@ pub fn lead(sim: f32, rival: Option<&(String, Evidence<'_>)>) -> Option<f32> {
     Some(sim - rival?.1.similarity?)
 }
 
-/// The candidate other than `span` whose sentence (another than `span`'s)
-/// is most similar to the question, with its evidence.
-pub fn rival<'a>(query: &str, span: &str, r: &'a Retrieval) -> Option<(String, Evidence<'a>)> {
+/// The one of `candidates` (the question's, [`candidates`]) other than
+/// `span` whose sentence (another than `span`'s) is most similar to the
+/// question, with its evidence.
+pub fn rival<'a>(span: &str, candidates: &[String], r: &'a Retrieval) -> Option<(String, Evidence<'a>)> {
     let chosen = locate(span, r)?;
-    candidates(query, r)
-        .into_iter()
+    candidates
+        .iter()
         .filter(|c| !c.eq_ignore_ascii_case(span))
-        .filter_map(|c| locate(&c, r).map(|e| (c, e)))
+        .filter_map(|c| locate(c, r).map(|e| (c.clone(), e)))
         .filter(|(_, e)| e.sentence != chosen.sentence && e.similarity.is_some())
         .max_by(|a, b| a.1.similarity.unwrap_or(0.0).total_cmp(&b.1.similarity.unwrap_or(0.0)))
 }

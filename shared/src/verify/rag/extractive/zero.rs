@@ -76,7 +76,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: ZeroFloors) -> ZeroChoice {
     let similarity = own.as_ref().and_then(|e| e.similarity);
     // The candidate closest behind it, found once: the margin and the
     // rival rule both weigh it.
-    let rival = rival(query, &first, r);
+    let rival = rival(&first, &labels, r);
     let span_findings = check_span(&first, r, query, span_floors);
     let mut findings = span_findings.clone();
     if let Some(alt) = close_alternative(query, &first, &labels) {
