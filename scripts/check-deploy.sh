@@ -24,6 +24,17 @@ for p in dash["panels"]:
 print(f"ok  deploy/grafana/upshift-dashboard.json ({len(dash['panels'])} panels, metrics exist)")
 PY
 
+# The compose file's NATS config parses (with placeholder passwords; a
+# missing one is an error at boot) and its users are the generated ones (the
+# integration test `nats_auth` compares them).
+if [[ -x /usr/sbin/nats-server ]]; then
+  env UPSHIFT_NATS_ORCHESTRATOR_PASSWORD=x UPSHIFT_NATS_WORKER_SMALL_PASSWORD=x \
+    UPSHIFT_NATS_WORKER_MEDIUM_PASSWORD=x UPSHIFT_NATS_WORKER_STRONG_PASSWORD=x \
+    /usr/sbin/nats-server -c deploy/nats/server.conf -t
+else
+  echo "skip nats-server -t (nats-server not installed)"
+fi
+
 if command -v kubectl >/dev/null 2>&1; then
   kubectl kustomize deploy/kubernetes >/dev/null
   echo "ok  kubectl kustomize deploy/kubernetes"

@@ -103,6 +103,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the NATS server's users and permissions for upshift's roles
+    /// (orchestrator, one worker role per tier), passwords from the environment.
+    NatsAuth {
+        /// `conf`: an `authorization` block for nats-server's config file;
+        /// `helm`: values for the official NATS Helm chart.
+        #[arg(long, value_enum, default_value = "conf")]
+        format: NatsAuthFormat,
+        /// The Kubernetes Secret holding the passwords (`helm` only).
+        #[arg(long, default_value = "upshift-nats")]
+        secret: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion {
         /// The shell.
@@ -119,6 +130,15 @@ enum Command {
         #[arg(long)]
         tier: Tier,
     },
+}
+
+/// Output of `upshift nats-auth`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NatsAuthFormat {
+    /// nats-server config file.
+    Conf,
+    /// NATS Helm chart values.
+    Helm,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +266,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch { job, json } => {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
             client.watch(job, json).await?;
+        }
+        Command::NatsAuth { format, secret } => {
+            use upshift_shared::nats_auth;
+            let subjects = load()?.nats.subjects();
+            let out = match format {
+                NatsAuthFormat::Conf => nats_auth::server_conf(&subjects, "upshift nats-auth"),
+                NatsAuthFormat::Helm => nats_auth::helm_values(&subjects, &secret, "upshift nats-auth --format helm"),
+            };
+            print!("{out}");
         }
         Command::Completion { shell } => {
             use clap::CommandFactory;

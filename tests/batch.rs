@@ -49,8 +49,8 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
     let cfg = Config::load(Some(&h.config)).unwrap();
     let store = PgStore::connect(&cfg).await.unwrap();
     let retriever = Retriever::with(None, cfg.rag.clone());
-    let ra = answered_result(job, first[0].1, first[0].0, Tier::Small, SEVEN);
-    let rb = answered_result(job, first[1].1, first[1].0, Tier::Small, SEVEN);
+    let ra = answered_result(&h.pool, job, first[0].1, first[0].0, Tier::Small, SEVEN).await;
+    let rb = answered_result(&h.pool, job, first[1].1, first[1].0, Tier::Small, SEVEN).await;
     let next = settle_batch(&store, &cfg, &retriever, &[item(&ra), item(&rb), item(&ra)])
         .await
         .unwrap();
@@ -85,7 +85,13 @@ async fn results_of_one_job_in_one_batch_are_decided_once_each_in_route_order() 
         .fetch_one(&h.pool)
         .await
         .unwrap();
-    assert!((cost - 0.5).abs() < 1e-9, "each call counted once: {cost}");
+    // Booked at the orchestrator's own price for fx-small ($0.2/M), not the
+    // $0.25 each result claims; a replay writes at most its answer's bytes.
+    let one = upshift_shared::cost::call_cost(100, 50.min(SEVEN.len() as u32 + 1), 0.2, 0.2);
+    assert!(
+        (cost - 2.0 * one).abs() < 1e-12,
+        "each call counted once, at its own price: {cost}"
+    );
     assert_eq!(state, "running");
     // Both decisions were one transaction: one commit time.
     let times: i64 =

@@ -34,7 +34,8 @@ fn task(
     schema: Option<serde_json::Value>,
 ) -> upshift_shared::messages::TaskMessage {
     serde_json::from_value(json!({
-        "version": 1, "attempt_id": uuid::Uuid::now_v7(), "job_id": uuid::Uuid::now_v7(),
+        "version": upshift_shared::messages::MESSAGE_VERSION, "attempt_id": uuid::Uuid::now_v7(),
+        "attempt_token": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::now_v7(),
         "step_id": uuid::Uuid::now_v7(), "tier": "small", "task": t, "input": input,
         "labels": labels, "output_schema": schema,
     }))

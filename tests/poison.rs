@@ -61,8 +61,12 @@ async fn hostile_results_are_decided_as_failures_and_escalated() {
     let wild = h.submit_answer(ANN, "low").await;
     let (a_nul, s_nul) = h.published_attempt(nul, "small").await;
     let (a_wild, s_wild) = h.published_attempt(wild, "small").await;
-    publish(&h, &answered_result(nul, s_nul, a_nul, Tier::Small, "7\u{0}\u{0}")).await;
-    let mut r = answered_result(wild, s_wild, a_wild, Tier::Small, "7");
+    publish(
+        &h,
+        &answered_result(&h.pool, nul, s_nul, a_nul, Tier::Small, "7\u{0}\u{0}").await,
+    )
+    .await;
+    let mut r = answered_result(&h.pool, wild, s_wild, a_wild, Tier::Small, "7").await;
     if let AttemptOutcome::Answered { confidence, .. } = &mut r.outcome {
         *confidence = Some(1e300);
     }
@@ -110,7 +114,11 @@ async fn a_result_that_never_settles_is_decided_without_its_output() {
     .unwrap();
     let job = h.submit_answer(ANN, "low").await;
     let (attempt, step) = h.published_attempt(job, "small").await;
-    publish(&h, &answered_result(job, step, attempt, Tier::Small, "poison")).await;
+    publish(
+        &h,
+        &answered_result(&h.pool, job, step, attempt, Tier::Small, "poison").await,
+    )
+    .await;
 
     let (status, error) = decided(&h.pool, attempt).await;
     assert_eq!(status, "failed");
@@ -154,7 +162,8 @@ async fn hostile_messages_are_set_aside_and_decide_nothing() {
     let other = h.submit_answer(ANN, "low").await;
     let (attempt, step) = h.published_attempt(mine, "small").await;
     let (other_attempt, other_step) = h.published_attempt(other, "small").await;
-    let valid = serde_json::to_vec(&answered_result(mine, step, attempt, Tier::Small, "#### 7")).unwrap();
+    let valid =
+        serde_json::to_vec(&answered_result(&h.pool, mine, step, attempt, Tier::Small, "#### 7").await).unwrap();
     // Unreadable: truncated JSON, a wrong version, an oversized body, garbage.
     publish_raw(&h, valid[..valid.len() / 2].to_vec()).await;
     let mut v: serde_json::Value = serde_json::from_slice(&valid).unwrap();
@@ -165,9 +174,28 @@ async fn hostile_messages_are_set_aside_and_decide_nothing() {
     // Readable but not an answer to decide: an attempt that does not
     // exist, and one job's attempt answered in the name of another job.
     let ghost = Uuid::now_v7();
-    publish(&h, &answered_result(mine, step, ghost, Tier::Small, "#### 7")).await;
-    publish(&h, &answered_result(other, other_step, attempt, Tier::Small, "#### 7")).await;
-    publish(&h, &answered_result(mine, step, other_attempt, Tier::Medium, "#### 7")).await;
+    publish(
+        &h,
+        &answered_result(&h.pool, mine, step, ghost, Tier::Small, "#### 7").await,
+    )
+    .await;
+    publish(
+        &h,
+        &answered_result(&h.pool, other, other_step, attempt, Tier::Small, "#### 7").await,
+    )
+    .await;
+    publish(
+        &h,
+        &answered_result(&h.pool, mine, step, other_attempt, Tier::Medium, "#### 7").await,
+    )
+    .await;
+    // Every id right but the token guessed: ids are visible to tenants, the
+    // token only to readers of the tier's tasks.
+    let third = h.submit_answer(ANN, "low").await;
+    let (third_attempt, third_step) = h.published_attempt(third, "small").await;
+    let mut guessed = answered_result(&h.pool, third, third_step, third_attempt, Tier::Small, "#### 7").await;
+    guessed.attempt_token = Uuid::new_v4();
+    publish(&h, &guessed).await;
     let pool = h.pool.clone();
     let reasons: Vec<(String, Option<Uuid>)> = eventually(Duration::from_secs(30), || {
         let pool = pool.clone();
@@ -177,11 +205,11 @@ async fn hostile_messages_are_set_aside_and_decide_nothing() {
                     .fetch_all(&pool)
                     .await
                     .ok()?;
-            (rows.len() >= 7).then_some(rows)
+            (rows.len() >= 8).then_some(rows)
         }
     })
     .await;
-    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    assert_eq!(reasons.len(), 8, "{reasons:?}");
     let unreadable = reasons.iter().filter(|(_, a)| a.is_none()).count();
     assert_eq!(unreadable, 4, "{reasons:?}");
     let with = |id: Uuid| reasons.iter().find(|(_, a)| *a == Some(id)).map(|(r, _)| r.as_str());
@@ -194,13 +222,17 @@ async fn hostile_messages_are_set_aside_and_decide_nothing() {
         with(other_attempt).is_some_and(|r| r.contains("not its attempt's")),
         "{reasons:?}"
     );
+    assert!(
+        with(third_attempt).is_some_and(|r| r.contains("without its attempt's token")),
+        "{reasons:?}"
+    );
     // Nothing was decided: both attempts are still out, with no route event after dispatch.
     let open: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'dispatched' AND id = ANY($1)")
-        .bind(vec![attempt, other_attempt])
+        .bind(vec![attempt, other_attempt, third_attempt])
         .fetch_one(&h.pool)
         .await
         .unwrap();
-    assert_eq!(open, 2);
+    assert_eq!(open, 3);
     let decided: i64 = sqlx::query_scalar("SELECT count(*) FROM route_events WHERE event NOT IN ('start', 'dispatch')")
         .fetch_one(&h.pool)
         .await
@@ -208,6 +240,53 @@ async fn hostile_messages_are_set_aside_and_decide_nothing() {
     assert_eq!(decided, 0);
     // The orchestrator is still deciding: the real worker answers both.
     h.worker("small");
-    h.wait_all(&[mine, other], Duration::from_secs(30)).await;
+    h.wait_all(&[mine, other, third], Duration::from_secs(30)).await;
+    h.finish().await;
+}
+
+/// A result carrying its token (an insider on the tier's subject) that
+/// claims $500 and billions of tokens is booked at the orchestrator's own
+/// price for what the call could use, and never past the job's budget.
+#[tokio::test]
+async fn a_forged_cost_is_booked_at_the_orchestrators_price_within_the_budget() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    let body = serde_json::json!({"kind": "steps", "blast_radius": "low", "budget_usd": 0.001,
+        "steps": [{"name": "solve", "task": "answer", "input": ANN}]});
+    let (status, v) = h.post_raw("/v1/jobs", body.to_string().as_bytes(), &[]).await;
+    assert_eq!(status, 202, "{v}");
+    let job: Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    let (attempt, step) = h.published_attempt(job, "small").await;
+    let mut r = answered_result(&h.pool, job, step, attempt, Tier::Small, "#### 7").await;
+    if let AttemptOutcome::Answered {
+        tokens_in,
+        tokens_out,
+        cost_usd,
+        ..
+    } = &mut r.outcome
+    {
+        (*tokens_in, *tokens_out, *cost_usd) = (2_000_000_000, 2_000_000_000, 500.0);
+    }
+    publish(&h, &r).await;
+    let _ = decided(&h.pool, attempt).await;
+    let (tin, tout, cost): (i32, i32, f64) =
+        sqlx::query_as("SELECT tokens_in, tokens_out, cost_usd FROM attempts WHERE id = $1")
+            .bind(attempt)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    // fx-small is a replay model: it reads at most the prompt's bytes plus
+    // the templates' allowance, and writes at most its answer's bytes.
+    let cap_in = (ANN.len() + upshift_shared::cost::TEMPLATE_ALLOWANCE_BYTES) as i32;
+    assert_eq!((tin, tout), (cap_in, "#### 7".len() as i32 + 1));
+    let (spent, budget): (f64, f64) = sqlx::query_as("SELECT cost_usd, budget_usd FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    // The capped tokens at $0.2/M would cost more than the budget: the budget bounds it.
+    assert!(upshift_shared::cost::call_cost(tin as u32, tout as u32, 0.2, 0.2) > budget);
+    assert_eq!(cost, budget, "booked at most the budget");
+    assert!(spent <= budget, "spent {spent} of {budget}");
     h.finish().await;
 }

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
 
-fn answer(job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&answered_result(job, step, attempt, tier, text)).unwrap()
+async fn answer(h: &Harness, job: Uuid, step: Uuid, attempt: Uuid, tier: Tier, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&answered_result(&h.pool, job, step, attempt, tier, text).await).unwrap()
 }
 
 async fn publish_result(h: &Harness, body: Vec<u8>) {
@@ -32,7 +32,7 @@ async fn the_same_result_delivered_twice_is_decided_once() {
     let _orch = h.orchestrator().await;
     let job = h.submit_answer(ANN, "low").await;
     let (attempt, step) = h.published_attempt(job, "small").await;
-    let body = answer(job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7");
+    let body = answer(&h, job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7").await;
     publish_result(&h, body.clone()).await;
     publish_result(&h, body).await;
     h.wait_all(&[job], Duration::from_secs(20)).await;
@@ -68,7 +68,11 @@ async fn the_same_result_delivered_twice_is_decided_once() {
         .await
         .unwrap();
     assert_eq!((attempts, decisions), (1, 1));
-    assert!((cost - 0.25).abs() < 1e-9, "cost counted once: {cost}");
+    // Once, at fx-small's own price (the result claims $0.25 and 50 tokens
+    // out; a replay writes at most its answer's bytes).
+    let text = "3 + 4 = <<3+4=7>>7\n#### 7";
+    let once = upshift_shared::cost::call_cost(100, 50.min(text.len() as u32 + 1), 0.2, 0.2);
+    assert!((cost - once).abs() < 1e-12, "cost counted once: {cost}");
     h.finish().await;
 }
 
@@ -99,7 +103,7 @@ async fn a_silent_attempt_times_out_escalates_and_its_late_result_changes_nothin
         ]
     );
 
-    publish_result(&h, answer(job, step, small, Tier::Small, "#### 7")).await;
+    publish_result(&h, answer(&h, job, step, small, Tier::Small, "#### 7").await).await;
     let pool = h.pool.clone();
     eventually(Duration::from_secs(20), || {
         let pool = pool.clone();

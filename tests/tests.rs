@@ -21,6 +21,8 @@ mod poison;
 mod limits;
 // API keys, tenants, secrets kept out of logs, budgets.
 mod security;
+// NATS users and permissions per role: the stack runs on them, the rest is refused.
+mod nats_auth;
 // Prometheus metrics of the orchestrator and the workers.
 mod metrics;
 // The route viewer, rendered by headless Chromium.

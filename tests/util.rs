@@ -417,8 +417,22 @@ pub async fn duplicate_decisions(pool: &PgPool) -> Vec<Uuid> {
     .unwrap()
 }
 
-/// A worker's answered result for an attempt: 100 tokens in, 50 out, $0.25.
-pub fn answered_result(
+/// The token issued with `attempt` (nil for an attempt that does not exist).
+pub async fn attempt_token(pool: &PgPool, attempt: Uuid) -> Uuid {
+    sqlx::query_scalar::<_, Option<Uuid>>("SELECT token FROM attempts WHERE id = $1")
+        .bind(attempt)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .flatten()
+        .unwrap_or_else(Uuid::nil)
+}
+
+/// A worker's answered result for an attempt, carrying the attempt's token
+/// as a worker that read its task would: 100 tokens in, 50 out, and a
+/// claimed $0.25 (the orchestrator books its own price).
+pub async fn answered_result(
+    pool: &PgPool,
     job: Uuid,
     step: Uuid,
     attempt: Uuid,
@@ -429,6 +443,7 @@ pub fn answered_result(
     ResultMessage {
         version: MESSAGE_VERSION,
         attempt_id: attempt,
+        attempt_token: attempt_token(pool, attempt).await,
         job_id: job,
         step_id: step,
         tier,

@@ -71,6 +71,21 @@ impl Bus {
                 }
             }
         }
+        // The tier consumers too: workers only bind to theirs (see
+        // `upshift_runtime::tier_consumer_config`).
+        let tasks = self.js.get_stream(s.tasks_stream()).await.map_err(Error::nats)?;
+        for &tier in upshift_shared::Tier::ALL {
+            let config = upshift_runtime::tier_consumer_config(cfg, tier);
+            let name = s.worker_consumer(tier);
+            match tasks.consumer_info(&name).await {
+                Ok(_) => {
+                    tasks.update_consumer(config).await.map_err(Error::nats)?;
+                }
+                Err(_) => {
+                    tasks.get_or_create_consumer(&name, config).await.map_err(Error::nats)?;
+                }
+            }
+        }
         Ok(())
     }
 

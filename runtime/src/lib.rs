@@ -68,7 +68,32 @@ pub async fn connect_nats(cfg: &NatsConfig) -> Result<async_nats::Client, async_
     if let Some(ca) = &cfg.ca_file {
         opts = opts.add_root_certificates(ca.clone());
     }
+    // Replies (JetStream acks, pulled messages) arrive on this role's own
+    // inbox subjects, so a role allowed to read only its inboxes reads no
+    // other role's deliveries (see `NatsConfig::inbox_prefix`).
+    opts = opts.custom_inbox_prefix(cfg.inbox_prefix());
     opts.connect(cfg.urls().as_slice()).await
+}
+
+/// The durable pull consumer every worker of `tier` shares. The
+/// orchestrator creates it (with the streams), workers only bind to it: a
+/// worker's NATS user needs no right to create consumers, which would let
+/// it point one at another tier's tasks.
+pub fn tier_consumer_config(
+    cfg: &NatsConfig,
+    tier: upshift_shared::Tier,
+) -> async_nats::jetstream::consumer::pull::Config {
+    use async_nats::jetstream::consumer;
+    let subjects = cfg.subjects();
+    consumer::pull::Config {
+        durable_name: Some(subjects.worker_consumer(tier)),
+        filter_subject: subjects.tasks(tier),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: cfg.ack_wait,
+        max_deliver: cfg.max_deliver,
+        max_ack_pending: 10_000,
+        ..Default::default()
+    }
 }
 
 /// Keeps the OTLP exporter alive; dropping it flushes and shuts it down.

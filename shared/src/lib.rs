@@ -7,6 +7,7 @@
 pub mod config;
 pub mod cost;
 pub mod messages;
+pub mod nats_auth;
 pub mod policy;
 mod provider_config;
 pub mod reasons;

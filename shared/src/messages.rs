@@ -3,13 +3,18 @@
 //! Every message carries `version`; a reader rejects versions it does not know
 //! instead of guessing. The attempt id doubles as the `Nats-Msg-Id`, so a
 //! re-publish of the same attempt is dropped by the stream's duplicate window.
+//!
+//! A task carries a random per-attempt token that its result must echo: the
+//! ids are visible to tenants (the route API shows them), the token only to
+//! whoever can read that tier's task subject, so a client that can publish
+//! results cannot answer an attempt it was not sent.
 
 use crate::types::{TaskType, Tier};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The message format version this build writes and reads.
-pub const MESSAGE_VERSION: u32 = 1;
+pub const MESSAGE_VERSION: u32 = 2;
 
 /// One attempt of one step on one tier, published on `<prefix>.tasks.<tier>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +24,9 @@ pub struct TaskMessage {
     pub version: u32,
     /// The attempt id (UUIDv7); primary key of `attempts` and `Nats-Msg-Id`.
     pub attempt_id: Uuid,
+    /// Random (UUIDv4 from the OS's generator), issued with this attempt
+    /// and never shown by the API; the result must carry it back.
+    pub attempt_token: Uuid,
     /// The job the step belongs to.
     pub job_id: Uuid,
     /// The step being attempted.
@@ -58,6 +66,8 @@ pub struct ResultMessage {
     pub version: u32,
     /// The attempt this answers.
     pub attempt_id: Uuid,
+    /// The task's [`TaskMessage::attempt_token`], echoed.
+    pub attempt_token: Uuid,
     /// The job of the attempt.
     pub job_id: Uuid,
     /// The step of the attempt.
@@ -94,7 +104,9 @@ pub enum AttemptOutcome {
         tokens_in: u32,
         /// Completion tokens.
         tokens_out: u32,
-        /// Price of this call in US dollars.
+        /// Price of this call in US dollars, as the worker reckons it (for
+        /// its own logs; the orchestrator books its own price, see
+        /// [`crate::cost::price`]).
         cost_usd: f64,
         /// Confidence in [0,1] from the provider (e.g. token logprobs), if any.
         #[serde(default)]
@@ -211,6 +223,7 @@ mod tests {
         let answered = |output: &str, confidence| ResultMessage {
             version: MESSAGE_VERSION,
             attempt_id: Uuid::nil(),
+            attempt_token: Uuid::nil(),
             job_id: Uuid::nil(),
             step_id: Uuid::nil(),
             tier: Tier::Small,
@@ -253,6 +266,7 @@ mod tests {
         let m = ResultMessage {
             version: MESSAGE_VERSION,
             attempt_id: Uuid::now_v7(),
+            attempt_token: Uuid::new_v4(),
             job_id: Uuid::now_v7(),
             step_id: Uuid::now_v7(),
             tier: Tier::Small,

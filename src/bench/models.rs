@@ -270,7 +270,8 @@ async fn ladder(cfg: &Config) -> anyhow::Result<()> {
 fn task_message(t: &tasks::Task, tier: Tier) -> anyhow::Result<TaskMessage> {
     let step = &t.body["steps"][0];
     Ok(serde_json::from_value(serde_json::json!({
-        "version": 1, "attempt_id": uuid::Uuid::now_v7(), "job_id": uuid::Uuid::now_v7(),
+        "version": upshift_shared::messages::MESSAGE_VERSION, "attempt_id": uuid::Uuid::now_v7(),
+        "attempt_token": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::now_v7(),
         "step_id": uuid::Uuid::now_v7(), "tier": tier, "task": step["task"], "input": step["input"],
         "labels": step.get("labels").cloned().unwrap_or(serde_json::json!([])),
         "output_schema": step.get("output_schema").cloned(),

@@ -65,7 +65,7 @@ pub async fn run(
     let client = upshift_runtime::connect_nats(&cfg.nats).await.map_err(Error::nats)?;
     let js = jetstream::new(client);
     let subjects = cfg.nats.subjects();
-    let consumer = tier_consumer(&js, &subjects, cfg, tier, &stop_pulling).await?;
+    let consumer = tier_consumer(&js, &subjects, tier, &stop_pulling).await?;
     let Some(consumer) = consumer else { return Ok(()) };
     let worker_id = format!(
         "{}-{}",
@@ -136,38 +136,22 @@ pub async fn run(
     Ok(())
 }
 
-/// Binds the tier's durable consumer, waiting for the orchestrator to create
-/// the stream. `None` when cancelled while waiting.
+/// Binds the tier's durable consumer, waiting for the orchestrator to
+/// create it (with the stream): a worker never creates one, so its NATS
+/// user needs no right to (see `upshift_runtime::tier_consumer_config`).
+/// `None` when cancelled while waiting.
 async fn tier_consumer(
     js: &jetstream::Context,
     subjects: &Subjects,
-    cfg: &Config,
     tier: Tier,
     cancel: &CancellationToken,
 ) -> Result<Option<consumer::PullConsumer>> {
+    let (name, stream) = (subjects.worker_consumer(tier), subjects.tasks_stream());
     loop {
-        match js.get_stream(subjects.tasks_stream()).await {
-            Ok(stream) => {
-                let name = subjects.worker_consumer(tier);
-                let c = stream
-                    .get_or_create_consumer(
-                        &name,
-                        consumer::pull::Config {
-                            durable_name: Some(name.clone()),
-                            filter_subject: subjects.tasks(tier),
-                            ack_policy: consumer::AckPolicy::Explicit,
-                            ack_wait: cfg.nats.ack_wait,
-                            max_deliver: cfg.nats.max_deliver,
-                            max_ack_pending: 10_000,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(Error::nats)?;
-                return Ok(Some(c));
-            }
+        match js.get_consumer_from_stream(&name, &stream).await {
+            Ok(c) => return Ok(Some(c)),
             Err(e) => {
-                tracing::info!(error = %e, stream = %subjects.tasks_stream(), "waiting for the orchestrator to create the stream");
+                tracing::info!(error = %e, %stream, consumer = %name, "waiting for the orchestrator to create the consumer");
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -299,6 +283,7 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     let mut result = ResultMessage {
         version: MESSAGE_VERSION,
         attempt_id: task.attempt_id,
+        attempt_token: task.attempt_token,
         job_id: task.job_id,
         step_id: task.step_id,
         tier: ctx.tier,

@@ -11,6 +11,7 @@ use crate::rag::CRITIQUE;
 use crate::store::Conn as PgConnection;
 use crate::store::unit::{AttemptUpdate, Event, Unit};
 use upshift_shared::config::Config;
+use upshift_shared::cost::Priced;
 use upshift_shared::messages::AttemptOutcome;
 use upshift_shared::policy::Decision;
 use upshift_shared::verify::Finding;
@@ -85,6 +86,7 @@ pub(crate) async fn apply(
                 outcome_update(
                     open.attempt,
                     open.evidence,
+                    open.priced,
                     false,
                     Some((AttemptVerdict::Escalated, d.findings)),
                 ),
@@ -104,6 +106,7 @@ pub(crate) async fn apply(
                 outcome_update(
                     open.attempt,
                     open.evidence,
+                    open.priced,
                     false,
                     Some((AttemptVerdict::Rejected, d.findings)),
                 ),
@@ -136,6 +139,7 @@ fn keep(unit: &mut Unit, d: &Decided<'_>, state: StepState, open_findings: &[Fin
         outcome_update(
             open.attempt,
             open.evidence,
+            open.priced,
             false,
             Some((verdict_of(state), d.findings)),
         ),
@@ -186,7 +190,10 @@ fn verdict_of(state: StepState) -> AttemptVerdict {
 
 /// Records a result that came too late to decide anything.
 pub(crate) fn late_result(unit: &mut Unit, open: &Open<'_>, late: bool) {
-    unit.update_attempt(open.step_id, outcome_update(open.attempt, open.evidence, late, None));
+    unit.update_attempt(
+        open.step_id,
+        outcome_update(open.attempt, open.evidence, open.priced, late, None),
+    );
     unit.event(Event {
         job: open.job_id,
         step: Some(open.step_id),
@@ -199,11 +206,13 @@ pub(crate) fn late_result(unit: &mut Unit, open: &Open<'_>, late: bool) {
     });
 }
 
-/// The worker's figures for the attempt and, when there is one, the
-/// decision's outcome with the verifier findings it rests on.
+/// The worker's figures for the attempt (its tokens and cost as
+/// `priced` by this orchestrator) and, when there is one, the decision's
+/// outcome with the verifier findings it rests on.
 fn outcome_update(
     attempt: Uuid,
     evidence: &Evidence<'_>,
+    priced: Option<Priced>,
     late: bool,
     decided: Option<(AttemptVerdict, &[Finding])>,
 ) -> AttemptUpdate {
@@ -244,17 +253,15 @@ fn outcome_update(
     let update = match &m.outcome {
         AttemptOutcome::Answered {
             output,
-            tokens_in,
-            tokens_out,
-            cost_usd,
             confidence,
             label_correct,
+            ..
         } => AttemptUpdate {
             status: AttemptStatus::Answered,
             output: Some(output.clone()),
-            tokens_in: Some(*tokens_in as i32),
-            tokens_out: Some(*tokens_out as i32),
-            cost_usd: Some(*cost_usd),
+            tokens_in: priced.map(|p| p.tokens_in as i32),
+            tokens_out: priced.map(|p| p.tokens_out as i32),
+            cost_usd: Some(priced.map_or(0.0, |p| p.cost_usd)),
             confidence: *confidence,
             label_correct: *label_correct,
             ..base
@@ -284,8 +291,9 @@ mod tests {
     #[test]
     fn failed_calls_cost_nothing_and_late_answers_are_marked_timed_out() {
         let failed = ResultMessage {
-            version: 1,
+            version: upshift_shared::messages::MESSAGE_VERSION,
             attempt_id: Uuid::nil(),
+            attempt_token: Uuid::nil(),
             job_id: Uuid::nil(),
             step_id: Uuid::nil(),
             tier: upshift_shared::Tier::Small,
@@ -303,6 +311,7 @@ mod tests {
         let u = outcome_update(
             Uuid::nil(),
             &Evidence::Result(&failed),
+            None,
             false,
             Some((AttemptVerdict::Escalated, &[])),
         );
@@ -310,7 +319,7 @@ mod tests {
             (u.status, u.cost_usd, u.outcome),
             (AttemptStatus::Failed, Some(0.0), Some(AttemptVerdict::Escalated))
         );
-        let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), true, None);
+        let u = outcome_update(Uuid::nil(), &Evidence::Result(&failed), None, true, None);
         assert_eq!(u.status, AttemptStatus::TimedOut);
     }
 }

@@ -33,7 +33,7 @@ use apply::{Decided, late_result};
 use observe::Observed;
 use rag::{RagJob, research, stored_retrieval};
 use upshift_shared::config::Config;
-use upshift_shared::cost::estimate_tokens;
+use upshift_shared::cost::{Priced, estimate_tokens, price};
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
 use upshift_shared::policy::{AttemptEvidence, decide_scored, escalation_estimate};
 use upshift_shared::verify::rag::Retrieval;
@@ -155,7 +155,10 @@ pub(crate) struct Open<'a> {
     pub(crate) step_id: Uuid,
     pub(crate) tier: Tier,
     pub(crate) evidence: &'a Evidence<'a>,
-    /// The call's price (0 without an answer).
+    /// The call's price as booked, with the tokens it was priced on
+    /// (`None` without an answer).
+    pub(crate) priced: Option<Priced>,
+    /// `priced`'s dollars (0 without an answer).
     pub(crate) cost: f64,
     /// The job's budget left after this call, when it has one.
     pub(crate) budget_left: Option<f64>,
@@ -163,10 +166,13 @@ pub(crate) struct Open<'a> {
     pub(crate) rag: Option<RagJob>,
 }
 
-/// Stage 1: the attempt `item` is about, if it is still open. A result
-/// for an attempt decided before changes nothing; one that arrives after
-/// its deadline (or after its step moved on) is recorded as `late_result`.
-fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
+/// Stage 1: the attempt `item` is about, if it is still open, with the
+/// price this orchestrator books for it. A result for an attempt decided
+/// before changes nothing; one that arrives after its deadline (or after
+/// its step moved on) is recorded as `late_result`. A result that does not
+/// carry its attempt's token, or names another job, step or tier, is set
+/// aside undecided: it is not this attempt's answer.
+fn open_attempt<'a>(unit: &mut Unit, cfg: &Config, item: &'a Item<'a>) -> Option<Open<'a>> {
     let (attempt, evidence) = (item.attempt, &item.evidence);
     let Some(a) = unit.attempt(attempt) else {
         if let Evidence::Result(m) = evidence {
@@ -175,13 +181,15 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         return None;
     };
     let (job_id, step_id, tier) = (a.job_id, a.step_id, a.tier);
-    if let Evidence::Result(m) = evidence
-        && (m.job_id, m.step_id, m.tier) != (job_id, step_id, tier)
-    {
-        // Decided only as what the attempt is: a result naming another job,
-        // step or tier is not this attempt's answer.
-        set_aside(unit, m, "a result whose job, step or tier is not its attempt's");
-        return None;
+    if let Evidence::Result(m) = evidence {
+        if a.token != Some(m.attempt_token) {
+            set_aside(unit, m, "a result without its attempt's token");
+            return None;
+        }
+        if (m.job_id, m.step_id, m.tier) != (job_id, step_id, tier) {
+            set_aside(unit, m, "a result whose job, step or tier is not its attempt's");
+            return None;
+        }
     }
     let late = match (evidence, a.status) {
         (_, AttemptStatus::Dispatched) => false,
@@ -191,7 +199,10 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
     if matches!(evidence, Evidence::Timeout) && !a.overdue {
         return None;
     }
-    let cost = evidence_cost(evidence);
+    let job = unit.job(job_id);
+    let left = job.budget_usd.map(|b| b - job.cost());
+    let priced = evidence_price(unit, cfg, &a.model, step_id, tier, evidence, left);
+    let cost = priced.map_or(0.0, |p| p.cost_usd);
     let job = unit.job(job_id);
     let open = Open {
         attempt,
@@ -199,8 +210,9 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         step_id,
         tier,
         evidence,
+        priced,
         cost,
-        budget_left: job.budget_usd.map(|b| b - job.cost() - cost),
+        budget_left: left.map(|l| l - cost),
         tenant: job.tenant.clone(),
         rag: job.input.as_ref().and_then(|r| RagJob::from_input(&job.kind, r)),
     };
@@ -211,6 +223,49 @@ fn open_attempt<'a>(unit: &mut Unit, item: &'a Item<'a>) -> Option<Open<'a>> {
         return None;
     }
     Some(open)
+}
+
+/// The price booked for the call behind `evidence` (`None` without an
+/// answer): the tokens the worker reports, clipped to what the call could
+/// have used, times this orchestrator's prices for the model, at most what
+/// the job has `left`. The worker's own cost figure is not read.
+fn evidence_price(
+    unit: &Unit,
+    cfg: &Config,
+    dispatched: &str,
+    step_id: Uuid,
+    tier: Tier,
+    evidence: &Evidence<'_>,
+    left: Option<f64>,
+) -> Option<Priced> {
+    let Evidence::Result(m) = evidence else { return None };
+    let AttemptOutcome::Answered {
+        output,
+        tokens_in,
+        tokens_out,
+        ..
+    } = &m.outcome
+    else {
+        return None;
+    };
+    let model = if cfg.model(&m.model).is_some() {
+        cfg.pricing_model(tier, &m.model)
+    } else {
+        cfg.model(dispatched).unwrap_or_else(|| cfg.tier_model(tier))
+    };
+    let caps = model.token_caps(unit.prompt_bytes(step_id), output.len());
+    let priced = price(
+        (*tokens_in, *tokens_out),
+        caps,
+        model.usd_per_m_in,
+        model.usd_per_m_out,
+        left,
+    );
+    if priced.capped {
+        tracing::warn!(attempt = %m.attempt_id, model = %model.name, reported_in = tokens_in, reported_out = tokens_out,
+            booked_usd = priced.cost_usd, "a result's usage is more than the call could use or the job has left; booked capped");
+    }
+    Some(priced)
 }
 
 /// Keeps result `m` in `dead_letters` with `why` instead of deciding it.
@@ -292,22 +347,17 @@ async fn decide(
     retriever: &Retriever,
     item: &Item<'_>,
 ) -> Result<Option<Observed>> {
-    let Some(open) = open_attempt(unit, item) else {
+    let Some(open) = open_attempt(unit, cfg, item) else {
         return Ok(None);
     };
     let step = StepFacts::of(unit, open.step_id);
     let retrieval = retrieval_for(tx, unit, retriever, &open, &step).await?;
     let (findings, confidence, failure) = examine(cfg, &open, &step, retrieval.as_ref());
     let output = output_of(open.evidence);
-    // Token counts of this call, or the input's estimate when there are none.
-    let tokens = match open.evidence {
-        Evidence::Result(ResultMessage {
-            outcome: AttemptOutcome::Answered {
-                tokens_in, tokens_out, ..
-            },
-            ..
-        }) => (*tokens_in, *tokens_out),
-        _ => (estimate_tokens(&step.input), estimate_tokens(&step.input)),
+    // Token counts of this call as booked, or the input's estimate when there are none.
+    let tokens = match open.priced {
+        Some(p) => (p.tokens_in, p.tokens_out),
+        None => (estimate_tokens(&step.input), estimate_tokens(&step.input)),
     };
     let ev = AttemptEvidence {
         tier: open.tier,
@@ -343,17 +393,6 @@ async fn decide(
     };
     apply::apply(tx, unit, cfg, decided, decision).await?;
     Ok(Some(observed))
-}
-
-/// The price of the call behind `evidence` (0 without an answer).
-fn evidence_cost(evidence: &Evidence<'_>) -> f64 {
-    match evidence {
-        Evidence::Result(ResultMessage {
-            outcome: AttemptOutcome::Answered { cost_usd, .. },
-            ..
-        }) => *cost_usd,
-        _ => 0.0,
-    }
 }
 
 /// Puts the decision on `span` (`attempt.decide` for results).

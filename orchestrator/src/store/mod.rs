@@ -76,6 +76,7 @@ impl Marks {
 #[derive(sqlx::FromRow)]
 pub(crate) struct TaskSource {
     pub(crate) attempt_id: Uuid,
+    pub(crate) token: Uuid,
     pub(crate) job_id: Uuid,
     pub(crate) step_id: Uuid,
     #[sqlx(try_from = "String")]
@@ -95,6 +96,7 @@ impl TaskSource {
         let msg = TaskMessage {
             version: MESSAGE_VERSION,
             attempt_id: self.attempt_id,
+            attempt_token: self.token,
             job_id: self.job_id,
             step_id: self.step_id,
             tier: self.tier,
@@ -251,10 +253,10 @@ impl PgStore {
     /// sweeper re-publishes them).
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<Outgoing>> {
         let rows: Vec<Dispatched> = sqlx::query_as(
-            "SELECT a.id AS attempt_id, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.output_schema, s.labels,
+            "SELECT a.id AS attempt_id, a.token, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.output_schema, s.labels,
                     j.traceparent, s.depends_on
              FROM attempts a JOIN steps s ON s.id = a.step_id JOIN jobs j ON j.id = a.job_id
-             WHERE a.id = ANY($1) AND a.status = 'dispatched'",
+             WHERE a.id = ANY($1) AND a.status = 'dispatched' AND a.token IS NOT NULL",
         )
         .bind(attempts)
         .fetch_all(&self.pool)

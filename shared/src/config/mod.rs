@@ -151,6 +151,11 @@ pub struct NatsConfig {
     /// PEM file of extra root certificates for the server's TLS certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Subject prefix of this process's reply inboxes. Default: `_INBOX_<user>`
+    /// when `user` is set (so each role's NATS permissions can allow only its
+    /// own inboxes), else `_INBOX`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
 }
 
 impl fmt::Debug for NatsConfig {
@@ -165,6 +170,7 @@ impl fmt::Debug for NatsConfig {
             .field("token", &hidden(&self.token))
             .field("tls_required", &self.tls_required)
             .field("ca_file", &self.ca_file)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +180,15 @@ fn default_replicas() -> usize {
 }
 
 impl NatsConfig {
+    /// The inbox prefix in use (see [`NatsConfig::inbox_prefix`]).
+    pub fn inbox_prefix(&self) -> String {
+        match (&self.inbox_prefix, &self.user) {
+            (Some(p), _) => p.clone(),
+            (None, Some(user)) => format!("_INBOX_{}", user.replace(['.', '*', '>', ' '], "_")),
+            (None, None) => "_INBOX".to_string(),
+        }
+    }
+
     /// The server URLs: `url` split at commas.
     pub fn urls(&self) -> Vec<&str> {
         self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
@@ -420,6 +435,33 @@ impl ModelConfig {
             _ => 1,
         }
     }
+
+    /// The most tokens one call of this model can read and write, for a
+    /// task of `prompt_bytes` bytes of its own text whose answer is
+    /// `output_bytes` long: a local model reads at most its context window
+    /// twice per sample (label scoring reads a content-free prompt too) and
+    /// writes `max_tokens` per sample; an OpenAI-compatible model writes at
+    /// most `max_tokens` and reads at most the prompt's bytes (a token covers
+    /// at least one byte) plus the templates' allowance; a replay writes
+    /// what it answered.
+    pub fn token_caps(&self, prompt_bytes: usize, output_bytes: usize) -> crate::cost::TokenCaps {
+        use crate::cost::{TEMPLATE_ALLOWANCE_BYTES, TokenCaps, bytes_cap};
+        let prompt = bytes_cap(prompt_bytes.saturating_add(TEMPLATE_ALLOWANCE_BYTES));
+        match &self.provider {
+            ProviderConfig::Local(l) => TokenCaps {
+                tokens_in: l.context_tokens.saturating_mul(2).saturating_mul(l.samples.max(1)),
+                tokens_out: l.max_tokens.saturating_mul(l.samples.max(1)),
+            },
+            ProviderConfig::Openai(o) => TokenCaps {
+                tokens_in: prompt,
+                tokens_out: o.max_tokens,
+            },
+            ProviderConfig::Replay { .. } => TokenCaps {
+                tokens_in: prompt,
+                tokens_out: bytes_cap(output_bytes.saturating_add(1)),
+            },
+        }
+    }
 }
 
 /// Provider settings, tagged by `kind`.
@@ -570,6 +612,17 @@ impl Config {
     /// Catalog entry by name.
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The catalog entry an attempt on `tier` is priced with: the model the
+    /// result names when it is one of the tier's candidates (a worker may
+    /// serve another of them), else the one this orchestrator dispatched to.
+    pub fn pricing_model(&self, tier: Tier, named: &str) -> &ModelConfig {
+        let candidate = self.tier_choice(tier).names().iter().any(|n| n == named);
+        match self.model(named) {
+            Some(m) if candidate => m,
+            _ => self.tier_model(tier),
+        }
     }
 
     /// Catalog entry serving `tier` (exists after validation).

@@ -132,8 +132,9 @@ pub fn labels_schema(labels: &[String]) -> serde_json::Value {
 pub(crate) fn test_task(t: TaskType, input: &str, context: &[(&str, &str)], labels: &[&str]) -> TaskMessage {
     use upshift_shared::messages::ContextItem;
     TaskMessage {
-        version: 1,
+        version: upshift_shared::messages::MESSAGE_VERSION,
         attempt_id: uuid::Uuid::nil(),
+        attempt_token: uuid::Uuid::nil(),
         job_id: uuid::Uuid::nil(),
         step_id: uuid::Uuid::nil(),
         tier: upshift_shared::Tier::Small,

@@ -123,8 +123,9 @@ mod tests {
         .unwrap();
         let p = ReplayProvider::load(std::slice::from_ref(&path), "m", 0).unwrap();
         let mut task = TaskMessage {
-            version: 1,
+            version: upshift_shared::messages::MESSAGE_VERSION,
             attempt_id: uuid::Uuid::now_v7(),
+            attempt_token: uuid::Uuid::new_v4(),
             job_id: uuid::Uuid::now_v7(),
             step_id: uuid::Uuid::now_v7(),
             tier: Tier::Small,

@@ -136,9 +136,9 @@ pub(crate) async fn flush_all(tx: &mut PgConnection, cfg: &Config, units: &[&Uni
     .await?;
     write(
         tx,
-                "INSERT INTO attempts (id, step_id, job_id, tier, model, status, deadline)
-                 SELECT r.id, r.step_id, r.job_id, r.tier, r.model, 'dispatched', now() + make_interval(secs => r.secs)
-                 FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, step_id uuid, job_id uuid, tier text, model text, secs float8)",
+                "INSERT INTO attempts (id, step_id, job_id, tier, model, token, status, deadline)
+                 SELECT r.id, r.step_id, r.job_id, r.tier, r.model, r.token, 'dispatched', now() + make_interval(secs => r.secs)
+                 FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, step_id uuid, job_id uuid, tier text, model text, token uuid, secs float8)",
         &new_attempts,
         |a| a.id,
     )

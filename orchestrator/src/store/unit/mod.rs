@@ -104,7 +104,7 @@ impl Unit {
         .fetch_all(&mut *tx)
         .await?;
         let loaded: Vec<AttemptRow> = sqlx::query_as(
-            "SELECT id, job_id, step_id, status, tier, (output IS NOT NULL OR error IS NOT NULL) AS has_result,
+            "SELECT id, job_id, step_id, status, tier, model, token, (output IS NOT NULL OR error IS NOT NULL) AS has_result,
                     deadline < now() AS overdue
              FROM attempts WHERE id = ANY($1)",
         )
@@ -221,6 +221,20 @@ impl Unit {
         self.steps.iter().filter(move |s| s.job_id == job)
     }
 
+    /// Bytes of text a task message of `step_id` hands the model: its
+    /// input, the outputs of the steps it depends on, its schema and labels.
+    pub fn prompt_bytes(&self, step_id: Uuid) -> usize {
+        let step = self.step(step_id);
+        let context: usize = self
+            .steps_of(step.job_id)
+            .filter(|d| step.depends_on.contains(&d.idx))
+            .map(|d| d.name.len() + d.output.as_ref().map_or(0, String::len))
+            .sum();
+        let schema = step.output_schema.as_ref().map_or(0, |s| s.to_string().len());
+        let labels: usize = step.labels.iter().map(|l| l.len() + 1).sum();
+        step.input.len() + context + schema + labels
+    }
+
     /// Records a result about `attempt` that cannot be decided, with why,
     /// in `dead_letters` (once per attempt), written with the unit.
     pub fn set_aside(&mut self, attempt: Uuid, reason: String, payload: String) {
@@ -250,6 +264,8 @@ impl Unit {
     /// Returns the attempt's id.
     pub fn add_attempt(&mut self, step_id: Uuid, tier: Tier, model: &str, deadline_secs: f64) -> Uuid {
         let id = Uuid::now_v7();
+        // v4: random from the OS's generator, unrelated to any id.
+        let token = Uuid::new_v4();
         let step = self.step_mut(step_id);
         step.state = StepState::Running;
         step.current_tier = Some(tier.as_str().into());
@@ -260,6 +276,7 @@ impl Unit {
             job_id,
             tier: tier.as_str(),
             model: model.to_string(),
+            token,
             secs: deadline_secs,
         });
         id
@@ -275,8 +292,16 @@ impl Unit {
             .filter(|d| step.depends_on.contains(&d.idx))
             .map(|d| (d.name.clone(), d.output.clone()))
             .collect();
+        let token = self
+            .new_attempts
+            .iter()
+            .rev() // queued right after it was added: the last one
+            .find(|a| a.id == attempt)
+            .map(|a| a.token)
+            .expect("a task is queued for an attempt this unit added");
         let source = TaskSource {
             attempt_id: attempt,
+            token,
             job_id: step.job_id,
             step_id,
             tier,

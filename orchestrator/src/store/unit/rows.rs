@@ -74,6 +74,11 @@ pub(crate) struct AttemptRow {
     pub status: AttemptStatus,
     #[sqlx(try_from = "String")]
     pub tier: Tier,
+    /// The model this orchestrator dispatched the attempt to.
+    pub model: String,
+    /// The token its result must carry back (none on attempts from before
+    /// tokens existed).
+    pub token: Option<Uuid>,
     pub has_result: bool,
     pub overdue: bool,
 }
@@ -86,6 +91,7 @@ pub(super) struct NewAttempt {
     pub(super) job_id: Uuid,
     pub(super) tier: &'static str,
     pub(super) model: String,
+    pub(super) token: Uuid,
     pub(super) secs: f64,
 }
 
