@@ -32,6 +32,11 @@ import sys
 FIELDS = {"id", "split", "kind", "question", "answers", "pages"}
 
 
+# Inline elements join their text to the next ("os." + "getcwd"); any other
+# tag separates words.
+INLINE = {"a", "abbr", "b", "cite", "code", "em", "i", "kbd", "samp", "small", "span", "strong", "sub", "sup", "tt", "var"}
+
+
 class _Text(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -41,12 +46,14 @@ class _Text(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
             self.skip += 1
-        self.parts.append(" ")
+        if tag not in INLINE:
+            self.parts.append(" ")
 
     def handle_endtag(self, tag):
         if tag in ("script", "style") and self.skip:
             self.skip -= 1
-        self.parts.append(" ")
+        if tag not in INLINE:
+            self.parts.append(" ")
 
     def handle_data(self, data):
         if not self.skip:

@@ -28,7 +28,11 @@ pub struct IngestArgs {
     /// embeddings (full-text search serves meanwhile).
     #[arg(long)]
     no_wait: bool,
-    /// Files or directories (searched recursively for .txt, .md, .html, .htm).
+    /// Print each file's text as it would be stored, and send nothing.
+    #[arg(long)]
+    print: bool,
+    /// Files or directories (searched recursively for .txt, .md, .html, .htm;
+    /// folders whose names start with `_` or `.` are skipped).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -40,6 +44,7 @@ impl IngestArgs {
             collection: collection.to_string(),
             batch_kib: 700,
             no_wait: false,
+            print: false,
             paths,
         }
     }
@@ -62,6 +67,10 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
         let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let raw = String::from_utf8_lossy(&raw);
         let (title, text) = to_text(file, &raw);
+        if args.print {
+            println!("==> {id} ({})\n{text}\n", title.as_deref().unwrap_or(""));
+            continue;
+        }
         if text.trim().is_empty() || text.len() > MAX_DOC {
             eprintln!("\nskipped {id}: {} bytes of text", text.len());
             tally.skipped += 1;
@@ -85,6 +94,9 @@ pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, us
                 tally.documents, tally.passages
             ));
         }
+    }
+    if args.print {
+        return Ok((0, 0));
     }
     let (docs, passages, skipped) = (tally.documents, tally.passages, tally.skipped);
     let secs = started.elapsed().as_secs_f64();
@@ -255,6 +267,16 @@ async fn send(
 /// Files under `path` with a known extension, as (id, path).
 fn collect(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> anyhow::Result<()> {
     if path.is_dir() {
+        // Build artefacts and hidden folders (Sphinx's `_sources` holds the
+        // reStructuredText of every page again, `_static` its scripts).
+        let skipped = path != root
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(['_', '.']));
+        if skipped {
+            return Ok(());
+        }
         for e in std::fs::read_dir(path)? {
             collect(root, &e?.path(), out)?;
         }
@@ -310,13 +332,24 @@ static DROP: LazyLock<[Regex; 4]> = LazyLock::new(|| {
 });
 /// Code, kept as `backticked` spans: setting, command, function, file and
 /// program names are what many questions ask for, and the extractive
-/// answerer offers exactly such spans.
+/// answerer offers exactly such spans. `<var>` (a placeholder or variable
+/// in any manual's syntax lines) counts as code too.
 static CODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?is)<(code|tt|kbd|samp)\b[^>]*>(.*?)</\s*(?:code|tt|kbd|samp)\s*>|<span class="application">(.*?)</span>"#,
+        r#"(?is)<(code|tt|kbd|samp|var)\b[^>]*>(.*?)</\s*(?:code|tt|kbd|samp|var)\s*>|<span class="application">(.*?)</span>"#,
     )
     .unwrap()
 });
+/// A definition list's term (`<dt>`): what the entry defines, in any manual
+/// (a function's signature, an option, a setting with its type).
+static TERM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?is)<dt\b[^>]*>(.*?)</dt\s*>").unwrap());
+/// A table row's first cell: in a reference table, the thing the row is about.
+static FIRST_CELL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)(<tr\b[^>]*>\s*<t[dh]\b[^>]*>)(.*?)(</t[dh]\s*>)").unwrap());
+/// The name a definition line opens with: an identifier, a dotted or
+/// `::`-qualified name, an option (`--sort-keys`, `-X`), a `%` format code.
+static LEADING_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:--?|%)?[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::|-)[A-Za-z_][A-Za-z0-9_]*)*").unwrap());
 /// Table cells: kept apart (`columns per table | 1,600`), not run together.
 static CELL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)</t[dh]\s*>").unwrap());
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
@@ -338,6 +371,15 @@ pub fn html_to_text(html: &str) -> (Option<String>, String) {
     for re in DROP.iter() {
         s = re.replace_all(&s, " ").into_owned();
     }
+    // Permalink marks (Sphinx's headerlinks) are not text.
+    let s = s.replace('¶', "").replace("&para;", "").replace("&#182;", "");
+    // Structure first, while the tags are there: a term's name and a
+    // reference row's subject become code, so every manual's definitions
+    // look alike to the extractive answerer (`name` then what follows).
+    let s = TERM.replace_all(&s, |c: &regex::Captures| format!("<dt>{}</dt>", definition_line(&c[1])));
+    let s = FIRST_CELL.replace_all(&s, |c: &regex::Captures| {
+        format!("{}{}{}", &c[1], definition_line(&c[2]), &c[3])
+    });
     let s = CODE.replace_all(&s, |c: &regex::Captures| {
         let inner = c.get(2).or_else(|| c.get(3)).map_or("", |m| m.as_str());
         let plain = TAG.replace_all(inner, "");
@@ -360,6 +402,56 @@ pub fn html_to_text(html: &str) -> (Option<String>, String) {
         }
     }
     (title.filter(|t| !t.is_empty()), out.trim_end().to_string())
+}
+
+/// The HTML of a definition's term with its leading name marked as code:
+/// `os.getcwd()` → `` `os.getcwd` () ``; `--sort-keys` → `` `--sort-keys` ``.
+/// A term that already opens with code, or opens with no name, is kept.
+fn definition_line(inner: &str) -> String {
+    let plain = decode(&TAG.replace_all(inner, ""));
+    let plain = plain.trim();
+    if opens_with_code(inner) || plain.starts_with('`') {
+        return inner.to_string();
+    }
+    let Some(m) = LEADING_NAME.find(plain) else {
+        return inner.to_string();
+    };
+    // Prose ("Default value", "See also") is not a name: one token, and
+    // either code-like (`_`, `.`, `-`, a digit, a capital inside) or all
+    // there is in the cell.
+    let name = m.as_str();
+    let rest = plain[m.end()..].trim_start();
+    let code_like = name.contains(['_', '.', '-', '%', ':'])
+        || name
+            .chars()
+            .skip(1)
+            .any(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !(code_like || rest.is_empty()) {
+        return inner.to_string();
+    }
+    let rest = rest.replace('<', "&lt;").replace('>', "&gt;");
+    if rest.is_empty() {
+        format!("<code>{name}</code>")
+    } else {
+        format!("<code>{name}</code> {rest}")
+    }
+}
+
+/// Whether the first text of `html` is inside a code-like element.
+fn opens_with_code(html: &str) -> bool {
+    let mut rest = html.trim_start();
+    while let Some(tag) = rest.strip_prefix('<') {
+        let Some(end) = tag.find('>') else { return false };
+        let name = tag[..end].trim_start_matches('/').to_ascii_lowercase();
+        if ["code", "tt", "kbd", "samp", "var"]
+            .iter()
+            .any(|c| name == *c || name.starts_with(&format!("{c} ")))
+        {
+            return true;
+        }
+        rest = tag[end + 1..].trim_start();
+    }
+    false
 }
 
 fn decode(s: &str) -> String {
@@ -393,5 +485,36 @@ mod tests {
         assert_eq!(text, "WAL\n\n`wal_level` (enum) determines how much information");
         let (_, table) = html_to_text("<table><tr><td>columns per table</td><td>1,600</td></tr></table>");
         assert_eq!(table, "columns per table | 1,600 |");
+    }
+
+    #[test]
+    fn definition_terms_and_reference_rows_name_their_subject_as_code() {
+        // A Sphinx signature: the name split over spans, a permalink mark.
+        let dt = r##"<dl><dt id="os.getcwd"><span class="sig-prename">os.</span><span class="sig-name">getcwd</span><span>(</span><span>)</span><a class="headerlink" href="#os.getcwd">¶</a></dt><dd><p>Return a string representing the current working directory.</p></dd></dl>"##;
+        let (_, text) = html_to_text(dt);
+        assert_eq!(
+            text,
+            "`os.getcwd` ()\n\nReturn a string representing the current working directory."
+        );
+        let (_, text) =
+            html_to_text("<dl><dt>shutil.copytree(src, dst, symlinks=False)</dt><dd>Copy a tree.</dd></dl>");
+        assert!(
+            text.starts_with("`shutil.copytree` (src, dst, symlinks=False)"),
+            "{text}"
+        );
+        let (_, text) = html_to_text("<dl><dt><span>--sort-keys</span></dt><dd>Sort the output.</dd></dl>");
+        assert!(text.starts_with("`--sort-keys`\n"), "{text}");
+        // Already code (a setting with its type), or prose: kept.
+        let (_, text) = html_to_text("<dl><dt><code>wal_level</code> (<code>enum</code>)</dt></dl>");
+        assert_eq!(text, "`wal_level` (`enum`)");
+        let (_, text) = html_to_text("<dl><dt>See also the notes below</dt></dl>");
+        assert_eq!(text, "See also the notes below");
+        // A reference table's first column; a value table's prose stays.
+        let (_, text) = html_to_text("<table><tr><td>%j</td><td>Day of the year.</td></tr></table>");
+        assert_eq!(text, "`%j` | Day of the year. |");
+        let (_, text) = html_to_text("<table><tr><td>PYTHONPATH</td><td>Module search path.</td></tr></table>");
+        assert_eq!(text, "`PYTHONPATH` | Module search path. |");
+        let (_, text) = html_to_text("<p>Use <var>num</var> seconds.</p>");
+        assert_eq!(text, "Use `num` seconds.");
     }
 }
