@@ -85,7 +85,7 @@ enum Command {
         json: bool,
     },
     /// Evaluate the routing policy offline on a labelled dataset.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// Routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -166,7 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let load_replay =
         || Config::load_profile(Some(REPLAY_TOML), cli.config.as_deref().as_slice()).context("loading configuration");
     match cli.command {
-        Command::Eval(args) => eval::run(cli.config.as_deref(), args, &cli.api, cli.api_key.as_deref()).await?,
+        Command::Eval(args) => eval::run(cli.config.as_deref(), *args, &cli.api, cli.api_key.as_deref()).await?,
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
         Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
         Command::Models(cmd) => {

@@ -16,7 +16,7 @@ fn question_file(dir: &std::path::Path, name: &str, questions: &[Value]) -> Stri
 
 #[tokio::test]
 async fn eval_rag_scores_jobs_of_a_fixture_collection() {
-    let (h, _orch) = widgets_stack("").await;
+    let (h, _orch) = widgets_stack(crate::rag::ZERO_TRUSTED).await;
     let questions = [
         // Answered by the evidence alone and right.
         json!({"id": "w1", "split": "dev", "kind": "setting", "question": LIMIT_Q,
@@ -122,7 +122,7 @@ async fn eval_rag_runs_with_an_openai_compatible_strong_tier() {
     // the replayed tiers below it are never trusted, so every extraction is
     // decided by the hosted model's choice among the candidate spans.
     let server = LlamaServer::start().await;
-    let extra = "[rag]\nzero_min_relevance = 1.0\n\
+    let extra = "[rag.zero_score]\nthreshold = 2.0\n\
                  [routing.accept.small.by_class]\nrag_extract = 1.0\n\
                  [routing.accept.medium.by_class]\nrag_extract = 1.0\n\
                  [routing.accept.strong.by_class]\nrag_extract = 0.0\n";

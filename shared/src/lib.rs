@@ -13,6 +13,7 @@ mod provider_config;
 pub mod reasons;
 pub mod simulate;
 pub mod states;
+pub mod stats;
 pub mod subjects;
 pub mod types;
 pub mod verify;

@@ -10,6 +10,7 @@ pub mod metrics;
 mod plot;
 pub mod rag;
 mod report;
+pub mod risk;
 
 use anyhow::{Context, bail};
 use dataset::{Dataset, Item};
@@ -296,7 +297,8 @@ pub async fn run(config: Option<&std::path::Path>, args: EvalArgs, api: &str, ke
     }
     if let Some(EvalCommand::Rag(rag_args)) = args.command {
         let client = crate::client::Client::new(api, key)?;
-        return rag::run(&client, rag_args).await;
+        let cfg = Config::load_profile(None, &layers).context("loading configuration")?;
+        return rag::run(&client, &cfg, rag_args).await;
     }
     let dataset = args.dataset.clone().context("--dataset is required")?;
     let cfg = Config::load_profile(Some(REPLAY_TOML), &layers).context("loading configuration")?;

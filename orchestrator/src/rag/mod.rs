@@ -112,11 +112,7 @@ pub fn plan(req: &JobRequest, mode: AnswerMode) -> Result<Vec<PlannedStep>> {
             SYNTHESISE,
             TaskType::Synthesise,
             &[0, 1],
-            vec![
-                VerifierKind::AnswerCitations,
-                VerifierKind::AnswerType,
-                VerifierKind::Degenerate,
-            ],
+            upshift_shared::verify::rag::SYNTHESISE_VERIFIERS.to_vec(),
         ),
         PlannedStep {
             labels: VERDICTS.map(String::from).to_vec(),

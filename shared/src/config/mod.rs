@@ -637,7 +637,7 @@ mod tiers;
 pub mod units;
 mod validate;
 
-pub use rag::{AnswerMode, CritiqueMode, RagConfig};
+pub use rag::{AnswerMode, CritiqueMode, RagConfig, ZERO_FEATURES, ZeroScore};
 pub use tiers::TierChoice;
 
 pub use crate::provider_config::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};

@@ -2,6 +2,69 @@
 
 use super::{ConfigError, bad};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The evidence features tier zero's score weighs, by name (computed in
+/// `verify::rag::judge`; each in [0, 1] unless said):
+///
+/// - `similarity`: the answer's sentence's similarity to the question;
+/// - `margin`: how far that leads the best rival candidate's sentence
+///   (in [-1, 1]; 0 without a rival) and `no_rival`: 1 without one;
+/// - `closer_gap`: how far a sentence that does not hold the answer is
+///   closer to the question than the answer's, and `closer`: 1 when one is;
+/// - `defined`: the retrieval defines the answer (a definition line, a
+///   definition list's term, a reference row, a page titled by it);
+/// - `presented`: the answer's sentence presents it as what the question
+///   asks for (a default stated as one, a program called one, a means
+///   for "how do I");
+/// - `coverage`: share of the asking sentence's content words that the
+///   answer and its sentence hold, and `rival_coverage`: how much more
+///   the best rival's hold;
+/// - `elsewhere`: share of the asking sentence's content words that the
+///   answer's sentence lacks and another retrieved sentence holds (a
+///   sentence that fits the question better exists);
+/// - `rank`: 1 / (1 + the rank of the answer's passage);
+/// - `close_alternative`: another candidate names almost the same thing;
+/// - `candidates`: ln(1 + the number of candidates) / ln(25);
+/// - `free`, `value`: the question asks for a sentence, or a value;
+/// - `best_similarity`: the retrieval's best sentence similarity.
+pub const ZERO_FEATURES: [&str; 17] = [
+    "similarity",
+    "margin",
+    "no_rival",
+    "closer_gap",
+    "closer",
+    "rival_close",
+    "defined",
+    "presented",
+    "coverage",
+    "rival_coverage",
+    "elsewhere",
+    "rank",
+    "close_alternative",
+    "candidates",
+    "free",
+    "value",
+    "best_similarity",
+];
+
+/// Tier zero's evidence score: a logistic model over [`ZERO_FEATURES`],
+/// and the score from which its answer is defended. Fitted on labelled
+/// questions by `upshift eval rag --replay RECORDS --fit-zero FILE`, which
+/// writes this table (docs/rag.md, "Calibrating on your own documents").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroScore {
+    /// The model's intercept.
+    pub bias: f64,
+    /// One weight per feature name; a missing feature weighs 0.
+    pub weights: BTreeMap<String, f64>,
+    /// Defended when the score is at least this (above 1: never).
+    pub threshold: f64,
+    /// What it was fitted on and the bound it met, shown with the findings.
+    #[serde(default)]
+    pub fitted: String,
+}
 
 /// How a rag job's answer is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,14 +115,6 @@ pub struct RagConfig {
     /// A chosen span's sentence must be at least this much more similar to
     /// the question than the best rival candidate's (`ambiguous_evidence`).
     pub min_margin: f32,
-    /// The evidence's own first choice (the span of the sentence ranked
-    /// first) is accepted without a model when its sentence is at least
-    /// this similar to the question; below it, a model must agree. 1 = never.
-    pub zero_min_relevance: f32,
-    /// Tier zero's answer is not defended when a rival candidate's sentence
-    /// scores within this much of its own and holds more of the question's
-    /// words: the two signals disagree on which one the question describes.
-    pub rival_window: f32,
     /// The sentence-embedding model: a directory under the model directory
     /// holding `model.safetensors`, `config.json` and `tokenizer.json`.
     /// Empty: no embeddings (full-text retrieval only).
@@ -73,6 +128,8 @@ pub struct RagConfig {
     pub fusion_depth: u32,
     /// `k` of reciprocal rank fusion: score = Σ 1 / (k + rank).
     pub rrf_k: u32,
+    /// Tier zero's calibrated evidence score.
+    pub zero_score: ZeroScore,
 }
 
 impl RagConfig {
@@ -87,8 +144,6 @@ impl RagConfig {
         for (key, v) in [
             ("rag.min_similarity", self.min_similarity),
             ("rag.min_relevance", self.min_relevance),
-            ("rag.zero_min_relevance", self.zero_min_relevance),
-            ("rag.rival_window", self.rival_window),
             ("rag.min_lexical_score", self.min_lexical_score),
         ] {
             if !(0.0..=1.0).contains(&v) {
@@ -106,6 +161,20 @@ impl RagConfig {
         }
         if self.rrf_k == 0 {
             return Err(bad("rag.rrf_k", "must be greater than 0"));
+        }
+        if let Some(k) = self
+            .zero_score
+            .weights
+            .keys()
+            .find(|k| !ZERO_FEATURES.contains(&k.as_str()))
+        {
+            return Err(bad(
+                format!("rag.zero_score.weights.{k}"),
+                format!("not a feature; one of {}", ZERO_FEATURES.join(", ")),
+            ));
+        }
+        if !self.zero_score.threshold.is_finite() || self.zero_score.weights.values().any(|w| !w.is_finite()) {
+            return Err(bad("rag.zero_score", "weights and threshold must be finite numbers"));
         }
         if self.embedding_model.contains("..") || self.embedding_model.starts_with('/') {
             return Err(bad("rag.embedding_model", "a directory name under the model directory"));

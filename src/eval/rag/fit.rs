@@ -10,9 +10,8 @@
 //! right out of ten is not taken for certainty (dev sets are small); a tier
 //! with no such confidence is never trusted. The result is the
 //! `routing.accept.<tier>.by_class` thresholds of `rag_extract` and
-//! `rag_critique`, and for the extraction's tier zero (the evidence's own
-//! first choice, whose confidence is its sentence's similarity to the
-//! question) `rag.zero_min_relevance`.
+//! `rag_critique`. The extraction's tier zero (the evidence's own first
+//! choice) has a score of its own, fitted by `--fit-zero` (`replay`).
 //!
 //! Two calibration runs measure them (docs/rag.md): with
 //! `policies/rag-calibrate-extract.toml` every extraction climbs every tier
@@ -149,14 +148,8 @@ pub fn to_toml(fits: &[Fit], target: f64, confidence: f64, source: &str) -> Stri
             shown(f.precision_lower)
         )
     };
-    // Tier zero's confidence is its evidence's similarity to the question.
-    if let Some(zero) = tiers.remove("zero") {
-        let _ = writeln!(out, "[rag]");
-        for f in zero {
-            let _ = writeln!(out, "{}", comment("extract without a model", f));
-            let _ = writeln!(out, "zero_min_relevance = {:.4}", f.threshold.min(NEVER_TRUSTED));
-        }
-    }
+    // Tier zero has its own calibrated score (`--fit-zero`).
+    tiers.remove("zero");
     for (tier, fs) in tiers {
         let _ = writeln!(out, "[routing.accept.{tier}.by_class]");
         for f in fs {
@@ -191,6 +184,7 @@ mod tests {
             step_s: BTreeMap::new(),
             tiers: BTreeMap::new(),
             findings: Vec::new(),
+            retrieval: None,
             decisions: critiques
                 .iter()
                 .map(|(t, v, c)| Judged {

@@ -11,6 +11,7 @@
 //! and critique decisions into trust thresholds per tier ([`fit`]).
 
 mod fit;
+pub mod replay;
 pub mod score;
 
 use crate::client::Client;
@@ -19,12 +20,15 @@ use score::{Question, Record, Summary, score, summarise};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The splits of a question set: `dev` is tuned on; `test` and `holdout`
-/// are reported; `fresh` … `fresh7` were each written before a change to
-/// the rules (or, for `fresh5`, with none pending) and run once after it
-/// (docs/rag.md tells the history of each).
+/// The splits of the question sets: `dev` and `udev` are calibration;
+/// `test`, `clean`, `uclean` and `heldout` are only ever reported (a fit
+/// refuses them, [`replay::TEST_SPLITS`]); `holdout` and `fresh` …
+/// `fresh7` of the PostgreSQL set were each written before a change to the
+/// rules of an earlier version and run with it (docs/rag.md tells the
+/// history of each); they are calibration data now.
 const SPLITS: &[&str] = &[
-    "dev", "test", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7",
+    "dev", "udev", "test", "clean", "uclean", "heldout", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5",
+    "fresh6", "fresh7",
 ];
 
 /// Options of `upshift eval rag`.
@@ -67,6 +71,29 @@ pub struct RagEvalArgs {
     /// Print one JSON object (summaries and every record) instead of tables.
     #[arg(long)]
     json: bool,
+    /// With --records: decide every recorded retrieval again with the
+    /// configuration given now (no model runs; what the router decides when
+    /// no model is trusted to extract), and say how many decisions match
+    /// the recorded run.
+    #[arg(long, requires = "records")]
+    replay: bool,
+    /// With --replay: fit tier zero's evidence score on the calibration
+    /// splits and write it (a config file for --config) here.
+    #[arg(long, requires = "replay")]
+    fit_zero: Option<PathBuf>,
+    /// The calibration splits of --fit-zero (default: every recorded split
+    /// but the test ones: test, clean, uclean, heldout, which are refused).
+    #[arg(long, value_delimiter = ',')]
+    fit_splits: Vec<String>,
+    /// With --fit-zero: the false-defended rate the bound must meet …
+    #[arg(long, default_value_t = 0.05)]
+    zero_target: f64,
+    /// … at this one-sided confidence (Clopper–Pearson).
+    #[arg(long, default_value_t = 0.9)]
+    zero_confidence: f64,
+    /// With --fit-zero: draw the risk–coverage curve here (SVG).
+    #[arg(long, requires = "fit_zero")]
+    plot: Option<PathBuf>,
 }
 
 /// Reads a question file; errors name the line and field.
@@ -91,8 +118,9 @@ pub fn load_questions(path: &std::path::Path) -> anyhow::Result<Vec<Question>> {
     Ok(out)
 }
 
-/// Runs the evaluation against the orchestrator `client` talks to.
-pub async fn run(client: &Client, args: RagEvalArgs) -> anyhow::Result<()> {
+/// Runs the evaluation against the orchestrator `client` talks to (or,
+/// with `--replay`, offline under `cfg`).
+pub async fn run(client: &Client, cfg: &upshift_shared::config::Config, args: RagEvalArgs) -> anyhow::Result<()> {
     let mut questions = load_questions(&args.questions)?;
     if let Some(s) = &args.split {
         questions.retain(|q| &q.split == s);
@@ -115,6 +143,9 @@ pub async fn run(client: &Client, args: RagEvalArgs) -> anyhow::Result<()> {
         }
         None => run_questions(client, &args, &questions).await?,
     };
+    if args.replay {
+        return run_replay(cfg, &args, &questions, records);
+    }
     let splits: Vec<(&str, Summary)> = SPLITS
         .iter()
         .copied()
@@ -165,6 +196,91 @@ pub async fn run(client: &Client, args: RagEvalArgs) -> anyhow::Result<()> {
             }
             println!("thresholds written to {}", path.display());
         }
+    }
+    Ok(())
+}
+
+/// `--replay` (and `--fit-zero`): the recorded retrievals decided again.
+fn run_replay(
+    cfg: &upshift_shared::config::Config,
+    args: &RagEvalArgs,
+    questions: &[Question],
+    mut records: Vec<Record>,
+) -> anyhow::Result<()> {
+    let total = records.iter().filter(|r| r.retrieval.is_some()).count();
+    if total == 0 {
+        bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
+    }
+    let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
+    if let Some(path) = &args.fit_zero {
+        let splits: Vec<String> = if args.fit_splits.is_empty() {
+            let mut s: Vec<String> = replays
+                .iter()
+                .map(|r| r.split.clone())
+                .filter(|s| !replay::TEST_SPLITS.contains(&s.as_str()))
+                .collect();
+            s.sort();
+            s.dedup();
+            s
+        } else {
+            args.fit_splits.clone()
+        };
+        let cal = replay::calibration(&replays, &splits)?;
+        let source = format!("{} ({})", args.questions.display(), splits.join(", "));
+        let fit = replay::fit(&cal, args.zero_target, args.zero_confidence, &source);
+        let command = format!(
+            "upshift eval rag --collection {} --questions {} --records {} --replay --fit-zero {}",
+            args.collection,
+            args.questions.display(),
+            args.records.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            path.display()
+        );
+        std::fs::write(path, replay::to_toml(&fit, &command)).with_context(|| format!("writing {}", path.display()))?;
+        println!("risk–coverage on the calibration questions ({}):", splits.join(", "));
+        println!("  threshold  defended  wrong  coverage  bound");
+        for p in crate::eval::risk::thin(&fit.curve, 16) {
+            println!(
+                "  {:>9.4}  {:>8}  {:>5}  {:>8.3}  {:>5.3}",
+                p.threshold, p.defended, p.wrong, p.coverage, p.bound
+            );
+        }
+        println!("{}", fit.score.fitted);
+        println!("written to {} (use it with --config)", path.display());
+        if let Some(plot) = &args.plot {
+            replay::plot(plot, &fit, args.zero_target, &args.collection)?;
+            println!("plot written to {}", plot.display());
+        }
+        return Ok(());
+    }
+    println!(
+        "replayed {} recorded retrievals: {agree} decided as the recorded run did (status and short answer)",
+        replays.len()
+    );
+    print!("{}", replay::table(&replays, args.zero_confidence));
+    // What to look at next, on the splits one may tune on.
+    for r in replays.iter().filter(|r| r.decision.defended() && !r.right) {
+        if !replay::TEST_SPLITS.contains(&r.split.as_str()) {
+            println!("defended and wrong: {} {} `{}`", r.split, r.id, r.decision.zero.answer);
+        }
+    }
+    if args.json {
+        let decisions: Vec<serde_json::Value> = replays
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "split": r.split, "answerable": r.answerable, "right": r.right,
+                    "eligible": r.decision.eligible(), "defended": r.decision.defended(),
+                    "answer": r.decision.zero.answer, "score": r.decision.zero.score,
+                    "features": r.decision.zero.features.map(|x| x.named()),
+                    "findings": r.decision.zero.findings.iter().chain(&r.decision.synthesis)
+                        .map(|f| f.code.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"records": records, "decisions": decisions}))?
+        );
     }
     Ok(())
 }

@@ -74,6 +74,9 @@ pub struct Record {
     pub findings: Vec<String>,
     /// Each model decision of the extraction and the critique.
     pub decisions: Vec<Judged>,
+    /// What the retrieve step found (what `--replay` decides from again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<upshift_shared::verify::rag::Retrieval>,
 }
 
 /// One model decision of a rag job, with whether what it stood for was right.
@@ -193,6 +196,13 @@ pub fn score(q: &Question, job: &serde_json::Value, route: &serde_json::Value, j
             .filter_map(|f| Some(format!("{}:{}", f["step"].as_str()?, f["code"].as_str()?)))
             .collect(),
         decisions,
+        retrieval: job["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "retrieve")
+            .and_then(|s| s["output"].as_str())
+            .and_then(upshift_shared::verify::rag::Retrieval::parse),
     }
 }
 

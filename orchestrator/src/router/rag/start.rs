@@ -79,13 +79,15 @@ pub(crate) fn prepare(
     let extractive = cfg.rag.answer == AnswerMode::Extractive;
     match name.as_str() {
         EXTRACT if extractive => {
-            let zero = tier_zero(&job.query, r, ZeroFloors::from(&cfg.rag));
+            let zero = tier_zero(&job.query, r, &ZeroFloors::from(&cfg.rag));
             let askable = zero.askable();
             // The verifiers' findings apart from tier zero's own gate: what
             // its threshold is measured on.
             let detail = serde_json::json!({
                 "answer": zero.answer, "similarity": zero.similarity, "span_findings": zero.span_findings,
                 "margin": zero.margin, "candidates": zero.candidates.len(),
+                "features": zero.features.map(|x| x.named()), "score": zero.score,
+                "threshold": cfg.rag.zero_score.threshold, "fitted": cfg.rag.zero_score.fitted,
             });
             unit.step_mut(step_id).labels = zero.candidates;
             return RagStart::Zero {

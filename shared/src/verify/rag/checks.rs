@@ -192,21 +192,17 @@ pub fn check_answer_type(answer: &str, r: &Retrieval, query: &str) -> Option<Fin
     })
 }
 
-/// Checks the span an extractive step chose: a real choice (not "none of
-/// these"), of the type asked for, found in a retrieved passage that names
-/// the question's entities, the span the evidence itself ranks first, in a
-/// sentence similar enough to the question and clearly more similar than
-/// any rival candidate's.
-pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) -> Vec<Finding> {
-    let SpanFloors {
-        min_relevance,
-        min_margin,
-    } = floors;
+/// What is true of an extractive answer on any corpus, whoever chose it:
+/// a real choice (not "none of these"), found in a retrieved passage, of
+/// the shape the question asks for (a name question is answered by a name,
+/// never by a heading or a sentence; a value question by a value), in a
+/// passage that names the asking sentence's entities.
+pub fn check_span_hard(span: &str, r: &Retrieval, query: &str) -> Vec<Finding> {
     let span = span.trim();
-    if span.eq_ignore_ascii_case(NO_ANSWER) {
+    if span.is_empty() || span.eq_ignore_ascii_case(NO_ANSWER) {
         return vec![Finding::new(
             ReasonCode::NoAnswer,
-            "the model chose none of the passages' candidates",
+            "no candidate of the passages was chosen",
         )];
     }
     let t = classify(query);
@@ -227,6 +223,54 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
             ),
         ));
     }
+    // A sentence answer states something: a heading ("Table-Level Locks")
+    // or a label is no answer to a free-form question.
+    if t == QuestionType::Free && text::content_words(span).len() < MIN_CLAIM_WORDS + 1 {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "`{}` is a heading or a label, not a sentence that answers",
+                clip(span, 40)
+            ),
+        ));
+    }
+    // A default is a value its passage states as the default.
+    if t == QuestionType::Default && !states_default(&ev.passage.text, span) {
+        out.push(Finding::new(
+            ReasonCode::AnswerTypeMismatch,
+            format!(
+                "a default is a value its passage states as the default; no sentence holding `{}` does",
+                clip(span, 40)
+            ),
+        ));
+    }
+    let context = format!("{} {}", ev.passage.title, ev.passage.text);
+    let missing = text::unmentioned(query, &context);
+    if !missing.is_empty() {
+        out.push(Finding::new(
+            ReasonCode::UnresolvedEntities,
+            format!("{} never mentions: {}", ev.passage.passage_id, missing.join(", ")),
+        ));
+    }
+    out
+}
+
+/// Checks the span a model chose: [`check_span_hard`], and that it is
+/// presented as what was asked (a setting defined as one, a program
+/// called one, a default stated as one, a means for "how"), the span the
+/// evidence itself ranks first, in a sentence similar enough to the
+/// question and clearly more similar than any rival candidate's.
+pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) -> Vec<Finding> {
+    let SpanFloors {
+        min_relevance,
+        min_margin,
+    } = floors;
+    let mut out = check_span_hard(span, r, query);
+    let span = span.trim();
+    let t = classify(query);
+    let Some(ev) = locate(span, r) else {
+        return out;
+    };
     if t == QuestionType::Setting && fits(span, t) && !r.passages.iter().any(|p| defines_setting(&p.text, span)) {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
@@ -245,27 +289,10 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
             ),
         ));
     }
-    if t == QuestionType::Default && !states_default(&ev.passage.text, span) {
-        out.push(Finding::new(
-            ReasonCode::AnswerTypeMismatch,
-            format!(
-                "a default is a value its passage states as the default; no sentence holding `{}` does",
-                clip(span, 40)
-            ),
-        ));
-    }
     if t == QuestionType::Free && asks_how(query) && !names_a_means(&ev.sentence, query) {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
             "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not",
-        ));
-    }
-    let context = format!("{} {}", ev.passage.title, ev.passage.text);
-    let missing = text::unmentioned(query, &context);
-    if !missing.is_empty() {
-        out.push(Finding::new(
-            ReasonCode::UnresolvedEntities,
-            format!("{} never mentions: {}", ev.passage.passage_id, missing.join(", ")),
         ));
     }
     // The evidence's own ranking is a second judge: a model that picks
@@ -373,7 +400,7 @@ pub fn presents_program(passage: &Passage, name: &str) -> bool {
 /// ("The default is …", "… (the default)"): a value named elsewhere in the
 /// passage is not the default however similar its sentence (fresh5 n11:
 /// "about 64 bytes, per increment" for a default's question).
-fn states_default(passage: &str, span: &str) -> bool {
+pub(crate) fn states_default(passage: &str, span: &str) -> bool {
     text::sentences(passage)
         .iter()
         .any(|s| text::contains_span(s, span) && s.to_lowercase().contains("default"))
@@ -381,8 +408,8 @@ fn states_default(passage: &str, span: &str) -> bool {
 
 /// Whether `query` asks how to do something ("How do I …", "how can …"),
 /// not how much or how long.
-fn asks_how(query: &str) -> bool {
-    let q = query.trim().to_lowercase();
+pub(crate) fn asks_how(query: &str) -> bool {
+    let q = super::question::asking_sentence(query).to_lowercase();
     q.starts_with("how ")
         && ![
             "how many",
@@ -401,7 +428,7 @@ fn asks_how(query: &str) -> bool {
 /// (`` `CONCURRENTLY` ``, `` `pg_cancel_backend` ``) absent from `query`.
 /// A sentence similar to a "how do I" question that names none states the
 /// topic, not the way (test a64 answered so; fresh4 measures the rule).
-fn names_a_means(sentence: &str, query: &str) -> bool {
+pub(crate) fn names_a_means(sentence: &str, query: &str) -> bool {
     let q = query.to_lowercase();
     sentence
         .split('`')

@@ -14,6 +14,8 @@ use super::spans::{bare_word_number, has_asked_unit, spans};
 use super::text::contains_span;
 
 mod evidence;
+pub mod judge;
+pub mod offline;
 mod zero;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
 pub use zero::{ZeroChoice, ZeroFloors, tier_zero};
@@ -145,10 +147,7 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
         .filter(|(_, s, _)| s.split_whitespace().count() >= 4)
         .take(EVIDENCE_SENTENCES)
         .collect();
-    let name_first = matches!(
-        t,
-        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
-    );
+    let name_first = t.wants_name() || t == QuestionType::Command;
     for (pid, s, _) in &best {
         let ss = sentences_of(pid);
         let i = ss.and_then(|ss| ss.iter().position(|x| x == s));
@@ -188,7 +187,8 @@ fn defined_terms(r: &Retrieval) -> Vec<String> {
         .iter()
         .flat_map(|p| super::text::sentences(&p.text))
         .filter(|s| s.contains('`') || s.ends_with(')'))
-        .filter_map(|s| term_of(&s))
+        // A reference row's subject is its first cell.
+        .filter_map(|s| term_of(s.split('|').next().unwrap_or(&s)))
         .chain(titles)
         .collect()
 }
@@ -236,19 +236,33 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
             out.sort_by_key(|c| unit(c) != Some(true));
         }
     }
-    if matches!(
-        t,
-        QuestionType::Setting | QuestionType::Function | QuestionType::Program | QuestionType::Command
-    ) {
+    if t.wants_name() || t == QuestionType::Command {
         // A name the passages define is likelier the answer than a value in
-        // a definition (`wal_level` before `replica`). Stable.
-        out.sort_by_key(|c| !terms.iter().any(|t| t.eq_ignore_ascii_case(c)));
+        // a definition (`wal_level` before `replica`); a question asking for
+        // an option is answered by an option (`--jobs`, `-X importtime`).
+        // Stable.
+        let option = asks_option(query);
+        out.sort_by_key(|c| {
+            (
+                option && !c.starts_with('-'),
+                !terms.iter().any(|t| t.eq_ignore_ascii_case(c)),
+            )
+        });
     }
     if out.is_empty() {
         out.extend(best_sentences(r, SENTENCE_CANDIDATES).into_iter().map(|(_, s, _)| s));
     }
     out.truncate(MAX_CANDIDATES);
     out
+}
+
+/// Whether the question asks for a command-line option (an option, flag,
+/// switch or argument).
+fn asks_option(query: &str) -> bool {
+    let asking = super::question::asking_sentence(query).to_lowercase();
+    ["option", "flag", "switch", "argument"]
+        .iter()
+        .any(|w| asking.contains(w))
 }
 
 /// Whether `sentence` states `span` as the default ("The default is

@@ -27,11 +27,19 @@ pub mod spans;
 pub mod text;
 
 pub use checks::{
-    SpanFloors, ambiguity, check_answer, check_answer_type, check_facts, check_retrieval, check_span, conflicts,
-    defines_setting, presents_program,
+    SpanFloors, ambiguity, check_answer, check_answer_type, check_facts, check_retrieval, check_span, check_span_hard,
+    conflicts, defines_setting, presents_program,
 };
 
 use serde::{Deserialize, Serialize};
+
+/// The verifiers of a rag job's synthesis step: every stated sentence
+/// cited and supported, the answer of the type asked for, not degenerate.
+pub const SYNTHESISE_VERIFIERS: [crate::verify::VerifierKind; 3] = [
+    crate::verify::VerifierKind::AnswerCitations,
+    crate::verify::VerifierKind::AnswerType,
+    crate::verify::VerifierKind::Degenerate,
+];
 
 /// A claim is supported when at least this share of its content words occur
 /// in the passages it cites.

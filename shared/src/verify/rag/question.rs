@@ -1,5 +1,13 @@
 //! What a question asks for: a setting, a command, a function, a program,
-//! a file, a data type, a default value, a number, or something free-form.
+//! a file, a data type, another kind of name (an option, a variable, a
+//! module, a directive …), a default value, a number, or something
+//! free-form.
+//!
+//! Users write context first and ask last ("Our nightly export keeps timing
+//! out. Which setting …?"): the sentence that asks ([`asking_sentence`]) is
+//! the question, the rest is context. The type and the entities an answer
+//! must account for come from the asking sentence alone; retrieval still
+//! searches with the whole text.
 //!
 //! The type decides which spans of the retrieved passages can answer it
 //! (the extractive candidates) and what the answer-type verifier demands:
@@ -28,6 +36,10 @@ pub enum QuestionType {
     File,
     /// "Which data type …": a type name.
     DataType,
+    /// Any other name: "which option / flag / environment variable /
+    /// module / class / exception / method / directive / extension /
+    /// keyword / level …", "what is X called".
+    Name,
     /// "What is the default …", "… by default": a value.
     Default,
     /// "How many / how much / which port / what is the maximum …": a number.
@@ -47,6 +59,7 @@ impl QuestionType {
             QuestionType::Program => "program",
             QuestionType::File => "file",
             QuestionType::DataType => "data type",
+            QuestionType::Name => "name",
             QuestionType::Default => "default value",
             QuestionType::Number => "number",
             QuestionType::Free => "free-form answer",
@@ -70,6 +83,7 @@ impl QuestionType {
                 | QuestionType::Command
                 | QuestionType::DataType
                 | QuestionType::File
+                | QuestionType::Name
         )
     }
 }
@@ -78,20 +92,29 @@ impl QuestionType {
 /// "how many" about a default is a number question, so numbers come before
 /// defaults, and the named things before both.
 static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
-    let which =
-        r"\b(?:which|what)\s+(?:(?:sql|configuration|server|runtime|postgresql|built-in|command-line|system|data)\s+)*";
+    // "which", "what", "what's the", "which … do i use", "the name of the".
+    // "which", "what's the", "is there a", "i need a", then up to two words
+    // ("which postgres setting", "what log level"); a match holding
+    // "default" is a default's value, not a name ([`classify`]).
+    let which = r"\b(?:which|what(?:'s|\s+is|\s+are)?(?:\s+the)?(?:\s+name\s+of\s+the)?|is\s+there\s+(?:an?|any|some)|are\s+there\s+(?:any\s+)?|(?:i|we)\s+(?:need|want)\s+(?:an?|the|some))\s+(?:[\w.-]+\s+){0,2}?";
     let rule = |t: QuestionType, re: String| (t, Regex::new(&format!("(?i){re}")).expect("valid regex"));
     vec![
-        rule(QuestionType::Setting, format!(r"{which}(?:setting|parameter|option|variable|guc)s?\b")),
-        rule(QuestionType::Function, format!(r"{which}functions?\b")),
-        rule(QuestionType::Command, format!(r"{which}(?:command|statement)s?\b")),
+        rule(QuestionType::Setting, format!(r"{which}(?:setting|parameter|guc|config(?:uration)?\s+(?:option|key|value))s?\b")),
+        rule(QuestionType::Function, format!(r"{which}(?:functions?|built-?ins?|callables?|aggregates?)\b")),
+        rule(QuestionType::Command, format!(r"{which}(?:commands?|statements?|meta-?commands?)\b")),
         rule(QuestionType::Clause, format!(r"{which}(?:clause|keyword)s?\b")),
         rule(
             QuestionType::Program,
-            format!(r"{which}(?:program|utility|utilities|tool|application|client|binary|executable)s?\b"),
+            format!(r"{which}(?:program|utility|utilities|tool|application|client|binary|executable|script)s?\b"),
         ),
-        rule(QuestionType::File, format!(r"{which}files?\b")),
-        rule(QuestionType::DataType, format!(r"{which}types?\b")),
+        rule(QuestionType::File, format!(r"{which}(?:(?:config(?:uration)?\s+)?files?|file\s*names?)\b")),
+        rule(QuestionType::DataType, format!(r"{which}(?:data\s*)?types?\b")),
+        rule(
+            QuestionType::Name,
+            format!(
+                r"{which}(?:(?:command[- ]line\s+)?(?:option|flag|switch|argument)s?|(?:environment|env|shell|server)\s+var(?:iable)?s?|var(?:iable)?s?|modules?|packages?|class(?:es)?|exceptions?|errors?|methods?|attributes?|properties|property|constants?|decorators?|directives?|extensions?|levels?|modes?|keys?|fields?|headers?|hooks?|macros?|codes?|format\s+codes?|specifiers?|operators?|flags?|names?|contexts?)\b|\bwhat\s+(?:is|are)\s+(?:it|they|this|that|these|those|the)(?:\s+\w+)?\s+called\b|\bwhat\s+do\s+(?:i|you|we)\s+call\b|\bwhat(?:'s|\s+is)\s+the\s+name\b|\bwhich\s+one\b"
+            ),
+        ),
         rule(
             QuestionType::Number,
             r"\bhow\s+(?:many|much|long|large|big|often)\b|\b(?:what|which)\s+(?:tcp\s+)?(?:port|number)\b|\bon\s+which\s+(?:tcp\s+)?port\b|\b(?:maximum|minimum|largest|smallest|highest|lowest)\b".into(),
@@ -100,11 +123,44 @@ static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
     ]
 });
 
-/// The type of answer `question` asks for.
-pub fn classify(question: &str) -> QuestionType {
+/// Words that open a sentence which asks (or requests) something.
+static ASKS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:which|what|what's|how|where|when|who|why|is\s+there|are\s+there|can|could|does|do|should|is|are|i\s+(?:want|need|would\s+like)|i'd\s+like|tell|give|show|name|find)\b")
+        .expect("valid regex")
+});
+
+/// The sentence of `query` that asks: the last one ending in `?` (with the
+/// sentence before it when it is as short as "Which one?"), else the last
+/// one opening with a question or request word, else the whole query.
+pub fn asking_sentence(query: &str) -> String {
+    let ss = super::text::sentences(query);
+    if ss.len() <= 1 {
+        return query.trim().to_string();
+    }
+    let at = ss
+        .iter()
+        .rposition(|s| s.trim_end().ends_with('?'))
+        .or_else(|| ss.iter().rposition(|s| ASKS.is_match(s)));
+    match at {
+        Some(i) if i > 0 && ss[i].split_whitespace().count() < 4 => format!("{} {}", ss[i - 1], ss[i]),
+        Some(i) => ss[i].clone(),
+        None => query.trim().to_string(),
+    }
+}
+
+/// The type of answer `query` asks for, read from its asking sentence.
+pub fn classify(query: &str) -> QuestionType {
+    let asking = asking_sentence(query);
+    let value = |m: &str| {
+        let m = m.to_lowercase();
+        m.contains("default") || m.contains(" value")
+    };
     RULES
         .iter()
-        .find(|(_, re)| re.is_match(question))
+        .find(|(t, re)| {
+            re.find_iter(&asking)
+                .any(|m| matches!(t, QuestionType::Number | QuestionType::Default) || !value(m.as_str()))
+        })
         .map_or(QuestionType::Free, |(t, _)| *t)
 }
 
@@ -156,5 +212,42 @@ mod tests {
             assert_eq!(classify(q), t, "{q}");
         }
         assert!(QuestionType::Setting.wants_span() && !QuestionType::Free.wants_span());
+    }
+
+    #[test]
+    fn the_sentence_that_asks_is_the_question_and_the_rest_context() {
+        let q =
+            "Our nightly export keeps timing out after an hour. Which setting controls how long a statement may run?";
+        assert_eq!(
+            asking_sentence(q),
+            "Which setting controls how long a statement may run?"
+        );
+        assert_eq!(classify(q), QuestionType::Setting);
+        let q = "I'm writing a backup script that copies a whole tree. Is there a function that copies it recursively? Which one?";
+        assert_eq!(
+            asking_sentence(q),
+            "Is there a function that copies it recursively? Which one?"
+        );
+        assert_eq!(classify(q), QuestionType::Function);
+        let q = "my CI logs show slow imports. i want the interpreter to print how long each import takes";
+        assert_eq!(
+            asking_sentence(q),
+            "i want the interpreter to print how long each import takes"
+        );
+        // Context naming a default does not make it a default question.
+        let q = "The default timeout was too short for us. What option raises it?";
+        assert_eq!(classify(q), QuestionType::Name);
+        for (q, t) in [
+            ("which env var stops python writing .pyc files?", QuestionType::Name),
+            ("What exception is raised when a key is missing?", QuestionType::Name),
+            ("which directive sets the idle timeout?", QuestionType::Name),
+            ("what module do I need for this?", QuestionType::Name),
+            ("what is that flag called again?", QuestionType::Name),
+            ("which log level shows the most detail?", QuestionType::Name),
+            ("What's the default port?", QuestionType::Default),
+            ("which option changes the default port?", QuestionType::Name),
+        ] {
+            assert_eq!(classify(q), t, "{q}");
+        }
     }
 }

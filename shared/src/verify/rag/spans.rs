@@ -13,7 +13,16 @@ use std::sync::LazyLock;
 
 static CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"`([^`\n]{1,80})`").expect("valid regex"));
 static IDENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?$").expect("valid regex"));
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::)[A-Za-z_][A-Za-z0-9_]*)*$").expect("valid regex"));
+/// A command-line option, alone or with its one argument (`-X importtime`,
+/// `--jobs=njobs`, `-k graceful`).
+static OPTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^--?[A-Za-z0-9][A-Za-z0-9_-]*(?:[= ][A-Za-z0-9_<>.:/\-]+)?$").expect("valid regex"));
+/// Options in running text.
+static OPTION_IN_TEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[\s(])(--?[A-Za-z][A-Za-z0-9_-]*)").expect("valid regex"));
+/// A format code (`%j`, `%-d`, `%H`).
+static FORMAT_CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^%[-#0-9.]*[A-Za-z%]$").expect("valid regex"));
 static SNAKE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b").expect("valid regex"));
 static COMMAND: LazyLock<Regex> =
@@ -157,6 +166,12 @@ fn command(s: &str) -> bool {
     keyword(s) && s.split(' ').next().is_some_and(|w| COMMAND_VERBS.contains(&w))
 }
 
+/// Whether `s` is shaped like a name of any manual: an identifier (dotted
+/// or `::`-qualified), an option, a format code.
+pub fn name_shaped(s: &str) -> bool {
+    identifier(s) || OPTION.is_match(s) || FORMAT_CODE.is_match(s)
+}
+
 /// Whether `s` reads as a value: a number (with unit), or a short literal.
 fn value(s: &str) -> bool {
     NUMBER.is_match(s) || WORD_NUMBER.is_match(s) || (s.len() <= 40 && !s.contains('\n'))
@@ -173,6 +188,7 @@ pub fn fits(span: &str, t: QuestionType) -> bool {
             identifier(s) && !keyword(s) && !FILE.is_match(s)
         }
         QuestionType::Function => identifier(s) && !keyword(s),
+        QuestionType::Name => name_shaped(s),
         QuestionType::Command => command(s),
         QuestionType::Clause => keyword(s),
         QuestionType::File => FILE.is_match(s),
@@ -202,6 +218,18 @@ pub fn spans(sentence: &str, t: QuestionType) -> Vec<String> {
                 for m in SNAKE.find_iter(&CODE.replace_all(sentence, " ")) {
                     push(m.as_str());
                 }
+            }
+        }
+        QuestionType::Name => {
+            for c in CODE.captures_iter(sentence) {
+                push(c[1].trim_end_matches("()"));
+            }
+            let plain = CODE.replace_all(sentence, " ");
+            for c in OPTION_IN_TEXT.captures_iter(&plain) {
+                push(&c[1]);
+            }
+            for m in SNAKE.find_iter(&plain) {
+                push(m.as_str());
             }
         }
         QuestionType::Command | QuestionType::Clause => {
@@ -298,5 +326,12 @@ mod tests {
         );
         assert_eq!(has_asked_unit("How many workers may run?", "three"), None);
         assert!(bare_word_number("one") && !bare_word_number("one minute") && !bare_word_number("64"));
+        // Names of any manual: dotted, options, format codes; never prose.
+        let s = "Use `-X importtime` or `os.path.join`; `%j` is the day, see --sort-keys and `a sentence here`.";
+        assert_eq!(
+            spans(s, QuestionType::Name),
+            vec!["-X importtime", "os.path.join", "%j", "--sort-keys"]
+        );
+        assert!(fits("PYTHONDONTWRITEBYTECODE", QuestionType::Name) && !fits("two words", QuestionType::Name));
     }
 }

@@ -156,26 +156,41 @@ static ENTITY: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// Words that are grammar wherever they stand, capitalised or not ("Which",
+/// "How", "I", "Our"): never a name an answer must account for.
+const GRAMMAR: &[&str] = &[
+    "i", "i'm", "i've", "i'd", "we", "our", "my", "me", "us", "you", "your", "it", "its", "they", "their", "which",
+    "what", "what's", "how", "where", "when", "who", "why", "is", "are", "was", "can", "could", "does", "do", "should",
+    "would", "will", "the", "a", "an", "and", "or", "but", "if", "so", "then", "there", "this", "that", "these",
+    "those", "in", "on", "at", "for", "to", "of", "with", "after", "before", "now", "also", "sql", "ok", "hi", "hello",
+    "thanks", "please", "any", "some", "each", "every", "not", "no", "yes", "also", "just",
+];
+
 /// Named things in a query that an answer must account for: setting names
-/// (`wal_level`), commands (`VACUUM`), quoted terms and proper names.
+/// (`wal_level`), commands (`VACUUM`), quoted terms and proper names — of
+/// the sentence that asks ([`super::question::asking_sentence`]); the
+/// context before it is not the question. A capitalised word opening a
+/// sentence, and grammar words in any case, are not names.
 pub fn entities(query: &str) -> Vec<String> {
-    let first_word_end = query.trim_start().find(char::is_whitespace).unwrap_or(query.len());
-    let offset = query.len() - query.trim_start().len();
+    let asking = super::question::asking_sentence(query);
     let mut out: Vec<String> = Vec::new();
-    for m in ENTITY.find_iter(query) {
-        let raw = m.as_str().trim_matches(|c| c == '"' || c == '`');
-        // A capitalised first word is grammar, not a name.
-        let capitalised =
-            raw.chars().next().is_some_and(char::is_uppercase) && raw.chars().skip(1).all(|c| !c.is_uppercase());
-        if m.start() <= offset + first_word_end && capitalised && !raw.contains('_') {
-            continue;
-        }
-        if ["I", "SQL"].contains(&raw) {
-            continue;
-        }
-        let e = raw.to_lowercase();
-        if !out.contains(&e) {
-            out.push(e);
+    for sentence in sentences(&asking) {
+        let first_word_end = sentence.find(char::is_whitespace).unwrap_or(sentence.len());
+        for m in ENTITY.find_iter(&sentence) {
+            let raw = m.as_str().trim_matches(|c| c == '"' || c == '`');
+            // A capitalised first word is grammar, not a name.
+            let capitalised =
+                raw.chars().next().is_some_and(char::is_uppercase) && raw.chars().skip(1).all(|c| !c.is_uppercase());
+            if m.start() <= first_word_end && capitalised && !raw.contains('_') {
+                continue;
+            }
+            let e = raw.to_lowercase();
+            if GRAMMAR.contains(&e.as_str()) {
+                continue;
+            }
+            if !out.contains(&e) {
+                out.push(e);
+            }
         }
     }
     out
@@ -346,6 +361,13 @@ mod tests {
             vec!["wal_level", "vacuum", "postgresql"]
         );
         assert!(entities("What is a tablespace?").is_empty());
+        // Context first, then the question: only the asking sentence's names,
+        // and never a question word standing mid-text.
+        assert_eq!(
+            entities("Our nightly Export job keeps timing out. Which setting caps statement time in PostgreSQL?"),
+            vec!["postgresql"]
+        );
+        assert!(entities("It fails at night, so which option raises the limit?").is_empty());
         assert!(mentions("Set WAL_LEVEL to replica", "wal_level"));
         assert_eq!(
             settings("The default value of max_widgets is 10. work_mem = 4 MB"),

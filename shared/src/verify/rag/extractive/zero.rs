@@ -1,15 +1,18 @@
 //! Tier zero of an extraction: the evidence's own first choice, and
 //! whether it can be defended without a model. The router decides with it
-//! online; `examples/rag_replay.rs` runs the same code over recorded
-//! retrievals, so a rule change is measured before a job sees it.
+//! online; `upshift eval rag --replay` runs the same code over recorded
+//! retrievals, so a change is measured before a job sees it.
+//!
+//! One decision: the answer must pass what holds on every corpus
+//! ([`check_span_hard`]), and its evidence score ([`judge`]) must reach the
+//! fitted threshold.
 
-use super::{Evidence, candidates, close_alternative, lead, locate, rival};
-use crate::config::RagConfig;
+use super::judge::{self, ZeroFeatures};
+use super::{candidates, lead, locate, rival};
+use crate::config::{RagConfig, ZeroScore};
 use crate::reasons::ReasonCode;
-use crate::verify::rag::question::classify;
-use crate::verify::rag::text::content_words;
-use crate::verify::rag::{Retrieval, SpanFloors, check_span};
-use crate::verify::{Finding, clip};
+use crate::verify::Finding;
+use crate::verify::rag::{Retrieval, check_span_hard};
 
 /// What tier zero makes of a retrieval.
 #[derive(Debug, Clone)]
@@ -22,9 +25,13 @@ pub struct ZeroChoice {
     pub similarity: Option<f32>,
     /// Its lead over the best rival candidate's sentence.
     pub margin: Option<f32>,
-    /// The span verifiers' findings alone: what the tier-zero threshold
-    /// is measured on.
+    /// What holds on every corpus ([`check_span_hard`]): the calibration
+    /// is measured on the answers that pass these.
     pub span_findings: Vec<Finding>,
+    /// The evidence's features, when a retrieved sentence holds the answer.
+    pub features: Option<ZeroFeatures>,
+    /// Their score under the fitted model.
+    pub score: Option<f64>,
     /// Everything that stops tier zero defending it; empty: defended.
     pub findings: Vec<Finding>,
 }
@@ -37,144 +44,59 @@ impl ZeroChoice {
     }
 }
 
-/// How far tier zero may trust the evidence's ranking.
-#[derive(Debug, Clone, Copy)]
+/// The fitted score tier zero is held to.
+#[derive(Debug, Clone)]
 pub struct ZeroFloors {
-    /// The chosen span's own floors (its verifiers).
-    pub span: SpanFloors,
-    /// Lowest similarity of its sentence to the question (`rag.zero_min_relevance`).
-    pub min_relevance: f32,
-    /// How close a rival may come (`rag.rival_window`).
-    pub rival_window: f32,
+    /// `rag.zero_score`.
+    pub score: ZeroScore,
 }
 
 impl From<&RagConfig> for ZeroFloors {
     fn from(cfg: &RagConfig) -> ZeroFloors {
         ZeroFloors {
-            span: SpanFloors::from(cfg),
-            min_relevance: cfg.zero_min_relevance,
-            rival_window: cfg.rival_window,
+            score: cfg.zero_score.clone(),
         }
     }
 }
 
-/// Tier zero for `query` over `r`: the first candidate is defended when its
-/// span verifiers pass, no other candidate names almost the same thing,
-/// its sentence is at least `min_relevance` similar to the question, and
-/// (for a name) the evidence singles it out: no sentence closer to the
-/// question says something else, and no rival nearly as close holds more
-/// of the question's words.
-pub fn tier_zero(query: &str, r: &Retrieval, floors: ZeroFloors) -> ZeroChoice {
-    let ZeroFloors {
-        span: span_floors,
-        min_relevance: zero_min_relevance,
-        rival_window,
-    } = floors;
+/// Tier zero for `query` over `r`: the first candidate is defended when it
+/// passes [`check_span_hard`] and its evidence scores at least the fitted
+/// threshold.
+pub fn tier_zero(query: &str, r: &Retrieval, floors: &ZeroFloors) -> ZeroChoice {
     let labels = candidates(query, r);
     let first = labels.first().cloned().unwrap_or_default();
-    let own = locate(&first, r);
-    let similarity = own.as_ref().and_then(|e| e.similarity);
-    // The candidate closest behind it, found once: the margin and the
-    // rival rule both weigh it.
-    let rival = rival(&first, &labels, r);
-    let span_findings = check_span(&first, r, query, span_floors);
+    let similarity = locate(&first, r).and_then(|e| e.similarity);
+    let margin = similarity.and_then(|sim| lead(sim, rival(&first, &labels, r).as_ref()));
+    let span_findings = check_span_hard(&first, r, query);
+    let features = judge::zero_features(query, r, &first, &labels);
+    let score = features.as_ref().map(|x| judge::score(&floors.score, x));
     let mut findings = span_findings.clone();
-    if let Some(alt) = close_alternative(query, &first, &labels) {
-        // Two names a part apart: the ranking of sentences cannot tell
-        // which one the question means; a model must choose.
+    let threshold = floors.score.threshold;
+    if findings.is_empty() && score.is_none_or(|s| s < threshold) {
+        let needs = if threshold > 1.0 {
+            "no threshold of the fitted score meets the false-defended target, so tier zero defends nothing alone"
+                .to_string()
+        } else {
+            format!("tier zero defends from {threshold:.3}")
+        };
         findings.push(Finding::new(
-            ReasonCode::AmbiguousEvidence,
-            format!("`{alt}` is also a candidate and names almost the same thing as `{first}`"),
-        ));
-    }
-    if similarity.unwrap_or(0.0) < zero_min_relevance && !findings.iter().any(|f| f.code == ReasonCode::LowRelevance) {
-        findings.push(Finding::new(
-            ReasonCode::LowRelevance,
+            ReasonCode::LowConfidence,
             format!(
-                "its sentence scores {:.2} against the question; without a model it needs {zero_min_relevance:.2}{}",
-                similarity.unwrap_or(0.0),
-                if labels.len() < 2 {
-                    ", and with no other candidate a model has nothing to choose"
-                } else {
-                    ""
-                }
+                "the evidence for `{}` scores {:.3}; {needs} ({})",
+                crate::verify::clip(&first, 40),
+                score.unwrap_or(0.0),
+                floors.score.fitted
             ),
         ));
     }
-    if classify(query).wants_name()
-        && let Some(own) = &own
-        && let Some(sim) = own.similarity
-    {
-        findings.extend(unsingled(query, (&first, own, sim), rival.as_ref(), r, rival_window));
-    }
     ZeroChoice {
-        margin: similarity.and_then(|sim| lead(sim, rival.as_ref())),
         answer: first,
         candidates: labels,
         similarity,
+        margin,
         span_findings,
+        features,
+        score,
         findings,
     }
-}
-
-/// Why the evidence does not single out `answer` (from `own`, its
-/// sentence scoring `sim`), if it does not:
-///
-/// - a sentence of the retrieval closer to the question does not hold it
-///   (fresh5 n28: "Converts a write-ahead log location to the name of the
-///   WAL file holding that location", 0.92, whose function's name ended the
-///   passage before; the answer came from the next row, 0.876);
-/// - a rival candidate's sentence scores within `window` of its own and
-///   holds more of the question's content words: embedding and words
-///   disagree on which one the question describes (fresh5 n25, n30).
-fn unsingled(
-    query: &str,
-    (answer, own, sim): (&str, &Evidence<'_>, f32),
-    rival: Option<&(String, Evidence<'_>)>,
-    r: &Retrieval,
-    window: f32,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    // Headings ("The PostgreSQL User Account") look like a question but
-    // state nothing.
-    if let Some(closer) = r
-        .sentences
-        .iter()
-        .filter(|s| s.text.split_whitespace().count() >= 4 && s.similarity > sim)
-        .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
-    {
-        out.push(Finding::new(
-            ReasonCode::AmbiguousEvidence,
-            format!(
-                "a sentence closer to the question ({:.2} against {sim:.2}) does not hold `{}`: \"{}\"",
-                closer.similarity,
-                clip(answer, 40),
-                clip(&closer.text, 80)
-            ),
-        ));
-    }
-    let asked = content_words(query);
-    let covered = |text: &str| {
-        let words = content_words(text);
-        asked.iter().filter(|w| words.contains(w)).count()
-    };
-    if let Some((name, ev)) = rival
-        && let Some(theirs) = ev.similarity
-        && sim - theirs < window
-    {
-        let (mine, their) = (
-            covered(&format!("{answer} {}", own.sentence)),
-            covered(&format!("{name} {}", ev.sentence)),
-        );
-        if their > mine {
-            out.push(Finding::new(
-                ReasonCode::AmbiguousEvidence,
-                format!(
-                    "`{}` is nearly as close ({theirs:.2} against {sim:.2}) and its sentence holds more of the question's words ({their} against {mine})",
-                    clip(name, 40)
-                ),
-            ));
-        }
-    }
-    out
 }

@@ -1,0 +1,325 @@
+//! `upshift eval rag --replay`: the decisions of a run decided again from
+//! its recorded retrievals, with the configuration given now (the same
+//! code the router runs, `verify::rag::extractive::offline`), and
+//! `--fit-zero`: tier zero's evidence score fitted on the calibration
+//! questions, its threshold chosen so that the one-sided upper bound of the
+//! false-defended rate (Clopper–Pearson) meets the target.
+
+use super::score::{Question, Record};
+use crate::eval::risk::{Point, best, curve, thin};
+use anyhow::{Context, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::path::Path;
+use upshift_shared::config::{RagConfig, ZERO_FEATURES, ZeroScore};
+use upshift_shared::stats::clopper_pearson_upper;
+use upshift_shared::verify::rag::extractive::judge;
+use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
+use upshift_shared::verify::rag::question::classify;
+use upshift_shared::verify::rag::text::contains_span;
+
+/// Splits that are only ever reported: a fit refuses them, whatever it is told.
+pub const TEST_SPLITS: &[&str] = &["test", "clean", "uclean", "heldout"];
+
+/// One question decided again.
+pub struct Replayed {
+    /// The question's id and split.
+    pub id: String,
+    /// Its split.
+    pub split: String,
+    /// Whether the collection answers it.
+    pub answerable: bool,
+    /// The offline decision.
+    pub decision: Offline,
+    /// The short answer (or the answer text) holds an accepted answer.
+    pub right: bool,
+}
+
+/// Decides every record with a retrieval again under `rag`, rewriting its
+/// status, answer and match; returns the replays and how many records kept
+/// the status and short answer the live run gave them.
+pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -> (Vec<Replayed>, usize) {
+    let by_id: HashMap<&str, &Question> = questions.iter().map(|q| (q.id.as_str(), q)).collect();
+    let (mut out, mut agree) = (Vec::new(), 0);
+    for rec in records.iter_mut() {
+        let (Some(q), Some(r)) = (by_id.get(rec.id.as_str()), rec.retrieval.as_ref()) else {
+            continue;
+        };
+        let d = decide(&q.question, r, rag);
+        let short = classify(&q.question)
+            .wants_span()
+            .then(|| d.zero.answer.clone())
+            .filter(|s| !s.is_empty());
+        let judged = short.clone().or_else(|| d.answer.clone()).unwrap_or_default();
+        let right = q.answerable() && q.answers.iter().any(|a| contains_span(&judged, a));
+        let status = if d.defended() { "succeeded" } else { "unresolved" };
+        // An undefended answer is a model's best choice live (its tiers climb
+        // before the job ends unresolved): only the status can agree then.
+        if rec.status == status && (status != "succeeded" || rec.short_answer == short) {
+            agree += 1;
+        }
+        rec.status = status.to_string();
+        rec.short_answer = short;
+        rec.answer = d.answer.clone();
+        rec.answer_match = right;
+        out.push(Replayed {
+            id: rec.id.clone(),
+            split: rec.split.clone(),
+            answerable: q.answerable(),
+            decision: d,
+            right,
+        });
+    }
+    (out, agree)
+}
+
+/// A fitted score with its curve on the calibration questions.
+pub struct ZeroFit {
+    /// The model and threshold.
+    pub score: ZeroScore,
+    /// Its curve on the calibration questions.
+    pub curve: Vec<Point>,
+    /// The operating point chosen, if one meets the target.
+    pub chosen: Option<Point>,
+}
+
+/// Fits tier zero's score on the `calibration` replays: a logistic model
+/// of "right" over the features of every eligible question (one where only
+/// the score stands between the answer and "defended"), then the lowest
+/// threshold at which the upper bound of the false-defended rate is at
+/// most `target` (the most right answers defended). None meeting it: a
+/// threshold above 1, so nothing is defended.
+pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str) -> ZeroFit {
+    let rows: Vec<(Vec<f64>, bool)> = calibration
+        .iter()
+        .filter(|r| r.decision.eligible())
+        .filter_map(|r| {
+            let x = r.decision.zero.features?;
+            Some((std::iter::once(1.0).chain(x.0).collect(), r.right))
+        })
+        .collect();
+    // Standardised for the fit (the ridge then weighs every feature
+    // alike, whatever its range), folded back into raw-scale weights.
+    let d = ZERO_FEATURES.len();
+    let n = rows.len().max(1) as f64;
+    let mean: Vec<f64> = (1..=d)
+        .map(|j| rows.iter().map(|(x, _)| x[j]).sum::<f64>() / n)
+        .collect();
+    let sd: Vec<f64> = (1..=d)
+        .map(|j| {
+            let v = rows.iter().map(|(x, _)| (x[j] - mean[j - 1]).powi(2)).sum::<f64>() / n;
+            if v > 1e-12 { v.sqrt() } else { 1.0 }
+        })
+        .collect();
+    let scaled: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|(x, _)| {
+            std::iter::once(1.0)
+                .chain((1..=d).map(|j| (x[j] - mean[j - 1]) / sd[j - 1]))
+                .collect()
+        })
+        .collect();
+    let xs: Vec<&[f64]> = scaled.iter().map(Vec::as_slice).collect();
+    let ys: Vec<bool> = rows.iter().map(|(_, y)| *y).collect();
+    let w = crate::eval::fit::logistic(&xs, &ys);
+    let raw: Vec<f64> = (0..d).map(|j| w.get(j + 1).copied().unwrap_or(0.0) / sd[j]).collect();
+    let bias = w.first().copied().unwrap_or(0.0) - raw.iter().zip(&mean).map(|(a, m)| a * m).sum::<f64>();
+    let mut score = ZeroScore {
+        bias,
+        weights: ZERO_FEATURES
+            .iter()
+            .zip(&raw)
+            .map(|(n, v)| (n.to_string(), (v * 1e4).round() / 1e4))
+            .collect(),
+        threshold: 2.0,
+        fitted: String::new(),
+    };
+    score.bias = (score.bias * 1e4).round() / 1e4;
+    let scored: Vec<(f64, bool)> = calibration
+        .iter()
+        .filter(|r| r.decision.eligible())
+        .filter_map(|r| Some((judge::score(&score, r.decision.zero.features.as_ref()?), r.right)))
+        .collect();
+    let answerable = calibration.iter().filter(|r| r.answerable).count();
+    let curve = curve(&scored, answerable, confidence);
+    let chosen = best(&curve, target);
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    match &chosen {
+        Some(p) => {
+            score.threshold = (p.threshold * 1e6).floor() / 1e6;
+            score.fitted = format!(
+                "{source}: {} of {} calibration questions defended, {} wrong, false-defended ≤ {} at {}",
+                p.defended,
+                calibration.len(),
+                p.wrong,
+                pct(p.bound),
+                pct(confidence)
+            );
+        }
+        None => {
+            score.fitted = format!(
+                "{source}: no threshold keeps false-defended ≤ {} at {} on {} calibration questions",
+                pct(target),
+                pct(confidence),
+                calibration.len()
+            );
+        }
+    }
+    ZeroFit { score, curve, chosen }
+}
+
+/// The calibration replays: every split asked for that is not a test split.
+pub fn calibration<'a>(replays: &'a [Replayed], splits: &[String]) -> anyhow::Result<Vec<&'a Replayed>> {
+    if let Some(s) = splits.iter().find(|s| TEST_SPLITS.contains(&s.as_str())) {
+        bail!("split `{s}` is for testing only: a fit never reads it");
+    }
+    let out: Vec<&Replayed> = replays.iter().filter(|r| splits.contains(&r.split)).collect();
+    if out.is_empty() {
+        bail!("no recorded retrievals in the calibration splits {}", splits.join(", "));
+    }
+    Ok(out)
+}
+
+/// The fitted score as a config file to layer with `--config`.
+pub fn to_toml(f: &ZeroFit, command: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Tier zero's evidence score, written by `{command}`.");
+    let _ = writeln!(
+        out,
+        "# Risk-coverage on the calibration questions (threshold: defended, wrong, coverage, bound):"
+    );
+    for p in thin(&f.curve, 12) {
+        let _ = writeln!(
+            out,
+            "#   {:.4}: {:>4} defended, {:>3} wrong, coverage {:.3}, bound {:.3}",
+            p.threshold, p.defended, p.wrong, p.coverage, p.bound
+        );
+    }
+    let _ = writeln!(out, "[rag.zero_score]");
+    let _ = writeln!(out, "fitted = {}", toml_str(&f.score.fitted));
+    let _ = writeln!(out, "threshold = {}", f.score.threshold);
+    let _ = writeln!(out, "bias = {}", f.score.bias);
+    let _ = writeln!(out, "[rag.zero_score.weights]");
+    for (k, v) in &f.score.weights {
+        let _ = writeln!(out, "{k} = {v}");
+    }
+    out
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Per split: questions, defended, wrong among them, the bound, and
+/// coverage, under the configuration replayed.
+pub fn table(replays: &[Replayed], confidence: f64) -> String {
+    let mut by: BTreeMap<&str, Vec<&Replayed>> = BTreeMap::new();
+    for r in replays {
+        by.entry(r.split.as_str()).or_default().push(r);
+        by.entry("all").or_default().push(r);
+    }
+    let mut rows = vec![
+        [
+            "split",
+            "questions",
+            "answerable",
+            "defended",
+            "wrong",
+            "false-defended (bound)",
+            "coverage",
+            "best answer right",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (split, rs) in by {
+        let answerable = rs.iter().filter(|r| r.answerable).count();
+        let defended: Vec<_> = rs.iter().filter(|r| r.decision.defended()).collect();
+        let wrong = defended.iter().filter(|r| !r.right).count();
+        let right = defended.len() - wrong;
+        let best = rs.iter().filter(|r| r.right).count();
+        let share = |a: usize, b: usize| {
+            if b == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}%", 100.0 * a as f64 / b as f64)
+            }
+        };
+        rows.push(vec![
+            split.to_string(),
+            rs.len().to_string(),
+            answerable.to_string(),
+            defended.len().to_string(),
+            wrong.to_string(),
+            format!(
+                "{} (≤ {:.1}%)",
+                share(wrong, defended.len()),
+                100.0 * clopper_pearson_upper(wrong, defended.len(), confidence)
+            ),
+            share(right, answerable),
+            share(best, answerable),
+        ]);
+    }
+    crate::table::render(&rows, None)
+}
+
+/// Draws the risk–coverage curve of `f` (coverage against the bound of
+/// the false-defended rate) as SVG.
+pub fn plot(path: &Path, f: &ZeroFit, target: f64, title: &str) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (760, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let max_x = f.curve.iter().map(|p| p.coverage).fold(0.1f64, f64::max) * 1.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("tier zero: risk vs coverage — {title}"), ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..max_x, 0f64..0.5f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("coverage (defended and right ÷ answerable)")
+            .y_desc("false-defended")
+            .draw()?;
+        let observed: Vec<(f64, f64)> = f
+            .curve
+            .iter()
+            .map(|p| (p.coverage, p.wrong as f64 / p.defended.max(1) as f64))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(observed, BLUE.stroke_width(2)))?
+            .label("observed")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        let bound: Vec<(f64, f64)> = f.curve.iter().map(|p| (p.coverage, p.bound.min(0.5))).collect();
+        chart
+            .draw_series(LineSeries::new(bound, RED.stroke_width(2)))?
+            .label("one-sided upper bound")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        chart.draw_series(LineSeries::new(
+            vec![(0.0, target), (max_x, target)],
+            BLACK.stroke_width(1),
+        ))?;
+        if let Some(p) = &f.chosen {
+            chart.draw_series(std::iter::once(Circle::new((p.coverage, p.bound), 6, BLACK.filled())))?;
+        }
+        chart.configure_series_labels().border_style(BLACK).draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("drawing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fit_never_reads_a_test_split() {
+        let err = calibration(&[], &["dev".into(), "clean".into()]).err().unwrap();
+        assert!(err.to_string().contains("`clean` is for testing only"), "{err}");
+        assert!(calibration(&[], &["dev".into()]).is_err(), "nothing recorded");
+    }
+}
