@@ -103,6 +103,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the configuration this process would run with (defaults, then
+    /// --config, then UPSHIFT_<SECTION>__<KEY> variables), secrets hidden.
+    Config,
     /// Print the NATS server's users and permissions for upshift's roles
     /// (orchestrator, one worker role per tier), passwords from the environment.
     NatsAuth {
@@ -145,6 +148,9 @@ enum NatsAuthFormat {
 enum PolicyCommand {
     /// Learn acceptance models and start tiers from labelled data; write them as policy config.
     Fit(eval::fit::FitArgs),
+    /// Fit the local tiers' acceptance thresholds from labelled tasks (each
+    /// tier's model run in this process), with the false-accept bound.
+    FitLadder(eval::ladder::LadderArgs),
 }
 
 #[tokio::main]
@@ -168,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(cli.config.as_deref(), *args, &cli.api, cli.api_key.as_deref()).await?,
         Command::Policy(PolicyCommand::Fit(args)) => eval::fit::run(cli.config.as_deref(), args)?,
+        Command::Policy(PolicyCommand::FitLadder(args)) => eval::ladder::run(&load()?, args).await?,
         Command::Keys(cmd) => keys::run(&load()?, cmd).await?,
         Command::Models(cmd) => {
             let cfg = load()?;
@@ -267,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;
             client.watch(job, json).await?;
         }
+        Command::Config => println!("{}", serde_json::to_string_pretty(&load()?.redacted())?),
         Command::NatsAuth { format, secret } => {
             use upshift_shared::nats_auth;
             let subjects = load()?.nats.subjects();

@@ -212,3 +212,48 @@ async fn event_streams_are_capped_per_tenant_and_end_after_their_lifetime() {
     assert!(text.contains("event: done"), "{text}");
     h.finish().await;
 }
+
+/// Every section of the configuration is settable from the environment
+/// (the sections are the config's own fields, so none is forgotten, [limits]
+/// included), and a variable naming no section is refused with its name.
+#[tokio::test]
+async fn every_config_section_is_settable_from_the_environment() {
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"));
+        cmd.arg("config").env_remove("UPSHIFT_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let env = [
+        ("UPSHIFT_NATS__PREFIX", "fromenv"),
+        ("UPSHIFT_DATABASE__MAX_CONNECTIONS", "3"),
+        ("UPSHIFT_API__MAX_STREAMS_PER_TENANT", "7"),
+        ("UPSHIFT_ORCHESTRATOR__RESULT_BATCH", "9"),
+        ("UPSHIFT_WORKER__CONCURRENCY", "5"),
+        ("UPSHIFT_TIERS__SMALL", "gemma3-270m"),
+        ("UPSHIFT_ROUTING__POLICY_VERSION", "env-1"),
+        ("UPSHIFT_RAG__PASSAGES", "6"),
+        ("UPSHIFT_LIMITS__MAX_JOBS_IN_FLIGHT", "255"),
+    ];
+    let out = run(&env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nats"]["prefix"], "fromenv");
+    assert_eq!(v["database"]["max_connections"], 3);
+    assert_eq!(v["api"]["max_streams_per_tenant"], 7);
+    assert_eq!(v["orchestrator"]["result_batch"], 9);
+    assert_eq!(v["worker"]["concurrency"], 5);
+    assert_eq!(v["tiers"]["small"], "gemma3-270m");
+    assert_eq!(v["routing"]["policy_version"], "env-1");
+    assert_eq!(v["rag"]["passages"], 6);
+    assert_eq!(v["limits"]["max_jobs_in_flight"], 255);
+    let out = run(&[("UPSHIFT_LIMIT__MAX_JOBS_IN_FLIGHT", "255")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UPSHIFT_LIMIT__MAX_JOBS_IN_FLIGHT") && err.contains("no configuration section"),
+        "{err}"
+    );
+}

@@ -151,6 +151,7 @@ async fn report(
 ) -> anyhow::Result<()> {
     println!("\n== answers ==");
     let (mut correct, mut cost, mut strong) = (0, 0.0, 0.0);
+    let (mut defended, mut wrong_accepted) = (0, 0);
     for (t, id) in tasks.iter().zip(ids) {
         let job = &done[id];
         let route = client.route(*id).await?;
@@ -158,17 +159,25 @@ async fn report(
         let output = step["output"].as_str().unwrap_or("").trim().to_string();
         let ok = tasks::is_correct(&t.expected, &output);
         correct += usize::from(ok);
+        let accepted = job["status"] == "succeeded";
+        defended += usize::from(accepted);
+        wrong_accepted += usize::from(accepted && !ok);
         cost += job["cost_usd"].as_f64().unwrap_or(0.0);
         strong += job["always_strong_cost_usd"].as_f64().unwrap_or(0.0);
         let path: Vec<String> = route["events"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|e| matches!(e["event"].as_str(), Some("accept" | "escalate" | "fail")))
+            .filter(|e| matches!(e["event"].as_str(), Some("accept" | "escalate" | "fail" | "unresolved")))
             .map(describe)
             .collect();
+        let status = if accepted {
+            "defended"
+        } else {
+            "UNRESOLVED, not relied on"
+        };
         println!(
-            "{} {:<9} {}  (expected {})\n            route: {}",
+            "{} {:<9} {}  (expected {}; {status})\n            route: {}",
             if ok { "✓" } else { "✗" },
             t.name,
             output.replace('\n', " "),
@@ -177,7 +186,12 @@ async fn report(
         );
     }
     println!("\n== summary ==");
-    println!("correct               {correct}/{}", tasks.len());
+    println!(
+        "correct               {correct}/{} (best answers, defended or not)",
+        tasks.len()
+    );
+    println!("defended              {defended}/{}", tasks.len());
+    println!("wrong and accepted    {wrong_accepted}");
     println!("cost                  ${cost:.8}");
     println!("always-strong cost    ${strong:.8} (estimate: each step's first prompt and answer at strong prices)");
     if strong > 0.0 {

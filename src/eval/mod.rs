@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod fit;
+pub mod ladder;
 mod live;
 pub mod metrics;
 mod plot;

@@ -15,26 +15,46 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Config sections settable from the environment as `UPSHIFT_<SECTION>__<KEY>`.
-/// Other `UPSHIFT_*` variables (`UPSHIFT_CONFIG`, `UPSHIFT_API_KEY`, a model's
-/// API key variable, …) are not configuration and are left alone.
-const ENV_SECTIONS: &[&str] = &[
-    "nats",
-    "database",
-    "api",
-    "orchestrator",
-    "worker",
-    "models",
-    "tiers",
-    "routing",
-    "rag",
-];
-
+/// Whether environment variable `key` (without `UPSHIFT_`) is
+/// configuration: `<SECTION>__<KEY>`. Other `UPSHIFT_*` variables
+/// (`UPSHIFT_CONFIG`, `UPSHIFT_API_KEY`, a model's API key variable, …)
+/// hold no `__` and are left alone.
 fn is_config_var(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ENV_SECTIONS
-        .iter()
-        .any(|s| key.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
+    key.contains("__")
+}
+
+/// The sections of [`Config`], by construction: the fields it serialises.
+pub fn sections() -> Vec<String> {
+    let cfg = Config::from_toml_over_defaults("").expect("the embedded defaults are valid");
+    match serde_json::to_value(&cfg) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first `UPSHIFT_<SECTION>__…` variable of `vars` whose section is
+/// not one of [`Config`]'s, as an error naming it.
+fn unknown_section(vars: impl IntoIterator<Item = String>) -> Result<(), ConfigError> {
+    let known = sections();
+    for var in vars {
+        let Some(rest) = var.strip_prefix("UPSHIFT_") else {
+            continue;
+        };
+        let Some((section, _)) = rest.split_once("__") else {
+            continue;
+        };
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(section)) {
+            return Err(bad(
+                var.clone(),
+                format!(
+                    "no configuration section `{}` (sections: {})",
+                    section.to_ascii_lowercase(),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The defaults compiled into every binary (`config/default.toml`).
@@ -177,6 +197,34 @@ impl fmt::Debug for NatsConfig {
 
 fn default_replicas() -> usize {
     1
+}
+
+impl Config {
+    /// The configuration as JSON with every secret replaced by `***`
+    /// (`upshift config`): NATS password and token, passwords in URLs,
+    /// API key hashes.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        for key in ["password", "token"] {
+            if let Some(x) = v["nats"].get_mut(key)
+                && !x.is_null()
+            {
+                *x = "***".into();
+            }
+        }
+        v["nats"]["url"] = redact_url(&self.nats.url).into();
+        v["database"]["url"] = redact_url(&self.database.url).into();
+        if let Some(keys) = v["api"]["keys"].as_array_mut() {
+            for k in keys {
+                if let Some(h) = k.get_mut("key_sha256")
+                    && !h.is_null()
+                {
+                    *h = "***".into();
+                }
+            }
+        }
+        v
+    }
 }
 
 impl NatsConfig {
@@ -546,6 +594,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
+        unknown_section(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
         fig = fig.merge(
             Env::prefixed("UPSHIFT_")
                 .filter(|k| is_config_var(k.as_str()))

@@ -23,9 +23,49 @@ fn errors_name_the_key() {
 }
 
 #[test]
-fn only_section_variables_are_config() {
+fn every_section_is_settable_and_an_unknown_one_is_named() {
     assert!(is_config_var("NATS__URL") && is_config_var("tiers__strong"));
-    assert!(!is_config_var("API_KEY") && !is_config_var("STRONG_API_KEY") && !is_config_var("NATSX__URL"));
+    assert!(!is_config_var("API_KEY") && !is_config_var("STRONG_API_KEY"));
+    // The sections are Config's fields, so [limits] is one without a list to keep.
+    let s = sections();
+    for want in [
+        "nats",
+        "database",
+        "api",
+        "orchestrator",
+        "worker",
+        "models",
+        "tiers",
+        "routing",
+        "rag",
+        "limits",
+    ] {
+        assert!(s.iter().any(|x| x == want), "{want} in {s:?}");
+    }
+    assert!(
+        unknown_section([
+            "UPSHIFT_LIMITS__MAX_JOBS_IN_FLIGHT".to_string(),
+            "UPSHIFT_API_KEY".into()
+        ])
+        .is_ok()
+    );
+    let e = unknown_section(["UPSHIFT_LIMIT__MAX_JOBS_IN_FLIGHT".to_string()]).unwrap_err();
+    assert_eq!(e.key, "UPSHIFT_LIMIT__MAX_JOBS_IN_FLIGHT");
+    assert!(e.reason.contains("no configuration section `limit`"), "{e}");
+}
+
+#[test]
+fn the_shown_config_hides_every_secret() {
+    let c = Config::from_toml_over_defaults(
+        "[database]\nurl = \"postgres://u:hunter2@h/db\"\nmax_connections = 2\n\
+         [nats]\nuser = \"u\"\npassword = \"pw-secret\"\ntoken = \"tok-secret\"",
+    )
+    .unwrap();
+    let shown = c.redacted().to_string();
+    for secret in ["hunter2", "pw-secret", "tok-secret"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("\"limits\""));
 }
 
 #[test]

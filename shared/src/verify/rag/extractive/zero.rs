@@ -74,8 +74,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: &ZeroFloors) -> ZeroChoice 
     let threshold = floors.score.threshold;
     if findings.is_empty() && score.is_none_or(|s| s < threshold) {
         let needs = if threshold > 1.0 {
-            "no threshold of the fitted score meets the false-defended target, so tier zero defends nothing alone"
-                .to_string()
+            "tier zero defends nothing alone".to_string()
         } else {
             format!("tier zero defends from {threshold:.3}")
         };
