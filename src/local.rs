@@ -69,6 +69,7 @@ impl Stack {
         workers_per_tier: usize,
         env: &[(String, String)],
     ) -> anyhow::Result<Stack> {
+        crate::preflight::check(cfg).await?;
         let log_dir = std::env::temp_dir().join(format!("upshift-local-{}", std::process::id()));
         std::fs::create_dir_all(&log_dir)?;
         let mut fleet = Fleet::new(config, &log_dir);

@@ -11,6 +11,7 @@ mod ingest;
 mod keys;
 mod local;
 mod models;
+mod preflight;
 mod rag;
 mod table;
 

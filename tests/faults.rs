@@ -136,3 +136,61 @@ async fn sigterm_drains_a_worker_without_losing_its_attempt() {
     sigterm_and_wait(&mut orch.child, Duration::from_secs(15)).await;
     h.finish().await;
 }
+
+/// A stopped service is named before anything starts: the URL tried and
+/// the command that starts it; a NATS without JetStream gets its own word.
+#[tokio::test]
+async fn a_stopped_service_is_named_with_the_command_that_starts_it() {
+    let run = |env: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"));
+        cmd.arg("run-local").env_remove("UPSHIFT_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let closed = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let out = run(&[("UPSHIFT_NATS__URL", format!("nats://127.0.0.1:{}", closed()))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("NATS is not reachable at nats://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("nats-server -- -a 127.0.0.1 -p 4222 -js"), "{err}");
+    let out = run(&[(
+        "UPSHIFT_DATABASE__URL",
+        format!("postgres://postgres@127.0.0.1:{}/x", closed()),
+    )]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Postgres is not reachable"),
+        "{err}"
+    );
+    assert!(err.contains("pg_ctlcluster --skip-systemctl-redirect"), "{err}");
+    // A NATS server of its own with JetStream off.
+    let port = closed();
+    let mut server = tokio::process::Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nats-server (apt-get install nats-server)");
+    eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
+    let out = run(&[("UPSHIFT_NATS__URL", format!("nats://127.0.0.1:{port}"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("JetStream is not available"),
+        "{err}"
+    );
+    let _ = server.kill().await;
+}
