@@ -50,6 +50,14 @@ impl IngestArgs {
     }
 }
 
+impl IngestArgs {
+    /// The same ingest, returning once the documents are written.
+    pub fn without_waiting(mut self) -> IngestArgs {
+        self.no_wait = true;
+        self
+    }
+}
+
 /// Runs the ingest; returns (documents, passages) written.
 pub async fn run(client: &Client, args: IngestArgs) -> anyhow::Result<(usize, usize)> {
     let mut files = Vec::new();
