@@ -54,14 +54,19 @@ async fn nats(cfg: &Config) -> anyhow::Result<()> {
             WAIT * 2
         ),
     };
-    let js = async_nats::jetstream::new(client);
-    match tokio::time::timeout(WAIT, js.query_account()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => bail!(
-            "NATS at {shown} answers but JetStream is not available ({e}): start nats-server with JetStream on (-js), e.g.\n{NATS_START}"
-        ),
-        Err(_) => bail!(
-            "NATS at {shown} answers but JetStream does not (timed out): start nats-server with JetStream on (-js), e.g.\n{NATS_START}"
-        ),
-    }
+    // A raw request, so any server version answers: JetStream off means no
+    // one answers `$JS.API.INFO`, or the answer is an error.
+    let info = tokio::time::timeout(WAIT, client.request("$JS.API.INFO", bytes::Bytes::new())).await;
+    let why = match info {
+        Ok(Ok(reply)) => match serde_json::from_slice::<serde_json::Value>(&reply.payload) {
+            Ok(v) if v.get("error").is_none() => return Ok(()),
+            Ok(v) => v["error"]["description"].as_str().unwrap_or("an error").to_string(),
+            Err(e) => format!("an unreadable answer: {e}"),
+        },
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer".to_string(),
+    };
+    bail!(
+        "NATS at {shown} answers but JetStream is not available ({why}): start nats-server with JetStream on (-js), e.g.\n{NATS_START}"
+    )
 }

@@ -45,8 +45,11 @@ pub struct OpenaiConfig {
     pub max_response_bytes: usize,
 }
 
+/// NATS's default `max_payload` (1 MiB): a longer answer could not travel
+/// as a result anyway (the worker reports any result past the server's
+/// own `max_payload` as `too_large`, decided once, never re-run).
 fn default_max_response_bytes() -> usize {
-    4 << 20
+    1 << 20
 }
 
 /// The `response_format` dialect a server understands.

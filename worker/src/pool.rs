@@ -33,6 +33,9 @@ struct Ctx {
     tier: Tier,
     worker_id: String,
     progress: Duration,
+    /// The connection, whose server tells its `max_payload` (known once
+    /// connected: the connection is made in the background).
+    client: async_nats::Client,
     /// How model calls are retried.
     retry: RetryPolicy,
     /// Test builds only (feature `fault-injection`): abort the process on
@@ -63,7 +66,7 @@ pub async fn run(
         .max_concurrency()
         .map_or(cfg.worker.concurrency, |m| m.min(cfg.worker.concurrency));
     let client = upshift_runtime::connect_nats(&cfg.nats).await.map_err(Error::nats)?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let subjects = cfg.nats.subjects();
     let consumer = tier_consumer(&js, &subjects, tier, &stop_pulling).await?;
     let Some(consumer) = consumer else { return Ok(()) };
@@ -81,6 +84,7 @@ pub async fn run(
         tier,
         worker_id,
         progress: cfg.worker.progress_interval,
+        client,
         retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline),
         #[cfg(feature = "fault-injection")]
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
@@ -302,7 +306,16 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", task.attempt_id.to_string().as_str());
     upshift_runtime::inject(&span, &mut headers);
-    let body = serde_json::to_vec(&result).expect("results serialise");
+    let mut body = serde_json::to_vec(&result).expect("results serialise");
+    // The largest message the server carries (0 until its INFO arrived):
+    // a result above it could never be published, and a redelivery would
+    // pay the model again.
+    let max_payload = ctx.client.server_info().max_payload;
+    if let Some(failed) = too_large(&result, body.len(), max_payload) {
+        // Decided once as `too_large` (the router escalates it), never re-run.
+        tracing::warn!(attempt = %task.attempt_id, bytes = body.len(), max_payload, "the result is larger than NATS carries; reporting too_large");
+        body = serde_json::to_vec(&failed).expect("results serialise");
+    }
     let published = match ctx
         .js
         .publish_with_headers(ctx.subjects.results(), headers, body.into())
@@ -324,8 +337,68 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     }
 }
 
+/// Headroom for the headers a result travels with (message id, trace context).
+const HEADER_ROOM: usize = 1024;
+
+/// When `result` (serialised to `bytes`) cannot travel in one message of
+/// at most `max_payload`: the same result as a `too_large` failure.
+fn too_large(result: &ResultMessage, bytes: usize, max_payload: usize) -> Option<ResultMessage> {
+    if max_payload == 0 || bytes + HEADER_ROOM <= max_payload {
+        return None;
+    }
+    let mut failed = result.clone();
+    failed.outcome = AttemptOutcome::Failed {
+        class: upshift_shared::ErrorClass::TooLarge.as_str().into(),
+        message: format!("the result is {bytes} bytes, more than the {max_payload} bytes NATS carries"),
+    };
+    Some(failed)
+}
+
 /// Estimated prompt tokens: the input plus any context handed to the model.
 fn prompt_tokens(task: &TaskMessage) -> u32 {
     let ctx: u32 = task.context.iter().map(|c| estimate_tokens(&c.output)).sum();
     estimate_tokens(&task.input).saturating_add(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upshift_shared::messages::MESSAGE_VERSION;
+
+    #[test]
+    fn a_result_past_max_payload_becomes_a_too_large_failure() {
+        let r = ResultMessage {
+            version: MESSAGE_VERSION,
+            attempt_id: uuid::Uuid::nil(),
+            attempt_token: uuid::Uuid::nil(),
+            job_id: uuid::Uuid::nil(),
+            step_id: uuid::Uuid::nil(),
+            tier: Tier::Small,
+            worker_id: "w".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            latency_ms: 1,
+            received_at: None,
+            sent_at: None,
+            outcome: AttemptOutcome::Answered {
+                output: "x".repeat(2000),
+                tokens_in: 1,
+                tokens_out: 1,
+                cost_usd: 0.0,
+                confidence: None,
+                label_correct: None,
+            },
+        };
+        assert!(too_large(&r, 2100, 1 << 20).is_none());
+        assert!(
+            too_large(&r, 2100, 0).is_none(),
+            "0: the server's limit is not known yet"
+        );
+        let failed = too_large(&r, 2100, 2048).unwrap();
+        assert!(
+            matches!(&failed.outcome, AttemptOutcome::Failed { class, message } if class == "too_large" && message.contains("2048")),
+            "{failed:?}"
+        );
+        assert!(serde_json::to_vec(&failed).unwrap().len() < 2048);
+    }
 }
