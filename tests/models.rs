@@ -294,6 +294,11 @@ async fn classify_on_ladder(ladder: [(&str, &String); 3]) -> (Harness, Proc, uui
         models: Some(format!(
             "{models}\n[tiers]\nsmall = \"{s}\"\nmedium = \"{m}\"\nstrong = \"{g}\"\n"
         )),
+        // These stand-ins' trust is their own (the shipped thresholds are
+        // the local models' measured ones): classify is accepted on every tier.
+        extra: "[routing.accept.small.by_class]\nclassify = 0.0\n[routing.accept.medium.by_class]\nclassify = 0.0\n\
+                [routing.accept.strong.by_class]\nclassify = 0.0\n"
+            .into(),
         ..Opts::default()
     })
     .await;
