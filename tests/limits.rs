@@ -56,6 +56,11 @@ async fn slow_clients_are_cut_off_and_excess_requests_refused() {
     let (code, body) = h.get("/v1/jobs", None).await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
+    // The probes are outside the cap: a held slot never fails a health check.
+    for probe in ["/healthz", "/readyz"] {
+        let (code, body) = h.get(probe, None).await;
+        assert_eq!(code, 200, "{probe}: {body}");
+    }
     let started = Instant::now();
     let reply = async {
         let mut buf = vec![0u8; 4096];
@@ -256,4 +261,43 @@ async fn every_config_section_is_settable_from_the_environment() {
         err.contains("UPSHIFT_LIMIT__MAX_JOBS_IN_FLIGHT") && err.contains("no configuration section"),
         "{err}"
     );
+}
+
+/// One credential cannot take the whole request cap: past its share it gets
+/// 429, while another credential is still served.
+#[tokio::test]
+async fn one_key_holds_at_most_its_share_of_the_request_cap() {
+    let mut h = Harness::new(Opts {
+        api_extra: "request_timeout_secs = 3\nmax_concurrent_requests = 8\nmax_concurrent_per_key = 1".into(),
+        ..Opts::default()
+    })
+    .await;
+    let orch = h.orchestrator().await;
+    let addr = orch.api.trim_start_matches("http://").to_string();
+    // A key-less body that never completes holds the key-less share. On a
+    // loaded machine the probe below can reach the server first (then the
+    // slow one is the one refused): try again until the slow one holds it.
+    let mut held = None;
+    for _ in 0..20 {
+        let mut slow = TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (code, body) = h.get("/v1/jobs", None).await;
+        if code == 429 {
+            held = Some((slow, body));
+            break;
+        }
+    }
+    let (slow, body) = held.expect("a slow key-less request held the key-less share");
+    assert_eq!(body["error"]["code"], "too_many_in_flight");
+    // Another credential has its own share (what it is then told is the
+    // key check's business, not the cap's).
+    let (code, body) = h.get("/v1/jobs", Some("another-key")).await;
+    assert_ne!(code, 429, "{body}");
+    drop(slow);
+    h.finish().await;
 }

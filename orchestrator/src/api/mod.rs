@@ -142,6 +142,10 @@ pub fn router(state: AppState) -> Router {
     let limits = serve::Limits::new(&state.cfg.api);
     // Event streams are long-lived: outside the request timeout and cap.
     let streams = Router::new().route("/v1/jobs/{id}/events", get(events::events));
+    // Probes too: slow clients holding the cap must never fail a health check.
+    let probes = Router::new()
+        .route("/healthz", get(jobs::healthz))
+        .route("/readyz", get(jobs::readyz));
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::job))
@@ -149,8 +153,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/collections/{name}/documents", post(collections::ingest))
         .route("/v1/collections/{name}/search", get(collections::search))
         .route("/v1/collections/{name}", get(collections::status))
-        .route("/healthz", get(jobs::healthz))
-        .route("/readyz", get(jobs::readyz))
         .route("/ui", get(ui::jobs))
         .route("/ui/jobs/{id}", get(ui::job))
         .route("/ui/summary", get(ui::summary))
@@ -161,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(axum::middleware::from_fn_with_state(limits, serve::limit))
         .merge(streams)
+        .merge(probes)
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(serve::panicked))
         .with_state(state)

@@ -311,6 +311,11 @@ pub struct ApiConfig {
     /// Requests in flight at once; more get 503 with Retry-After.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Of those, at most this many for one credential (one bearer key, or
+    /// all key-less requests together); more get 429 with Retry-After, so
+    /// one key holder cannot take the whole cap.
+    #[serde(default = "default_max_concurrent_per_key")]
+    pub max_concurrent_per_key: usize,
     /// Requests without a key are served as tenant `default` even though
     /// keys exist or the API listens beyond loopback. Off: then key-less
     /// requests are served only while no key was ever configured or issued,
@@ -352,6 +357,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_max_concurrent_requests() -> usize {
     512
+}
+fn default_max_concurrent_per_key() -> usize {
+    128
 }
 
 /// One API key: the hex SHA-256 of the key (never the key), or the name of

@@ -26,6 +26,7 @@ impl Config {
         }
         for (key, v) in [
             ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
+            ("api.max_concurrent_per_key", self.api.max_concurrent_per_key as u64),
             ("api.max_streams_per_tenant", self.api.max_streams_per_tenant as u64),
             ("api.stream_db_connections", u64::from(self.api.stream_db_connections)),
         ] {
