@@ -8,22 +8,15 @@ use tokio_util::sync::CancellationToken;
 
 const ANN: &str = "Ann has 3 apples and buys 4 more. How many apples does she have now?";
 
-#[tokio::test]
-async fn a_task_that_crashes_every_worker_is_dead_lettered_then_escalated() {
-    let mut h = Harness::new(Opts {
-        ack_wait_secs: 2,
-        progress_secs: 1,
-        max_deliver: 2,
-        ..Opts::default()
-    })
-    .await;
-    let _orch = h.orchestrator().await;
+/// Runs `ANN` with a small worker that aborts on it (restarted each time
+/// it dies) and a sound medium one, until the job ends; returns the job.
+/// The orchestrator must already run.
+async fn crash_until_dead_lettered(h: &mut Harness) -> uuid::Uuid {
     h.worker("medium");
-    // A small worker that aborts on this input, restarted every time it dies.
     let stop = CancellationToken::new();
     let supervisor = {
         let stop = stop.clone();
-        let h = &h;
+        let h = &*h;
         let mut child = h.spawn_worker("small", &[("UPSHIFT_FAULT_CRASH_ON", "Ann has")]);
         async move {
             let mut crashes = 0;
@@ -42,11 +35,28 @@ async fn a_task_that_crashes_every_worker_is_dead_lettered_then_escalated() {
     };
     let job = h.submit_answer(ANN, "low").await;
     let wait = async {
-        h.wait_all(&[job], Duration::from_secs(60)).await;
+        h.wait_all(&[job], Duration::from_secs(90)).await;
         stop.cancel();
     };
     let (crashes, ()) = tokio::join!(supervisor, wait);
     assert!(crashes >= 2, "the worker crashed on each delivery ({crashes})");
+    job
+}
+
+fn dead_letter_opts() -> Opts {
+    Opts {
+        ack_wait_secs: 2,
+        progress_secs: 1,
+        max_deliver: 2,
+        ..Opts::default()
+    }
+}
+
+#[tokio::test]
+async fn a_task_that_crashes_every_worker_is_dead_lettered_then_escalated() {
+    let mut h = Harness::new(dead_letter_opts()).await;
+    let _orch = h.orchestrator().await;
+    let job = crash_until_dead_lettered(&mut h).await;
     let events: Vec<(String, Option<String>, Vec<String>)> = sqlx::query_as(
         "SELECT event, from_tier, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",
     )
@@ -193,4 +203,68 @@ async fn a_stopped_service_is_named_with_the_command_that_starts_it() {
         "{err}"
     );
     let _ = server.kill().await;
+}
+
+/// A dead letter whose handling fails (here: Postgres refuses its record
+/// twice, a fault injected at that exact statement) is retried, not acked
+/// away: the attempt is decided once, recorded once, and its task removed.
+#[tokio::test]
+async fn a_dead_letter_whose_handling_fails_is_retried_until_it_is_recorded() {
+    let mut h = Harness::new(dead_letter_opts()).await;
+    let _orch = h.orchestrator().await;
+    // A sequence counts the refusals: nextval is not rolled back with them.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE refusals;
+         CREATE FUNCTION refuse_twice() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.source = 'max_deliveries' AND nextval('refusals') <= 2 THEN
+             RAISE EXCEPTION 'injected: dead letter refused';
+         END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse_twice BEFORE INSERT ON dead_letters FOR EACH ROW EXECUTE FUNCTION refuse_twice();",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let job = crash_until_dead_lettered(&mut h).await;
+    let pool = h.pool.clone();
+    // Refused twice, then recorded: once.
+    let recorded: i64 = eventually(Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE source = 'max_deliveries'")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n > 0).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(recorded, 1);
+    let decisions: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT event, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept', 'fail') ORDER BY id",
+    )
+    .bind(job)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        decisions,
+        [
+            ("escalate".to_string(), vec!["dead_lettered".to_string()]),
+            ("accept".to_string(), vec![])
+        ],
+        "decided once"
+    );
+    let log = std::fs::read_to_string(h.dir.join("orchestrator-0.log")).unwrap_or_default();
+    assert!(
+        log.contains("handling a dead letter failed; retrying later"),
+        "the failure was retried"
+    );
+    // The task message is gone from the work queue.
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let mut stream = js
+        .get_stream(format!("{}_TASKS", h.prefix.to_ascii_uppercase()))
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    h.finish().await;
 }
