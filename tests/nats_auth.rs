@@ -124,7 +124,12 @@ async fn refused(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>, subj
 
 #[tokio::test]
 async fn every_role_runs_on_its_own_credentials_and_is_refused_the_rest() {
-    let mut h = Harness::new(Opts::default()).await;
+    // Debug logging, so a password that reached any log line would be found.
+    let mut h = Harness::new(Opts {
+        log: "debug,sqlx=warn,hyper=info,reqwest=info",
+        ..Opts::default()
+    })
+    .await;
     let mut server = AuthServer::start(&h).await;
     let subjects = Subjects::new(h.prefix.clone());
     let orch_env = server.env(&nats_auth::orchestrator_user(&subjects));
@@ -208,6 +213,22 @@ async fn every_role_runs_on_its_own_credentials_and_is_refused_the_rest() {
 
     for mut w in workers {
         let _ = w.kill().await;
+    }
+    // No role's password reached any process's log.
+    let mut logs = String::new();
+    for e in std::fs::read_dir(&h.dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "log") {
+            logs.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+        }
+    }
+    assert!(logs.len() > 1000, "the processes logged at debug level");
+    for (role, password) in &server.passwords {
+        assert!(
+            !logs.contains(password.as_str()),
+            "{}'s password is in a log",
+            role.user
+        );
     }
     let _ = server.child.kill().await;
     h.finish().await;

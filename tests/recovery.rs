@@ -245,3 +245,88 @@ async fn two_orchestrator_replicas_decide_each_attempt_once() {
     assert_eq!(attempts, 36, "24 accepted on small, 6 escalated small→medium");
     h.finish().await;
 }
+
+/// A nats-server of the test's own (JetStream in `dir`), on `port`.
+fn own_nats(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    tokio::process::Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nats-server (apt-get install nats-server)")
+}
+
+/// The outbox: an attempt is committed before it is published, so a
+/// publish lost to a NATS outage (injected: the server is down at that
+/// moment) loses nothing; the sweeper publishes it once NATS is back, and
+/// the job finishes with one attempt and one decision.
+#[tokio::test]
+async fn an_attempt_whose_publish_was_lost_is_published_by_the_sweeper() {
+    let mut h = Harness::new(Opts::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = h.dir.join("nats-js");
+    let url = format!("nats://127.0.0.1:{port}");
+    let up = |child: &mut Option<tokio::process::Child>| *child = Some(own_nats(&store, port));
+    let mut server = None;
+    up(&mut server);
+    eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
+    let env = [("UPSHIFT_NATS__URL", url.as_str())];
+    let _orch = h.orchestrator_with(&env).await;
+    // NATS goes down; the job is still accepted and its attempt committed.
+    let _ = server.take().unwrap().kill().await;
+    let job = h.submit_answer(ANN, "low").await;
+    let pool = h.pool.clone();
+    let attempt: Uuid = eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar("SELECT id FROM attempts WHERE job_id = $1 AND published_at IS NULL")
+                .bind(job)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let unpublished: bool = sqlx::query_scalar("SELECT published_at IS NULL FROM attempts WHERE id = $1")
+        .bind(attempt)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert!(unpublished, "committed, not published while NATS is down");
+    // NATS is back (same storage); a worker on it answers what the sweeper publishes.
+    up(&mut server);
+    let worker = h.spawn_worker("small", &env);
+    h.wait_all(&[job], Duration::from_secs(60)).await;
+    let (attempts, decisions): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attempts WHERE job_id = $1),
+                (SELECT count(*) FROM route_events WHERE job_id = $1 AND event IN ('accept', 'unresolved', 'escalate', 'fail'))",
+    )
+    .bind(job)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (attempts, decisions),
+        (1, 1),
+        "the same attempt, published late, decided once"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "succeeded");
+    drop(worker);
+    h.finish().await;
+}
