@@ -198,6 +198,9 @@ async fn event_streams_are_capped_per_tenant_and_end_after_their_lifetime() {
     assert!(second.headers().contains_key("retry-after"));
     let body: serde_json::Value = second.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_streams");
+    // The cap comes first: at it, even an unknown job costs no read.
+    let unknown = format!("{}/v1/jobs/{}/events", h.api(), uuid::Uuid::now_v7());
+    assert_eq!(reqwest::get(&unknown).await.unwrap().status(), 429);
     // The first ends after its lifetime, without `done`, having sent the
     // route so far (each event with its id, to resume from).
     let started = Instant::now();

@@ -20,7 +20,7 @@
 //! finished: the client reconnects with `Last-Event-ID` and loses nothing.
 
 use super::hub::Watch;
-use super::{ApiError, AppState, ErrorBody, Tenant};
+use super::{ApiError, AppState, ErrorBody, StreamTenant};
 use crate::store::{JobEnd, Progress, RouteEvent};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -98,7 +98,7 @@ const FALLBACK: Duration = Duration::from_secs(3);
     ))]
 pub async fn events(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    StreamTenant(tenant): StreamTenant,
     id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -108,11 +108,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    // Following before the first read: an event the read misses wakes it.
-    let watch = st.hub.watch(id);
-    // 404 before the stream starts, for unknown jobs and other tenants'
-    // jobs; the same read is the stream's first.
-    let first = st.stream_store.progress(Some(&tenant), id, after).await?;
+    // The cap first: a tenant at its cap costs no read, whatever job it names.
     let max = st.cfg.api.max_streams_per_tenant;
     let Some(slot) = st.streams.open(&tenant, max) else {
         return Err(ApiError::new(
@@ -122,6 +118,11 @@ pub async fn events(
         )
         .retry_after(5));
     };
+    // Following before the first read: an event the read misses wakes it.
+    let watch = st.hub.watch(id);
+    // 404 before the stream starts, for unknown jobs and other tenants'
+    // jobs; the same read is the stream's first.
+    let first = st.stream_store.progress(Some(&tenant), id, after).await?;
     let ends = Instant::now() + st.cfg.api.stream_max;
     let follow = Follow {
         st,

@@ -233,6 +233,11 @@ pub async fn check_exposure(cfg: &Config, store: &PgStore, addr: std::net::Socke
 /// The caller's tenant, from `Authorization: Bearer <key>`.
 pub struct Tenant(pub String);
 
+/// The same, for event streams: an issued key is looked up on the streams'
+/// own pool, so a flood of stream requests with bogus keys never queues
+/// behind (or in front of) the decisions.
+pub struct StreamTenant(pub String);
+
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
@@ -241,28 +246,39 @@ impl FromRequestParts<AppState> for Tenant {
     /// `api.anonymous`, or while no key was ever configured or issued (and
     /// then the API listens on loopback only: [`check_exposure`]).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let Some(token) = token else {
-            if state.cfg.api.anonymous || (state.keys.is_empty() && !state.issued.any(&state.store).await?) {
-                return Ok(Tenant("default".into()));
-            }
-            return Err(Error::Unauthorized.into());
-        };
-        let hex = sha256_hex(token.trim());
-        if let Some(t) = state.keys.get(&hex) {
-            return Ok(Tenant(t.clone()));
-        }
-        state
-            .store
-            .tenant_of_key(&hex)
-            .await?
-            .map(Tenant)
-            .ok_or_else(|| Error::Unauthorized.into())
+        tenant_of(parts, state, &state.store).await.map(Tenant)
     }
+}
+
+impl FromRequestParts<AppState> for StreamTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        tenant_of(parts, state, &state.stream_store).await.map(StreamTenant)
+    }
+}
+
+/// The tenant of the request's key, issued keys looked up through `store`.
+async fn tenant_of(parts: &Parts, state: &AppState, store: &PgStore) -> Result<String, ApiError> {
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        if state.cfg.api.anonymous || (state.keys.is_empty() && !state.issued.any(store).await?) {
+            return Ok("default".into());
+        }
+        return Err(Error::Unauthorized.into());
+    };
+    let hex = sha256_hex(token.trim());
+    if let Some(t) = state.keys.get(&hex) {
+        return Ok(t.clone());
+    }
+    store
+        .tenant_of_key(&hex)
+        .await?
+        .ok_or_else(|| Error::Unauthorized.into())
 }
 
 /// Lower-case hex SHA-256 of `s`: how API keys are stored and compared.
