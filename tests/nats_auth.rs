@@ -45,7 +45,9 @@ impl AuthServer {
         .unwrap();
         let passwords: Vec<(Role, String)> = nats_auth::roles(&subjects)
             .into_iter()
-            .map(|r| (r, uuid::Uuid::new_v4().simple().to_string()))
+            // nats-server reads a variable as a config value: a password
+            // must start with a letter (`1e3…` would parse as a number).
+            .map(|r| (r, format!("p{}", uuid::Uuid::new_v4().simple())))
             .collect();
         let mut cmd = tokio::process::Command::new(NATS_SERVER);
         cmd.arg("-c")

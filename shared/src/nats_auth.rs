@@ -16,7 +16,10 @@
 //!
 //! Passwords are never written here: the server reads each from an
 //! environment variable (`$UPSHIFT_NATS_<ROLE>_PASSWORD`), which a Secret or
-//! the compose file's environment fills.
+//! the compose file's environment fills. nats-server parses the variable's
+//! value as a config value, so a password must start with a letter (a hex
+//! string starting with a digit fails to parse and the server does not
+//! start).
 
 use crate::Tier;
 use crate::subjects::Subjects;
