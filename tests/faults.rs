@@ -185,17 +185,7 @@ async fn a_stopped_service_is_named_with_the_command_that_starts_it() {
     assert!(err.contains("pg_ctlcluster --skip-systemctl-redirect"), "{err}");
     // A NATS server of its own with JetStream off.
     let port = closed();
-    let mut server = tokio::process::Command::new("/usr/sbin/nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nats-server (apt-get install nats-server)");
-    eventually(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-    })
-    .await;
+    let mut server = crate::util::own_nats(port, &[], &[], None).await;
     let out = run(&[("UPSHIFT_NATS__URL", format!("nats://127.0.0.1:{port}"))]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

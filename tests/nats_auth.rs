@@ -5,13 +5,11 @@
 //! tier's tasks, publishing a task, creating or binding another tier's
 //! consumer, reading another role's inbox.
 
-use crate::util::{Harness, Opts, eventually};
+use crate::util::{Harness, Opts, free_port, own_nats};
 use std::time::Duration;
 use upshift_shared::Tier;
 use upshift_shared::nats_auth::{self, Role};
 use upshift_shared::subjects::Subjects;
-
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 /// A nats-server of the test's own, requiring the roles' credentials.
 struct AuthServer {
@@ -22,16 +20,8 @@ struct AuthServer {
 
 impl AuthServer {
     async fn start(h: &Harness) -> AuthServer {
-        assert!(
-            std::path::Path::new(NATS_SERVER).exists(),
-            "{NATS_SERVER} is missing: apt-get install nats-server"
-        );
         let subjects = Subjects::new(h.prefix.clone());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = h.dir.join("nats");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("auth.conf"), nats_auth::server_conf(&subjects, "test")).unwrap();
@@ -49,21 +39,19 @@ impl AuthServer {
             // must start with a letter (`1e3…` would parse as a number).
             .map(|r| (r, format!("p{}", uuid::Uuid::new_v4().simple())))
             .collect();
-        let mut cmd = tokio::process::Command::new(NATS_SERVER);
-        cmd.arg("-c")
-            .arg(dir.join("server.conf"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-            .kill_on_drop(true);
-        for (r, p) in &passwords {
-            cmd.env(&r.password_env, p);
-        }
-        let child = cmd.spawn().expect("starting nats-server");
-        let url = format!("nats://127.0.0.1:{port}");
-        eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-        })
+        let envs: Vec<(String, String)> = passwords
+            .iter()
+            .map(|(r, p)| (r.password_env.clone(), p.clone()))
+            .collect();
+        let conf = dir.join("server.conf");
+        let child = own_nats(
+            port,
+            &["-c", conf.to_str().unwrap()],
+            &envs,
+            Some(&dir.join("server.log")),
+        )
         .await;
+        let url = format!("nats://127.0.0.1:{port}");
         AuthServer { child, url, passwords }
     }
 

@@ -246,18 +246,6 @@ async fn two_orchestrator_replicas_decide_each_attempt_once() {
     h.finish().await;
 }
 
-/// A nats-server of the test's own (JetStream in `dir`), on `port`.
-fn own_nats(dir: &std::path::Path, port: u16) -> tokio::process::Child {
-    tokio::process::Command::new("/usr/sbin/nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nats-server (apt-get install nats-server)")
-}
-
 /// The outbox: an attempt is committed before it is published, so a
 /// publish lost to a NATS outage (injected: the server is down at that
 /// moment) loses nothing; the sweeper publishes it once NATS is back, and
@@ -265,24 +253,15 @@ fn own_nats(dir: &std::path::Path, port: u16) -> tokio::process::Child {
 #[tokio::test]
 async fn an_attempt_whose_publish_was_lost_is_published_by_the_sweeper() {
     let mut h = Harness::new(Opts::default()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let store = h.dir.join("nats-js");
+    let js = ["-js", "-sd", store.to_str().unwrap()];
     let url = format!("nats://127.0.0.1:{port}");
-    let up = |child: &mut Option<tokio::process::Child>| *child = Some(own_nats(&store, port));
-    let mut server = None;
-    up(&mut server);
-    eventually(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-    })
-    .await;
+    let mut first = crate::util::own_nats(port, &js, &[], None).await;
     let env = [("UPSHIFT_NATS__URL", url.as_str())];
     let _orch = h.orchestrator_with(&env).await;
     // NATS goes down; the job is still accepted and its attempt committed.
-    let _ = server.take().unwrap().kill().await;
+    let _ = first.kill().await;
     let job = h.submit_answer(ANN, "low").await;
     let pool = h.pool.clone();
     let attempt: Uuid = eventually(Duration::from_secs(10), || {
@@ -305,7 +284,7 @@ async fn an_attempt_whose_publish_was_lost_is_published_by_the_sweeper() {
         .unwrap();
     assert!(unpublished, "committed, not published while NATS is down");
     // NATS is back (same storage); a worker on it answers what the sweeper publishes.
-    up(&mut server);
+    let _again = crate::util::own_nats(port, &js, &[], None).await;
     let worker = h.spawn_worker("small", &env);
     h.wait_all(&[job], Duration::from_secs(60)).await;
     let (attempts, decisions): (i64, i64) = sqlx::query_as(

@@ -463,3 +463,38 @@ pub async fn answered_result(
         },
     }
 }
+
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// A nats-server of the test's own on 127.0.0.1:`port` (`args` beyond the
+/// address: `-js -sd DIR`, or `-c FILE`), with `envs`, logging to `log`;
+/// returned once it listens.
+pub async fn own_nats(port: u16, args: &[&str], envs: &[(String, String)], log: Option<&std::path::Path>) -> Child {
+    const NATS_SERVER: &str = "/usr/sbin/nats-server";
+    assert!(
+        std::path::Path::new(NATS_SERVER).exists(),
+        "{NATS_SERVER} is missing: apt-get install nats-server"
+    );
+    let mut cmd = Command::new(NATS_SERVER);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .envs(envs.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        })
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("starting nats-server");
+    eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
+    child
+}

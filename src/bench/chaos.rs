@@ -15,6 +15,7 @@ use super::cluster::{NatsCluster, sh};
 use super::isolated_config;
 use crate::client::Client;
 use crate::fleet::Fleet;
+use crate::preflight::{NATS_START, PG_START};
 use anyhow::{Context, bail};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -24,10 +25,8 @@ use upshift_shared::Tier;
 use upshift_shared::config::Config;
 use uuid::Uuid;
 
-const NATS_START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
 const NATS_STOP: &str = "start-stop-daemon --stop --oknodo --retry 10 --exec /usr/sbin/nats-server";
 const PG_STOP: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main stop";
-const PG_START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 
 /// Options of `upshift bench chaos`.
 #[derive(clap::Args)]

@@ -83,12 +83,13 @@ fn load(path: &std::path::Path) -> anyhow::Result<Vec<Item>> {
 
 /// The task message of `item` on `tier`.
 fn message(item: &Item, tier: Tier) -> anyhow::Result<upshift_shared::messages::TaskMessage> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "version": upshift_shared::messages::MESSAGE_VERSION, "attempt_id": uuid::Uuid::now_v7(),
-        "attempt_token": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::now_v7(), "step_id": uuid::Uuid::now_v7(),
-        "tier": tier, "task": item.task, "input": item.input, "labels": item.labels,
-        "output_schema": item.output_schema,
-    }))?)
+    crate::bench::models::direct_task(
+        tier,
+        &serde_json::json!(item.task),
+        &serde_json::json!(item.input),
+        &serde_json::json!(item.labels),
+        &serde_json::json!(item.output_schema),
+    )
 }
 
 /// Runs every item on every tier, fits, prints, writes.

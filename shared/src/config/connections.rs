@@ -127,4 +127,3 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
-

@@ -14,7 +14,7 @@ use crate::store::parse_stored;
 use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
-use upshift_shared::verify::rag::extractive::{ZeroFloors, compose, tier_zero};
+use upshift_shared::verify::rag::extractive::{compose, tier_zero};
 use upshift_shared::verify::rag::{Retrieval, ambiguity};
 use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{ReasonCode, Tier};
@@ -79,7 +79,7 @@ pub(crate) fn prepare(
     let extractive = cfg.rag.answer == AnswerMode::Extractive;
     match name.as_str() {
         EXTRACT if extractive => {
-            let zero = tier_zero(&job.query, r, &ZeroFloors::from(&cfg.rag));
+            let zero = tier_zero(&job.query, r, &cfg.rag.zero_score);
             let askable = zero.askable();
             // The verifiers' findings apart from tier zero's own gate: what
             // its threshold is measured on.

@@ -18,7 +18,7 @@ pub mod judge;
 pub mod offline;
 mod zero;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
-pub use zero::{ZeroChoice, ZeroFloors, tier_zero};
+pub use zero::{ZeroChoice, tier_zero};
 
 /// What an extraction answers when it found nothing (a model given free
 /// text, or a recorded answer); never offered as a candidate: measured on

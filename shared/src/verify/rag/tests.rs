@@ -294,20 +294,18 @@ fn scored(passages: Vec<Passage>, sentences: &[(&str, &str, f32)]) -> Retrieval 
 /// A score that weighs what the rules of version 8 weighed: a clear lead,
 /// no closer sentence saying something else, no rival holding more of the
 /// question's words.
-fn zero_floors() -> extractive::ZeroFloors {
+fn zero_floors() -> crate::config::ZeroScore {
     let weights = [
         ("similarity", 4.0),
         ("margin", 20.0),
         ("closer_gap", -30.0),
         ("rival_coverage", -10.0),
     ];
-    extractive::ZeroFloors {
-        score: crate::config::ZeroScore {
-            bias: -4.0,
-            weights: weights.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            threshold: 0.5,
-            fitted: "a test model".into(),
-        },
+    crate::config::ZeroScore {
+        bias: -4.0,
+        weights: weights.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        threshold: 0.5,
+        fitted: "a test model".into(),
     }
 }
 

@@ -11,13 +11,13 @@
 //! that says something else, a name a part away, a floor on similarity) is
 //! a feature here, weighed by data.
 
-use super::{Evidence, close_alternative, locate, rival, term_of};
+use super::{Evidence, close_alternative, lead, locate, rival};
 use crate::config::{ZERO_FEATURES, ZeroScore};
 use crate::policy::sigmoid;
 use crate::verify::rag::Retrieval;
 use crate::verify::rag::checks::{asks_how, names_a_means, presents_program, states_default};
 use crate::verify::rag::question::{QuestionType, asking_sentence, classify};
-use crate::verify::rag::text::{content_words, sentences};
+use crate::verify::rag::text::content_words;
 
 /// Similarities closer than this are not ordered reliably by the embedding
 /// (a right and a wrong name 0.03 apart on the PostgreSQL questions): the
@@ -49,9 +49,9 @@ pub fn defined(name: &str, r: &Retrieval) -> bool {
             .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
             .trim()
             .eq_ignore_ascii_case(name)
-            || sentences(&p.text).iter().any(|s| {
+            || crate::verify::rag::text::sentences(&p.text).iter().any(|s| {
                 let first = s.split('|').next().unwrap_or(s);
-                term_of(first).is_some_and(|t| t.eq_ignore_ascii_case(name))
+                super::term_of(first).is_some_and(|t| t.eq_ignore_ascii_case(name))
             })
     })
 }
@@ -76,9 +76,21 @@ fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidence<'_>) -> b
     }
 }
 
-/// The features of `answer` (the first of `labels`) as the answer to
+/// An answer's evidence: its features, and the similarity and lead over the
+/// best rival of its sentence (for the route).
+#[derive(Debug, Clone, Copy)]
+pub struct Judged {
+    /// The features.
+    pub features: ZeroFeatures,
+    /// The answer's sentence's similarity to the question.
+    pub similarity: Option<f32>,
+    /// Its lead over the best rival candidate's sentence.
+    pub margin: Option<f32>,
+}
+
+/// The evidence for `answer` (the first of `labels`) as the answer to
 /// `query` over `r`; `None` when no retrieved sentence holds it.
-pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]) -> Option<ZeroFeatures> {
+pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]) -> Option<Judged> {
     let t = classify(query);
     let ev = locate(answer, r)?;
     let sim = f64::from(ev.similarity.unwrap_or(0.0));
@@ -119,7 +131,7 @@ pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]
         .unwrap_or(r.passages.len());
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let margin = rival_sim.map_or(0.0, |s| (sim - s).clamp(-1.0, 1.0));
-    Some(ZeroFeatures([
+    let features = ZeroFeatures([
         sim,
         margin,
         flag(rival_sim.is_none()),
@@ -137,7 +149,12 @@ pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]
         flag(t == QuestionType::Free),
         flag(matches!(t, QuestionType::Default | QuestionType::Number)),
         best,
-    ]))
+    ]);
+    Some(Judged {
+        features,
+        similarity: ev.similarity,
+        margin: ev.similarity.and_then(|s| lead(s, rival.as_ref())),
+    })
 }
 
 /// The score of `x` under `model`, in [0, 1].
@@ -202,7 +219,7 @@ mod tests {
         let q =
             "My script writes files relative to where it runs. Which function returns the current working directory?";
         let labels = vec!["os.getcwd".to_string(), "os.chdir".to_string()];
-        let x = zero_features(q, &r, "os.getcwd", &labels).unwrap();
+        let x = zero_features(q, &r, "os.getcwd", &labels).unwrap().features;
         let named = x.named();
         assert_eq!(named["defined"], 1.0, "a definition list's term defines it");
         assert_eq!(named["no_rival"], 0.0);

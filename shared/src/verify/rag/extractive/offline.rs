@@ -5,7 +5,7 @@
 //! `upshift eval rag --replay` runs it over recorded retrievals, so a fit
 //! over hundreds of questions takes seconds and reproduces the live run.
 
-use super::{ZeroChoice, ZeroFloors, compose, tier_zero};
+use super::{ZeroChoice, compose, tier_zero};
 use crate::config::RagConfig;
 use crate::reasons::ReasonCode;
 use crate::verify::rag::{Retrieval, RetrievalFloor, SYNTHESISE_VERIFIERS, SpanFloors, check_retrieval};
@@ -40,7 +40,7 @@ impl Offline {
 /// Decides `query` over `r` under `rag`, without a model.
 pub fn decide(query: &str, r: &Retrieval, rag: &RagConfig) -> Offline {
     let retrieval = check_retrieval(r, RetrievalFloor::from(rag));
-    let zero = tier_zero(query, r, &ZeroFloors::from(rag));
+    let zero = tier_zero(query, r, &rag.zero_score);
     let answer = compose(query, &zero.answer, r);
     let synthesis = match &answer {
         Some(a) => verify::run(

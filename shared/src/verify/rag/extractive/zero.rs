@@ -7,9 +7,9 @@
 //! ([`check_span_hard`]), and its evidence score ([`judge`]) must reach the
 //! fitted threshold.
 
+use super::candidates;
 use super::judge::{self, ZeroFeatures};
-use super::{candidates, lead, locate, rival};
-use crate::config::{RagConfig, ZeroScore};
+use crate::config::ZeroScore;
 use crate::reasons::ReasonCode;
 use crate::verify::Finding;
 use crate::verify::rag::{Retrieval, check_span_hard};
@@ -44,34 +44,19 @@ impl ZeroChoice {
     }
 }
 
-/// The fitted score tier zero is held to.
-#[derive(Debug, Clone)]
-pub struct ZeroFloors {
-    /// `rag.zero_score`.
-    pub score: ZeroScore,
-}
-
-impl From<&RagConfig> for ZeroFloors {
-    fn from(cfg: &RagConfig) -> ZeroFloors {
-        ZeroFloors {
-            score: cfg.zero_score.clone(),
-        }
-    }
-}
-
 /// Tier zero for `query` over `r`: the first candidate is defended when it
 /// passes [`check_span_hard`] and its evidence scores at least the fitted
 /// threshold.
-pub fn tier_zero(query: &str, r: &Retrieval, floors: &ZeroFloors) -> ZeroChoice {
+pub fn tier_zero(query: &str, r: &Retrieval, model: &ZeroScore) -> ZeroChoice {
     let labels = candidates(query, r);
     let first = labels.first().cloned().unwrap_or_default();
-    let similarity = locate(&first, r).and_then(|e| e.similarity);
-    let margin = similarity.and_then(|sim| lead(sim, rival(&first, &labels, r).as_ref()));
     let span_findings = check_span_hard(&first, r, query);
-    let features = judge::zero_features(query, r, &first, &labels);
-    let score = features.as_ref().map(|x| judge::score(&floors.score, x));
+    let judged = judge::zero_features(query, r, &first, &labels);
+    let (similarity, margin) = judged.as_ref().map_or((None, None), |j| (j.similarity, j.margin));
+    let features = judged.map(|j| j.features);
+    let score = features.as_ref().map(|x| judge::score(model, x));
     let mut findings = span_findings.clone();
-    let threshold = floors.score.threshold;
+    let threshold = model.threshold;
     if findings.is_empty() && score.is_none_or(|s| s < threshold) {
         let needs = if threshold > 1.0 {
             "tier zero defends nothing alone".to_string()
@@ -84,7 +69,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, floors: &ZeroFloors) -> ZeroChoice 
                 "the evidence for `{}` scores {:.3}; {needs} ({})",
                 crate::verify::clip(&first, 40),
                 score.unwrap_or(0.0),
-                floors.score.fitted
+                model.fitted
             ),
         ));
     }
