@@ -271,11 +271,13 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
     let Some(ev) = locate(span, r) else {
         return out;
     };
-    if t == QuestionType::Setting && fits(span, t) && !r.passages.iter().any(|p| defines_setting(&p.text, span)) {
+    if t == QuestionType::Setting && fits(span, t) && !presents_setting(r, span) {
+        // A name used in code (a connection parameter, a command's
+        // argument) is not a setting: a setting is defined, or called one.
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
             format!(
-                "a setting is defined as one (`name` (`type`)); no retrieved passage defines `{}` so",
+                "a setting is defined in the manual or called a setting; no retrieved passage presents `{}` so",
                 clip(span, 40)
             ),
         ));
@@ -349,36 +351,26 @@ impl From<&crate::config::RagConfig> for SpanFloors {
     }
 }
 
-/// The types of PostgreSQL's configuration parameters, as their definition
-/// lines give them (`` `work_mem` (`integer`) ``).
-const SETTING_TYPES: [&str; 5] = ["integer", "boolean", "string", "enum", "floating point"];
-
-/// Whether `text` presents `name` as a setting: a definition line
-/// `` `name` (`type`) `` with one of [`SETTING_TYPES`] (PostgreSQL's
-/// reference pages), or prose calling it one (`the max_widgets setting`).
-/// A connection parameter of libpq (`sslrootcert`) or a command's argument
-/// (`tablespace_name`) is named in code too, but is not a setting (fresh5
-/// n17 and n21 were defended so under version 6).
-pub fn defines_setting(text: &str, name: &str) -> bool {
-    let text = text.to_lowercase();
-    let name = name.trim().to_lowercase();
-    SETTING_TYPES
-        .iter()
-        .any(|t| text.contains(&format!("`{name}` (`{t}`)")))
-        || [format!("{name} setting"), format!("{name}` setting")]
-            .iter()
-            .any(|p| text.contains(p.as_str()))
+/// Whether `r` presents `name` as a setting: it defines it (a definition
+/// line or list entry of any manual), or prose calls it one ("the
+/// `max_widgets` setting").
+fn presents_setting(r: &Retrieval, name: &str) -> bool {
+    let n = name.trim().to_lowercase();
+    super::extractive::judge::defined(name, r)
+        || r.passages.iter().any(|p| {
+            let text = p.text.to_lowercase().replace('`', "");
+            text.contains(&format!("{n} setting")) || text.contains(&format!("setting {n}"))
+        })
 }
 
-/// Words prose presents a program with (`the pg_dump utility`, "`createuser`
+/// Words prose presents a program with ("the `backup` utility", "`adduser`
 /// is a wrapper").
 const PROGRAM_WORDS: [&str; 6] = ["program", "utility", "tool", "wrapper", "application", "client"];
 
 /// Whether `passage` presents `name` as a program: its page is the
-/// program's reference page (titled by the name, as `createuser` is), or its
-/// text calls it one (`` `pg_test_fsync` program ``, "`createuser` is a
-/// wrapper"). An argument of a program (`username`, fresh6 p26 under
-/// version 7) is named in code on the same page, but is not one.
+/// program's reference page (titled by the name), or its text calls it one
+/// (`` `fsck` program ``, "`adduser` is a wrapper"). An argument of a
+/// program is named in code on the same page, but is not one.
 pub fn presents_program(passage: &Passage, name: &str) -> bool {
     let name = name.trim().to_lowercase();
     if passage.title.trim().to_lowercase() == name {
@@ -398,8 +390,7 @@ pub fn presents_program(passage: &Passage, name: &str) -> bool {
 
 /// Whether a sentence of `passage` that holds `span` states a default
 /// ("The default is …", "… (the default)"): a value named elsewhere in the
-/// passage is not the default however similar its sentence (fresh5 n11:
-/// "about 64 bytes, per increment" for a default's question).
+/// passage is not the default however similar its sentence.
 pub(crate) fn states_default(passage: &str, span: &str) -> bool {
     text::sentences(passage)
         .iter()
@@ -425,9 +416,9 @@ pub(crate) fn asks_how(query: &str) -> bool {
 }
 
 /// Whether `sentence` names a means the question does not: a code span
-/// (`` `CONCURRENTLY` ``, `` `pg_cancel_backend` ``) absent from `query`.
+/// (`` `CONCURRENTLY` ``, `` `--jobs` ``) absent from `query`.
 /// A sentence similar to a "how do I" question that names none states the
-/// topic, not the way (test a64 answered so; fresh4 measures the rule).
+/// topic, not the way.
 pub(crate) fn names_a_means(sentence: &str, query: &str) -> bool {
     let q = query.to_lowercase();
     sentence

@@ -42,37 +42,38 @@ fn best_sentences(r: &Retrieval, n: usize) -> Vec<(String, String, Option<f32>)>
     all
 }
 
-/// Type names the docs annotate settings and arguments with (`wal_level`
-/// (`enum`)): never the name a setting, function or program question asks for.
-const TYPE_WORDS: &[&str] = &[
-    "integer",
-    "boolean",
-    "string",
-    "enum",
-    "real",
-    "text",
-    "bigint",
-    "oid",
-    "regclass",
-    "name",
-    "bool",
-    "int",
-    "floating point",
-    "void",
-    "record",
-    "setof",
-    "anyelement",
-    "bytea",
-    "xid8",
-    "pg_lsn",
-];
+/// The annotations of the retrieval's definition lines: every code span
+/// after the name a line defines (its type, arguments, return type:
+/// `` `wal_level` (`enum`) ``, `` `copy` ( `src` `dst` ) → `path` ``) — in
+/// any manual, what a definition says about its name, never the name a
+/// question asks for, unless it is defined itself.
+fn annotations(r: &Retrieval) -> Vec<String> {
+    static CODE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"`([^`\n]{1,80})`").expect("valid regex"));
+    let mut out: Vec<String> = Vec::new();
+    for p in &r.passages {
+        for s in super::text::sentences(&p.text) {
+            let first = s.split('|').next().unwrap_or(&s);
+            if term_of(first).is_none() {
+                continue;
+            }
+            for c in CODE.captures_iter(first).skip(1) {
+                let a = c[1].trim().to_lowercase();
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Most sentences of one definition block taken as evidence.
 const DEFINITION_SENTENCES: usize = 12;
 
 /// The name a definition line introduces, when `sentence` is one: a line
 /// that is a name alone, or a name followed by its type or arguments
-/// (`` `wal_level` (`enum`) ``, `` `pg_cancel_backend` ( `pid` `integer` ) → `boolean` ``).
+/// (`` `wal_level` (`enum`) ``, `` `cancel_backend` ( `pid` `integer` ) → `boolean` ``).
 pub(super) fn term_of(sentence: &str) -> Option<String> {
     let plain = sentence.replace('`', "");
     let plain = plain.trim();
@@ -172,10 +173,10 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
 }
 
 /// The names retrieval's passages define: their definition lines, and the
-/// titles that are a name (a reference page such as `COPY` or `pg_dump`).
-fn defined_terms(r: &Retrieval) -> Vec<String> {
+/// titles that are a name (a reference page such as `COPY` or `tar`).
+pub(crate) fn defined_terms(r: &Retrieval) -> Vec<String> {
     let titles = r.passages.iter().filter_map(|p| {
-        // "20.5. Write Ahead Log" is a section, "COPY" or "pg_dump" a name.
+        // "20.5. Write Ahead Log" is a section, "COPY" or "tar" a name.
         let t = p
             .title
             .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
@@ -202,6 +203,7 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
     let t = classify(query);
     let mut out: Vec<String> = Vec::new();
     let terms = defined_terms(r);
+    let annotated = annotations(r);
     if t != QuestionType::Free {
         let wants_default = query.to_lowercase().contains("default");
         // A setting's name is not its value: a value question skips the names defined.
@@ -218,8 +220,9 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
             }
             for span in found {
                 let repeat = out.iter().any(|o| o.eq_ignore_ascii_case(&span));
-                let annotation = (t != QuestionType::DataType && TYPE_WORDS.contains(&span.to_lowercase().as_str()))
-                    || (value && terms.iter().any(|x| x.eq_ignore_ascii_case(&span)));
+                let defined = terms.iter().any(|x| x.eq_ignore_ascii_case(&span));
+                let annotation = (t != QuestionType::DataType && !defined && annotated.contains(&span.to_lowercase()))
+                    || (value && defined);
                 // An answer that repeats the question's own words answers nothing.
                 if !repeat && !annotation && !contains_span(query, &span) {
                     out.push(span);

@@ -28,7 +28,7 @@ pub mod text;
 
 pub use checks::{
     SpanFloors, ambiguity, check_answer, check_answer_type, check_facts, check_retrieval, check_span, check_span_hard,
-    conflicts, defines_setting, presents_program,
+    conflicts, presents_program,
 };
 
 use serde::{Deserialize, Serialize};

@@ -94,12 +94,12 @@ impl QuestionType {
 static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
     // "which", "what", "what's the", "which … do i use", "the name of the".
     // "which", "what's the", "is there a", "i need a", then up to two words
-    // ("which postgres setting", "what log level"); a match holding
+    // ("which server setting", "what log level"); a match holding
     // "default" is a default's value, not a name ([`classify`]).
     let which = r"\b(?:which|what(?:'s|\s+is|\s+are)?(?:\s+the)?(?:\s+name\s+of\s+the)?|is\s+there\s+(?:an?|any|some)|are\s+there\s+(?:any\s+)?|(?:i|we)\s+(?:need|want)\s+(?:an?|the|some))\s+(?:[\w.-]+\s+){0,2}?";
     let rule = |t: QuestionType, re: String| (t, Regex::new(&format!("(?i){re}")).expect("valid regex"));
     vec![
-        rule(QuestionType::Setting, format!(r"{which}(?:setting|parameter|guc|config(?:uration)?\s+(?:option|key|value))s?\b")),
+        rule(QuestionType::Setting, format!(r"{which}(?:setting|parameter|config(?:uration)?\s+(?:option|key|value))s?\b")),
         rule(QuestionType::Function, format!(r"{which}(?:functions?|built-?ins?|callables?|aggregates?)\b")),
         rule(QuestionType::Command, format!(r"{which}(?:commands?|statements?|meta-?commands?)\b")),
         rule(QuestionType::Clause, format!(r"{which}(?:clause|keyword)s?\b")),

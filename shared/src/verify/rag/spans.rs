@@ -96,74 +96,29 @@ fn identifier(s: &str) -> bool {
     IDENT.is_match(s) && s.len() >= 2 && !s.chars().all(|c| c.is_ascii_digit())
 }
 
-/// The words an SQL command starts with (PostgreSQL's "SQL Commands"
-/// reference): a command question's answer is one of these commands, not
-/// an acronym in capitals (`WAL`, `TCP`) or a keyword (`NULL`).
-const COMMAND_VERBS: &[&str] = &[
-    "ABORT",
-    "ALTER",
-    "ANALYZE",
-    "BEGIN",
-    "CALL",
-    "CHECKPOINT",
-    "CLOSE",
-    "CLUSTER",
-    "COMMENT",
-    "COMMIT",
-    "COPY",
-    "CREATE",
-    "DEALLOCATE",
-    "DECLARE",
-    "DELETE",
-    "DISCARD",
-    "DO",
-    "DROP",
-    "END",
-    "EXECUTE",
-    "EXPLAIN",
-    "FETCH",
-    "GRANT",
-    "IMPORT",
-    "INSERT",
-    "LISTEN",
-    "LOAD",
-    "LOCK",
-    "MERGE",
-    "MOVE",
-    "NOTIFY",
-    "PREPARE",
-    "REASSIGN",
-    "REFRESH",
-    "REINDEX",
-    "RELEASE",
-    "RESET",
-    "REVOKE",
-    "ROLLBACK",
-    "SAVEPOINT",
-    "SECURITY",
-    "SELECT",
-    "SET",
-    "SHOW",
-    "START",
-    "TABLE",
-    "TRUNCATE",
-    "UNLISTEN",
-    "UPDATE",
-    "VACUUM",
-    "VALUES",
-    "WITH",
-];
-
 /// Whether `s` reads as SQL in capitals (up to four words), not a word too
 /// generic to answer anything.
 fn keyword(s: &str) -> bool {
     COMMAND.is_match(s) && !GENERIC.contains(&s)
 }
 
-/// Whether `s` reads as an SQL command: SQL in capitals that starts with a
-/// command's verb.
+/// Whether `s` reads as a command in any manual: a keyword phrase in
+/// capitals (`VACUUM`, `ALTER SYSTEM`; a single word of three letters or
+/// fewer is an acronym: `WAL`, `TCP`), or a command line of a program
+/// (`apachectl graceful`, `git stash`: a lower-case name without `_`,
+/// which names settings and functions far more often than programs, and
+/// at most three words after it).
 fn command(s: &str) -> bool {
-    keyword(s) && s.split(' ').next().is_some_and(|w| COMMAND_VERBS.contains(&w))
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let capitals = keyword(s) && (words.len() > 1 || s.len() >= 4);
+    let line = (1..=4).contains(&words.len())
+        && words[0].chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && identifier(words[0].trim_start_matches(['.', '/']))
+        && !words[0].contains('_')
+        && words[1..]
+            .iter()
+            .all(|w| name_shaped(w) || w.chars().all(|c| c.is_ascii_lowercase()));
+    capitals || line
 }
 
 /// Whether `s` is shaped like a name of any manual: an identifier (dotted
@@ -314,8 +269,13 @@ mod tests {
         assert!(fits("VACUUM", QuestionType::Command) && !fits("vacuum_cost", QuestionType::Command));
         // An acronym or a keyword in capitals is not a command; it can be a clause.
         assert!(!fits("WAL", QuestionType::Command) && !fits("NULL", QuestionType::Command));
-        assert!(fits("CONCURRENTLY", QuestionType::Clause) && !fits("CONCURRENTLY", QuestionType::Command));
+        // Without one language's list of verbs a keyword in capitals is a
+        // command by its shape too; the evidence tells them apart.
+        assert!(fits("CONCURRENTLY", QuestionType::Clause) && fits("CONCURRENTLY", QuestionType::Command));
         assert!(!fits("1020202020 and more text", QuestionType::Setting));
+        // A command of any manual: a program's command line too.
+        assert!(fits("apachectl graceful", QuestionType::Command) && fits("git stash pop", QuestionType::Command));
+        assert!(!fits("The server restarts", QuestionType::Command));
         let memory = "How much memory may maintenance operations use by default?";
         assert_eq!(has_asked_unit(memory, "64MB"), Some(true));
         assert_eq!(has_asked_unit(memory, "64 megabytes"), Some(true));

@@ -34,7 +34,7 @@ pub fn content_words(text: &str) -> Vec<String> {
 /// The first `n` distinct keywords of `text` (lower-cased, stop words and
 /// words under three characters dropped, unstemmed), joined by spaces: what
 /// a search is run with when a model wrote sentences instead of keywords.
-/// Postgres divides an OR query's rank by its number of terms, so a
+/// Full-text ranking divides an OR query's rank by its number of terms, so a
 /// paragraph of terms would rank every passage near zero.
 pub fn keywords(text: &str, n: usize) -> String {
     let mut out: Vec<String> = Vec::new();

@@ -27,14 +27,12 @@ pub struct Evidence<'a> {
 /// (`log_min_duration_sample`, `log_min_duration_statement`). Which of the
 /// two a question means is for a model to judge, not for the evidence's
 /// ranking alone. Names of two or three parts that differ in one
-/// (`seq_page_cost`, `random_page_cost`) are simply different names: on
-/// the dev questions the ranking told them apart every time. A name that
-/// is another with a letter or digit appended (`macaddr` / `macaddr8`:
-/// fresh5 n49 was defended as `macaddr8` under version 6) is an
-/// alternative too. Values
+/// (`seq_page_cost`, `random_page_cost`) are simply different names. A
+/// name that is another with a letter or digit appended (`macaddr` /
+/// `macaddr8`) is an alternative too. Values
 /// (`128 kilobytes`) are never alternatives in this sense.
 pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]) -> Option<&'a str> {
-    // File names (`pg_hba.conf`, `pg_ident.conf`) are not split into parts.
+    // File names (`access.conf`, `access_ident.conf`) are not split into parts.
     let t = classify(query);
     if !t.wants_name() || t == QuestionType::File {
         return None;
@@ -76,7 +74,7 @@ pub fn close_alternative<'a>(query: &str, chosen: &str, candidates: &'a [String]
 
 /// Where `span` comes from: the sentence most similar to the question that
 /// contains it, and its passage. A definition line that names the span
-/// (`` `pg_backend_pid` () → `integer` ``) is taken with the sentence after
+/// (`` `backend_pid` () → `integer` ``) is taken with the sentence after
 /// it, which says what it is, and is as relevant as that sentence.
 pub fn locate<'a>(span: &str, r: &'a Retrieval) -> Option<Evidence<'a>> {
     let scored = r.scored_sentences();

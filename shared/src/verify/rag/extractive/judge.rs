@@ -11,7 +11,7 @@
 //! that says something else, a name a part away, a floor on similarity) is
 //! a feature here, weighed by data.
 
-use super::{Evidence, close_alternative, lead, locate, rival};
+use super::{Evidence, close_alternative, defined_terms, lead, locate, rival};
 use crate::config::{ZERO_FEATURES, ZeroScore};
 use crate::policy::sigmoid;
 use crate::verify::rag::Retrieval;
@@ -20,7 +20,7 @@ use crate::verify::rag::question::{QuestionType, asking_sentence, classify};
 use crate::verify::rag::text::content_words;
 
 /// Similarities closer than this are not ordered reliably by the embedding
-/// (a right and a wrong name 0.03 apart on the PostgreSQL questions): the
+/// (a right and a wrong name 0.03 apart in the calibration questions): the
 /// width of `rival_close`, a feature whose weight the fit sets.
 const RIVAL_WINDOW: f64 = 0.05;
 
@@ -39,21 +39,12 @@ impl ZeroFeatures {
     }
 }
 
-/// Whether `r` defines `name`: a definition line of it (`` `name` (…) ``,
-/// a definition list's term, a reference row's first cell), or a passage
-/// titled by it (a reference page).
+/// Whether `r` defines `name` (one of its [`defined_terms`]: a definition
+/// line, a definition list's term, a reference row's first cell, or the
+/// title of a reference page).
 pub fn defined(name: &str, r: &Retrieval) -> bool {
     let name = name.trim().trim_end_matches("()");
-    r.passages.iter().any(|p| {
-        p.title
-            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
-            .trim()
-            .eq_ignore_ascii_case(name)
-            || crate::verify::rag::text::sentences(&p.text).iter().any(|s| {
-                let first = s.split('|').next().unwrap_or(s);
-                super::term_of(first).is_some_and(|t| t.eq_ignore_ascii_case(name))
-            })
-    })
+    defined_terms(r).iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Share of the asking sentence's content words that `text` holds.
