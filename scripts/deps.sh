@@ -6,6 +6,7 @@
 #                            viewer test), postgresql-doc-15 (the collection tests'
 #                            corpus) and llama-cpp-python's OpenAI-compatible
 #                            server (pip builds llama.cpp once and caches the wheel)
+#                            and the openai SDK (the chat completions tests)
 set -euo pipefail
 
 apt_missing=()
@@ -31,4 +32,10 @@ if [[ "${1:-}" == "--test" ]] && ! python3 -c 'import llama_cpp.server' 2>/dev/n
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" python3 -m pip install --quiet --disable-pip-version-check \
     'llama-cpp-python[server]==0.3.36'
+fi
+
+# The OpenAI-compatible front door's tests drive it with the official SDK.
+if [[ "${1:-}" == "--test" ]] && ! python3 -c 'import openai' 2>/dev/null; then
+  echo "installing the openai Python SDK (the chat completions tests' client)"
+  python3 -m pip install --quiet --disable-pip-version-check 'openai==3.63.0'
 fi

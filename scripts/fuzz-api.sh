@@ -15,6 +15,8 @@ cargo build --quiet --locked --bin upshift
 export UPSHIFT_DATABASE__URL="postgres://postgres@127.0.0.1:5432/upshift_$run"
 export UPSHIFT_NATS__PREFIX="$run"
 export UPSHIFT_API__LISTEN="127.0.0.1:$port"
+# No worker runs here: a valid chat waits out api.chat_wait_secs, then 504.
+export UPSHIFT_API__CHAT_WAIT_SECS=1
 log="$(mktemp)"
 "$bin" orchestrator >"$log.out" 2>"$log" &
 orch=$!
@@ -29,7 +31,14 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-schemathesis run "http://127.0.0.1:$port/openapi.json" \
+schemathesis run "http://127.0.0.1:$port/openapi.json" --exclude-tag openai \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --max-examples "$examples" \
+  --report-dir "$(mktemp -d)"
+# The OpenAI-compatible door answers 504 by design when its job outlives
+# the wait (and 502 when a job fails): documented 5xx, so its run checks
+# that every status, content type and body is the documented one.
+schemathesis run "http://127.0.0.1:$port/openapi.json" --include-tag openai \
+  --checks status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$examples" \
   --report-dir "$(mktemp -d)"

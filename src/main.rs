@@ -182,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || models::run(&cfg, cmd)).await??
         }
         Command::Bench(bench::BenchCommand::Chaos(args)) => bench::chaos::run(&load_replay()?, args).await?,
+        Command::Bench(bench::BenchCommand::Chat(args)) => bench::chat::run(&load_replay()?, args).await?,
         Command::Bench(bench::BenchCommand::Engine(args)) => bench::engine::run(&load_replay()?, args).await?,
         Command::Bench(bench::BenchCommand::Retrieval(args)) => {
             let client = client::Client::new(&cli.api, cli.api_key.as_deref())?;

@@ -47,3 +47,5 @@ mod rag_floor;
 mod retrieval;
 // The orchestrator's modules depend one way (no cycles); `shared` has no I/O.
 mod layers;
+// The OpenAI-compatible door, through the official SDK and curl.
+mod chat;

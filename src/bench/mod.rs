@@ -1,6 +1,7 @@
 //! `upshift bench …`: runs that print figures (no timed tests).
 
 pub mod chaos;
+pub mod chat;
 pub mod cluster;
 pub mod embed;
 pub mod engine;
@@ -83,6 +84,9 @@ pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
 /// Benchmarks and fault runs.
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
+    /// The OpenAI-compatible door's overhead against the job API: p50/p99
+    /// of the same jobs both ways at 1, 16 and 64 clients, no model time.
+    Chat(chat::ChatArgs),
     /// Jobs through orchestrator replicas and worker pools while processes are
     /// kill -9'ed and NATS and Postgres restart; then checks every guarantee.
     Chaos(chaos::ChaosArgs),

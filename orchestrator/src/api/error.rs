@@ -62,6 +62,26 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// Its machine-readable code.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Its message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The offending field, if any.
+    pub(crate) fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// Its Retry-After seconds, if any.
+    pub(crate) fn retry_secs(&self) -> Option<u64> {
+        self.retry_after
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -39,7 +39,7 @@ pub struct Streams(Arc<Mutex<HashMap<String, usize>>>);
 
 /// One open stream; dropping it (the stream ended or the client left)
 /// frees its place.
-struct Slot {
+pub(super) struct Slot {
     streams: Streams,
     tenant: String,
 }
@@ -109,29 +109,14 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     // The cap first: a tenant at its cap costs no read, whatever job it names.
-    let max = st.cfg.api.max_streams_per_tenant;
-    let Some(slot) = st.streams.open(&tenant, max) else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
-            format!("tenant `{tenant}` has {max} event streams open (api.max_streams_per_tenant)"),
-        )
-        .retry_after(5));
-    };
+    let slot = open_stream(&st, &tenant)?;
     // Following before the first read: an event the read misses wakes it.
     let watch = st.hub.watch(id);
     // 404 before the stream starts, for unknown jobs and other tenants'
     // jobs; the same read is the stream's first.
     let first = st.stream_store.progress(Some(&tenant), id, after).await?;
     let ends = Instant::now() + st.cfg.api.stream_max;
-    let follow = Follow {
-        st,
-        id,
-        after,
-        ends,
-        watch,
-        _slot: slot,
-    };
+    let follow = Follow::new(st, id, after, ends, watch, Some(slot));
     let stream = futures::stream::unfold(Some((follow, Some(first))), |state| async move {
         let (mut follow, mut next) = state?;
         loop {
@@ -156,24 +141,51 @@ pub async fn events(
     Ok(Sse::new(futures::StreamExt::flatten(stream)).keep_alive(KeepAlive::default()))
 }
 
-/// An open stream's state between reads.
-struct Follow {
+/// A place for one more stream of `tenant` (event streams and streamed
+/// chats alike), or 429 at `api.max_streams_per_tenant`.
+pub(super) fn open_stream(st: &AppState, tenant: &str) -> Result<Slot, ApiError> {
+    let max = st.cfg.api.max_streams_per_tenant;
+    st.streams.open(tenant, max).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("tenant `{tenant}` has {max} event streams open (api.max_streams_per_tenant)"),
+        )
+        .retry_after(5)
+    })
+}
+
+/// Following a job's progress: its state between reads.
+pub(super) struct Follow {
     st: AppState,
     id: Uuid,
     /// The last event id sent.
-    after: i64,
+    pub(super) after: i64,
     /// When the stream ends even if its job has not.
     ends: Instant,
     watch: Watch,
     /// Held for the stream's life: its place under the tenant's cap.
-    _slot: Slot,
+    _slot: Option<Slot>,
 }
 
 impl Follow {
+    /// Follows job `id` from event `after` until `ends`; `watch` is the
+    /// hub's, taken before the first read.
+    pub(super) fn new(st: AppState, id: Uuid, after: i64, ends: Instant, watch: Watch, slot: Option<Slot>) -> Self {
+        Follow {
+            st,
+            id,
+            after,
+            ends,
+            watch,
+            _slot: slot,
+        }
+    }
+
     /// Waits until the job may have events after `after` (the poller saw a
     /// newer id, or [`FALLBACK`] passed), then reads them with the job's
     /// status; `None` once the stream is past its lifetime.
-    async fn next(&mut self) -> Option<Progress> {
+    pub(super) async fn next(&mut self) -> Option<Progress> {
         loop {
             let left = self.ends.checked_duration_since(Instant::now())?;
             if left.is_zero() {

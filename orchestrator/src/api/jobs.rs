@@ -2,8 +2,7 @@
 
 use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::error::Error;
-use crate::planner::plan;
-use crate::request::{JobKind, JobRequest};
+use crate::request::JobRequest;
 use crate::store::{JobView, RouteEvent};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -12,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use upshift_shared::JobStatus;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -104,44 +102,8 @@ pub async fn submit(
     Tenant(tenant): Tenant,
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(mut req) = body?;
-    let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
-    let steps = plan(&req, &st.cfg)?;
-    st.quotas.admit(&tenant)?;
-    if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
-        req.budget_usd = Some(st.cfg.limits.default_budget_usd);
-    }
-    let mut retrieval = None;
-    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag) {
-        if !st.store.collection_exists(&tenant, c).await? {
-            return Err(Error::invalid(
-                "collection",
-                format!("no collection `{c}`; ingest documents into it first"),
-            )
-            .into());
-        }
-        // Tier zero: the question itself is searched before any model runs.
-        let mut conn = st.store.acquire().await?;
-        let query = req.query.as_deref().unwrap_or_default().trim();
-        retrieval = Some(st.retriever.retrieve(&mut conn, &tenant, c, query, None).await?);
-    }
-    let traceparent = upshift_runtime::traceparent(&span);
-    let planned = steps.len();
-    let (id, unit) = crate::router::admit(
-        &st.cfg,
-        &tenant,
-        &req,
-        &steps,
-        traceparent.as_deref(),
-        retrieval.as_ref(),
-    );
-    let attempts = st.store.create_job(&st.cfg, unit).instrument(span.clone()).await?;
-    span.record("job", id.to_string());
-    crate::outbox::publish(&st.store, &st.bus, &attempts)
-        .instrument(span)
-        .await;
-    tracing::info!(job = %id, %tenant, steps = planned, "job accepted");
-    metrics::counter!("upshift_jobs_submitted_total", "tenant" => tenant.clone()).increment(1);
+    let Json(req) = body?;
+    let id = super::submit::submit_job(&st, &tenant, req).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

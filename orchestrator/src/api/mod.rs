@@ -4,6 +4,7 @@
 //! Every job endpoint is tenant-scoped through the bearer key. Validation is
 //! complete before anything is written, so a 4xx leaves no rows.
 
+mod chat;
 mod collections;
 mod error;
 mod events;
@@ -11,6 +12,7 @@ mod hub;
 mod jobs;
 mod quota;
 mod serve;
+mod submit;
 mod ui;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -150,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/route", get(jobs::route))
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(chat::models))
         .route("/v1/collections/{name}/documents", post(collections::ingest))
         .route("/v1/collections/{name}/search", get(collections::search))
         .route("/v1/collections/{name}", get(collections::status))
@@ -306,8 +310,10 @@ pub fn sha256_hex(s: &str) -> String {
         jobs::readyz,
         collections::ingest,
         collections::search,
-        collections::status
+        collections::status,
+        chat::completions,
+        chat::models
     ),
-    components(schemas(ErrorBody, ErrorDetail))
+    components(schemas(ErrorBody, ErrorDetail, chat::wire::ChatErrorBody, chat::wire::Completion))
 )]
 pub struct ApiDoc;

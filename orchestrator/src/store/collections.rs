@@ -210,6 +210,16 @@ impl PgStore {
         })
     }
 
+    /// The names of `tenant`'s collections, sorted.
+    pub async fn collection_names(&self, tenant: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM collections WHERE tenant = $1 ORDER BY name")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Whether `tenant` has a collection named `collection`.
     pub async fn collection_exists(&self, tenant: &str, collection: &str) -> Result<bool> {
         Ok(

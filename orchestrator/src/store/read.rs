@@ -232,6 +232,16 @@ impl PgStore {
         })
     }
 
+    /// Tokens in and out over every attempt of job `id` (a chat's usage).
+    pub async fn job_tokens(&self, id: Uuid) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT coalesce(sum(tokens_in), 0)::int8, coalesce(sum(tokens_out), 0)::int8 FROM attempts WHERE job_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The ordered route of job `id` if `tenant` owns it.
     pub async fn route(&self, tenant: &str, id: Uuid) -> Result<Vec<RouteEvent>> {
         self.route_since(tenant, id, 0).await

@@ -216,6 +216,15 @@ pub struct ApiConfig {
     /// none = no `/metrics`.
     #[serde(default)]
     pub ops_listen: Option<SocketAddr>,
+    /// `POST /v1/chat/completions` waits this many seconds for its job's
+    /// answer; then it answers 504 with the job id (`x-upshift-job-id`) and
+    /// the job keeps running. Below `request_timeout_secs`.
+    #[serde(rename = "chat_wait_secs", with = "units::secs", default = "default_chat_wait")]
+    pub chat_wait: Duration,
+}
+
+fn default_chat_wait() -> Duration {
+    Duration::from_secs(50)
 }
 
 fn default_stream_db_connections() -> u32 {

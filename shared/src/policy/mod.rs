@@ -344,10 +344,7 @@ fn decide_with(cfg: &RoutingConfig, models: &TierModels, ev: &AttemptEvidence<'_
         };
     }
     let next = next_useful_tier(cfg, models, ev.tier, ev.class);
-    // Escalate only if the budget left covers the estimated next call.
-    let budget_gone = ev
-        .budget_left_usd
-        .is_some_and(|b| b <= 0.0 || b < ev.next_call_usd.unwrap_or(0.0));
+    let budget_gone = !affordable(ev.budget_left_usd, ev.next_call_usd);
     match next {
         Some((to, skipped)) if !budget_gone => Decision::Escalate { to, reasons, skipped },
         _ => {
@@ -452,6 +449,14 @@ impl TierModels {
         };
         choice.names().first().map_or("", String::as_str)
     }
+}
+
+/// The one budget rule: another call is affordable unless the job has a
+/// budget and what is left of it is gone (≤ 0) or below the call's
+/// estimated cost (`next_call_usd`; unknown counts as free). Every
+/// escalation, and a critique's reopening of an answer, asks this.
+pub fn affordable(budget_left_usd: Option<f64>, next_call_usd: Option<f64>) -> bool {
+    !budget_left_usd.is_some_and(|b| b <= 0.0 || b < next_call_usd.unwrap_or(0.0))
 }
 
 #[cfg(test)]

@@ -318,3 +318,13 @@ fn escalation_skips_tiers_that_never_trust_the_class() {
     assert_eq!(next_useful_tier(&c.routing, &m, Tier::Small, "x"), None);
     assert_eq!(first_useful_tier(&c.routing, Tier::Small, "x"), Some(Tier::Small));
 }
+
+#[test]
+fn one_budget_rule_decides_every_next_call() {
+    assert!(affordable(None, Some(5.0)), "no budget, no limit");
+    assert!(affordable(Some(1.0), Some(1.0)));
+    assert!(affordable(Some(1.0), None), "an unknown cost counts as free");
+    assert!(!affordable(Some(0.5), Some(1.0)));
+    assert!(!affordable(Some(0.0), None), "a spent budget allows nothing");
+    assert!(!affordable(Some(0.0), Some(0.0)));
+}

@@ -154,10 +154,7 @@ pub(crate) async fn after_critique(
     let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
     let (tin, tout) = tokens.unwrap_or((0, 0));
     let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
-    let affordable = match (budget_left, estimate) {
-        (Some(left), Some(cost)) => cost <= left,
-        _ => true,
-    };
+    let affordable = upshift_shared::policy::affordable(budget_left, estimate);
     match from.next().filter(|_| affordable) {
         Some(to) => Ok(AfterCritique::Reopen(Reopen {
             answering,

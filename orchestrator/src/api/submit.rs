@@ -1,0 +1,55 @@
+//! Submitting a job, in the one order that is right: validate and plan it
+//! (a 4xx writes nothing), admit it under the tenant's quotas, give it the
+//! default budget, check a rag job's collection and search it with the
+//! question (tier zero), build its first decisions, write them and publish
+//! its first attempts. Every front door (`POST /v1/jobs`, the
+//! OpenAI-compatible `POST /v1/chat/completions`) submits through here.
+
+use super::{ApiError, AppState};
+use crate::error::Error;
+use crate::planner::plan;
+use crate::request::{JobKind, JobRequest};
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Plans, admits, writes and publishes `req` for `tenant`; the job's id.
+pub(crate) async fn submit_job(st: &AppState, tenant: &str, mut req: JobRequest) -> Result<Uuid, ApiError> {
+    let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
+    let steps = plan(&req, &st.cfg)?;
+    st.quotas.admit(tenant)?;
+    if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
+        req.budget_usd = Some(st.cfg.limits.default_budget_usd);
+    }
+    let mut retrieval = None;
+    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag) {
+        if !st.store.collection_exists(tenant, c).await? {
+            return Err(Error::invalid(
+                "collection",
+                format!("no collection `{c}`; ingest documents into it first"),
+            )
+            .into());
+        }
+        // Tier zero: the question itself is searched before any model runs.
+        let mut conn = st.store.acquire().await?;
+        let query = req.query.as_deref().unwrap_or_default().trim();
+        retrieval = Some(st.retriever.retrieve(&mut conn, tenant, c, query, None).await?);
+    }
+    let traceparent = upshift_runtime::traceparent(&span);
+    let planned = steps.len();
+    let (id, unit) = crate::router::admit(
+        &st.cfg,
+        tenant,
+        &req,
+        &steps,
+        traceparent.as_deref(),
+        retrieval.as_ref(),
+    );
+    let attempts = st.store.create_job(&st.cfg, unit).instrument(span.clone()).await?;
+    span.record("job", id.to_string());
+    crate::outbox::publish(&st.store, &st.bus, &attempts)
+        .instrument(span)
+        .await;
+    tracing::info!(job = %id, %tenant, steps = planned, "job accepted");
+    metrics::counter!("upshift_jobs_submitted_total", "tenant" => tenant.to_string()).increment(1);
+    Ok(id)
+}
