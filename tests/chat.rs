@@ -264,6 +264,13 @@ async fn any_openai_client_gets_the_cascade_its_route_and_an_honest_unresolved()
         "{m:#}"
     );
     assert_eq!(m["body"]["error"]["param"], "model");
+    let m = &seen["no_collection"];
+    assert_eq!(
+        (m["status"].as_u64(), m["body"]["error"]["code"].as_str()),
+        (Some(404), Some("model_not_found")),
+        "{m:#}"
+    );
+    assert_eq!(m["body"]["error"]["param"], "model");
     let p = &seen["bad_param"];
     assert_eq!(p["status"], 400, "{p:#}");
     assert_eq!(p["body"]["error"]["param"], "temperature");

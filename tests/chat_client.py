@@ -109,6 +109,7 @@ def main():
         ),
         "rag": case(lambda: raw(client, model="upshift-rag/widgets", messages=user(LIMIT_Q))),
         "no_model": case(lambda: raw(client, model="gpt-4o", messages=user(BOB))),
+        "no_collection": case(lambda: raw(client, model="upshift-rag/nope", messages=user(LIMIT_Q))),
         "bad_param": case(lambda: raw(client, model="upshift", messages=user(BOB), temperature=9)),
         "bad_key": case(
             lambda: openai.OpenAI(base_url=base + "/v1", api_key="sk-wrong", max_retries=0).models.list().data

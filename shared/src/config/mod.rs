@@ -218,13 +218,22 @@ pub struct ApiConfig {
     pub ops_listen: Option<SocketAddr>,
     /// `POST /v1/chat/completions` waits this many seconds for its job's
     /// answer; then it answers 504 with the job id (`x-upshift-job-id`) and
-    /// the job keeps running. Below `request_timeout_secs`.
-    #[serde(rename = "chat_wait_secs", with = "units::secs", default = "default_chat_wait")]
-    pub chat_wait: Duration,
+    /// the job keeps running. Below `request_timeout_secs`; unset, 5/6 of
+    /// it (50 s of the default 60): see [`ApiConfig::chat_wait`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_wait_secs: Option<u64>,
 }
 
-fn default_chat_wait() -> Duration {
-    Duration::from_secs(50)
+impl ApiConfig {
+    /// How long a chat waits for its answer: `chat_wait_secs`, or 5/6 of
+    /// the request timeout (at least a second), so the 504 always comes
+    /// before the request timeout's 408.
+    pub fn chat_wait(&self) -> Duration {
+        match self.chat_wait_secs {
+            Some(s) => Duration::from_secs(s),
+            None => (self.request_timeout * 5 / 6).max(Duration::from_secs(1)),
+        }
+    }
 }
 
 fn default_stream_db_connections() -> u32 {

@@ -105,3 +105,13 @@ fn durations_and_addresses_are_typed_when_loaded() {
     let written = serde_json::to_value(&c.orchestrator).unwrap();
     assert_eq!(written["sweep_interval_ms"], 250, "{written}");
 }
+
+#[test]
+fn a_chat_waits_less_than_its_request_may_last() {
+    let c = Config::from_toml_over_defaults("").unwrap();
+    assert_eq!(c.api.chat_wait(), std::time::Duration::from_secs(50));
+    let c = Config::from_toml_over_defaults("[api]\nrequest_timeout_secs = 3").unwrap();
+    assert!(c.api.chat_wait() < c.api.request_timeout);
+    let e = Config::from_toml_over_defaults("[api]\nchat_wait_secs = 60").unwrap_err();
+    assert_eq!(e.key, "api.chat_wait_secs", "{e}");
+}

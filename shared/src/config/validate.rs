@@ -19,7 +19,7 @@ impl Config {
             ("api.header_read_timeout_secs", self.api.header_read_timeout),
             ("api.request_timeout_secs", self.api.request_timeout),
             ("api.stream_max_secs", self.api.stream_max),
-            ("api.chat_wait_secs", self.api.chat_wait),
+            ("api.chat_wait_secs", self.api.chat_wait()),
         ] {
             if d.is_zero() {
                 return Err(bad(key, "must be greater than 0"));
@@ -86,7 +86,7 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(bad("database.max_connections", "must be greater than 0"));
         }
-        if self.api.chat_wait >= self.api.request_timeout {
+        if self.api.chat_wait_secs.is_some() && self.api.chat_wait() >= self.api.request_timeout {
             return Err(bad(
                 "api.chat_wait_secs",
                 "must be less than api.request_timeout_secs, or the request times out (408) before the wait does (504)",

@@ -72,7 +72,7 @@ pub async fn completions(
         return Ok(stream::respond(st, tenant, id, wanted, follow, first));
     }
     let Some(done) = wait(follow, first).await else {
-        return Err(ChatError::timeout(id, st.cfg.api.chat_wait.as_secs()));
+        return Err(ChatError::timeout(id, st.cfg.api.chat_wait().as_secs()));
     };
     let answer = finished(&st, &tenant, id, done).await?.answer(&wanted.model);
     let headers = answer.headers();
@@ -112,7 +112,7 @@ pub async fn models(
 async fn follow(st: &AppState, tenant: &str, id: Uuid, slot: Option<Slot>) -> Result<(Follow, Progress), ApiError> {
     let watch = st.hub.watch(id);
     let first = st.stream_store.progress(Some(tenant), id, 0).await?;
-    let ends = std::time::Instant::now() + st.cfg.api.chat_wait;
+    let ends = std::time::Instant::now() + st.cfg.api.chat_wait();
     let mut follow = Follow::new(st.clone(), id, 0, ends, watch, slot);
     follow.after = first.events.last().map_or(0, |e| e.id);
     Ok((follow, first))
@@ -195,6 +195,10 @@ impl From<ApiError> for ChatError {
     fn from(e: ApiError) -> Self {
         let param = e.field().map(chat_param);
         let (status, kind, code) = match e.status() {
+            // A rag model names a collection the tenant does not have.
+            StatusCode::UNPROCESSABLE_ENTITY if e.field() == Some("collection") => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found")
+            }
             StatusCode::UNPROCESSABLE_ENTITY => (StatusCode::BAD_REQUEST, "invalid_request_error", e.code()),
             StatusCode::UNAUTHORIZED => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key"),
             StatusCode::NOT_FOUND if e.message().starts_with("model ") => {

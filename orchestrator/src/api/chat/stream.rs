@@ -65,7 +65,7 @@ async fn run(
                 progress = p;
             }
             None => {
-                let e = ChatError::timeout(id, st.cfg.api.chat_wait.as_secs());
+                let e = ChatError::timeout(id, st.cfg.api.chat_wait().as_secs());
                 return finish(tx, error_event(&e.body)).await;
             }
         }
