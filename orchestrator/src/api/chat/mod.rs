@@ -71,10 +71,10 @@ pub async fn completions(
     if wanted.stream {
         return Ok(stream::respond(st, tenant, id, wanted, follow, first));
     }
-    let Some(done) = wait(follow, first).await else {
+    if wait(follow, first).await.is_none() {
         return Err(ChatError::timeout(id, st.cfg.api.chat_wait().as_secs()));
-    };
-    let answer = finished(&st, &tenant, id, done).await?.answer(&wanted.model);
+    }
+    let answer = finished(&st, &tenant, id).await?.answer(&wanted.model);
     let headers = answer.headers();
     if answer.info.defended || (wanted.unresolved_answer && answer.info.status == "unresolved") {
         return Ok((headers, Json(answer.completion())).into_response());
@@ -119,10 +119,10 @@ async fn follow(st: &AppState, tenant: &str, id: Uuid, slot: Option<Slot>) -> Re
 }
 
 /// Waits for the job to finish; `None` when the wait runs out first.
-async fn wait(mut follow: Follow, mut progress: Progress) -> Option<Progress> {
+async fn wait(mut follow: Follow, mut progress: Progress) -> Option<()> {
     loop {
         if progress.end.status.is_finished() {
-            return Some(progress);
+            return Some(());
         }
         progress = follow.next().await?;
         follow.after = progress.events.last().map_or(follow.after, |e| e.id);
@@ -131,7 +131,7 @@ async fn wait(mut follow: Follow, mut progress: Progress) -> Option<Progress> {
 
 /// The finished job read whole: its view, every event (one snapshot with
 /// its status) and its tokens.
-async fn finished(st: &AppState, tenant: &str, id: Uuid, _last: Progress) -> Result<Finished, ApiError> {
+async fn finished(st: &AppState, tenant: &str, id: Uuid) -> Result<Finished, ApiError> {
     let store = &st.stream_store;
     let job = store.job(tenant, id).await?;
     let events = store.progress(Some(tenant), id, 0).await?.events;

@@ -70,7 +70,7 @@ async fn run(
             }
         }
     }
-    let answer = match finished(st, tenant, id, progress).await {
+    let answer = match finished(st, tenant, id).await {
         Ok(f) => f.answer(&wanted.model),
         Err(e) => return finish(tx, error_event(&ChatError::from(e).body)).await,
     };
