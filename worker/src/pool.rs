@@ -38,6 +38,10 @@ struct Ctx {
     client: async_nats::Client,
     /// How model calls are retried.
     retry: RetryPolicy,
+    /// How long a result's publish is retried before the attempt is handed
+    /// back: the attempt's deadline (after it the orchestrator has decided
+    /// the attempt as timed out and would ignore the result anyway).
+    publish_patience: Duration,
     /// Test builds only (feature `fault-injection`): abort the process on
     /// inputs containing this.
     #[cfg(feature = "fault-injection")]
@@ -86,6 +90,7 @@ pub async fn run(
         progress: cfg.worker.progress_interval,
         client,
         retry: RetryPolicy::from_config(&cfg.worker, cfg.orchestrator.attempt_deadline),
+        publish_patience: cfg.orchestrator.attempt_deadline,
         #[cfg(feature = "fault-injection")]
         crash_on: std::env::var("UPSHIFT_FAULT_CRASH_ON").ok().filter(|s| !s.is_empty()),
     });
@@ -316,23 +321,64 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
         tracing::warn!(attempt = %task.attempt_id, bytes = body.len(), max_payload, "the result is larger than NATS carries; reporting too_large");
         body = serde_json::to_vec(&failed).expect("results serialise");
     }
-    let published = match ctx
-        .js
-        .publish_with_headers(ctx.subjects.results(), headers, body.into())
-        .await
-    {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match published {
+    match publish_result(ctx, &msg, headers, body, &hard_stop).await {
         Ok(()) => {
             if let Err(e) = msg.ack().await {
                 tracing::warn!(attempt = %task.attempt_id, error = %e, "ack failed; a redelivery will be deduplicated");
             }
         }
         Err(e) => {
-            tracing::warn!(attempt = %task.attempt_id, error = %e, "publishing the result failed; retrying the attempt");
+            tracing::warn!(attempt = %task.attempt_id, error = %e, "publishing the result failed; handing the attempt back");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+/// Publishes a result, retrying for up to `ctx.publish_patience` with
+/// back-off while the task stays claimed (progress acks). A publish fails
+/// while a NATS cluster elects a stream leader after a node died; handing
+/// the task back at once would run the model again for each failed try and
+/// exhaust `max_deliver` within seconds, so a node kill would end in a dead
+/// letter and an escalation instead of a short wait. Retrying is safe: the
+/// result's `Nats-Msg-Id` (the attempt id) makes a second copy a duplicate
+/// the stream drops.
+async fn publish_result(
+    ctx: &Ctx,
+    msg: &jetstream::Message,
+    headers: async_nats::HeaderMap,
+    body: Vec<u8>,
+    hard_stop: &CancellationToken,
+) -> Result<(), String> {
+    let body = bytes::Bytes::from(body);
+    let until = Instant::now() + ctx.publish_patience;
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times(),
+    );
+    loop {
+        let last = match ctx
+            .js
+            .publish_with_headers(ctx.subjects.results(), headers.clone(), body.clone())
+            .await
+        {
+            Ok(ack) => match ack.await {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        let wait = delays.next().unwrap_or(Duration::from_secs(2));
+        if Instant::now() + wait > until || hard_stop.is_cancelled() {
+            return Err(last);
+        }
+        tracing::debug!(error = %last, ?wait, "publishing the result failed; retrying");
+        let _ = msg.ack_with(AckKind::Progress).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = hard_stop.cancelled() => return Err(last),
         }
     }
 }
