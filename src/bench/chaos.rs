@@ -389,6 +389,20 @@ async fn report(
     for (source, reason, n) in reasons {
         println!("  dead letters            {n} from {source}: {reason}");
     }
+    // Escalations a fault caused rather than a weak answer: the step went a
+    // tier up because its attempt timed out, was dead-lettered or its
+    // provider failed. A NATS node kill should cost redeliveries, not these.
+    let faults: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT r, count(*) FROM route_events, unnest(reasons) r
+         WHERE event = 'escalate' AND r IN ('timeout', 'dead_lettered', 'provider_error') GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    println!(
+        "escalations by faults     {}{}",
+        faults.iter().map(|(_, n)| n).sum::<i64>(),
+        faults.iter().map(|(r, n)| format!(" {r}={n}")).collect::<String>()
+    );
     println!(
         "kills                     {}: {}",
         log.kills.len(),

@@ -43,8 +43,19 @@ impl Node {
 }
 
 /// A free TCP port on loopback (bound, read, released).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `n` distinct free ports: every listener is held until all are bound,
+/// so the kernel cannot hand the same port out twice (a client port equal
+/// to another node's route port leaves a two-node cluster that can never
+/// place a three-replica stream).
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let held = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0u16; N];
+    for (port, l) in ports.iter_mut().zip(&held) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// Runs `cmd` with `sh -c`; an error unless it exits 0.
@@ -56,10 +67,24 @@ pub async fn sh(cmd: &str) -> anyhow::Result<()> {
 
 impl NatsCluster {
     /// Writes three nodes' configs under `dir` and starts them; returns
-    /// once JetStream has a meta leader (streams can be created).
+    /// once JetStream has a meta leader (streams can be created). A cluster
+    /// that does not come up (a port taken between the pick and the start,
+    /// a slow election on a loaded machine) is stopped and started once
+    /// more on fresh ports and a fresh store; the second failure is the
+    /// error, with each node's last log lines.
     pub async fn start(dir: &Path, name: &str) -> anyhow::Result<NatsCluster> {
-        let clients = [free_port()?, free_port()?, free_port()?];
-        let routes = [free_port()?, free_port()?, free_port()?];
+        match Self::start_once(&dir.join("try-1"), name).await {
+            Ok(c) => Ok(c),
+            Err(first) => {
+                tracing::warn!("the NATS cluster did not start, trying once more: {first:#}");
+                Self::start_once(&dir.join("try-2"), name).await
+            }
+        }
+    }
+
+    async fn start_once(dir: &Path, name: &str) -> anyhow::Result<NatsCluster> {
+        let [c0, c1, c2, r0, r1, r2] = free_ports::<6>()?;
+        let (clients, routes) = ([c0, c1, c2], [r0, r1, r2]);
         let route_urls: Vec<String> = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
         let mut nodes = Vec::new();
         for i in 0..3 {
@@ -92,7 +117,8 @@ impl NatsCluster {
         }
         if let Err(e) = cluster.wait_for_jetstream(Duration::from_secs(60)).await {
             cluster.stop().await;
-            return Err(e);
+            let logs: Vec<String> = (0..3).map(|i| log_tail(&dir.join(format!("nats-{i}.log")))).collect();
+            return Err(e.context(format!("node logs:\n{}", logs.join("\n"))));
         }
         Ok(cluster)
     }
@@ -155,6 +181,17 @@ impl NatsCluster {
             let _ = sh(&n.kill_cmd()).await;
         }
     }
+}
+
+/// The last lines of a node's log, for an error that says why it failed.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    format!(
+        "{}:\n  {}",
+        path.display(),
+        lines[lines.len().saturating_sub(5)..].join("\n  ")
+    )
 }
 
 /// Checks that `nats-server` is installed before a cluster run.
