@@ -74,6 +74,45 @@ async fn the_route_viewer_shows_why_a_step_escalated() {
 }
 
 #[tokio::test]
+async fn the_route_viewer_shows_a_rag_jobs_evidence_as_a_person_reads_it() {
+    let (h, orch) = crate::rag::widgets_stack("").await;
+    let (job, v) = crate::rag::asked(&h, crate::rag::LIMIT_Q).await;
+    assert_eq!(
+        v["status"], "unresolved",
+        "the shipped fit defends nothing alone: {v:#}"
+    );
+    let page = rendered(&format!("{}/ui/jobs/{job}", orch.api), &h.dir.join("chromium")).await;
+    // The passages as a table with their titles, pages and scores, not the
+    // retrieve step's JSON.
+    let passages = page.find("<b>Passages</b>").expect("a passages table");
+    assert!(
+        page[passages..].contains("Widget limits") && page.contains("widgets-a.html"),
+        "{page}"
+    );
+    assert!(!page.contains("\"passage_id\""), "no raw retrieval JSON: {page}");
+    // Tier zero's judgement: the answer, its score against the threshold,
+    // the bound the threshold was fitted to, the features that decided, the
+    // candidates.
+    let judged = page.find("Tier zero's judgement").expect("tier zero's judgement");
+    let judgement = &page[judged..];
+    assert!(judgement.contains("<q>max_widgets</q>"), "{judgement}");
+    assert!(
+        judgement.contains("against threshold") && judgement.contains("the fit found none"),
+        "{judgement}"
+    );
+    assert!(judgement.contains("no threshold keeps false-defended"), "{judgement}");
+    assert!(
+        judgement.contains("adds to log-odds") && judgement.contains("intercept"),
+        "{judgement}"
+    );
+    assert!(
+        judgement.contains("candidates (") && judgement.contains("<code>max_widgets</code>"),
+        "{judgement}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn the_job_list_counts_attempts_by_index_at_100k_jobs() {
     let mut h = Harness::new(Opts::default()).await;
     // Its start migrates the schema.

@@ -4,8 +4,12 @@
 //! - `/ui` — the tenant's jobs, filterable by status and age;
 //! - `/ui/jobs/{id}` — a job's route: one row per step, one box per attempt
 //!   coloured by tier, arrows labelled with the escalation reasons, cost and
-//!   latency per attempt, and the answer;
+//!   latency per attempt, and the answer; a RAG job's evidence (the
+//!   passages, tier zero's score, threshold and features) as tables
+//!   ([`evidence`]);
 //! - `/ui/summary` — spend against always-strong, and escalations by reason.
+
+mod evidence;
 
 use super::{ApiError, AppState, Tenant};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -13,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 use std::fmt::Write;
-use upshift_shared::JobStatus;
+use upshift_shared::{JobStatus, RouteEventKind};
 use uuid::Uuid;
 
 /// Escapes text for HTML.
@@ -38,7 +42,9 @@ table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #d
 .box{border-radius:6px;padding:6px 10px;min-width:150px;color:#111}.tier-zero{background:#e4e4e4}.tier-small{background:#c9f0d0}
 .tier-medium{background:#ffe2a8}.tier-strong{background:#f7b9b3}.arrow{font-size:12px;color:#555;text-align:center}
 .arrow b{display:block;font-size:20px;color:#333}pre{white-space:pre-wrap;background:#f6f6f6;padding:10px}
-nav a{margin-right:14px}.undefended{border:2px solid #c0392b;padding:8px;color:#7b241c}";
+nav a{margin-right:14px}.undefended{border:2px solid #c0392b;padding:8px;color:#7b241c}
+.evidence{border-left:4px solid #9db4d6;padding:6px 12px;margin:6px 0 6px 126px;background:#f7f9fc}
+.evidence table{margin-top:6px;font-size:13px}";
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -132,14 +138,13 @@ pub async fn job(
             esc(&step.name),
             esc(&step.task)
         );
+        let mut judgements = Vec::new();
         let decisions = events.iter().filter(|e| {
             e.step.as_deref() == Some(step.name.as_str())
-                && matches!(
-                    e.event.as_str(),
-                    "accept" | "unresolved" | "escalate" | "fail" | "late_result"
-                )
+                && (e.event.is_decision() || e.event == RouteEventKind::LateResult)
         });
         for (i, e) in decisions.enumerate() {
+            judgements.extend(evidence::judgement(&e.detail, &step.labels));
             if i > 0 {
                 body.push_str("<div class=\"arrow\">&nbsp;</div>");
             }
@@ -150,8 +155,10 @@ pub async fn job(
                 "<div class=\"box tier-{t}\"><b>{t}</b> · {model}<br>{event}{reasons}<br>${cost:.6} · {ms} ms</div>",
                 t = esc(tier),
                 model = esc(e.model.as_deref().or(e.detail["by"].as_str()).unwrap_or("")),
-                event = esc(&e.event),
-                reasons = if matches!(e.event.as_str(), "accept" | "unresolved") && !e.reasons.is_empty() {
+                event = e.event,
+                reasons = if matches!(e.event, RouteEventKind::Accept | RouteEventKind::Unresolved)
+                    && !e.reasons.is_empty()
+                {
                     format!(" (open: {})", esc(&e.reasons.join(", ")))
                 } else {
                     String::new()
@@ -159,7 +166,7 @@ pub async fn job(
                 cost = e.cost_usd.unwrap_or(0.0),
                 ms = e.latency_ms.unwrap_or(0),
             );
-            if e.event == "escalate" {
+            if e.event == RouteEventKind::Escalate {
                 let _ = write!(
                     body,
                     "<div class=\"arrow\"><b>→</b>{}</div>",
@@ -168,8 +175,13 @@ pub async fn job(
             }
         }
         body.push_str("</div>");
-        if let Some(out) = &step.output {
-            let _ = write!(body, "<pre>{}</pre>", esc(out));
+        body.push_str(&judgements.concat());
+        match step.output.as_deref().map(|out| (out, evidence::retrieval(out))) {
+            Some((_, Some(passages))) => body.push_str(&passages),
+            Some((out, None)) => {
+                let _ = write!(body, "<pre>{}</pre>", esc(out));
+            }
+            None => {}
         }
     }
     Ok(page(&format!("Job {id}"), &body))

@@ -14,6 +14,7 @@ use crate::store::parse_stored;
 use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
+use upshift_shared::verify::rag::extractive::judge::contributions;
 use upshift_shared::verify::rag::extractive::{compose, tier_zero};
 use upshift_shared::verify::rag::{Retrieval, ambiguity};
 use upshift_shared::verify::{self, Finding, VerifierKind};
@@ -87,6 +88,7 @@ pub(crate) fn prepare(
                 "answer": zero.answer, "similarity": zero.similarity, "span_findings": zero.span_findings,
                 "margin": zero.margin, "candidates": zero.candidates.len(),
                 "features": zero.features.map(|x| x.named()), "score": zero.score,
+                "contributions": zero.features.map(|x| contributions(&cfg.rag.zero_score, &x)),
                 "threshold": cfg.rag.zero_score.threshold, "fitted": cfg.rag.zero_score.fitted,
             });
             unit.step_mut(step_id).labels = zero.candidates;

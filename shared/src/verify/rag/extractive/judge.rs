@@ -148,6 +148,25 @@ pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]
     })
 }
 
+/// What each feature added to the score's log-odds under `model` (its
+/// weight × its value), by name, with the intercept as `bias`: what decided
+/// an answer, for the route and the viewer.
+pub fn contributions(model: &ZeroScore, x: &ZeroFeatures) -> serde_json::Map<String, serde_json::Value> {
+    let round = |v: f64| serde_json::json!((v * 1000.0).round() / 1000.0);
+    let mut out: serde_json::Map<String, serde_json::Value> = ZERO_FEATURES
+        .iter()
+        .zip(x.0)
+        .map(|(name, v)| {
+            (
+                name.to_string(),
+                round(model.weights.get(*name).copied().unwrap_or(0.0) * v),
+            )
+        })
+        .collect();
+    out.insert("bias".into(), round(model.bias));
+    out
+}
+
 /// The score of `x` under `model`, in [0, 1].
 pub fn score(model: &ZeroScore, x: &ZeroFeatures) -> f64 {
     let z: f64 = ZERO_FEATURES
