@@ -92,8 +92,9 @@ async fn slow_clients_are_cut_off_and_excess_requests_refused() {
     h.finish().await;
 }
 
-/// One tenant cannot flood the tiers: past its submit rate or its jobs in
-/// flight it gets 429 JSON with Retry-After and nothing is written; a job
+/// One tenant cannot flood the tiers: past its submit rate (checked before
+/// the body is read) or its jobs in flight it gets 429 JSON with
+/// Retry-After and nothing is written; a job
 /// that names no budget gets the default one.
 #[tokio::test]
 async fn a_tenant_past_its_rate_or_jobs_in_flight_gets_429() {
@@ -129,6 +130,23 @@ async fn a_tenant_past_its_rate_or_jobs_in_flight_gets_429() {
     let (status, code, retry) = submit().await;
     assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
     assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    // The rate is checked before the body is read: a submission whose body
+    // never arrives is refused at once, not after the request timeout.
+    let mut sock = TcpStream::connect(orch.api.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    sock.write_all(
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut head))
+        .await
+        .expect("refused before its body arrived")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(submit().await.0, 202);
     // Three running: the fourth waits for one to finish, whatever the rate.

@@ -1,5 +1,6 @@
 //! The job endpoints and health probes, with their OpenAPI descriptions.
 
+use super::quota::Submitter;
 use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::error::Error;
 use crate::request::JobRequest;
@@ -99,7 +100,7 @@ pub struct ListQuery {
     ))]
 pub async fn submit(
     State(st): State<AppState>,
-    Tenant(tenant): Tenant,
+    Submitter(tenant): Submitter,
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = body?;

@@ -16,6 +16,7 @@ mod translate;
 pub mod wire;
 
 use super::events::{Follow, Slot};
+use super::quota::Submitter;
 use super::{ApiError, AppState, Tenant};
 use crate::error::Error;
 use crate::store::Progress;
@@ -54,11 +55,11 @@ use wire::{ChatErrorBody, ChatErrorDetail, ChatRequest, ModelCard, ModelList, Us
     ))]
 pub async fn completions(
     State(st): State<AppState>,
-    tenant: Result<Tenant, ApiError>,
+    tenant: Result<Submitter, ApiError>,
     headers: HeaderMap,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ChatError> {
-    let Tenant(tenant) = tenant?;
+    let Submitter(tenant) = tenant?;
     let Json(req) = body.map_err(ApiError::from)?;
     let (job, wanted) = translate::to_job(req, &headers)?;
     // A streamed answer holds a stream's place: taken before anything is written.
