@@ -19,5 +19,5 @@ pub mod types;
 pub mod verify;
 
 pub use reasons::ReasonCode;
-pub use states::{AttemptStatus, AttemptVerdict, ErrorClass, JobStatus, StepState};
+pub use states::{AttemptStatus, AttemptVerdict, ErrorClass, JobStatus, RouteEventKind, StepState};
 pub use types::{BlastRadius, TaskType, Tier};

@@ -137,7 +137,7 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
             model: model.name.clone(),
             correct,
             cost_usd: call,
-            decision: "accept",
+            decision: decision.event().as_str(),
             reasons: Vec::new(),
             score,
             findings: findings.clone(),
@@ -145,18 +145,16 @@ pub fn simulate(cfg: &Config, item: SimItem<'_>, answer: impl Fn(&ModelConfig) -
         // How the route ends, if it does: (decision, reasons, an answer kept?, defended?).
         let end = match decision {
             Decision::Escalate { to, reasons, .. } => {
-                a.decision = "escalate";
                 a.reasons = reasons;
                 attempts.push(a);
                 tier = to;
                 continue;
             }
-            Decision::Accept { open_findings } => ("accept", codes(&open_findings), true, true),
-            Decision::Unresolved { findings } => ("unresolved", codes(&findings), true, false),
-            Decision::Fail { reasons } => ("fail", reasons, false, false),
+            Decision::Accept { open_findings } => (codes(&open_findings), true, true),
+            Decision::Unresolved { findings } => (codes(&findings), true, false),
+            Decision::Fail { reasons } => (reasons, false, false),
         };
-        let (name, reasons, accepted, defended) = end;
-        a.decision = name;
+        let (reasons, accepted, defended) = end;
         a.reasons = reasons;
         attempts.push(a);
         return SimRoute {

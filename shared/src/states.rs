@@ -81,6 +81,40 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a route event records (`route_events.event`): a step's start,
+    /// an attempt's dispatch, the decisions, a result after its attempt was
+    /// decided, a step cancelled.
+    RouteEventKind {
+        /// A step started on a tier (or without a model).
+        Start => "start",
+        /// An attempt's task was published.
+        Dispatch => "dispatch",
+        /// An answer was defended.
+        Accept => "accept",
+        /// The best answer is kept undefended.
+        Unresolved => "unresolved",
+        /// The step went a tier up.
+        Escalate => "escalate",
+        /// The step failed.
+        Fail => "fail",
+        /// A result arrived for an attempt already decided.
+        LateResult => "late_result",
+        /// The step was cancelled (its job ended first).
+        Cancel => "cancel",
+    }
+}
+
+impl RouteEventKind {
+    /// Whether it is a decision about an attempt or a step.
+    pub fn is_decision(self) -> bool {
+        matches!(
+            self,
+            RouteEventKind::Accept | RouteEventKind::Unresolved | RouteEventKind::Escalate | RouteEventKind::Fail
+        )
+    }
+}
+
+text_enum! {
     /// Why a model call failed, as a worker reports it.
     ErrorClass {
         /// The provider kept saying 429 past the retry budget.

@@ -219,7 +219,7 @@ impl Follow {
 /// A route event as an SSE event named after it, its id the event's.
 fn sse(e: &RouteEvent) -> Event {
     Event::default()
-        .event(e.event.clone())
+        .event(e.event.as_str())
         .id(e.id.to_string())
         .json_data(e)
         .unwrap_or_else(|_| Event::default().comment("unserialisable event"))

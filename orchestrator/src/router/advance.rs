@@ -17,7 +17,7 @@ use crate::store::unit::{Event, Unit};
 use crate::store::{parse_stored, reason_texts};
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
-use upshift_shared::{BlastRadius, JobStatus, ReasonCode, StepState, Tier};
+use upshift_shared::{BlastRadius, JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// Starts the steps whose dependencies are all done, again while a step
@@ -151,7 +151,7 @@ fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
             job: job_id,
             step: Some(step),
             attempt: None,
-            kind: "cancel",
+            kind: RouteEventKind::Cancel,
             from: None,
             to: None,
             reasons: &[why],

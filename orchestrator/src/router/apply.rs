@@ -16,7 +16,7 @@ use upshift_shared::messages::AttemptOutcome;
 use upshift_shared::policy::Decision;
 use upshift_shared::verify::Finding;
 use upshift_shared::verify::rag::{Retrieval, Verdict};
-use upshift_shared::{AttemptStatus, AttemptVerdict, ReasonCode, StepState, TaskType};
+use upshift_shared::{AttemptStatus, AttemptVerdict, ReasonCode, RouteEventKind, StepState, TaskType};
 use uuid::Uuid;
 
 /// Everything a decision was taken on.
@@ -43,7 +43,7 @@ pub(crate) async fn apply(
         serde_json::json!({ "findings": d.findings, "confidence": d.confidence, "defensibility": d.score });
     if open.rag.is_some() && d.step.task == TaskType::Critique {
         // What the critic said, beside how sure it was: what trusting it is measured on.
-        detail["verdict"] = Verdict::parse(d.output).map(|v| v.verdict).into();
+        detail["verdict"] = serde_json::json!(Verdict::parse(d.output).map(|v| v.verdict));
     }
     if open.rag.is_some() && !d.step.labels.is_empty() && d.step.task == TaskType::Extract {
         // The span this attempt chose (labels are short), kept with its confidence.
@@ -92,7 +92,7 @@ pub(crate) async fn apply(
                 ),
             );
             let lead = Lead {
-                event: "escalate",
+                event: RouteEventKind::Escalate,
                 attempt: Some(open.attempt),
                 from: Some(open.tier),
                 reasons: &reasons,
@@ -116,7 +116,7 @@ pub(crate) async fn apply(
                 job: open.job_id,
                 step: Some(open.step_id),
                 attempt: Some(open.attempt),
-                kind: "fail",
+                kind: RouteEventKind::Fail,
                 from: Some(open.tier),
                 to: None,
                 reasons: &reasons,
@@ -163,9 +163,9 @@ fn keep(unit: &mut Unit, d: &Decided<'_>, state: StepState, open_findings: &[Fin
     s.output = Some(stored);
     s.open_findings = serde_json::to_value(open_findings).expect("findings serialise");
     let kind = if state == StepState::Accepted {
-        "accept"
+        RouteEventKind::Accept
     } else {
-        "unresolved"
+        RouteEventKind::Unresolved
     };
     unit.event(Event {
         job: open.job_id,
@@ -198,7 +198,7 @@ pub(crate) fn late_result(unit: &mut Unit, open: &Open<'_>, late: bool) {
         job: open.job_id,
         step: Some(open.step_id),
         attempt: Some(open.attempt),
-        kind: "late_result",
+        kind: RouteEventKind::LateResult,
         from: Some(open.tier),
         to: None,
         reasons: &[],

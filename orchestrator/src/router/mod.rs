@@ -397,14 +397,7 @@ async fn decide(
 
 /// Puts the decision on `span` (`attempt.decide` for results).
 fn record_on_span(span: &tracing::Span, decision: &upshift_shared::policy::Decision, cost: f64) {
-    use upshift_shared::policy::Decision;
-    let (name, reasons): (&str, Vec<&str>) = match decision {
-        Decision::Accept { open_findings } => ("accept", open_findings.iter().map(|f| f.code.as_str()).collect()),
-        Decision::Unresolved { findings } => ("unresolved", findings.iter().map(|f| f.code.as_str()).collect()),
-        Decision::Escalate { reasons, .. } => ("escalate", reasons.iter().map(|r| r.as_str()).collect()),
-        Decision::Fail { reasons } => ("fail", reasons.iter().map(|r| r.as_str()).collect()),
-    };
-    span.record("decision", name);
-    span.record("reasons", reasons.join(","));
+    span.record("decision", decision.event().as_str());
+    span.record("reasons", decision.reason_codes().join(","));
     span.record("cost_usd", cost);
 }

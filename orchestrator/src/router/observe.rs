@@ -58,18 +58,13 @@ impl Settled<'_> {
             Evidence::Timeout => (None, "timeout", None, None),
             Evidence::DeadLettered { .. } => (None, "dead_lettered", None, None),
         };
-        let (decision, reasons, unresolved) = match self.decision {
-            Decision::Accept { .. } => ("accept", Vec::new(), Vec::new()),
-            Decision::Unresolved { findings } => (
-                "unresolved",
-                Vec::new(),
-                findings.iter().map(|f| f.code.as_str()).collect(),
-            ),
-            Decision::Escalate { reasons, .. } => {
-                ("escalate", reasons.iter().map(|r| r.as_str()).collect(), Vec::new())
-            }
-            Decision::Fail { .. } => ("fail", Vec::new(), Vec::new()),
+        // Escalations count their reasons, unresolved answers their findings.
+        let (reasons, unresolved) = match self.decision {
+            Decision::Escalate { .. } => (self.decision.reason_codes(), Vec::new()),
+            Decision::Unresolved { .. } => (Vec::new(), self.decision.reason_codes()),
+            Decision::Accept { .. } | Decision::Fail { .. } => (Vec::new(), Vec::new()),
         };
+        let decision = self.decision.event().as_str();
         Observed {
             tier: self.tier.as_str(),
             tenant: self.tenant.to_string(),

@@ -8,14 +8,14 @@ use crate::store::unit::{Event, Unit};
 use upshift_shared::config::Config;
 use upshift_shared::policy::{StartDecision, StepRisk, start_tier};
 use upshift_shared::verify::Finding;
-use upshift_shared::{ReasonCode, StepState, Tier};
+use upshift_shared::{ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// The route event that leads to a dispatch (`start`, or `escalate` from an
 /// attempt); it is written right before the `dispatch` event.
 pub(crate) struct Lead<'a> {
     /// `start` or `escalate`.
-    pub event: &'static str,
+    pub event: RouteEventKind,
     /// The attempt escalated from, if any.
     pub attempt: Option<Uuid>,
     /// The tier escalated from, if any.
@@ -52,7 +52,7 @@ pub(crate) fn start(
         ..
     } = risk;
     let lead = Lead {
-        event: "start",
+        event: RouteEventKind::Start,
         attempt: None,
         from: None,
         reasons: &d.reasons,
@@ -82,7 +82,7 @@ fn decided_without_model(
     s.open_findings = serde_json::to_value(findings).expect("findings serialise");
     s.current_tier = None;
     unit.event(Event {
-        kind: "start",
+        kind: RouteEventKind::Start,
         reasons: &[ReasonCode::RiskRule],
         detail: detail.clone(),
         ..start_like(job, step_id)
@@ -96,7 +96,7 @@ fn decided_without_model(
 pub(crate) fn accept_without_model(unit: &mut Unit, step_id: Uuid, output: String, detail: serde_json::Value) {
     let job = decided_without_model(unit, step_id, StepState::Accepted, output, &[], &detail);
     unit.event(Event {
-        kind: "accept",
+        kind: RouteEventKind::Accept,
         detail,
         ..start_like(job, step_id)
     });
@@ -117,7 +117,7 @@ pub(crate) fn unresolved_without_model(
     let mut detail = detail;
     detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
     unit.event(Event {
-        kind: "unresolved",
+        kind: RouteEventKind::Unresolved,
         reasons: &codes,
         detail,
         ..start_like(job, step_id)
@@ -137,7 +137,7 @@ pub(crate) fn escalate_from_zero(
 ) -> Uuid {
     let job = unit.step(step_id).job_id;
     unit.event(Event {
-        kind: "start",
+        kind: RouteEventKind::Start,
         reasons: &[ReasonCode::RiskRule],
         detail: detail.clone(),
         ..start_like(job, step_id)
@@ -151,7 +151,7 @@ pub(crate) fn escalate_from_zero(
     let mut detail = detail;
     detail["findings"] = serde_json::to_value(findings).expect("findings serialise");
     let lead = Lead {
-        event: "escalate",
+        event: RouteEventKind::Escalate,
         attempt: None,
         from: None,
         reasons: &reasons,
@@ -182,7 +182,7 @@ pub(crate) fn dispatch(unit: &mut Unit, cfg: &Config, step_id: Uuid, tier: Tier,
         job: job_id,
         step: Some(step_id),
         attempt: Some(id),
-        kind: "dispatch",
+        kind: RouteEventKind::Dispatch,
         from,
         to: Some(tier),
         reasons: &[],
@@ -198,7 +198,7 @@ fn start_like(job: Uuid, step: Uuid) -> Event<'static> {
         job,
         step: Some(step),
         attempt: None,
-        kind: "start",
+        kind: RouteEventKind::Start,
         from: None,
         to: None,
         reasons: &[],

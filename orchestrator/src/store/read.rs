@@ -5,7 +5,7 @@ use super::PgStore;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use upshift_shared::{JobStatus, StepState};
+use upshift_shared::{JobStatus, RouteEventKind, StepState};
 use uuid::Uuid;
 
 /// A job as the API shows it.
@@ -125,10 +125,9 @@ pub struct RouteEvent {
     pub step: Option<String>,
     /// Attempt id.
     pub attempt_id: Option<Uuid>,
-    /// `start`, `dispatch`, `accept`, `unresolved`, `escalate`, `fail`,
-    /// `late_result`, `cancel`. A step done without a model (tier zero)
-    /// has `start` and `accept` without tiers.
-    pub event: String,
+    /// What it records. A step done without a model (tier zero) has
+    /// `start` and `accept` without tiers.
+    pub event: RouteEventKind,
     /// Tier before.
     pub from_tier: Option<String>,
     /// Tier after.
@@ -289,7 +288,8 @@ impl PgStore {
                     at: r.at?,
                     step: r.step,
                     attempt_id: r.attempt_id,
-                    event: r.event?,
+                    // The column's CHECK admits only the enum's names.
+                    event: r.event?.parse().ok()?,
                     from_tier: r.from_tier,
                     to_tier: r.to_tier,
                     reasons: r.reasons.unwrap_or_default(),

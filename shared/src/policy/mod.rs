@@ -277,6 +277,34 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The route event that records it: the one mapping from a decision to
+    /// its name, used by the router, its spans and metrics, and the
+    /// simulator.
+    pub fn event(&self) -> crate::RouteEventKind {
+        use crate::RouteEventKind as K;
+        match self {
+            Decision::Accept { .. } => K::Accept,
+            Decision::Unresolved { .. } => K::Unresolved,
+            Decision::Escalate { .. } => K::Escalate,
+            Decision::Fail { .. } => K::Fail,
+        }
+    }
+
+    /// Its reason codes: the open findings of an accept or an unresolved
+    /// answer, the reasons of an escalation or a failure.
+    pub fn reason_codes(&self) -> Vec<&'static str> {
+        match self {
+            Decision::Accept { open_findings: f } | Decision::Unresolved { findings: f } => {
+                f.iter().map(|f| f.code.as_str()).collect()
+            }
+            Decision::Escalate { reasons, .. } | Decision::Fail { reasons } => {
+                reasons.iter().map(|r| r.as_str()).collect()
+            }
+        }
+    }
+}
+
 /// The fitted model judging answers of `tier` for `class`, if any.
 pub fn accept_model<'c>(cfg: &'c RoutingConfig, tier: Tier, class: &str) -> Option<&'c AcceptModel> {
     cfg.accept_models.iter().find(|m| m.tier == tier && m.covers(class))

@@ -34,58 +34,38 @@ impl Finding {
     }
 }
 
-/// The verifiers a step can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum VerifierKind {
-    /// A final answer is present and parseable and the output is not cut off.
-    AnswerFormat,
-    /// Every stated computation holds and the final answer matches the last.
-    Arithmetic,
-    /// The output is JSON valid against the step's schema.
-    JsonSchema,
-    /// The output is exactly one of the step's labels.
-    Label,
-    /// Retrieval found enough passages above the score floor (rag).
-    Retrieval,
-    /// Extracted facts cite retrieved passages that support them and cover
-    /// the query's entities (rag).
-    FactCitations,
-    /// An answer's sentences cite retrieved passages that support them and
-    /// do not conflict (rag).
-    AnswerCitations,
-    /// The text is not degenerate: it has content words, and no sentence,
-    /// phrase or pattern loops.
-    Degenerate,
-    /// The answer names something of the type the question asks for (a
-    /// setting, a command, a number …) found in a passage it cites (rag).
-    AnswerType,
-    /// An extractive choice: a span of a retrieved passage, of the type
-    /// asked for, from a passage naming the question's entities, in a
-    /// sentence relevant to the question (rag).
-    Span,
-    /// An extraction's values occur in the step's input, and no two fields
-    /// of one object hold the same value.
-    Grounded,
-}
-
-impl VerifierKind {
-    /// Text form, as stored with the step.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifierKind::AnswerFormat => "answer_format",
-            VerifierKind::Arithmetic => "arithmetic",
-            VerifierKind::JsonSchema => "json_schema",
-            VerifierKind::Label => "label",
-            VerifierKind::Retrieval => "retrieval",
-            VerifierKind::FactCitations => "fact_citations",
-            VerifierKind::AnswerCitations => "answer_citations",
-            VerifierKind::Degenerate => "degenerate",
-            VerifierKind::AnswerType => "answer_type",
-            VerifierKind::Span => "span",
-            VerifierKind::Grounded => "grounded",
-        }
+crate::types::text_enum! {
+    /// The verifiers a step can ask for.
+    VerifierKind {
+        /// A final answer is present and parseable and the output is not cut off.
+        AnswerFormat => "answer_format",
+        /// Every stated computation holds and the final answer matches the last.
+        Arithmetic => "arithmetic",
+        /// The output is JSON valid against the step's schema.
+        JsonSchema => "json_schema",
+        /// The output is exactly one of the step's labels.
+        Label => "label",
+        /// Retrieval found enough passages above the score floor (rag).
+        Retrieval => "retrieval",
+        /// Extracted facts cite retrieved passages that support them and cover
+        /// the query's entities (rag).
+        FactCitations => "fact_citations",
+        /// An answer's sentences cite retrieved passages that support them and
+        /// do not conflict (rag).
+        AnswerCitations => "answer_citations",
+        /// The text is not degenerate: it has content words, and no sentence,
+        /// phrase or pattern loops.
+        Degenerate => "degenerate",
+        /// The answer names something of the type the question asks for (a
+        /// setting, a command, a number …) found in a passage it cites (rag).
+        AnswerType => "answer_type",
+        /// An extractive choice: a span of a retrieved passage, of the type
+        /// asked for, from a passage naming the question's entities, in a
+        /// sentence relevant to the question (rag).
+        Span => "span",
+        /// An extraction's values occur in the step's input, and no two fields
+        /// of one object hold the same value.
+        Grounded => "grounded",
     }
 }
 

@@ -7,7 +7,7 @@
 use super::wire::{AnswerMessage, ChatErrorBody, ChatErrorDetail, Choice, Completion, RouteStep, UpshiftInfo, Usage};
 use crate::store::{JobView, RouteEvent};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use upshift_shared::JobStatus;
+use upshift_shared::{JobStatus, RouteEventKind};
 
 /// A finished job, as read for its answer.
 pub struct Finished {
@@ -53,7 +53,7 @@ impl Finished {
         });
         let by = self.events.iter().rev().find(|e| {
             e.model.is_some()
-                && matches!(e.event.as_str(), "accept" | "unresolved")
+                && matches!(e.event, RouteEventKind::Accept | RouteEventKind::Unresolved)
                 && e.step.as_deref().is_some_and(|s| names.contains(&s))
         });
         let (model, tier) = match by {
@@ -71,7 +71,7 @@ impl Finished {
             .iter()
             .map(|e| RouteStep {
                 step: e.step.clone(),
-                event: e.event.clone(),
+                event: e.event,
                 from_tier: e.from_tier.clone(),
                 to_tier: e.to_tier.clone(),
                 reasons: e.reasons.clone(),
@@ -211,11 +211,10 @@ pub fn job_header(job: uuid::Uuid) -> HeaderMap {
 pub fn compact_route(route: &[RouteStep]) -> String {
     let mut steps: Vec<(Option<&str>, Vec<String>)> = Vec::new();
     for e in route {
-        let piece = match e.event.as_str() {
-            "escalate" => format!("{}:{}", e.from_tier.as_deref().unwrap_or("zero"), e.reasons.join("+")),
-            "accept" | "unresolved" | "fail" => {
-                format!("{}:{}", e.from_tier.as_deref().unwrap_or("zero"), e.event)
-            }
+        let from = e.from_tier.as_deref().unwrap_or("zero");
+        let piece = match e.event {
+            RouteEventKind::Escalate => format!("{from}:{}", e.reasons.join("+")),
+            RouteEventKind::Accept | RouteEventKind::Unresolved | RouteEventKind::Fail => format!("{from}:{}", e.event),
             _ => continue,
         };
         match steps.iter_mut().find(|(s, _)| *s == e.step.as_deref()) {
@@ -244,7 +243,7 @@ mod tests {
     fn ev(step: &str, event: &str, from: Option<&str>, reasons: &[&str]) -> RouteStep {
         RouteStep {
             step: Some(step.into()),
-            event: event.into(),
+            event: event.parse().unwrap(),
             from_tier: from.map(str::to_string),
             to_tier: None,
             reasons: reasons.iter().map(|r| r.to_string()).collect(),

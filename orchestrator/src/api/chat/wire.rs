@@ -173,8 +173,8 @@ pub struct Usage {
 pub struct RouteStep {
     /// The job step.
     pub step: Option<String>,
-    /// `start`, `dispatch`, `accept`, `escalate`, `unresolved`, `fail`, …
-    pub event: String,
+    /// What the event records.
+    pub event: upshift_shared::RouteEventKind,
     /// The tier the event left (or ran on).
     pub from_tier: Option<String>,
     /// The tier it went to.

@@ -14,7 +14,7 @@ use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
 use upshift_shared::verify::{Finding, RagExpect};
-use upshift_shared::{ReasonCode, StepState, Tier};
+use upshift_shared::{ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// The question and collection of a `rag` job, from its stored request.
@@ -195,7 +195,7 @@ pub(crate) fn reopen(unit: &mut Unit, cfg: &Config, job_id: Uuid, r: Reopen) {
         s.open_findings = serde_json::json!([]);
     }
     let lead = Lead {
-        event: "escalate",
+        event: RouteEventKind::Escalate,
         attempt: None,
         from: Some(r.from),
         reasons: &[ReasonCode::CritiqueRejected],

@@ -26,7 +26,7 @@ pub(crate) use rows::{AttemptRow, AttemptUpdate, JobRow, NewJob, StepRow};
 use rows::{EventRow, NewAttempt, SetAsideRow};
 use sqlx::PgConnection;
 use std::collections::HashMap;
-use upshift_shared::{JobStatus, ReasonCode, StepState, Tier};
+use upshift_shared::{JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// A route event to record.
@@ -37,9 +37,8 @@ pub(crate) struct Event<'a> {
     pub step: Option<Uuid>,
     /// The attempt, if the event is about one.
     pub attempt: Option<Uuid>,
-    /// `start`, `dispatch`, `accept`, `unresolved`, `escalate`, `fail`,
-    /// `late_result` or `cancel`.
-    pub kind: &'static str,
+    /// What it records.
+    pub kind: RouteEventKind,
     /// Tier before (none for tier zero).
     pub from: Option<Tier>,
     /// Tier after.
@@ -251,7 +250,7 @@ impl Unit {
             job_id: e.job,
             step_id: e.step,
             attempt_id: e.attempt,
-            event: e.kind,
+            event: e.kind.as_str(),
             from_tier: e.from.map(Tier::as_str),
             to_tier: e.to.map(Tier::as_str),
             reasons: reason_texts(e.reasons),

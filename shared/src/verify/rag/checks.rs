@@ -186,7 +186,7 @@ pub fn check_answer_type(answer: &str, r: &Retrieval, query: &str) -> Option<Fin
             ReasonCode::AnswerTypeMismatch,
             format!(
                 "the question asks for a {}; the answer names none that a cited passage has",
-                t.as_str()
+                t.describe()
             ),
         )
     })
@@ -218,7 +218,7 @@ pub fn check_span_hard(span: &str, r: &Retrieval, query: &str) -> Vec<Finding> {
             ReasonCode::AnswerTypeMismatch,
             format!(
                 "the question asks for a {}; `{}` is not one",
-                t.as_str(),
+                t.describe(),
                 clip(span, 40)
             ),
         ));

@@ -182,12 +182,22 @@ pub fn parse_facts(output: &str) -> Option<Vec<Fact>> {
     }
 }
 
+crate::types::text_enum! {
+    /// What a critique says of an answer.
+    CritiqueVerdict {
+        /// The answer is supported by its evidence.
+        Supported => "supported",
+        /// It is not.
+        Unsupported => "unsupported",
+    }
+}
+
 /// The JSON schema of the critique step's verdict.
 pub fn verdict_schema() -> serde_json::Value {
     serde_json::json!({
         "type": "object",
         "properties": {
-            "verdict": {"enum": ["supported", "unsupported"]},
+            "verdict": {"enum": VERDICTS},
             "reason": {"type": "string", "maxLength": 200}
         },
         "required": ["verdict", "reason"],
@@ -202,19 +212,20 @@ pub const VERDICTS: [&str; 2] = ["supported", "unsupported"];
 /// A critique's verdict, when its output parses.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Verdict {
-    /// `supported` or `unsupported`.
-    pub verdict: String,
+    /// Supported or not.
+    pub verdict: CritiqueVerdict,
     /// Why.
     #[serde(default)]
     pub reason: String,
 }
 
 impl Verdict {
-    /// Parses a critique output: JSON (fenced tolerated) or a bare label.
+    /// Parses a critique output: JSON (fenced tolerated) or a bare label;
+    /// a verdict that is neither label does not parse.
     pub fn parse(output: &str) -> Option<Verdict> {
         if let Some(v) = super::match_label(output, &VERDICTS.map(String::from)) {
             return Some(Verdict {
-                verdict: v.to_string(),
+                verdict: v.parse().ok()?,
                 reason: String::new(),
             });
         }
@@ -223,7 +234,7 @@ impl Verdict {
 
     /// Whether the critic rejected the answer.
     pub fn rejects(&self) -> bool {
-        self.verdict != "supported"
+        self.verdict != CritiqueVerdict::Supported
     }
 }
 
@@ -252,3 +263,10 @@ impl From<&crate::config::RagConfig> for RetrievalFloor {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn the_critique_labels_are_the_verdicts() {
+    let names: Vec<&str> = CritiqueVerdict::ALL.iter().map(|v| v.as_str()).collect();
+    assert_eq!(names, VERDICTS);
+}

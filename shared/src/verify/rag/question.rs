@@ -15,54 +15,46 @@
 //! that name must appear in a passage the answer cites.
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
-/// The kind of answer a question asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QuestionType {
-    /// "Which setting / parameter …": a configuration parameter's name.
-    Setting,
-    /// "Which command / statement …": an SQL command (`VACUUM`, `ALTER SYSTEM`).
-    Command,
-    /// "Which clause / keyword …": an SQL keyword or clause (`CONCURRENTLY`).
-    Clause,
-    /// "Which function …": a function name.
-    Function,
-    /// "Which program / utility / tool …": a program's name.
-    Program,
-    /// "Which (configuration) file …": a file name.
-    File,
-    /// "Which data type …": a type name.
-    DataType,
-    /// Any other name: "which option / flag / environment variable /
-    /// module / class / exception / method / directive / extension /
-    /// keyword / level …", "what is X called".
-    Name,
-    /// "What is the default …", "… by default": a value.
-    Default,
-    /// "How many / how much / which port / what is the maximum …": a number.
-    Number,
-    /// Anything else: answered by a sentence of the passages.
-    Free,
+crate::types::text_enum! {
+    /// The kind of answer a question asks for.
+    QuestionType {
+        /// "Which setting / parameter …": a configuration parameter's name.
+        Setting => "setting",
+        /// "Which command / statement …": a command (`VACUUM`, `ALTER SYSTEM`).
+        Command => "command",
+        /// "Which clause / keyword …": a keyword or clause (`CONCURRENTLY`).
+        Clause => "clause",
+        /// "Which function …": a function name.
+        Function => "function",
+        /// "Which program / utility / tool …": a program's name.
+        Program => "program",
+        /// "Which (configuration) file …": a file name.
+        File => "file",
+        /// "Which data type …": a type name.
+        DataType => "data_type",
+        /// Any other name: "which option / flag / environment variable /
+        /// module / class / exception / method / directive / extension /
+        /// keyword / level …", "what is X called".
+        Name => "name",
+        /// "What is the default …", "… by default": a value.
+        Default => "default",
+        /// "How many / how much / which port / what is the maximum …": a number.
+        Number => "number",
+        /// Anything else: answered by a sentence of the passages.
+        Free => "free",
+    }
 }
 
 impl QuestionType {
-    /// The text form, as shown in findings and reports.
-    pub fn as_str(self) -> &'static str {
+    /// The type in words, as findings say it ("the question asks for a …").
+    pub fn describe(self) -> &'static str {
         match self {
-            QuestionType::Setting => "setting",
-            QuestionType::Command => "command",
-            QuestionType::Clause => "clause",
-            QuestionType::Function => "function",
-            QuestionType::Program => "program",
-            QuestionType::File => "file",
             QuestionType::DataType => "data type",
-            QuestionType::Name => "name",
             QuestionType::Default => "default value",
-            QuestionType::Number => "number",
             QuestionType::Free => "free-form answer",
+            t => t.as_str(),
         }
     }
 

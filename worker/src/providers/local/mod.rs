@@ -290,7 +290,7 @@ fn majority(task: TaskType, samples: &[Generated]) -> (String, f64) {
         if task == TaskType::Critique
             && let Some(v) = upshift_shared::verify::rag::Verdict::parse(text)
         {
-            return v.verdict;
+            return v.verdict.as_str().to_string();
         }
         if task == TaskType::Synthesise {
             let mut cited = upshift_shared::verify::rag::text::citations(text);
