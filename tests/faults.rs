@@ -1,6 +1,7 @@
 //! Faults: a task that crashes its worker every time is dead-lettered and
-//! escalated, unreadable messages are set aside with a reason, and SIGTERM
-//! drains a worker without losing its in-flight attempt.
+//! escalated, unreadable messages are set aside with a reason, SIGTERM
+//! drains a worker without losing its in-flight attempt, and a result the
+//! stream cannot take for a while is published later, not run again.
 
 use crate::util::{Harness, Opts, eventually, sigterm_and_wait};
 use std::time::Duration;
@@ -256,5 +257,62 @@ async fn a_dead_letter_whose_handling_fails_is_retried_until_it_is_recorded() {
         .await
         .unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    h.finish().await;
+}
+
+/// A result the results stream cannot take for a while (as while a NATS
+/// cluster elects a stream leader after a node died) is published once it
+/// can: the worker retries the publish and keeps its task, so the model is
+/// not run again and the step does not escalate.
+#[tokio::test]
+async fn a_result_the_stream_cannot_take_for_a_while_is_published_later_not_run_again() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    let subjects = upshift_shared::subjects::Subjects::new(h.prefix.clone());
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let mut results = js.get_stream(subjects.results_stream()).await.unwrap();
+    let config = results.info().await.unwrap().config.clone();
+    // Results have nowhere to go: every publish fails (no stream answers).
+    let detached = async_nats::jetstream::stream::Config {
+        subjects: vec![format!("{}.detached", h.prefix)],
+        ..config.clone()
+    };
+    js.update_stream(detached).await.unwrap();
+    h.workers();
+    let job = h.submit_answer(ANN, "low").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    js.update_stream(config).await.unwrap();
+    h.wait_all(&[job], Duration::from_secs(60)).await;
+
+    let (status, attempts): (String, i64) = sqlx::query_as(
+        "SELECT j.status, (SELECT count(*) FROM attempts a WHERE a.job_id = j.id) FROM jobs j WHERE j.id = $1",
+    )
+    .bind(job)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let escalations: Vec<Vec<String>> =
+        sqlx::query_scalar("SELECT reasons FROM route_events WHERE job_id = $1 AND event = 'escalate'")
+            .bind(job)
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    assert!(
+        escalations
+            .iter()
+            .flatten()
+            .all(|r| r != "dead_lettered" && r != "timeout"),
+        "no escalation caused by the outage: {escalations:?}"
+    );
+    assert_eq!(status, "succeeded");
+    // Each attempt's task was delivered once: the model ran once per attempt.
+    let mut tasks = js.get_stream(subjects.tasks_stream()).await.unwrap();
+    let mut delivered = 0;
+    for tier in upshift_shared::Tier::ALL {
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            tasks.get_consumer(&subjects.worker_consumer(*tier)).await.unwrap();
+        delivered += c.info().await.unwrap().delivered.consumer_sequence;
+    }
+    assert_eq!(delivered, attempts as u64, "no task redelivered");
     h.finish().await;
 }
