@@ -306,7 +306,7 @@ async fn a_result_the_stream_cannot_take_for_a_while_is_published_later_not_run_
     );
     assert_eq!(status, "succeeded");
     // Each attempt's task was delivered once: the model ran once per attempt.
-    let mut tasks = js.get_stream(subjects.tasks_stream()).await.unwrap();
+    let tasks = js.get_stream(subjects.tasks_stream()).await.unwrap();
     let mut delivered = 0;
     for tier in upshift_shared::Tier::ALL {
         let mut c: async_nats::jetstream::consumer::PullConsumer =

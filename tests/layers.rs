@@ -1,4 +1,5 @@
-//! The orchestrator's modules depend on each other one way only.
+//! The orchestrator's modules depend on each other one way only, and no
+//! SQL is written outside its store.
 //!
 //! Every top-level module of `orchestrator/src` has a place in [`LAYERS`],
 //! lowest first, and may use only modules placed before it: `store` runs
@@ -185,6 +186,40 @@ fn references_are_read_from_paths_and_use_groups() {
     let exports = root_exports("pub mod api;\npub use error::{Error, Result};\npub use a::b as C;");
     assert_eq!(exports["Result"], "error");
     assert_eq!(exports["C"], "a");
+}
+
+/// A call that runs SQL: `sqlx::query(…)`, `query_as`, `query_scalar`,
+/// `raw_sql`, turbofished or not.
+fn runs_sql(code: &str) -> bool {
+    ["query", "query_as", "query_scalar", "raw_sql"].iter().any(|f| {
+        code.match_indices(&format!("sqlx::{f}")).any(|(at, m)| {
+            let rest = &code[at + m.len()..];
+            rest.starts_with('(') || rest.starts_with("::<")
+        })
+    })
+}
+
+#[test]
+fn no_sql_is_written_outside_the_store() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = root.join("orchestrator/src/store");
+    let mut paths = Vec::new();
+    for dir in ["src", "orchestrator/src", "worker/src", "shared/src", "runtime/src"] {
+        files(&root.join(dir), &mut paths);
+    }
+    let outside: Vec<String> = paths
+        .iter()
+        .filter(|p| !p.starts_with(&store))
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            // A file's own tests may set up rows as they like.
+            runs_sql(text.split("\n#[cfg(test)]").next().unwrap_or_default())
+        })
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert!(outside.is_empty(), "SQL outside orchestrator/src/store: {outside:?}");
+    assert!(runs_sql("sqlx::query_scalar::<_, i64>(\"SELECT 1\")") && runs_sql("sqlx::query(\"x\")"));
+    assert!(!runs_sql("RUST_LOG=sqlx::query=debug") && !runs_sql(".matches(\"sqlx::query\")"));
 }
 
 /// Crates of this workspace that do I/O (network, processes, files as a

@@ -20,4 +20,4 @@ pub mod verify;
 
 pub use reasons::ReasonCode;
 pub use states::{AttemptStatus, AttemptVerdict, ErrorClass, JobStatus, RouteEventKind, StepState};
-pub use types::{BlastRadius, TaskType, Tier};
+pub use types::{BlastRadius, JobKind, TaskType, Tier};

@@ -67,6 +67,25 @@ impl Tier {
 }
 
 text_enum! {
+    /// Kinds of job (stored in `jobs.kind`).
+    JobKind {
+        /// An explicit list of steps.
+        Steps => "steps",
+        /// Retrieval-augmented answer with citations, from a collection.
+        Rag => "rag",
+    }
+}
+
+impl JobKind {
+    /// Whether the router reads the job's stored request when it decides
+    /// (a rag job's question and collection); other kinds' requests stay
+    /// in Postgres, unread by the decisions.
+    pub fn reads_stored_request(self) -> bool {
+        self == JobKind::Rag
+    }
+}
+
+text_enum! {
     /// How much damage a wrong answer does, given by the caller per job.
     BlastRadius {
         /// A wrong answer is cheap to notice and undo.

@@ -17,10 +17,10 @@ use crate::client::Client;
 use crate::fleet::Fleet;
 use crate::preflight::{NATS_START, PG_START};
 use anyhow::{Context, bail};
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use upshift_orchestrator::store::{FaultCounts, PgStore};
 use upshift_shared::Tier;
 use upshift_shared::config::Config;
 use uuid::Uuid;
@@ -125,15 +125,10 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
     let (acked, submit_retries) = submitter.await??;
     fleet.lock().await.revive().await?;
 
-    let pool = PgPool::connect(&db_url)
-        .await
-        .context("connecting to the chaos database")?;
+    let pool = PgStore::for_reports(&db_url).context("connecting to the chaos database")?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     loop {
-        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(i64::MAX);
+        let running = pool.jobs_running().await.unwrap_or(i64::MAX);
         if running == 0 || Instant::now() > deadline {
             break;
         }
@@ -154,7 +149,7 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    pool.close().await;
+    drop(pool);
     super::drop_run(cfg, &format!("chaos{run_id}"), &db_url).await;
     let _ = std::fs::remove_dir_all(&dir);
     println!("all guarantees held");
@@ -302,69 +297,23 @@ async fn redeliveries(nats: &upshift_shared::config::NatsConfig, run_id: &str) -
 
 /// Prints the checks; returns the number of violations.
 async fn report(
-    pool: &PgPool,
+    pool: &PgStore,
     acked: &[Uuid],
     submit_retries: usize,
     log: &Log,
     redeliveries: Option<(u64, u64)>,
     wall: Duration,
 ) -> anyhow::Result<usize> {
-    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
-    let jobs = count("SELECT count(*) FROM jobs").await?;
-    let attempts = count("SELECT count(*) FROM attempts").await?;
-    let acked_found: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1)")
-        .bind(acked)
-        .fetch_one(pool)
-        .await?;
-    let checks: Vec<(&str, i64)> = vec![
-        ("acknowledged jobs missing", acked.len() as i64 - acked_found),
-        (
-            "jobs not terminal",
-            count("SELECT count(*) FROM jobs WHERE status = 'running'").await?,
-        ),
-        (
-            "steps not terminal",
-            count("SELECT count(*) FROM steps WHERE state IN ('pending', 'running')").await?,
-        ),
-        (
-            "finished steps without exactly one accept, unresolved or fail",
-            count(
-                "SELECT count(*) FROM steps s WHERE s.state IN ('accepted', 'unresolved', 'failed') AND (SELECT count(*)
-                 FROM route_events e WHERE e.step_id = s.id AND e.event IN ('accept', 'unresolved', 'fail')) <> 1",
-            )
-            .await?,
-        ),
-        (
-            "attempts decided more than once",
-            count(
-                "SELECT count(*) FROM (SELECT attempt_id FROM route_events
-                 WHERE event IN ('accept', 'unresolved', 'escalate', 'fail') AND attempt_id IS NOT NULL
-                 GROUP BY 1 HAVING count(*) > 1) d",
-            )
-            .await?,
-        ),
-        (
-            "attempts without exactly one dispatch",
-            count(
-                "SELECT count(*) FROM attempts a WHERE (SELECT count(*) FROM route_events e
-                 WHERE e.attempt_id = a.id AND e.event = 'dispatch') <> 1",
-            )
-            .await?,
-        ),
-        (
-            "cost not counted exactly once (micro-dollars off)",
-            count(
-                "SELECT round(1e6 * abs((SELECT coalesce(sum(cost_usd), 0) FROM attempts)
-                                      - (SELECT coalesce(sum(cost_usd), 0) FROM jobs)))::bigint",
-            )
-            .await?,
-        ),
-    ];
-    let by_status: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY 1 ORDER BY 1")
-        .fetch_all(pool)
-        .await?;
-    let timeouts = count("SELECT count(*) FROM attempts WHERE status = 'timed_out'").await?;
-    let dead = count("SELECT count(*) FROM dead_letters").await?;
+    let checks = pool.guarantees(acked).await?;
+    let FaultCounts {
+        jobs,
+        statuses: by_status,
+        attempts,
+        timed_out: timeouts,
+        dead_letters: dead,
+        dead_reasons: reasons,
+        fault_escalations: faults,
+    } = pool.fault_counts().await?;
     println!("\n== chaos report ==");
     println!("wall time                 {:.1}s", wall.as_secs_f64());
     println!(
@@ -381,23 +330,12 @@ async fn report(
             .join(" ")
     );
     println!("attempts                  {attempts} ({timeouts} timed out, {dead} dead letters)");
-    let reasons: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT source, left(reason, 60), count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5",
-    )
-    .fetch_all(pool)
-    .await?;
     for (source, reason, n) in reasons {
         println!("  dead letters            {n} from {source}: {reason}");
     }
     // Escalations a fault caused rather than a weak answer: the step went a
     // tier up because its attempt timed out, was dead-lettered or its
     // provider failed. A NATS node kill should cost redeliveries, not these.
-    let faults: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT r, count(*) FROM route_events, unnest(reasons) r
-         WHERE event = 'escalate' AND r IN ('timeout', 'dead_lettered', 'provider_error') GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
     println!(
         "escalations by faults     {}{}",
         faults.iter().map(|(_, n)| n).sum::<i64>(),

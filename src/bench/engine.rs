@@ -19,9 +19,9 @@ use crate::fleet::Fleet;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use sqlx::PgPool;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use upshift_orchestrator::store::{PgStore, RunTotals};
 use upshift_shared::Tier;
 use upshift_shared::config::Config;
 
@@ -82,8 +82,8 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     fleet.revive().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = status_kb(fleet.pid(0), "VmRSS");
-    let pool = PgPool::connect(&db_url).await?;
-    let before = pg_counters(&pool).await?;
+    let pool = PgStore::for_reports(&db_url)?;
+    let before = pool.pg_counters().await?;
     let stop = tokio_util::sync::CancellationToken::new();
     let (followers, watchers) = super::streams::hold(fleet.apis(), args.streams, stop.clone());
     let started = Instant::now();
@@ -94,25 +94,17 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     let streams_held = watchers.await;
     // Backends flush their statistics at most once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = pg_counters(&pool).await?;
-    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
-        .fetch_one(&pool)
-        .await?;
-    let escalated: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE outcome = 'escalated'")
-        .fetch_one(&pool)
-        .await?;
-    let hops = hops(&pool).await?;
+    let after = pool.pg_counters().await?;
+    let hops = pool.hops().await?;
     // Decisions over the span from the first to the last: with model time,
     // the jobs/s above also counts the wait for the first results.
-    let (decisions, span): (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM max(at) - min(at))::float8 FROM route_events
-         WHERE event IN ('accept', 'unresolved', 'escalate', 'fail')",
-    )
-    .fetch_one(&pool)
-    .await?;
-    let row_bytes: f64 = sqlx::query_scalar("SELECT avg(pg_column_size(e.*))::float8 FROM route_events e")
-        .fetch_one(&pool)
-        .await?;
+    let RunTotals {
+        attempts,
+        escalated,
+        decisions,
+        decision_span_secs: span,
+        event_row_bytes: row_bytes,
+    } = pool.run_totals().await?;
     let peaks: Vec<(String, Option<u64>)> = (0..fleet.slots.len())
         .map(|i| (fleet.slots[i].name.clone(), status_kb(fleet.pid(i), "VmHWM")))
         .collect();
@@ -132,7 +124,7 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     fleet.stop().await;
 
     let nats_floor = nats_floor(cfg, &id, args.floor_ops, args.concurrency).await?;
-    let pg_floor = pg_floor(&pool, args.floor_ops, args.concurrency).await?;
+    let pg_floor = pool.commit_floor(args.floor_ops, args.concurrency).await?;
     let steps_per_s = submitted as f64 / elapsed;
     let floor = nats_floor.min(pg_floor);
     let txns = (after.0 - before.0) as f64 / submitted as f64;
@@ -197,7 +189,6 @@ pub async fn run(cfg: &Config, args: EngineArgs) -> anyhow::Result<()> {
     );
     println!("upshift steps/s / slower floor   {:.2}", steps_per_s / floor);
 
-    pool.close().await;
     super::drop_run(cfg, &id, &db_url).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -230,7 +221,7 @@ async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &st
         );
     }
     fleet.revive().await?;
-    let pool = PgPool::connect(&db_url).await?;
+    let pool = PgStore::for_reports(&db_url)?;
     let count_logged = || {
         std::fs::read_dir(dir)
             .into_iter()
@@ -254,7 +245,6 @@ async fn statements_per_step(cfg: &Config, items: &[Item], dir: &Path, name: &st
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logged = count_logged().saturating_sub(baseline);
     fleet.stop().await;
-    pool.close().await;
     super::drop_run(cfg, name, &db_url).await;
     Ok((logged > 0).then(|| logged as f64 / n as f64))
 }
@@ -291,12 +281,10 @@ async fn submit(
     done.into_iter().collect::<anyhow::Result<Vec<_>>>().map(|v| v.len())
 }
 
-async fn wait_terminal(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
+async fn wait_terminal(pool: &PgStore, limit: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + limit;
     loop {
-        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
-            .fetch_one(pool)
-            .await?;
+        let running = pool.jobs_running().await?;
         if running == 0 {
             return Ok(());
         }
@@ -305,84 +293,14 @@ async fn wait_terminal(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_published(pool: &PgPool) -> anyhow::Result<()> {
+async fn wait_published(pool: &PgStore) -> anyhow::Result<()> {
     for _ in 0..3000 {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'dispatched' AND published_at IS NULL")
-                .fetch_one(pool)
-                .await?;
-        if n == 0 {
+        if pool.unpublished_count().await? == 0 {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("the backlog was not published within 5 minutes")
-}
-
-/// (transactions committed, rows inserted + updated) of the current database.
-async fn pg_counters(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
-    Ok(sqlx::query_as(
-        "SELECT xact_commit, tup_inserted + tup_updated FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(pool)
-    .await?)
-}
-
-/// p50/p90/p99 in milliseconds of each hop (`ms` computed by the inner query).
-macro_rules! percentiles {
-    ($inner:literal) => {
-        concat!(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.9) WITHIN GROUP (ORDER BY ms), ",
-            "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) FROM (",
-            $inner,
-            ") x"
-        )
-    };
-}
-
-/// The three hops: submit → published (first attempts: API, commit, publish
-/// ack), dispatch → worker pull (attempt committed → worker received it),
-/// result → decision (worker sent the result → decision transaction began).
-async fn hops(pool: &PgPool) -> anyhow::Result<Vec<(&'static str, [f64; 3])>> {
-    let queries: [(&str, &'static str); 3] = [
-        (
-            "submit → published",
-            percentiles!(
-                "SELECT 1000 * extract(epoch FROM a.published_at - j.created_at)::float8 AS ms
-                 FROM attempts a JOIN jobs j ON j.id = a.job_id
-                 WHERE a.published_at IS NOT NULL AND NOT EXISTS (
-                   SELECT 1 FROM attempts b WHERE b.step_id = a.step_id AND b.created_at < a.created_at)"
-            ),
-        ),
-        (
-            "dispatch → worker pull",
-            percentiles!(
-                "SELECT 1000 * extract(epoch FROM received_at - created_at)::float8 AS ms
-                 FROM attempts WHERE received_at IS NOT NULL"
-            ),
-        ),
-        (
-            "result → decision",
-            percentiles!(
-                "SELECT 1000 * extract(epoch FROM e.at - a.result_sent_at)::float8 AS ms
-                 FROM route_events e JOIN attempts a ON a.id = e.attempt_id
-                 WHERE e.event IN ('accept', 'unresolved', 'escalate', 'fail') AND a.result_sent_at IS NOT NULL"
-            ),
-        ),
-    ];
-    let mut out = Vec::new();
-    for (name, sql) in queries {
-        let r: (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(sql).fetch_one(pool).await?;
-        out.push((
-            name,
-            [
-                r.0.unwrap_or(f64::NAN),
-                r.1.unwrap_or(f64::NAN),
-                r.2.unwrap_or(f64::NAN),
-            ],
-        ));
-    }
-    Ok(out)
 }
 
 /// JetStream publish → pull → ack on a stream configured like the task stream.
@@ -443,34 +361,6 @@ async fn nats_floor(cfg: &Config, id: &str, n: usize, concurrency: usize) -> any
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let _ = js.delete_stream(name).await;
     Ok(rate)
-}
-
-/// Single-row commits of a route-event-sized row, `concurrency` at a time.
-async fn pg_floor(pool: &PgPool, n: usize, concurrency: usize) -> anyhow::Result<f64> {
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS floor_events (LIKE route_events INCLUDING DEFAULTS INCLUDING INDEXES)")
-        .execute(pool)
-        .await?;
-    let job: uuid::Uuid = sqlx::query_scalar("SELECT job_id FROM route_events LIMIT 1")
-        .fetch_one(pool)
-        .await?;
-    let started = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|_| async move {
-            sqlx::query(
-                "INSERT INTO floor_events (job_id, step_id, attempt_id, event, from_tier, to_tier, reasons, policy_version, detail)
-                 VALUES ($1, NULL, NULL, 'accept', 'small', NULL, ARRAY['arithmetic_mismatch'], 'seed-1', $2)",
-            )
-            .bind(job)
-            .bind(serde_json::json!({ "findings": [], "confidence": null, "defensibility": null }))
-            .execute(pool)
-            .await
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 /// A `VmRSS`/`VmHWM` figure of a process, in KiB.

@@ -53,12 +53,7 @@ pub async fn drop_run(cfg: &Config, name: &str, db_url: &str) {
             let _ = js.delete_stream(stream).await;
         }
     }
-    if let Some((server, db)) = db_url.rsplit_once('/')
-        && let Ok(admin) = sqlx::PgPool::connect(&format!("{server}/postgres")).await
-    {
-        let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
-    }
+    let _ = upshift_orchestrator::store::drop_database(db_url).await;
 }
 
 /// The `p` quantile (0–1, nearest rank) of `xs`, which it sorts; 0 when empty.

@@ -9,9 +9,9 @@ use crate::eval::dataset::Item;
 use crate::local::Stack;
 use anyhow::Context;
 use futures::StreamExt;
-use sqlx::PgPool;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use upshift_orchestrator::store::{PgStore, RunSummary};
 use upshift_shared::config::Config;
 use uuid::Uuid;
 
@@ -65,14 +65,9 @@ async fn drive(cfg: &Config, stack: &Stack, items: &[Item], blast: &str, timeout
         ids.len(),
         started.elapsed().as_secs_f64()
     );
-    let pool = PgPool::connect(&cfg.database.url)
-        .await
-        .context("connecting to Postgres for the report")?;
+    let pool = PgStore::for_reports(&cfg.database.url).context("connecting to Postgres for the report")?;
     loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status <> 'running'")
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await?;
+        let done = pool.finished_of(&ids).await?;
         eprint!("\r  finished {done}/{}", ids.len());
         if done as usize == ids.len() {
             eprintln!();
@@ -92,55 +87,21 @@ async fn drive(cfg: &Config, stack: &Stack, items: &[Item], blast: &str, timeout
     report(&pool, &ids, wall).await
 }
 
-async fn report(pool: &PgPool, ids: &[Uuid], wall: Duration) -> anyhow::Result<()> {
-    let statuses: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM jobs WHERE id = ANY($1) GROUP BY 1 ORDER BY 1")
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-    let by_event = |event: &'static str| {
-        sqlx::query_as::<_, (Option<String>, i64)>(
-            "SELECT CASE WHEN $2 = 'start' THEN to_tier ELSE from_tier END, count(*)
-             FROM route_events WHERE job_id = ANY($1) AND event = $2 GROUP BY 1 ORDER BY 1",
-        )
-        .bind(ids)
-        .bind(event)
-    };
-    let starts = by_event("start").fetch_all(pool).await?;
-    let accepts = by_event("accept").fetch_all(pool).await?;
-    let reasons: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT reason, count(*) FROM route_events e, unnest(e.reasons) AS reason
-         WHERE e.job_id = ANY($1) AND e.event = 'escalate' GROUP BY 1 ORDER BY 2 DESC, 1",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
-    let (escalated, needless): (i64, i64) = sqlx::query_as(
-        "SELECT count(DISTINCT a.step_id), count(*) FILTER (WHERE a.label_correct)
-         FROM attempts a WHERE a.job_id = ANY($1) AND a.outcome = 'escalated'",
-    )
-    .bind(ids)
-    .fetch_one(pool)
-    .await?;
-    let (correct, attempts): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM attempts WHERE job_id = ANY($1) AND outcome = 'accepted' AND label_correct),
-                (SELECT count(*) FROM attempts WHERE job_id = ANY($1))",
-    )
-    .bind(ids)
-    .fetch_one(pool)
-    .await?;
-    let (cost, strong): (f64, f64) =
-        sqlx::query_as("SELECT sum(cost_usd), sum(always_strong_cost_usd) FROM jobs WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_one(pool)
-            .await?;
+async fn report(pool: &PgStore, ids: &[Uuid], wall: Duration) -> anyhow::Result<()> {
+    let RunSummary {
+        statuses,
+        starts,
+        accepts,
+        reasons,
+        escalated,
+        needless,
+        correct,
+        attempts,
+        cost_usd: cost,
+        always_strong_usd: strong,
+    } = pool.run_summary(ids).await?;
     let n = ids.len() as f64;
-    let pairs = |v: &[(Option<String>, i64)]| {
-        v.iter()
-            .map(|(t, c)| format!("{}={c}", t.as_deref().unwrap_or("-")))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let pairs = |v: &[(String, i64)]| v.iter().map(|(t, c)| format!("{t}={c}")).collect::<Vec<_>>().join(" ");
     println!("\n== upshift demo report ==");
     println!("items                 {}", ids.len());
     println!(

@@ -49,25 +49,7 @@ pub struct JobRequest {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// An explicit list of steps.
-    Steps,
-    /// Retrieval-augmented answer with citations, from a collection.
-    Rag,
-}
-
-impl JobKind {
-    /// Text form, as stored in `jobs.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Steps => "steps",
-            JobKind::Rag => "rag",
-        }
-    }
-}
+pub use upshift_shared::JobKind;
 
 /// One step of a job request.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

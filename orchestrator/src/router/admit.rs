@@ -33,13 +33,13 @@ pub(crate) fn admit(
     let mut unit = Unit::default();
     let job_id = Uuid::now_v7();
     let input = serde_json::to_value(req).expect("requests serialise");
-    let rag = RagJob::from_input(req.kind.as_str(), &input);
+    let rag = RagJob::from_input(req.kind, &input);
     let job = NewJob {
         id: job_id,
         tenant: tenant.to_string(),
-        kind: req.kind.as_str().to_string(),
+        kind: req.kind,
         input,
-        blast_radius: req.blast_radius.as_str().to_string(),
+        blast_radius: req.blast_radius,
         budget_usd: req.budget_usd,
         traceparent: traceparent.map(str::to_string),
     };
@@ -100,11 +100,11 @@ fn step_row(job_id: Uuid, s: &PlannedStep) -> StepRow {
         job_id,
         idx: s.idx,
         name: s.name.clone(),
-        task_type: s.task.as_str().to_string(),
+        task_type: s.task,
         task_class: s.class.clone(),
         input: s.input.clone(),
         depends_on: s.depends_on.clone(),
-        verifiers: s.verifiers.iter().map(|v| v.as_str().to_string()).collect(),
+        verifiers: s.verifiers.clone(),
         output_schema: s.output_schema.clone(),
         labels: s.labels.clone(),
         ambiguity: s.ambiguity,

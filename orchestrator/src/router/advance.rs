@@ -13,8 +13,8 @@ use super::rag::{RagJob, stored_retrieval};
 use super::steps;
 use crate::rag::result::{Done, Outcome};
 use crate::rag::{EXTRACT, RETRIEVE, SYNTHESISE};
+use crate::store::reason_texts;
 use crate::store::unit::{Event, Unit};
-use crate::store::{parse_stored, reason_texts};
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
 use upshift_shared::{BlastRadius, JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
@@ -23,7 +23,7 @@ use uuid::Uuid;
 /// Starts the steps whose dependencies are all done, again while a step
 /// finishes without a model; finishes the job when every step is done.
 pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
-    let blast: BlastRadius = parse_stored(&unit.job(job_id).blast_radius);
+    let blast: BlastRadius = unit.job(job_id).blast_radius;
     loop {
         if rag.is_some() && stop_undefended(unit, cfg, job_id) {
             break;
@@ -57,15 +57,9 @@ pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Opti
 /// Starts step `id`; returns whether it was done without a model.
 fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: Option<&RagJob>) -> bool {
     let s = unit.step(id);
-    let (base, first, task, class, job_id) = (
-        s.ambiguity,
-        s.idx == 0,
-        s.task_type.clone(),
-        s.task_class.clone(),
-        s.job_id,
-    );
+    let (base, first, task, class, job_id) = (s.ambiguity, s.idx == 0, s.task_type, s.task_class.clone(), s.job_id);
     let risk = |ambiguity| StepRisk {
-        task: parse_stored(&task),
+        task,
         class: &class,
         ambiguity,
         blast,
@@ -224,11 +218,7 @@ fn always_strong_cost(unit: &Unit, cfg: &Config, job: Uuid) -> f64 {
     let usd: f64 = unit
         .steps_of(job)
         .filter_map(|s| {
-            let runs = s
-                .first_tier
-                .as_deref()
-                .and_then(|t| t.parse::<Tier>().ok())
-                .map_or(1, |t| cfg.tier_model(t).samples());
+            let runs = s.first_tier.map_or(1, |t| cfg.tier_model(t).samples());
             let scale = f64::from(strong.samples()) / f64::from(runs);
             Some((s.first_in? as f64 * scale, s.first_out? as f64 * scale))
         })

@@ -28,7 +28,7 @@ use crate::collections::Retriever;
 use crate::error::Result;
 use crate::store::Conn as PgConnection;
 use crate::store::unit::Unit;
-use crate::store::{Outgoing, PgStore, parse_stored};
+use crate::store::{Outgoing, PgStore};
 use apply::{Decided, late_result};
 use observe::Observed;
 use rag::{RagJob, research, stored_retrieval};
@@ -117,7 +117,6 @@ pub async fn settle_batch(
 /// What a step is checked against, copied out of the unit.
 pub(crate) struct StepFacts {
     pub(crate) task: TaskType,
-    pub(crate) task_type: String,
     pub(crate) name: String,
     pub(crate) verifiers: Vec<VerifierKind>,
     pub(crate) schema: Option<serde_json::Value>,
@@ -131,14 +130,9 @@ impl StepFacts {
     fn of(unit: &Unit, step_id: Uuid) -> StepFacts {
         let s = unit.step(step_id);
         StepFacts {
-            task: parse_stored(&s.task_type),
-            task_type: s.task_type.clone(),
+            task: s.task_type,
             name: s.name.clone(),
-            verifiers: s
-                .verifiers
-                .iter()
-                .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
-                .collect(),
+            verifiers: s.verifiers.clone(),
             schema: s.output_schema.clone(),
             labels: s.labels.clone(),
             class: s.task_class.clone(),
@@ -214,7 +208,7 @@ fn open_attempt<'a>(unit: &mut Unit, cfg: &Config, item: &'a Item<'a>) -> Option
         cost,
         budget_left: left.map(|l| l - cost),
         tenant: job.tenant.clone(),
-        rag: job.input.as_ref().and_then(|r| RagJob::from_input(&job.kind, r)),
+        rag: job.input.as_ref().and_then(|r| RagJob::from_input(job.kind, r)),
     };
     unit.job_mut(job_id).added_cost += cost;
     if late || unit.step(step_id).state != StepState::Running {
@@ -376,7 +370,7 @@ async fn decide(
     let observed = observe::Settled {
         tier: open.tier,
         tenant: &open.tenant,
-        task_type: &step.task_type,
+        task_type: step.task.as_str(),
         evidence: open.evidence,
         decision: &decision,
         cost_usd: open.cost,

@@ -17,15 +17,19 @@
 
 mod collections;
 pub mod intake;
+mod measure;
 mod read;
 mod reports;
+mod runs;
 pub(crate) mod unit;
 
 pub use collections::{CollectionStatus, Hit, Ingested, NewDocument, embed_input, text_key};
 pub use collections::{QueuedText, queued_texts, save_embeddings};
 pub(crate) use collections::{collection_version, dense_vectors, naming, passages_by_id, search_in};
+pub use measure::RunTotals;
 pub use read::{JobEnd, JobView, Progress, RouteEvent, StepView};
 pub use reports::{JOB_LIST_SQL, JobListRow, SpendRow};
+pub use runs::{Check, Counts, FaultCounts, RunSummary, drop_database};
 
 use crate::error::{Error, Result};
 use sqlx::PgPool;
@@ -35,7 +39,7 @@ use std::time::Duration;
 use unit::Unit;
 use upshift_shared::config::Config;
 use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
-use upshift_shared::{ReasonCode, Tier};
+use upshift_shared::{ReasonCode, TaskType, Tier};
 use uuid::Uuid;
 
 /// A connection (or an open transaction) that store functions run their
@@ -81,7 +85,8 @@ pub(crate) struct TaskSource {
     pub(crate) step_id: Uuid,
     #[sqlx(try_from = "String")]
     pub(crate) tier: Tier,
-    pub(crate) task_type: String,
+    #[sqlx(try_from = "String")]
+    pub(crate) task_type: TaskType,
     pub(crate) input: String,
     pub(crate) output_schema: Option<serde_json::Value>,
     pub(crate) labels: Vec<String>,
@@ -100,7 +105,7 @@ impl TaskSource {
             job_id: self.job_id,
             step_id: self.step_id,
             tier: self.tier,
-            task: parse_stored(&self.task_type),
+            task: self.task_type,
             input: self.input,
             context: context
                 .into_iter()
@@ -454,7 +459,12 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> Result<()> {
     }
 }
 
-/// Parses a closed-enum value written by this code; a bad value is a bug.
-pub(crate) fn parse_stored<T: FromStr<Err = String>>(s: &str) -> T {
-    s.parse().unwrap_or_else(|e| panic!("corrupt stored value: {e}"))
+/// A closed-enum value read from `column`: a value outside the enum is a
+/// decode error (the request fails as a database error would), never a
+/// panic.
+pub(crate) fn stored<T: FromStr<Err = String>>(column: &str, text: &str) -> sqlx::Result<T> {
+    text.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: e.into(),
+    })
 }

@@ -219,7 +219,7 @@ impl PgStore {
             id: r.0,
             tenant: r.1,
             kind: r.2,
-            status: super::parse_stored(&r.3),
+            status: super::stored("jobs.status", &r.3)?,
             blast_radius: r.4,
             budget_usd: r.5,
             result: r.6,
@@ -276,7 +276,7 @@ impl PgStore {
         .await?;
         let first = rows.first().ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let end = JobEnd {
-            status: super::parse_stored(&first.job_status),
+            status: super::stored("jobs.status", &first.job_status)?,
             cost_usd: first.job_cost_usd,
             always_strong_cost_usd: first.job_always_strong_cost_usd,
         };
@@ -322,9 +322,8 @@ impl PgStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, s, cost, at)| (id, super::parse_stored(&s), cost, at))
-            .collect())
+        rows.into_iter()
+            .map(|(id, s, cost, at)| Ok((id, super::stored("jobs.status", &s)?, cost, at)))
+            .collect()
     }
 }

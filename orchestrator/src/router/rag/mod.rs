@@ -9,8 +9,8 @@ use crate::collections::Retriever;
 use crate::error::Result;
 use crate::rag::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
 use crate::store::Conn as PgConnection;
-use crate::store::parse_stored;
 use crate::store::unit::Unit;
+use upshift_shared::JobKind;
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
 use upshift_shared::verify::{Finding, RagExpect};
@@ -28,8 +28,8 @@ pub struct RagJob {
 
 impl RagJob {
     /// Reads them from `jobs.input`; `None` for other kinds of job.
-    pub fn from_input(kind: &str, input: &serde_json::Value) -> Option<RagJob> {
-        (kind == "rag").then(|| RagJob {
+    pub fn from_input(kind: JobKind, input: &serde_json::Value) -> Option<RagJob> {
+        (kind == JobKind::Rag).then(|| RagJob {
             query: input["query"].as_str().unwrap_or_default().trim().to_string(),
             collection: input["collection"].as_str().unwrap_or_default().to_string(),
         })
@@ -149,9 +149,9 @@ pub(crate) async fn after_critique(
             reason,
         )]));
     };
-    let (answering, tier) = (answering.id, answering.current_tier.clone());
+    let (answering, tier) = (answering.id, answering.current_tier);
     let tokens = Unit::accepted_tokens(tx, answering).await?;
-    let from: Tier = tier.as_deref().map(parse_stored).unwrap_or(Tier::Strong);
+    let from: Tier = tier.unwrap_or(Tier::Strong);
     let (tin, tout) = tokens.unwrap_or((0, 0));
     let estimate = upshift_shared::policy::escalation_estimate(cfg, from, (tin as u32, tout as u32));
     let affordable = upshift_shared::policy::affordable(budget_left, estimate);

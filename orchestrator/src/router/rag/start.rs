@@ -10,7 +10,6 @@
 
 use super::{RagJob, answerer, below};
 use crate::rag::{CRITIQUE, EXTRACT, SYNTHESISE};
-use crate::store::parse_stored;
 use crate::store::unit::Unit;
 use upshift_shared::config::{AnswerMode, Config, CritiqueMode};
 use upshift_shared::policy::{StartDecision, first_useful_tier};
@@ -63,11 +62,7 @@ pub(crate) fn prepare(
 ) -> RagStart {
     let step = unit.step(step_id);
     let (name, base, job_id) = (step.name.clone(), step.ambiguity, step.job_id);
-    let verifiers: Vec<VerifierKind> = step
-        .verifiers
-        .iter()
-        .filter_map(|v| serde_json::from_value(serde_json::Value::String(v.clone())).ok())
-        .collect();
+    let verifiers: Vec<VerifierKind> = step.verifiers.clone();
     let Some(r) = retrieval else {
         return RagStart::Model {
             ambiguity: base,
@@ -137,8 +132,7 @@ pub(crate) fn prepare(
             let answering = unit
                 .steps_of(job_id)
                 .find(|s| s.name == answerer(cfg))
-                .and_then(|s| s.current_tier.as_deref())
-                .map(parse_stored::<Tier>);
+                .and_then(|s| s.current_tier);
             let lowest = below(answering.unwrap_or(Tier::Small));
             let class = unit.step(step_id).task_class.clone();
             let tier = match cfg.rag.critique {

@@ -26,7 +26,7 @@ pub(crate) use rows::{AttemptRow, AttemptUpdate, JobRow, NewJob, StepRow};
 use rows::{EventRow, NewAttempt, SetAsideRow};
 use sqlx::PgConnection;
 use std::collections::HashMap;
-use upshift_shared::{JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
+use upshift_shared::{JobKind, JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// A route event to record.
@@ -47,6 +47,15 @@ pub(crate) struct Event<'a> {
     pub reasons: &'a [ReasonCode],
     /// Findings and other detail.
     pub detail: serde_json::Value,
+}
+
+/// The kinds whose stored request the router reads.
+fn reading_kinds() -> Vec<&'static str> {
+    JobKind::ALL
+        .iter()
+        .filter(|k| k.reads_stored_request())
+        .map(|k| k.as_str())
+        .collect()
 }
 
 /// Where a step row stands against the database.
@@ -82,11 +91,12 @@ impl Unit {
     /// deadlock) and loads them, all their steps and these attempts.
     pub async fn load(tx: &mut PgConnection, attempts: &[Uuid]) -> Result<Unit> {
         let jobs: Vec<JobRow> = sqlx::query_as(
-            "SELECT id, tenant, kind, CASE WHEN kind = 'rag' THEN input END AS input, blast_radius, budget_usd,
+            "SELECT id, tenant, kind, CASE WHEN kind = ANY($2) THEN input END AS input, blast_radius, budget_usd,
                     cost_usd, traceparent
              FROM jobs WHERE id IN (SELECT job_id FROM attempts WHERE id = ANY($1)) ORDER BY id FOR UPDATE",
         )
         .bind(attempts)
+        .bind(reading_kinds())
         .fetch_all(&mut *tx)
         .await?;
         let job_ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
@@ -145,9 +155,9 @@ impl Unit {
         let row = JobRow {
             id: job.id,
             tenant: job.tenant.clone(),
-            kind: job.kind.clone(),
+            kind: job.kind,
             input: None,
-            blast_radius: job.blast_radius.clone(),
+            blast_radius: job.blast_radius,
             budget_usd: job.budget_usd,
             cost_usd: 0.0,
             traceparent: job.traceparent.clone(),
@@ -184,7 +194,7 @@ impl Unit {
         if let (Some(tin), Some(tout), Some(&i)) = (u.tokens_in, u.tokens_out, self.step_at.get(&step_id)) {
             let s = &mut self.steps[i];
             if s.first_in.is_none() {
-                let tier = self.attempts.get(&u.id).map(|a| a.tier.as_str().to_string());
+                let tier = self.attempts.get(&u.id).map(|a| a.tier);
                 (s.first_in, s.first_out, s.first_tier) = (Some(tin), Some(tout), tier);
             }
         }
@@ -267,7 +277,7 @@ impl Unit {
         let token = Uuid::new_v4();
         let step = self.step_mut(step_id);
         step.state = StepState::Running;
-        step.current_tier = Some(tier.as_str().into());
+        step.current_tier = Some(tier);
         let job_id = step.job_id;
         self.new_attempts.push(NewAttempt {
             id,
@@ -304,7 +314,7 @@ impl Unit {
             job_id: step.job_id,
             step_id,
             tier,
-            task_type: step.task_type.clone(),
+            task_type: step.task_type,
             input: step.input.clone(),
             output_schema: step.output_schema.clone(),
             labels: step.labels.clone(),

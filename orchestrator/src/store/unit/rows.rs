@@ -1,7 +1,12 @@
 //! The rows a unit loads, creates and writes.
 
+use crate::store::stored;
 use serde::Serialize;
-use upshift_shared::{AttemptStatus, AttemptVerdict, JobStatus, StepState, Tier};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use std::str::FromStr;
+use upshift_shared::verify::VerifierKind;
+use upshift_shared::{AttemptStatus, AttemptVerdict, BlastRadius, JobKind, JobStatus, StepState, TaskType, Tier};
 use uuid::Uuid;
 
 /// A job as the router needs it.
@@ -9,10 +14,12 @@ use uuid::Uuid;
 pub(crate) struct JobRow {
     pub id: Uuid,
     pub tenant: String,
-    pub kind: String,
-    /// The stored request, loaded for `rag` jobs only.
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    /// The stored request, loaded for the kinds that read it (`rag`).
     pub input: Option<serde_json::Value>,
-    pub blast_radius: String,
+    #[sqlx(try_from = "String")]
+    pub blast_radius: BlastRadius,
     pub budget_usd: Option<f64>,
     /// Cost recorded before this unit.
     pub cost_usd: f64,
@@ -32,25 +39,26 @@ impl JobRow {
     }
 }
 
-/// A step, loaded or new, with the columns the router reads and writes.
-#[derive(sqlx::FromRow, Serialize, Clone)]
+/// A step, loaded or new, with the columns the router reads and writes,
+/// typed: a stored value outside its enum is a decode error at the load,
+/// never a string the router parses.
+#[derive(Serialize, Clone)]
 pub(crate) struct StepRow {
     pub id: Uuid,
     pub job_id: Uuid,
     pub idx: i32,
     pub name: String,
-    pub task_type: String,
+    pub task_type: TaskType,
     pub task_class: String,
     pub input: String,
     pub depends_on: Vec<i32>,
-    pub verifiers: Vec<String>,
+    pub verifiers: Vec<VerifierKind>,
     pub output_schema: Option<serde_json::Value>,
     pub labels: Vec<String>,
     pub ambiguity: f64,
     pub ambiguity_source: String,
-    #[sqlx(try_from = "String")]
     pub state: StepState,
-    pub current_tier: Option<String>,
+    pub current_tier: Option<Tier>,
     pub output: Option<String>,
     pub open_findings: serde_json::Value,
     /// Input tokens of the step's first answered attempt (for the always-strong cost).
@@ -61,7 +69,45 @@ pub(crate) struct StepRow {
     pub first_out: Option<i32>,
     /// Its tier (its model's samples scale the always-strong estimate).
     #[serde(skip)]
-    pub first_tier: Option<String>,
+    pub first_tier: Option<Tier>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for StepRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let verifiers: Vec<String> = row.try_get("verifiers")?;
+        Ok(StepRow {
+            id: row.try_get("id")?,
+            job_id: row.try_get("job_id")?,
+            idx: row.try_get("idx")?,
+            name: row.try_get("name")?,
+            task_type: stored("task_type", &row.try_get::<String, _>("task_type")?)?,
+            task_class: row.try_get("task_class")?,
+            input: row.try_get("input")?,
+            depends_on: row.try_get("depends_on")?,
+            verifiers: verifiers
+                .iter()
+                .map(|v| stored("verifiers", v))
+                .collect::<sqlx::Result<_>>()?,
+            output_schema: row.try_get("output_schema")?,
+            labels: row.try_get("labels")?,
+            ambiguity: row.try_get("ambiguity")?,
+            ambiguity_source: row.try_get("ambiguity_source")?,
+            state: stored("state", &row.try_get::<String, _>("state")?)?,
+            current_tier: optional("current_tier", row)?,
+            output: row.try_get("output")?,
+            open_findings: row.try_get("open_findings")?,
+            first_in: row.try_get("first_in")?,
+            first_out: row.try_get("first_out")?,
+            first_tier: optional("first_tier", row)?,
+        })
+    }
+}
+
+/// A nullable text column's value as its enum.
+fn optional<T: FromStr<Err = String>>(column: &str, row: &PgRow) -> sqlx::Result<Option<T>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|t| stored(column, &t))
+        .transpose()
 }
 
 /// An attempt being decided, as loaded under the job's lock.
@@ -180,9 +226,9 @@ pub(super) struct SetAsideRow {
 pub(crate) struct NewJob {
     pub id: Uuid,
     pub tenant: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub input: serde_json::Value,
-    pub blast_radius: String,
+    pub blast_radius: BlastRadius,
     pub budget_usd: Option<f64>,
     pub traceparent: Option<String>,
 }
