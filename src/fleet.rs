@@ -2,13 +2,54 @@
 //! that can be started, killed and restarted one by one: the local stack of
 //! `run-local` and `demo`, and the moving parts of the benchmarks.
 
-use crate::local::{LISTENING, command};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, Command};
+
+/// Line the orchestrator prints on stdout once it is listening.
+pub const LISTENING: &str = "UPSHIFT_LISTENING ";
+
+/// Set on the processes of a local stack to the pid of the CLI that started
+/// them; see [`die_with_parent`].
+pub const PARENT_ENV: &str = "UPSHIFT_PARENT_PID";
+
+/// In a process started by a local stack: asks the kernel for a SIGTERM
+/// when the CLI that started it dies, however it dies (its `kill_on_drop`
+/// covers only an orderly exit), and exits at once if that already happened.
+/// The kernel ties the signal to the *thread* that spawned the process: the
+/// fleet spawns from the runtime's worker threads, which live as long as the
+/// CLI, never from `spawn_blocking` threads, which exit when idle.
+pub fn die_with_parent() {
+    let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<i32>().ok()) else {
+        return;
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        tracing::warn!(error = %e, "cannot ask to die with the parent process");
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        std::process::exit(0); // the parent is gone already
+    }
+}
+
+pub(crate) fn command(config: Option<&Path>, env: &[(String, String)], log: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    if !env.iter().any(|(k, _)| k == "RUST_LOG") {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
+        cmd.env("RUST_LOG", log);
+    }
+    cmd.env(PARENT_ENV, std::process::id().to_string())
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .kill_on_drop(true);
+    Ok(cmd)
+}
 
 /// One process slot.
 pub struct Slot {

@@ -14,6 +14,7 @@ mod models;
 mod preflight;
 mod rag;
 mod table;
+mod tasks;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -199,15 +200,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orchestrator => {
             let cfg = load()?;
             let _telemetry = upshift_orchestrator::init_tracing("upshift-orchestrator");
-            local::die_with_parent();
-            upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", local::LISTENING)).await?;
+            fleet::die_with_parent();
+            upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", fleet::LISTENING)).await?;
         }
         Command::Worker { tier } => {
             let cfg = load()?;
             let _telemetry = upshift_worker::init_tracing("upshift-worker");
-            local::die_with_parent();
+            fleet::die_with_parent();
             upshift_worker::serve(&cfg, tier, Duration::from_secs(20), |addr| {
-                println!("{}{addr}", local::LISTENING)
+                println!("{}{addr}", fleet::LISTENING)
             })
             .await?;
         }

@@ -1,5 +1,6 @@
-//! The orchestrator's modules depend on each other one way only, and no
-//! SQL is written outside its store.
+//! The orchestrator's modules depend on each other one way only; no crate
+//! of the workspace (the CLI included), and no module inside the router,
+//! the store or the API, has a cycle; no SQL is written outside the store.
 //!
 //! Every top-level module of `orchestrator/src` has a place in [`LAYERS`],
 //! lowest first, and may use only modules placed before it: `store` runs
@@ -129,7 +130,11 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut paths = Vec::new();
     files(src, &mut paths);
-    let exports = root_exports(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
+    let root = ["lib.rs", "main.rs"]
+        .map(|f| src.join(f))
+        .into_iter()
+        .find(|p| p.exists());
+    let exports = root_exports(&std::fs::read_to_string(root.expect("a crate root")).unwrap());
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for path in paths {
         let rel = path.strip_prefix(src).unwrap();
@@ -173,6 +178,111 @@ fn orchestrator_modules_depend_one_way() {
         }
     }
     assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+}
+
+/// The graph of the modules inside module `parent` (a directory `dir`):
+/// each child and the siblings it uses (`crate::<parent>::x`, or `super::x`
+/// in a child's own file, `super::super::x` one level further down).
+fn inner_graph(dir: &Path, parent: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut paths = Vec::new();
+    files(dir, &mut paths);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in paths {
+        let parts: Vec<String> = path
+            .strip_prefix(dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let child = parts[0].trim_end_matches(".rs").to_string();
+        if child == "mod" {
+            continue; // the parent itself
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+        // How `super` reaches the parent from this file.
+        let up = if parts.len() == 1 || parts[parts.len() - 1] == "mod.rs" && parts.len() == 2 {
+            "super::"
+        } else {
+            "super::super::"
+        };
+        let crate_path = format!("crate::{parent}::");
+        let mut uses = BTreeSet::new();
+        for prefix in [crate_path.as_str(), up] {
+            let code = if prefix == up && up == "super::" {
+                code.replace("super::super::", "")
+            } else {
+                code.to_string()
+            };
+            uses.extend(references(&code.replace(prefix, "crate::"), &child, false));
+        }
+        let siblings: BTreeSet<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().trim_end_matches(".rs").to_string())
+            .collect();
+        graph.entry(child.clone()).or_default().extend(
+            uses.into_iter()
+                .filter(|u| siblings.contains(u) && *u != child && u != "mod"),
+        );
+    }
+    graph
+}
+
+/// The cycles of `graph`, each as `a → b → … → a` (one per strongly
+/// connected group found by a depth-first search).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            let mut ring = path[at..].to_vec();
+            ring.push(n.to_string());
+            out.push(ring.join(" → "));
+            return;
+        }
+        if !done.insert(n.to_string()) {
+            return;
+        }
+        path.push(n.to_string());
+        for m in graph.get(n).into_iter().flatten() {
+            visit(m, graph, path, done, out);
+        }
+        path.pop();
+    }
+    let (mut done, mut out) = (BTreeSet::new(), Vec::new());
+    for n in graph.keys() {
+        visit(n, graph, &mut Vec::new(), &mut done, &mut out);
+    }
+    out
+}
+
+#[test]
+fn no_crate_and_no_inner_module_has_a_cycle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for dir in ["src", "orchestrator/src", "worker/src", "shared/src", "runtime/src"] {
+        let graph = module_graph(&root.join(dir));
+        found.extend(cycles(&graph).into_iter().map(|c| format!("{dir}: {c}")));
+    }
+    for (dir, parent) in [
+        ("orchestrator/src/router", "router"),
+        ("orchestrator/src/store", "store"),
+        ("orchestrator/src/api", "api"),
+    ] {
+        let graph = inner_graph(&root.join(dir), parent);
+        println!("{parent}: {graph:?}");
+        found.extend(cycles(&graph).into_iter().map(|c| format!("{dir}: {c}")));
+    }
+    assert!(found.is_empty(), "module cycles:\n{}", found.join("\n"));
+    let ring: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a")]
+        .map(|(x, y)| (x.to_string(), BTreeSet::from([y.to_string()])))
+        .into();
+    assert_eq!(cycles(&ring), ["a → b → c → a"]);
 }
 
 #[test]

@@ -54,7 +54,7 @@ pub async fn handle(store: &PgStore, bus: &Bus, cfg: &Config, msg: Message) {
     }
 }
 
-async fn advisory(store: &PgStore, bus: &Bus, cfg: &Config, msg: &Message) -> crate::Result<()> {
+async fn advisory(store: &PgStore, bus: &Bus, cfg: &Config, msg: &Message) -> crate::error::Result<()> {
     let adv: MaxDeliveries = match serde_json::from_slice(&msg.payload) {
         Ok(a) => a,
         Err(e) => {

@@ -9,7 +9,6 @@ pub mod cost;
 pub mod messages;
 pub mod nats_auth;
 pub mod policy;
-mod provider_config;
 pub mod reasons;
 pub mod simulate;
 pub mod states;

@@ -46,6 +46,20 @@ pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
     hi
 }
 
+/// The `p` quantile (0–1, nearest rank) of `xs`, which it sorts; 0 when empty.
+pub fn quantile(xs: &mut [f64], p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs[((xs.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

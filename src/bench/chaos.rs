@@ -95,7 +95,7 @@ pub async fn run(cfg: &Config, args: ChaosArgs) -> anyhow::Result<()> {
         c.worker.progress_interval = Duration::from_secs(3);
         c.orchestrator.attempt_deadline = Duration::from_secs(60);
     })?;
-    let dataset = super::first_dataset(cfg)?;
+    let dataset = crate::eval::dataset::first_dataset(cfg)?;
     let items = crate::eval::dataset::load(&dataset, None)?.items;
     println!(
         "chaos run {run_id}: {} jobs, {} kills, {} orchestrators, {} workers per tier, {} ms latency, seed {seed}",

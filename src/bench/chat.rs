@@ -10,14 +10,16 @@
 //! Each is timed from the first byte sent to the answer read, at each
 //! concurrency, and printed as p50/p99.
 
-use super::{drop_run, first_dataset, isolated_config, quantile};
+use super::{drop_run, isolated_config};
 use crate::client::Client;
+use crate::eval::dataset::first_dataset;
 use crate::fleet::Fleet;
 use anyhow::Context;
 use futures::StreamExt;
 use std::time::Instant;
 use upshift_shared::Tier;
 use upshift_shared::config::Config;
+use upshift_shared::stats::quantile;
 
 /// Options of `upshift bench chat`.
 #[derive(clap::Args)]

@@ -12,9 +12,10 @@
 //! 4. Memory: peak RSS of every process, and the orchestrator's RSS at idle
 //!    and with `--backlog` steps queued while no worker runs.
 
-use super::{first_dataset, isolated_config};
+use super::isolated_config;
 use crate::client::Client;
 use crate::eval::dataset::Item;
+use crate::eval::dataset::first_dataset;
 use crate::fleet::Fleet;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};

@@ -56,26 +56,6 @@ pub async fn drop_run(cfg: &Config, name: &str, db_url: &str) {
     let _ = upshift_orchestrator::store::drop_database(db_url).await;
 }
 
-/// The `p` quantile (0–1, nearest rank) of `xs`, which it sorts; 0 when empty.
-pub fn quantile(xs: &mut [f64], p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs[((xs.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// The replay dataset of the first replay model.
-pub fn first_dataset(cfg: &Config) -> anyhow::Result<PathBuf> {
-    cfg.models
-        .iter()
-        .find_map(|m| match &m.provider {
-            ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
-            _ => None,
-        })
-        .context("no replay dataset in the configuration")
-}
-
 /// Benchmarks and fault runs.
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {

@@ -6,7 +6,7 @@
 //! Each model is measured in a child process (`--only`), so its peak memory
 //! is its own.
 
-use crate::demo::tasks;
+use crate::tasks;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -269,28 +269,11 @@ async fn ladder(cfg: &Config) -> anyhow::Result<()> {
 /// The task message of a demo task's single step.
 fn task_message(t: &tasks::Task, tier: Tier) -> anyhow::Result<TaskMessage> {
     let step = &t.body["steps"][0];
-    direct_task(
+    crate::tasks::direct_task(
         tier,
         &step["task"],
         &step["input"],
         step.get("labels").unwrap_or(&serde_json::json!([])),
         step.get("output_schema").unwrap_or(&serde_json::Value::Null),
     )
-}
-
-/// A task message for a model called directly, outside a job (benchmarks,
-/// `policy fit-ladder`): fresh ids, no context.
-pub(crate) fn direct_task(
-    tier: Tier,
-    task: &serde_json::Value,
-    input: &serde_json::Value,
-    labels: &serde_json::Value,
-    output_schema: &serde_json::Value,
-) -> anyhow::Result<TaskMessage> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "version": upshift_shared::messages::MESSAGE_VERSION, "attempt_id": uuid::Uuid::now_v7(),
-        "attempt_token": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::now_v7(),
-        "step_id": uuid::Uuid::now_v7(), "tier": tier, "task": task, "input": input,
-        "labels": labels, "output_schema": output_schema,
-    }))?)
 }

@@ -3,7 +3,6 @@
 //! step, with the ingestion throughput and the tiers each step needed.
 //! Starts its own orchestrator and workers on a database of its own.
 
-use super::quantile;
 use crate::client::Client;
 use crate::demo::rag::ensure_docs;
 use crate::ingest::IngestArgs;
@@ -13,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 use upshift_shared::config::Config;
+use upshift_shared::stats::quantile;
 
 /// Questions about the PostgreSQL 15 documentation.
 const QUESTIONS: &[&str] = &[

@@ -85,9 +85,9 @@ pub async fn run(client: &Client, args: RetrievalArgs) -> anyhow::Result<()> {
         }
     }
     let (p50, p90, p99) = (
-        super::quantile(&mut ms, 0.5),
-        super::quantile(&mut ms, 0.9),
-        super::quantile(&mut ms, 0.99),
+        upshift_shared::stats::quantile(&mut ms, 0.5),
+        upshift_shared::stats::quantile(&mut ms, 0.9),
+        upshift_shared::stats::quantile(&mut ms, 0.99),
     );
     println!(
         "upshift bench retrieval: {} searches of `{}` (limit {}), {:.1} passages each",

@@ -1,7 +1,7 @@
 //! `upshift demo`: real jobs on real models, end to end on this machine.
 //!
 //! Fetches the local models if missing, starts an orchestrator and one worker
-//! per tier, submits the labelled tasks of [`tasks`], prints the route events
+//! per tier, submits the labelled tasks of [`crate::tasks`], prints the route events
 //! as they happen, then each answer with its route and the cost against
 //! always-strong. Then the RAG part ([`rag`]): the PostgreSQL docs are
 //! ingested and a question is answered with citations, live.
@@ -9,10 +9,10 @@
 
 pub mod rag;
 mod replay;
-pub mod tasks;
 
 use crate::client::Client;
 use crate::local::Stack;
+use crate::tasks;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

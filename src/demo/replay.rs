@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub(super) async fn run(config: Option<&Path>, cfg: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let dataset = match args.dataset {
         Some(d) => d,
-        None => crate::bench::first_dataset(cfg).context("pass --dataset")?,
+        None => crate::eval::dataset::first_dataset(cfg).context("pass --dataset")?,
     };
     let mut ds = crate::eval::dataset::load(&dataset, None)?;
     if let Some(n) = args.limit {

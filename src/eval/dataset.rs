@@ -114,3 +114,14 @@ pub fn fold_of(prompt: &str, k: usize) -> usize {
     }
     (h % k as u64) as usize
 }
+
+/// The replay dataset of the first replay model.
+pub fn first_dataset(cfg: &upshift_shared::config::Config) -> anyhow::Result<std::path::PathBuf> {
+    cfg.models
+        .iter()
+        .find_map(|m| match &m.provider {
+            upshift_shared::config::ProviderConfig::Replay { datasets, .. } => datasets.first().cloned(),
+            _ => None,
+        })
+        .context("no replay dataset in the configuration")
+}

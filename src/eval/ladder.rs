@@ -11,8 +11,8 @@
 //! ([`NEVER_TRUSTED`]): its answers escalate, and at the top the step ends
 //! unresolved. The `test` items are only reported.
 
-use crate::demo::tasks;
 use crate::eval::risk::{Point, best, curve};
+use crate::tasks;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Vec<Item>> {
 
 /// The task message of `item` on `tier`.
 fn message(item: &Item, tier: Tier) -> anyhow::Result<upshift_shared::messages::TaskMessage> {
-    crate::bench::models::direct_task(
+    crate::tasks::direct_task(
         tier,
         &serde_json::json!(item.task),
         &serde_json::json!(item.input),

@@ -81,7 +81,7 @@ enum Issued {
 impl KeysIssued {
     const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-    async fn any(&self, store: &PgStore) -> crate::Result<bool> {
+    async fn any(&self, store: &PgStore) -> crate::error::Result<bool> {
         match *self.0.lock().expect("keys lock") {
             Issued::Yes => return Ok(true),
             Issued::NoneAt(t) if t.elapsed() < Self::RECHECK => return Ok(false),
@@ -194,7 +194,7 @@ async fn metrics_text(axum::extract::State(st): axum::extract::State<AppState>) 
 /// sha256(key) → tenant of the keys in `[[api.keys]]`; a `key_env` key is
 /// read from its variable and hashed here (only the orchestrator needs it,
 /// so workers sharing the file need not have the variable).
-pub fn configured_keys(cfg: &Config) -> crate::Result<HashMap<String, String>> {
+pub fn configured_keys(cfg: &Config) -> crate::error::Result<HashMap<String, String>> {
     let mut keys = HashMap::new();
     for (i, k) in cfg.api.keys.iter().enumerate() {
         let hash = match &k.key_env {
@@ -217,7 +217,7 @@ pub fn configured_keys(cfg: &Config) -> crate::Result<HashMap<String, String>> {
 /// Refuses to serve key-less requests to the network: listening on a
 /// non-loopback `addr` needs a key (configured or issued) or an explicit
 /// `api.anonymous = true`, which is then warned about.
-pub async fn check_exposure(cfg: &Config, store: &PgStore, addr: std::net::SocketAddr) -> crate::Result<()> {
+pub async fn check_exposure(cfg: &Config, store: &PgStore, addr: std::net::SocketAddr) -> crate::error::Result<()> {
     if cfg.api.anonymous {
         tracing::warn!(%addr, "api.anonymous is on: requests without a key act as tenant `default`");
         return Ok(());

@@ -4,10 +4,10 @@
 //! offending key named. Unknown keys are errors. The database URL may hold a
 //! password, so `Debug` on [`DatabaseConfig`] redacts it and nothing here logs.
 
-use crate::policy::RoutingConfig;
 use crate::types::Tier;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use routing::RoutingConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -472,7 +472,9 @@ impl Config {
 
 mod api;
 mod connections;
+mod providers;
 mod rag;
+pub mod routing;
 mod tiers;
 pub mod units;
 mod validate;
@@ -482,7 +484,7 @@ pub use connections::{DatabaseConfig, NatsConfig, redact_url};
 pub use rag::{AnswerMode, CritiqueMode, RagConfig, ZERO_FEATURES, ZeroScore};
 pub use tiers::TierChoice;
 
-pub use crate::provider_config::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};
+pub use providers::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};
 
 #[cfg(test)]
 mod tests;

@@ -24,33 +24,11 @@
 //! - `question_percent`: the input speaks of percentages;
 //! - `question_length`: ln(1 + input length) / 8.
 
+use super::sigmoid;
+use crate::config::routing::{AcceptModel, FEATURES};
 use crate::reasons::ReasonCode;
 use crate::verify::{Finding, count_computations, final_answer};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The feature names, in a fixed order.
-pub const FEATURES: &[&str] = &[
-    "bias",
-    "answer_format",
-    "arithmetic_mismatch",
-    "schema_invalid",
-    "no_marker",
-    "log_length",
-    "computations",
-    "hedges",
-    "ambiguity",
-    "confidence",
-    "has_confidence",
-    "non_integer_answer",
-    "negative_answer",
-    "answer_in_question",
-    "numbers_unused",
-    "length_ratio",
-    "question_numbers",
-    "question_percent",
-    "question_length",
-];
 
 const HEDGES: &[&str] = &[
     "approximately",
@@ -124,27 +102,6 @@ pub fn features(input: &str, output: &str, findings: &[Finding], confidence: Opt
     x
 }
 
-/// A fitted acceptance model for one tier and a set of task classes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptModel {
-    /// The tier whose answers it judges.
-    pub tier: crate::Tier,
-    /// Task classes it applies to; absent = every class.
-    #[serde(default)]
-    pub classes: Option<Vec<String>>,
-    /// Accept when the score is at or above this.
-    pub threshold: f64,
-    /// Weights of P(this tier's answer is right), per feature name (see
-    /// [`FEATURES`]); missing names weigh 0.
-    pub weights: BTreeMap<String, f64>,
-    /// Weights of P(the strong tier would be right), from the same features.
-    /// When present the score is the accuracy given up by not escalating,
-    /// negated: P(this answer right) − P(strong right), in [−1, 1].
-    #[serde(default)]
-    pub strong_weights: Option<BTreeMap<String, f64>>,
-}
-
 impl AcceptModel {
     /// The defensibility score: P(this answer is right), minus P(the strong
     /// tier would be right) when the model has strong weights.
@@ -160,46 +117,6 @@ impl AcceptModel {
         };
         p(&self.weights) - self.strong_weights.as_ref().map_or(0.0, p)
     }
-
-    /// Whether it applies to `class`.
-    pub fn covers(&self, class: &str) -> bool {
-        self.classes.as_ref().is_none_or(|c| c.iter().any(|k| k == class))
-    }
-
-    /// Whether the score can depend on the answer (not just the bias): a model
-    /// that cannot is better applied before the call, as a start tier.
-    pub fn reads_output(&self) -> bool {
-        self.weights
-            .iter()
-            .any(|(k, w)| k != "bias" && k != "ambiguity" && *w != 0.0)
-    }
-
-    /// Checks names and ranges; the error is `(key, reason)`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let lo = if self.strong_weights.is_some() { -1.0 } else { 0.0 };
-        if !(lo..=1.0).contains(&self.threshold) {
-            return Err(("threshold".into(), format!("must be in [{lo}, 1]")));
-        }
-        let named = self.weights.iter().map(|kv| ("weights", kv));
-        let strong = self.strong_weights.iter().flatten().map(|kv| ("strong_weights", kv));
-        for (table, (k, w)) in named.chain(strong) {
-            if !FEATURES.contains(&k.as_str()) {
-                return Err((
-                    format!("{table}.{k}"),
-                    format!("unknown feature (known: {})", FEATURES.join(", ")),
-                ));
-            }
-            if !w.is_finite() {
-                return Err((format!("{table}.{k}"), "must be a finite number".into()));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The logistic function.
-pub fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 //! cited-page match, defended and false-defended rates, refusals of the
 //! unanswerable, cost against always-strong, and time per step and job.
 
-use crate::bench::quantile;
 use crate::rag::step_times;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use upshift_shared::stats::quantile;
 use upshift_shared::verify::rag::text::contains_span;
 
 /// One labelled question.

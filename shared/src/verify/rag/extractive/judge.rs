@@ -13,7 +13,7 @@
 
 use super::{Evidence, close_alternative, defined_terms, lead, locate, rival};
 use crate::config::{ZERO_FEATURES, ZeroScore};
-use crate::policy::sigmoid;
+use crate::stats::sigmoid;
 use crate::verify::rag::Retrieval;
 use crate::verify::rag::checks::{asks_how, names_a_means, presents_program, states_default};
 use crate::verify::rag::question::{QuestionType, asking_sentence, classify};

@@ -1,7 +1,7 @@
 //! Settings of the real model providers (`openai`, `local`), kept apart from
 //! the rest of the configuration because each has many knobs.
 
-use crate::config::ProviderConfig;
+use super::ProviderConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

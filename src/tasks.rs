@@ -1,5 +1,7 @@
-//! The demo's labelled tasks: short classification and extraction jobs with
-//! known answers, written for this demo (no dataset needed).
+//! Tasks outside the job API: the demo's labelled tasks (short
+//! classification and extraction jobs with known answers, written for the
+//! demo, no dataset needed), and task messages for a model called directly
+//! (benchmarks, `policy fit-ladder`).
 
 use serde_json::{Value, json};
 
@@ -113,6 +115,23 @@ pub fn is_correct(expected: &Value, output: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A task message for a model called directly, outside a job (benchmarks,
+/// `policy fit-ladder`): fresh ids, no context.
+pub(crate) fn direct_task(
+    tier: upshift_shared::Tier,
+    task: &Value,
+    input: &Value,
+    labels: &Value,
+    output_schema: &Value,
+) -> anyhow::Result<upshift_shared::messages::TaskMessage> {
+    Ok(serde_json::from_value(json!({
+        "version": upshift_shared::messages::MESSAGE_VERSION, "attempt_id": uuid::Uuid::now_v7(),
+        "attempt_token": uuid::Uuid::new_v4(), "job_id": uuid::Uuid::now_v7(),
+        "step_id": uuid::Uuid::now_v7(), "tier": tier, "task": task, "input": input,
+        "labels": labels, "output_schema": output_schema,
+    }))?)
 }
 
 #[cfg(test)]
