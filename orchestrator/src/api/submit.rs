@@ -6,9 +6,8 @@
 //! OpenAI-compatible `POST /v1/chat/completions`) submits through here.
 
 use super::{ApiError, AppState};
-use crate::error::Error;
 use crate::planner::plan;
-use crate::request::{JobKind, JobRequest};
+use crate::request::JobRequest;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -20,20 +19,9 @@ pub(crate) async fn submit_job(st: &AppState, tenant: &str, mut req: JobRequest)
     if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
         req.budget_usd = Some(st.cfg.limits.default_budget_usd);
     }
-    let mut retrieval = None;
-    if let Some(c) = req.collection.as_deref().filter(|_| req.kind == JobKind::Rag) {
-        if !st.store.collection_exists(tenant, c).await? {
-            return Err(Error::invalid(
-                "collection",
-                format!("no collection `{c}`; ingest documents into it first"),
-            )
-            .into());
-        }
-        // Tier zero: the question itself is searched before any model runs.
-        let mut conn = st.store.acquire().await?;
-        let query = req.query.as_deref().unwrap_or_default().trim();
-        retrieval = Some(st.retriever.retrieve(&mut conn, tenant, c, query, None).await?);
-    }
+    // What the job's kind needs first (a rag job: its collection, and the
+    // search for its question — tier zero).
+    let retrieval = crate::router::Kind::at_submit(&st.store, &st.retriever, tenant, &req).await?;
     let traceparent = upshift_runtime::traceparent(&span);
     let planned = steps.len();
     let (id, unit) = crate::router::admit(

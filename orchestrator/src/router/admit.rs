@@ -2,21 +2,19 @@
 //! its own that the store's intake writes (in a group commit with other
 //! submissions).
 //!
-//! Every step without dependencies starts on the tier its risk calls for.
-//! A rag job's retrieval was already done at submission with the question
-//! itself (tier zero): when it clears its floor the retrieve step is
-//! accepted without a model and the next step starts at once; when it
-//! misses, the step escalates to a model that rewrites the question.
+//! Every step without dependencies starts on the tier its risk calls for,
+//! unless its job's kind starts it (a rag job's retrieve step, from the
+//! search done at submission: `Kind::admit_step`).
 
 use super::advance::advance_job;
-use super::rag::RagJob;
+use super::kind::Kind;
 use super::steps;
 use crate::request::{JobRequest, PlannedStep};
 use crate::store::unit::{NewJob, StepRow, Unit};
 use upshift_shared::StepState;
 use upshift_shared::config::Config;
-use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
-use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, check_retrieval};
+use upshift_shared::policy::StepRisk;
+use upshift_shared::verify::rag::Retrieval;
 use uuid::Uuid;
 
 /// Builds job `req` of `tenant` with its planned `steps` in a new unit and
@@ -33,7 +31,7 @@ pub(crate) fn admit(
     let mut unit = Unit::default();
     let job_id = Uuid::now_v7();
     let input = serde_json::to_value(req).expect("requests serialise");
-    let rag = RagJob::from_input(req.kind, &input);
+    let kind = Kind::of(req.kind, Some(&input));
     let job = NewJob {
         id: job_id,
         tenant: tenant.to_string(),
@@ -56,40 +54,12 @@ pub(crate) fn admit(
             ambiguity: s.ambiguity,
             blast: req.blast_radius,
         };
-        let searched = retrieval.filter(|_| rag.is_some() && s.idx == 0);
-        match searched {
-            Some(r) => {
-                let detail = serde_json::json!({
-                    "by": "search", "mode": r.mode, "passages": r.passages.len(),
-                    "best_similarity": r.sentences.first().map(|s| s.similarity),
-                });
-                match check_retrieval(r, RetrievalFloor::from(&cfg.rag)) {
-                    None => {
-                        let output = serde_json::to_string(r).expect("retrievals serialise");
-                        steps::accept_without_model(&mut unit, id, output, detail);
-                    }
-                    Some(miss) => {
-                        let tier = start_tier(&cfg.routing, risk).tier;
-                        match first_useful_tier(&cfg.routing, tier, &s.class) {
-                            Some(tier) => {
-                                steps::escalate_from_zero(&mut unit, cfg, id, tier, &[miss], detail);
-                            }
-                            None => {
-                                let output = serde_json::to_string(r).expect("retrievals serialise");
-                                steps::unresolved_without_model(&mut unit, id, output, &[miss], detail);
-                            }
-                        }
-                    }
-                }
-            }
-            None => {
-                steps::start(&mut unit, cfg, id, risk, None, serde_json::Value::Null);
-            }
+        if !kind.admit_step(&mut unit, cfg, (id, s, risk), retrieval) {
+            steps::start(&mut unit, cfg, id, risk, None, serde_json::Value::Null);
         }
     }
-    if rag.is_some() {
-        advance_job(&mut unit, cfg, job_id, rag.as_ref());
-    }
+    // A step done without a model (a rag job's search) lets the next start.
+    advance_job(&mut unit, cfg, job_id, &kind);
     (job_id, unit)
 }
 

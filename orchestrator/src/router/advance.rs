@@ -3,29 +3,28 @@
 //! start at once), and finishing the job — `succeeded` when every step was
 //! defended, `unresolved` when one was not — or failing it.
 //!
-//! A rag job stops early when a step before its critique ends unresolved:
-//! without defended evidence (or a defended choice) there is nothing for
-//! the later steps to defend, so they are cancelled and the job ends
-//! `unresolved` with the best answer it has.
+//! A job's kind may stop it early (a rag job whose evidence or answer is
+//! undefended: there is nothing for the later steps to defend), and then
+//! the steps still to come are cancelled and the job ends `unresolved`
+//! with the best answer it has. How a step starts and how the result is
+//! composed are the kind's too ([`Kind`]).
 
-use super::rag::start::{RagStart, prepare};
-use super::rag::{RagJob, stored_retrieval};
-use super::steps;
-use crate::rag::result::{Done, Outcome};
-use crate::rag::{EXTRACT, RETRIEVE, SYNTHESISE};
+use super::kind::Kind;
+use super::steps::{self, StepStart};
 use crate::store::reason_texts;
 use crate::store::unit::{Event, Unit};
-use upshift_shared::config::{AnswerMode, Config};
+use upshift_shared::config::Config;
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
 use upshift_shared::{BlastRadius, JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
 
 /// Starts the steps whose dependencies are all done, again while a step
 /// finishes without a model; finishes the job when every step is done.
-pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
+pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, kind: &Kind) {
     let blast: BlastRadius = unit.job(job_id).blast_radius;
     loop {
-        if rag.is_some() && stop_undefended(unit, cfg, job_id) {
+        if kind.stops_early(unit, cfg, job_id) {
+            cancel_open(unit, job_id, ReasonCode::DependencyUnresolved);
             break;
         }
         let finished: Vec<i32> = unit
@@ -40,7 +39,7 @@ pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Opti
             .collect();
         let mut without_model = false;
         for id in &ready {
-            without_model |= start_step(unit, cfg, *id, blast, rag);
+            without_model |= start_step(unit, cfg, *id, blast, kind);
         }
         if !without_model {
             break;
@@ -50,27 +49,26 @@ pub(super) fn advance_job(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Opti
         .steps_of(job_id)
         .all(|s| s.state.is_done() || s.state == StepState::Cancelled)
     {
-        finish(unit, cfg, job_id, rag);
+        finish(unit, cfg, job_id, kind);
     }
 }
 
 /// Starts step `id`; returns whether it was done without a model.
-fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: Option<&RagJob>) -> bool {
+fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, kind: &Kind) -> bool {
     let s = unit.step(id);
-    let (base, first, task, class, job_id) = (s.ambiguity, s.idx == 0, s.task_type, s.task_class.clone(), s.job_id);
+    let (base, first, task, class) = (s.ambiguity, s.idx == 0, s.task_type, s.task_class.clone());
     let risk = |ambiguity| StepRisk {
         task,
         class: &class,
         ambiguity,
         blast,
     };
-    let Some(job) = rag.filter(|_| !first) else {
+    let Some(start) = kind.start(unit, cfg, id, first) else {
         steps::start(unit, cfg, id, risk(base), None, serde_json::Value::Null);
         return false;
     };
-    let retrieval = stored_retrieval(unit, job_id);
-    match prepare(unit, cfg, job, retrieval.as_ref(), id) {
-        RagStart::Model {
+    match start {
+        StepStart::Model {
             ambiguity,
             parts,
             forced,
@@ -78,7 +76,7 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
             steps::start(unit, cfg, id, risk(ambiguity), forced, parts);
             false
         }
-        RagStart::Zero {
+        StepStart::Zero {
             output,
             findings,
             by,
@@ -113,25 +111,6 @@ fn start_step(unit: &mut Unit, cfg: &Config, id: Uuid, blast: BlastRadius, rag: 
     }
 }
 
-/// When a rag step that decides the answer is unresolved (the retrieval,
-/// the step choosing the answer, or the synthesis), cancels the steps still
-/// to come (`dependency_unresolved`); returns whether it did. Generated
-/// facts left undefended still go to the synthesis, which reads the
-/// passages themselves.
-fn stop_undefended(unit: &mut Unit, cfg: &Config, job_id: Uuid) -> bool {
-    let deciding = |name: &str| {
-        name == RETRIEVE || name == SYNTHESISE || (name == EXTRACT && cfg.rag.answer == AnswerMode::Extractive)
-    };
-    let undefended = unit
-        .steps_of(job_id)
-        .any(|s| s.state == StepState::Unresolved && deciding(&s.name));
-    if !undefended {
-        return false;
-    }
-    cancel_open(unit, job_id, ReasonCode::DependencyUnresolved);
-    true
-}
-
 /// Cancels every pending or running step of the job, with `why`.
 fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
     let open: Vec<Uuid> = unit
@@ -156,42 +135,10 @@ fn cancel_open(unit: &mut Unit, job_id: Uuid, why: ReasonCode) {
 
 /// Finishes the job: `succeeded` when every step was defended, else
 /// `unresolved`, with the result and the always-strong cost.
-fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, rag: Option<&RagJob>) {
+fn finish(unit: &mut Unit, cfg: &Config, job_id: Uuid, kind: &Kind) {
     let strong = always_strong_cost(unit, cfg, job_id);
-    let steps: Vec<_> = unit.steps_of(job_id).collect();
-    let defended = steps.iter().all(|s| s.state == StepState::Accepted);
-    let result = match rag {
-        Some(job) => {
-            let done: Vec<Done<'_>> = steps
-                .iter()
-                .map(|s| Done {
-                    name: &s.name,
-                    state: s.state,
-                    output: s.output.as_deref().unwrap_or_default(),
-                    open_findings: &s.open_findings,
-                })
-                .collect();
-            crate::rag::result::result(&Outcome {
-                query: &job.query,
-                steps: &done,
-                defended,
-                cost_usd: unit.job(job_id).cost(),
-                always_strong_cost_usd: strong,
-            })
-        }
-        None => {
-            let outputs: serde_json::Map<String, serde_json::Value> = steps
-                .iter()
-                .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
-                .collect();
-            let open: Vec<serde_json::Value> = steps
-                .iter()
-                .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
-                .collect();
-            let last = steps.last().and_then(|s| s.output.clone());
-            serde_json::json!({ "answer": last, "defended": defended, "outputs": outputs, "open_findings": open })
-        }
-    };
+    let defended = unit.steps_of(job_id).all(|s| s.state == StepState::Accepted);
+    let result = kind.result(unit, job_id, defended, strong);
     let status = if defended {
         JobStatus::Succeeded
     } else {

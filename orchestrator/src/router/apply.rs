@@ -3,11 +3,9 @@
 //! moves on, the step escalates, or the job fails).
 
 use super::advance::{advance_job, fail_job};
-use super::rag::{AfterCritique, after_critique, reopen, stored_verdict};
-use super::steps::{self, Lead};
-use super::{Evidence, Open, StepFacts};
+use super::steps::{self, AfterAccept, Lead};
+use super::{Decided, Evidence, Open};
 use crate::error::Result;
-use crate::rag::CRITIQUE;
 use crate::store::Conn as PgConnection;
 use crate::store::unit::{AttemptUpdate, Event, Unit};
 use upshift_shared::config::Config;
@@ -15,20 +13,8 @@ use upshift_shared::cost::Priced;
 use upshift_shared::messages::AttemptOutcome;
 use upshift_shared::policy::Decision;
 use upshift_shared::verify::Finding;
-use upshift_shared::verify::rag::{Retrieval, Verdict};
-use upshift_shared::{AttemptStatus, AttemptVerdict, ReasonCode, RouteEventKind, StepState, TaskType};
+use upshift_shared::{AttemptStatus, AttemptVerdict, ReasonCode, RouteEventKind, StepState};
 use uuid::Uuid;
-
-/// Everything a decision was taken on.
-pub(crate) struct Decided<'a> {
-    pub(crate) open: &'a Open<'a>,
-    pub(crate) step: &'a StepFacts,
-    pub(crate) output: &'a str,
-    pub(crate) findings: &'a [Finding],
-    pub(crate) confidence: Option<f64>,
-    pub(crate) score: Option<f64>,
-    pub(crate) retrieval: Option<&'a Retrieval>,
-}
 
 /// Applies `decision` to the unit.
 pub(crate) async fn apply(
@@ -41,42 +27,31 @@ pub(crate) async fn apply(
     let open = d.open;
     let mut detail =
         serde_json::json!({ "findings": d.findings, "confidence": d.confidence, "defensibility": d.score });
-    if open.rag.is_some() && d.step.task == TaskType::Critique {
-        // What the critic said, beside how sure it was: what trusting it is measured on.
-        detail["verdict"] = serde_json::json!(Verdict::parse(d.output).map(|v| v.verdict));
-    }
-    if open.rag.is_some() && !d.step.labels.is_empty() && d.step.task == TaskType::Extract {
-        // The span this attempt chose (labels are short), kept with its confidence.
-        detail["answer"] = d.output.chars().take(300).collect::<String>().into();
-    }
+    open.kind.annotate(&mut detail, d.step, d.output);
     match decision {
         Decision::Accept { open_findings } => {
-            // A rag critique that rejects the answer: the answering step runs
-            // again a tier up, or (none left) the critique is unresolved.
-            let verdict = match (&open.rag, d.step.name.as_str()) {
-                (Some(_), CRITIQUE) => {
-                    after_critique(tx, unit, cfg, open.job_id, open.attempt, d.output, open.budget_left).await?
-                }
-                _ => AfterCritique::Supported,
-            };
-            match verdict {
-                AfterCritique::Supported => {
+            // The kind may see more in an accepted answer: a rag critique
+            // that rejects it reruns the answering step a tier up, or (none
+            // left) is unresolved.
+            let accepted = (open.job_id, open.attempt, d.output, open.budget_left);
+            match open.kind.after_accept(tx, unit, cfg, d.step, accepted).await? {
+                AfterAccept::Accepted => {
                     keep(unit, &d, StepState::Accepted, &open_findings, detail);
-                    advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+                    advance_job(unit, cfg, open.job_id, &open.kind);
                 }
-                AfterCritique::Reopen(r) => {
+                AfterAccept::Reopen(r) => {
                     keep(unit, &d, StepState::Accepted, &open_findings, detail);
-                    reopen(unit, cfg, open.job_id, r);
+                    super::kind::reopen(unit, cfg, open.job_id, r);
                 }
-                AfterCritique::Unresolved(findings) => {
+                AfterAccept::Unresolved(findings) => {
                     keep(unit, &d, StepState::Unresolved, &findings, detail);
-                    advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+                    advance_job(unit, cfg, open.job_id, &open.kind);
                 }
             }
         }
         Decision::Unresolved { findings } => {
             keep(unit, &d, StepState::Unresolved, &findings, detail);
-            advance_job(unit, cfg, open.job_id, open.rag.as_ref());
+            advance_job(unit, cfg, open.job_id, &open.kind);
         }
         Decision::Escalate { to, reasons, skipped } => {
             let mut detail = detail;
@@ -144,20 +119,12 @@ fn keep(unit: &mut Unit, d: &Decided<'_>, state: StepState, open_findings: &[Fin
             Some((verdict_of(state), d.findings)),
         ),
     );
-    // What the steps after it see: a retrieve step's search, a critique's
-    // verdict with its confidence, otherwise the answer itself.
-    let disagrees = open_findings.iter().any(|f| f.code == ReasonCode::EvidenceDisagrees);
-    let stored = match (d.retrieval, d.step.task) {
-        (Some(r), TaskType::RetrievePlan) => serde_json::to_string(r).expect("retrievals serialise"),
-        (_, TaskType::Critique) if open.rag.is_some() => stored_verdict(d.output, d.confidence, open.tier),
-        // No tier defended a choice the evidence disagreed with: the best
-        // undefended answer is the evidence's own first choice, which was
-        // right more often than any local model's on the dev questions.
-        (_, TaskType::Extract) if disagrees && state == StepState::Unresolved && !d.step.labels.is_empty() => {
-            d.step.labels[0].clone()
-        }
-        _ => d.output.to_string(),
-    };
+    // What the steps after it see: the answer itself, or what its kind
+    // keeps instead (a rag retrieval, a critic's verdict).
+    let stored = open
+        .kind
+        .stored_output(d, (state, open_findings), open.tier)
+        .unwrap_or_else(|| d.output.to_string());
     let s = unit.step_mut(open.step_id);
     s.state = state;
     s.output = Some(stored);

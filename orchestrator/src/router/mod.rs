@@ -18,20 +18,21 @@
 mod admit;
 mod advance;
 mod apply;
+mod kind;
 mod observe;
-pub(crate) mod rag;
+mod rag;
 mod steps;
 
 pub(crate) use admit::admit;
+pub(crate) use kind::Kind;
 
 use crate::collections::Retriever;
 use crate::error::Result;
 use crate::store::Conn as PgConnection;
 use crate::store::unit::Unit;
 use crate::store::{Outgoing, PgStore};
-use apply::{Decided, late_result};
+use apply::late_result;
 use observe::Observed;
-use rag::{RagJob, research, stored_retrieval};
 use upshift_shared::config::Config;
 use upshift_shared::cost::{Priced, estimate_tokens, price};
 use upshift_shared::messages::{AttemptOutcome, ResultMessage};
@@ -142,6 +143,17 @@ impl StepFacts {
     }
 }
 
+/// Everything a decision was taken on.
+pub(crate) struct Decided<'a> {
+    pub(crate) open: &'a Open<'a>,
+    pub(crate) step: &'a StepFacts,
+    pub(crate) output: &'a str,
+    pub(crate) findings: &'a [Finding],
+    pub(crate) confidence: Option<f64>,
+    pub(crate) score: Option<f64>,
+    pub(crate) retrieval: Option<&'a Retrieval>,
+}
+
 /// The open attempt an item is about, as the decision needs it.
 pub(crate) struct Open<'a> {
     pub(crate) attempt: Uuid,
@@ -157,7 +169,8 @@ pub(crate) struct Open<'a> {
     /// The job's budget left after this call, when it has one.
     pub(crate) budget_left: Option<f64>,
     pub(crate) tenant: String,
-    pub(crate) rag: Option<RagJob>,
+    /// The job's kind, with what it read from the stored request.
+    pub(crate) kind: Kind,
 }
 
 /// Stage 1: the attempt `item` is about, if it is still open, with the
@@ -208,7 +221,7 @@ fn open_attempt<'a>(unit: &mut Unit, cfg: &Config, item: &'a Item<'a>) -> Option
         cost,
         budget_left: left.map(|l| l - cost),
         tenant: job.tenant.clone(),
-        rag: job.input.as_ref().and_then(|r| RagJob::from_input(job.kind, r)),
+        kind: Kind::of(job.kind, job.input.as_ref()),
     };
     unit.job_mut(job_id).added_cost += cost;
     if late || unit.step(step_id).state != StepState::Running {
@@ -280,9 +293,9 @@ fn output_of<'a>(evidence: &'a Evidence<'a>) -> &'a str {
     }
 }
 
-/// Stage 2: what a rag step is checked against — the retrieval a retrieve
-/// step's rewrite finds now (searched on this transaction's connection),
-/// or the one its job's retrieve step stored.
+/// Stage 2: what the step is checked against besides its answer, as its
+/// job's kind says (a rag job's retrieval: the one a retrieve step's
+/// rewrite finds now, on this transaction's connection, or the stored one).
 async fn retrieval_for(
     tx: &mut PgConnection,
     unit: &Unit,
@@ -290,13 +303,11 @@ async fn retrieval_for(
     open: &Open<'_>,
     step: &StepFacts,
 ) -> Result<Option<Retrieval>> {
-    Ok(match &open.rag {
-        Some(job) if step.task == TaskType::RetrievePlan && matches!(open.evidence, Evidence::Result(_)) => {
-            Some(research(tx, retriever, &open.tenant, job, output_of(open.evidence)).await?)
-        }
-        Some(_) => stored_retrieval(unit, open.job_id),
-        None => None,
-    })
+    let rewrite = (open.kind.searches_again(step.task) && matches!(open.evidence, Evidence::Result(_)))
+        .then(|| output_of(open.evidence));
+    open.kind
+        .evidence(tx, retriever, unit, (&open.tenant, open.job_id), rewrite)
+        .await
 }
 
 /// Stage 3: the verifiers' findings, the provider's confidence, and the
@@ -315,7 +326,7 @@ fn examine(
                 let expect = verify::Expect {
                     schema: step.schema.as_ref(),
                     labels: &step.labels,
-                    rag: open.rag.as_ref().zip(retrieval).map(|(j, r)| j.expect(r, cfg)),
+                    rag: open.kind.expect(retrieval, cfg),
                     input: Some(&step.input),
                 };
                 (verify::run(&step.verifiers, output, expect), *confidence, None)

@@ -26,6 +26,64 @@ pub(crate) struct Lead<'a> {
     pub detail: serde_json::Value,
 }
 
+/// How a step starts.
+pub(crate) enum StepStart {
+    /// On a model: at the tier its start rule picks for `ambiguity`, or at
+    /// `forced`; `parts` explains the ambiguity on the `start` event.
+    Model {
+        /// The step's ambiguity.
+        ambiguity: f64,
+        /// Its parts, for the `start` event.
+        parts: serde_json::Value,
+        /// A tier the kind decided (a rag critique's).
+        forced: Option<upshift_shared::policy::StartDecision>,
+    },
+    /// Without a model ("tier zero"): accepted when `findings` is empty,
+    /// else escalated to a model with them when `askable`, else unresolved.
+    Zero {
+        /// What was produced.
+        output: String,
+        /// What its verifiers found.
+        findings: Vec<Finding>,
+        /// What produced it (`rank`, `compose`, `policy`).
+        by: &'static str,
+        /// More for the route: what was chosen and how relevant it is.
+        detail: serde_json::Value,
+        /// The step's ambiguity.
+        ambiguity: f64,
+        /// Its parts, for the `start` event.
+        parts: serde_json::Value,
+        /// Whether a model could add evidence.
+        askable: bool,
+    },
+}
+
+/// What an accepted answer leads to, as its kind sees it.
+pub(crate) enum AfterAccept {
+    /// The step is accepted and the job moves on.
+    Accepted,
+    /// The step is accepted, and an earlier step runs again (a rag
+    /// critique rejected the answer; a tier above can try).
+    Reopen(Reopen),
+    /// The step ends unresolved with these findings (a rejecting critique
+    /// with no tier or budget left).
+    Unresolved(Vec<Finding>),
+}
+
+/// Re-running an earlier step after a rejection (a rag critique's).
+pub(crate) struct Reopen {
+    /// The step that runs again.
+    pub(crate) answering: Uuid,
+    /// The tier it ran on.
+    pub(crate) from: Tier,
+    /// The tier it runs on now.
+    pub(crate) to: Tier,
+    /// Why (the critic's reason).
+    pub(crate) reason: String,
+    /// The attempt whose verdict reopened it.
+    pub(crate) critique_attempt: Uuid,
+}
+
 /// Picks a step's start tier (or takes `forced`, e.g. a rag critique's
 /// tier below its synthesiser), records `start` with the ambiguity and
 /// its `parts` when known, and dispatches the first attempt.
@@ -204,4 +262,20 @@ fn start_like(job: Uuid, step: Uuid) -> Event<'static> {
         reasons: &[],
         detail: serde_json::Value::Null,
     }
+}
+
+/// The result of a job of explicit steps: the last step's output as the
+/// answer, every step's output by name, and the findings left open.
+pub(crate) fn result(unit: &Unit, job_id: Uuid, defended: bool) -> serde_json::Value {
+    let steps: Vec<_> = unit.steps_of(job_id).collect();
+    let outputs: serde_json::Map<String, serde_json::Value> = steps
+        .iter()
+        .map(|s| (s.name.clone(), s.output.clone().unwrap_or_default().into()))
+        .collect();
+    let open: Vec<serde_json::Value> = steps
+        .iter()
+        .flat_map(|s| s.open_findings.as_array().cloned().unwrap_or_default())
+        .collect();
+    let last = steps.last().and_then(|s| s.output.clone());
+    serde_json::json!({ "answer": last, "defended": defended, "outputs": outputs, "open_findings": open })
 }

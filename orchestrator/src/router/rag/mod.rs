@@ -4,15 +4,19 @@
 
 pub(crate) mod start;
 
-use super::steps::{self, Lead};
+use super::steps::{self, AfterAccept, Lead, Reopen};
+use super::{Decided, StepFacts};
 use crate::collections::Retriever;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::rag::result::{Done, Outcome};
 use crate::rag::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
-use crate::store::Conn as PgConnection;
+use crate::request::JobRequest;
 use crate::store::unit::Unit;
-use upshift_shared::JobKind;
+use crate::store::{Conn as PgConnection, PgStore};
+use upshift_shared::TaskType;
 use upshift_shared::config::{AnswerMode, Config};
-use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict};
+use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
+use upshift_shared::verify::rag::{Retrieval, RetrievalFloor, SpanFloors, Verdict, check_retrieval};
 use upshift_shared::verify::{Finding, RagExpect};
 use upshift_shared::{ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
@@ -27,12 +31,12 @@ pub struct RagJob {
 }
 
 impl RagJob {
-    /// Reads them from `jobs.input`; `None` for other kinds of job.
-    pub fn from_input(kind: JobKind, input: &serde_json::Value) -> Option<RagJob> {
-        (kind == JobKind::Rag).then(|| RagJob {
+    /// Reads them from a rag job's stored request (`jobs.input`).
+    pub fn from_input(input: &serde_json::Value) -> RagJob {
+        RagJob {
             query: input["query"].as_str().unwrap_or_default().trim().to_string(),
             collection: input["collection"].as_str().unwrap_or_default().to_string(),
-        })
+        }
     }
 
     /// What the verifiers check a step against.
@@ -44,6 +48,136 @@ impl RagJob {
             span: SpanFloors::from(&cfg.rag),
         }
     }
+}
+
+/// At submission: the collection must exist (else the request names the
+/// field), and the question itself is searched before any model runs
+/// (tier zero).
+pub(crate) async fn at_submit(
+    store: &PgStore,
+    retriever: &Retriever,
+    tenant: &str,
+    req: &JobRequest,
+) -> Result<Retrieval> {
+    let c = req.collection.as_deref().unwrap_or_default();
+    if !store.collection_exists(tenant, c).await? {
+        return Err(Error::invalid(
+            "collection",
+            format!("no collection `{c}`; ingest documents into it first"),
+        ));
+    }
+    let mut conn = store.acquire().await?;
+    let query = req.query.as_deref().unwrap_or_default().trim();
+    retriever.retrieve(&mut conn, tenant, c, query, None).await
+}
+
+/// Admits the retrieve step `id` from the search done at submission: when
+/// it clears its floor the step is accepted without a model; when it
+/// misses, it escalates to a model that rewrites the question (or, with no
+/// tier trusted for its class, ends unresolved).
+pub(crate) fn admit_retrieve(unit: &mut Unit, cfg: &Config, id: Uuid, class: &str, risk: StepRisk<'_>, r: &Retrieval) {
+    let detail = serde_json::json!({
+        "by": "search", "mode": r.mode, "passages": r.passages.len(),
+        "best_similarity": r.sentences.first().map(|s| s.similarity),
+    });
+    let output = || serde_json::to_string(r).expect("retrievals serialise");
+    match check_retrieval(r, RetrievalFloor::from(&cfg.rag)) {
+        None => steps::accept_without_model(unit, id, output(), detail),
+        Some(miss) => {
+            let tier = start_tier(&cfg.routing, risk).tier;
+            match first_useful_tier(&cfg.routing, tier, class) {
+                Some(tier) => {
+                    steps::escalate_from_zero(unit, cfg, id, tier, &[miss], detail);
+                }
+                None => steps::unresolved_without_model(unit, id, output(), &[miss], detail),
+            }
+        }
+    }
+}
+
+/// Whether a step that decides the answer (the retrieval, the step
+/// choosing the answer, or the synthesis) ended unresolved: without
+/// defended evidence (or a defended choice) there is nothing for the later
+/// steps to defend. Generated facts left undefended still go to the
+/// synthesis, which reads the passages themselves.
+pub(crate) fn undefended(unit: &Unit, cfg: &Config, job_id: Uuid) -> bool {
+    let deciding = |name: &str| {
+        name == RETRIEVE || name == SYNTHESISE || (name == EXTRACT && cfg.rag.answer == AnswerMode::Extractive)
+    };
+    unit.steps_of(job_id)
+        .any(|s| s.state == StepState::Unresolved && deciding(&s.name))
+}
+
+/// What a decision's event carries for a rag step: the critic's verdict
+/// beside how sure it was, or the span an extraction chose (what trusting
+/// each is measured on).
+pub(crate) fn annotate(detail: &mut serde_json::Value, step: &StepFacts, output: &str) {
+    if step.task == TaskType::Critique {
+        detail["verdict"] = serde_json::json!(Verdict::parse(output).map(|v| v.verdict));
+    }
+    if !step.labels.is_empty() && step.task == TaskType::Extract {
+        // Labels are short: the span, kept with its confidence.
+        detail["answer"] = output.chars().take(300).collect::<String>().into();
+    }
+}
+
+/// What an accepted answer leads to: a critique's verdict may reopen the
+/// answering step or leave the critique unresolved; anything else is
+/// accepted. `accepted` is (job, attempt, output, budget left).
+pub(crate) async fn after_accept(
+    tx: &mut PgConnection,
+    unit: &Unit,
+    cfg: &Config,
+    step: &StepFacts,
+    (job_id, attempt, output, budget_left): (Uuid, Uuid, &str, Option<f64>),
+) -> Result<AfterAccept> {
+    if step.name != CRITIQUE {
+        return Ok(AfterAccept::Accepted);
+    }
+    Ok(
+        match after_critique(tx, unit, cfg, job_id, attempt, output, budget_left).await? {
+            AfterCritique::Supported => AfterAccept::Accepted,
+            AfterCritique::Reopen(r) => AfterAccept::Reopen(r),
+            AfterCritique::Unresolved(f) => AfterAccept::Unresolved(f),
+        },
+    )
+}
+
+/// What a decided rag step keeps when it is not the answer itself: a
+/// retrieve step its search, a critique its verdict with its confidence,
+/// and an extraction no tier could defend against the evidence the
+/// evidence's own first choice (right more often than any local model's
+/// on the dev questions).
+pub(crate) fn stored_output(d: &Decided<'_>, state: StepState, open: &[Finding], tier: Tier) -> Option<String> {
+    let disagrees = open.iter().any(|f| f.code == ReasonCode::EvidenceDisagrees);
+    match (d.retrieval, d.step.task) {
+        (Some(r), TaskType::RetrievePlan) => Some(serde_json::to_string(r).expect("retrievals serialise")),
+        (_, TaskType::Critique) => Some(stored_verdict(d.output, d.confidence, tier)),
+        (_, TaskType::Extract) if disagrees && state == StepState::Unresolved && !d.step.labels.is_empty() => {
+            Some(d.step.labels[0].clone())
+        }
+        _ => None,
+    }
+}
+
+/// The finished job's result document (`crate::rag::result`).
+pub(crate) fn result(unit: &Unit, job: &RagJob, job_id: Uuid, defended: bool, always_strong: f64) -> serde_json::Value {
+    let done: Vec<Done<'_>> = unit
+        .steps_of(job_id)
+        .map(|s| Done {
+            name: &s.name,
+            state: s.state,
+            output: s.output.as_deref().unwrap_or_default(),
+            open_findings: &s.open_findings,
+        })
+        .collect();
+    crate::rag::result::result(&Outcome {
+        query: &job.query,
+        steps: &done,
+        defended,
+        cost_usd: unit.job(job_id).cost(),
+        always_strong_cost_usd: always_strong,
+    })
 }
 
 /// Searches again for a retrieve step whose model rewrote the question:
@@ -94,7 +228,7 @@ pub(crate) fn stored_verdict(output: &str, confidence: Option<f64>, tier: Tier) 
 }
 
 /// What an accepted critique's verdict leads to.
-pub(crate) enum AfterCritique {
+enum AfterCritique {
     /// It supports the answer.
     Supported,
     /// It rejects the answer: the answering step runs again one tier up.
@@ -104,19 +238,10 @@ pub(crate) enum AfterCritique {
     Unresolved(Vec<Finding>),
 }
 
-/// Re-running the answering step after a rejection.
-pub(crate) struct Reopen {
-    answering: Uuid,
-    from: Tier,
-    to: Tier,
-    reason: String,
-    critique_attempt: Uuid,
-}
-
 /// What a critique's `output` (accepted on `attempt`) leads to: when it
 /// rejects the answer, the answering step can run again one tier up if
 /// there is one and the budget left (`budget_left`) pays for it.
-pub(crate) async fn after_critique(
+async fn after_critique(
     tx: &mut PgConnection,
     unit: &Unit,
     cfg: &Config,

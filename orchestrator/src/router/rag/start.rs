@@ -8,6 +8,7 @@
 //! starts one tier below the model that decided the answer, on the lowest
 //! tier whose critic is trusted (and does not run when none is).
 
+use super::super::steps::StepStart;
 use super::{RagJob, answerer, below};
 use crate::rag::{CRITIQUE, EXTRACT, SYNTHESISE};
 use crate::store::unit::Unit;
@@ -20,38 +21,6 @@ use upshift_shared::verify::{self, Finding, VerifierKind};
 use upshift_shared::{ReasonCode, Tier};
 use uuid::Uuid;
 
-/// How a rag step starts.
-pub(crate) enum RagStart {
-    /// On a model: at the tier its start rule picks, or at `forced`.
-    Model {
-        /// The step's ambiguity, from the retrieval.
-        ambiguity: f64,
-        /// Its parts, for the `start` event.
-        parts: serde_json::Value,
-        /// A tier decided here (the critique's).
-        forced: Option<StartDecision>,
-    },
-    /// Without a model ("tier zero"): accepted when `findings` is empty,
-    /// else escalated to a model with them when `askable`, else unresolved.
-    Zero {
-        /// What was produced.
-        output: String,
-        /// What its verifiers found.
-        findings: Vec<Finding>,
-        /// What produced it (`rank`, `compose`, `policy`).
-        by: &'static str,
-        /// More for the route: what was chosen and how relevant it is.
-        detail: serde_json::Value,
-        /// The step's ambiguity, from the retrieval.
-        ambiguity: f64,
-        /// Its parts, for the `start` event.
-        parts: serde_json::Value,
-        /// Whether a model could add evidence: an extraction with a single
-        /// candidate cannot (choosing among one label always scores 1).
-        askable: bool,
-    },
-}
-
 /// Prepares the start of rag step `step_id` of `job`, given its retrieval.
 pub(crate) fn prepare(
     unit: &mut Unit,
@@ -59,12 +28,12 @@ pub(crate) fn prepare(
     job: &RagJob,
     retrieval: Option<&Retrieval>,
     step_id: Uuid,
-) -> RagStart {
+) -> StepStart {
     let step = unit.step(step_id);
     let (name, base, job_id) = (step.name.clone(), step.ambiguity, step.job_id);
     let verifiers: Vec<VerifierKind> = step.verifiers.clone();
     let Some(r) = retrieval else {
-        return RagStart::Model {
+        return StepStart::Model {
             ambiguity: base,
             parts: serde_json::Value::Null,
             forced: None,
@@ -87,7 +56,7 @@ pub(crate) fn prepare(
                 "threshold": cfg.rag.zero_score.threshold, "fitted": cfg.rag.zero_score.fitted,
             });
             unit.step_mut(step_id).labels = zero.candidates;
-            return RagStart::Zero {
+            return StepStart::Zero {
                 output: zero.answer,
                 findings: zero.findings,
                 by: "rank",
@@ -118,7 +87,7 @@ pub(crate) fn prepare(
                     )],
                 ),
             };
-            return RagStart::Zero {
+            return StepStart::Zero {
                 output,
                 findings,
                 by: "compose",
@@ -147,7 +116,7 @@ pub(crate) fn prepare(
                     "reason": "no tier's critic is trusted (routing.accept.<tier>.by_class.rag_critique)",
                 })
                 .to_string();
-                return RagStart::Zero {
+                return StepStart::Zero {
                     output,
                     findings: Vec::new(),
                     by: "policy",
@@ -157,7 +126,7 @@ pub(crate) fn prepare(
                     askable: true,
                 };
             };
-            return RagStart::Model {
+            return StepStart::Model {
                 ambiguity: a,
                 parts,
                 forced: Some(StartDecision {
@@ -169,7 +138,7 @@ pub(crate) fn prepare(
         }
         _ => {}
     }
-    RagStart::Model {
+    StepStart::Model {
         ambiguity: a,
         parts,
         forced: None,
