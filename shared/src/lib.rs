@@ -10,6 +10,7 @@ pub mod messages;
 pub mod nats_auth;
 pub mod policy;
 pub mod reasons;
+pub mod risk;
 pub mod simulate;
 pub mod states;
 pub mod stats;

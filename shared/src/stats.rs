@@ -60,6 +60,69 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// Logistic regression by Newton's method with a ridge penalty `ridge` on
+/// every weight but the first (the bias); each row of `xs` starts with 1.
+pub fn logistic(xs: &[&[f64]], ys: &[bool], ridge: f64) -> Vec<f64> {
+    let d = xs.first().map_or(0, |x| x.len());
+    let mut w = vec![0.0; d];
+    for _ in 0..25 {
+        let mut grad = vec![0.0; d];
+        let mut hess = vec![vec![0.0; d]; d];
+        for (x, &y) in xs.iter().zip(ys) {
+            let p = sigmoid(x.iter().zip(&w).map(|(a, b)| a * b).sum());
+            let r = p - f64::from(u8::from(y));
+            for i in 0..d {
+                grad[i] += r * x[i];
+                for j in 0..d {
+                    hess[i][j] += p * (1.0 - p) * x[i] * x[j];
+                }
+            }
+        }
+        for i in 1..d {
+            grad[i] += ridge * w[i];
+            hess[i][i] += ridge;
+        }
+        hess[0][0] += 1e-6;
+        let step = solve(hess, grad);
+        let mut moved = 0.0f64;
+        for i in 0..d {
+            w[i] -= step[i];
+            moved = moved.max(step[i].abs());
+        }
+        if moved < 1e-9 {
+            break;
+        }
+    }
+    w
+}
+
+/// Solves `a · x = b` by Gauss–Jordan elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap_or(col);
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let p = a[col][col];
+        if p.abs() < 1e-12 {
+            continue;
+        }
+        a[col].iter_mut().for_each(|v| *v /= p);
+        b[col] /= p;
+        let pivot_row = a[col].clone();
+        for i in 0..n {
+            if i != col && a[i][col] != 0.0 {
+                let f = a[i][col];
+                a[i].iter_mut().zip(&pivot_row).for_each(|(v, pv)| *v -= f * pv);
+                b[i] -= f * b[col];
+            }
+        }
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +141,21 @@ mod tests {
         assert!(clopper_pearson_upper(1, 77, 0.9) <= 0.05 && clopper_pearson_upper(1, 76, 0.9) > 0.05);
         assert_eq!(clopper_pearson_upper(0, 0, 0.9), 1.0);
         assert!((binomial_cdf(1, 2, 0.5) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logistic_recovers_a_clear_signal() {
+        // y = 1 exactly when the feature is 0.
+        let data: Vec<[f64; 2]> = (0..200).map(|i| [1.0, f64::from(i % 2)]).collect();
+        let xs: Vec<&[f64]> = data.iter().map(|x| x.as_slice()).collect();
+        let ys: Vec<bool> = data.iter().map(|x| x[1] == 0.0).collect();
+        let w = logistic(&xs, &ys, 1.0);
+        assert!(sigmoid(w[0]) > 0.9 && sigmoid(w[0] + w[1]) < 0.1, "{w:?}");
+    }
+
+    #[test]
+    fn solves_linear_systems() {
+        let x = solve(vec![vec![2.0, 1.0], vec![1.0, 3.0]], vec![3.0, 5.0]);
+        assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
     }
 }

@@ -30,6 +30,7 @@ use upshift_shared::policy::{
     AcceptModel, ClassCalibration, FEATURES, RoutingConfig, StartRule, estimate_ambiguity, features, sigmoid,
 };
 use upshift_shared::simulate::call_price;
+use upshift_shared::stats::logistic;
 use upshift_shared::{BlastRadius, TaskType, Tier, verify};
 
 /// Options of `upshift policy fit`.
@@ -111,68 +112,6 @@ fn rows(cfg: &Config, ds: &Dataset, folds: usize) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
-/// Logistic regression by Newton's method with a ridge penalty.
-pub fn logistic(xs: &[&[f64]], ys: &[bool]) -> Vec<f64> {
-    let d = xs.first().map_or(0, |x| x.len());
-    let mut w = vec![0.0; d];
-    for _ in 0..25 {
-        let mut grad = vec![0.0; d];
-        let mut hess = vec![vec![0.0; d]; d];
-        for (x, &y) in xs.iter().zip(ys) {
-            let p = sigmoid(x.iter().zip(&w).map(|(a, b)| a * b).sum());
-            let r = p - f64::from(u8::from(y));
-            for i in 0..d {
-                grad[i] += r * x[i];
-                for j in 0..d {
-                    hess[i][j] += p * (1.0 - p) * x[i] * x[j];
-                }
-            }
-        }
-        for i in 1..d {
-            grad[i] += RIDGE * w[i];
-            hess[i][i] += RIDGE;
-        }
-        hess[0][0] += 1e-6;
-        let step = solve(hess, grad);
-        let mut moved = 0.0f64;
-        for i in 0..d {
-            w[i] -= step[i];
-            moved = moved.max(step[i].abs());
-        }
-        if moved < 1e-9 {
-            break;
-        }
-    }
-    w
-}
-
-/// Solves `a · x = b` by Gauss–Jordan elimination with partial pivoting.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
-    let n = b.len();
-    for col in 0..n {
-        let pivot = (col..n)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .unwrap_or(col);
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        let p = a[col][col];
-        if p.abs() < 1e-12 {
-            continue;
-        }
-        a[col].iter_mut().for_each(|v| *v /= p);
-        b[col] /= p;
-        let pivot_row = a[col].clone();
-        for i in 0..n {
-            if i != col && a[i][col] != 0.0 {
-                let f = a[i][col];
-                a[i].iter_mut().zip(&pivot_row).for_each(|(v, pv)| *v -= f * pv);
-                b[i] -= f * b[col];
-            }
-        }
-    }
-    b
-}
-
 fn fit(rows: &[&Row]) -> Fitted {
     let n = rows.len().max(1) as f64;
     let weak_all = rows.iter().filter(|r| r.weak_ok).count() as f64 / n;
@@ -198,9 +137,9 @@ fn fit(rows: &[&Row]) -> Fitted {
         if rs.iter().all(|r| r.text) {
             let xs: Vec<&[f64]> = rs.iter().map(|r| r.x.as_slice()).collect();
             let ys: Vec<bool> = rs.iter().map(|r| r.weak_ok).collect();
-            models.insert(class.to_string(), logistic(&xs, &ys));
+            models.insert(class.to_string(), logistic(&xs, &ys, RIDGE));
             let ys: Vec<bool> = rs.iter().map(|r| r.strong_ok).collect();
-            strong_models.insert(class.to_string(), logistic(&xs, &ys));
+            strong_models.insert(class.to_string(), logistic(&xs, &ys, RIDGE));
         }
     }
     Fitted {
@@ -421,25 +360,4 @@ fn policy(base: &RoutingConfig, f: &Fitted, rows: &[Row], knob: f64, args: &FitA
         .validate()
         .map_err(|(k, r)| anyhow::anyhow!("fitted policy invalid at routing.{k}: {r}"))?;
     Ok(routing)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logistic_recovers_a_clear_signal() {
-        // y = 1 exactly when the feature is 0.
-        let data: Vec<[f64; 2]> = (0..200).map(|i| [1.0, f64::from(i % 2)]).collect();
-        let xs: Vec<&[f64]> = data.iter().map(|x| x.as_slice()).collect();
-        let ys: Vec<bool> = data.iter().map(|x| x[1] == 0.0).collect();
-        let w = logistic(&xs, &ys);
-        assert!(sigmoid(w[0]) > 0.9 && sigmoid(w[0] + w[1]) < 0.1, "{w:?}");
-    }
-
-    #[test]
-    fn solves_linear_systems() {
-        let x = solve(vec![vec![2.0, 1.0], vec![1.0, 3.0]], vec![3.0, 5.0]);
-        assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
-    }
 }

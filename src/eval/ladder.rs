@@ -11,7 +11,6 @@
 //! ([`NEVER_TRUSTED`]): its answers escalate, and at the top the step ends
 //! unresolved. The `test` items are only reported.
 
-use crate::eval::risk::{Point, best, curve};
 use crate::tasks;
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -20,6 +19,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use upshift_shared::config::Config;
 use upshift_shared::policy::NEVER_TRUSTED;
+use upshift_shared::risk::{Point, best, curve};
 use upshift_shared::stats::clopper_pearson_upper;
 use upshift_shared::verify;
 use upshift_shared::{TaskType, Tier};

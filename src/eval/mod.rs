@@ -11,7 +11,6 @@ pub mod metrics;
 mod plot;
 pub mod rag;
 mod report;
-pub mod risk;
 
 use anyhow::{Context, bail};
 use dataset::{Dataset, Item};

@@ -238,7 +238,7 @@ fn run_replay(
         std::fs::write(path, replay::to_toml(&fit, &command)).with_context(|| format!("writing {}", path.display()))?;
         println!("risk–coverage on the calibration questions ({}):", splits.join(", "));
         println!("  threshold  defended  wrong  coverage  bound");
-        for p in crate::eval::risk::thin(&fit.curve, 16) {
+        for p in upshift_shared::risk::thin(&fit.curve, 16) {
             println!(
                 "  {:>9.4}  {:>8}  {:>5}  {:>8.3}  {:>5.3}",
                 p.threshold, p.defended, p.wrong, p.coverage, p.bound

@@ -6,14 +6,15 @@
 //! false-defended rate (Clopper–Pearson) meets the target.
 
 use super::score::{Question, Record};
-use crate::eval::risk::{Point, best, curve, thin};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
-use upshift_shared::config::{RagConfig, ZERO_FEATURES, ZeroScore};
+use upshift_shared::config::RagConfig;
+use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
-use upshift_shared::verify::rag::extractive::judge;
+use upshift_shared::verify::rag::extractive::fit::{ZeroFit, fit_zero};
+use upshift_shared::verify::rag::extractive::judge::ZeroFeatures;
 use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
 use upshift_shared::verify::rag::question::classify;
 use upshift_shared::verify::rag::text::contains_span;
@@ -73,99 +74,17 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
     (out, agree)
 }
 
-/// A fitted score with its curve on the calibration questions.
-pub struct ZeroFit {
-    /// The model and threshold.
-    pub score: ZeroScore,
-    /// Its curve on the calibration questions.
-    pub curve: Vec<Point>,
-    /// The operating point chosen, if one meets the target.
-    pub chosen: Option<Point>,
-}
-
-/// Fits tier zero's score on the `calibration` replays: a logistic model
-/// of "right" over the features of every eligible question (one where only
-/// the score stands between the answer and "defended"), then the lowest
-/// threshold at which the upper bound of the false-defended rate is at
-/// most `target` (the most right answers defended). None meeting it: a
-/// threshold above 1, so nothing is defended.
+/// Fits tier zero's score on the `calibration` replays (the eligible
+/// questions' features and whether each answer was right), with the one
+/// fit every corpus uses (`verify::rag::extractive::fit`).
 pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str) -> ZeroFit {
-    let rows: Vec<(Vec<f64>, bool)> = calibration
+    let rows: Vec<(ZeroFeatures, bool)> = calibration
         .iter()
         .filter(|r| r.decision.eligible())
-        .filter_map(|r| {
-            let x = r.decision.zero.features?;
-            Some((std::iter::once(1.0).chain(x.0).collect(), r.right))
-        })
-        .collect();
-    // Standardised for the fit (the ridge then weighs every feature
-    // alike, whatever its range), folded back into raw-scale weights.
-    let d = ZERO_FEATURES.len();
-    let n = rows.len().max(1) as f64;
-    let mean: Vec<f64> = (1..=d)
-        .map(|j| rows.iter().map(|(x, _)| x[j]).sum::<f64>() / n)
-        .collect();
-    let sd: Vec<f64> = (1..=d)
-        .map(|j| {
-            let v = rows.iter().map(|(x, _)| (x[j] - mean[j - 1]).powi(2)).sum::<f64>() / n;
-            if v > 1e-12 { v.sqrt() } else { 1.0 }
-        })
-        .collect();
-    let scaled: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|(x, _)| {
-            std::iter::once(1.0)
-                .chain((1..=d).map(|j| (x[j] - mean[j - 1]) / sd[j - 1]))
-                .collect()
-        })
-        .collect();
-    let xs: Vec<&[f64]> = scaled.iter().map(Vec::as_slice).collect();
-    let ys: Vec<bool> = rows.iter().map(|(_, y)| *y).collect();
-    let w = crate::eval::fit::logistic(&xs, &ys);
-    let raw: Vec<f64> = (0..d).map(|j| w.get(j + 1).copied().unwrap_or(0.0) / sd[j]).collect();
-    let bias = w.first().copied().unwrap_or(0.0) - raw.iter().zip(&mean).map(|(a, m)| a * m).sum::<f64>();
-    let mut score = ZeroScore {
-        bias,
-        weights: ZERO_FEATURES
-            .iter()
-            .zip(&raw)
-            .map(|(n, v)| (n.to_string(), (v * 1e4).round() / 1e4))
-            .collect(),
-        threshold: 2.0,
-        fitted: String::new(),
-    };
-    score.bias = (score.bias * 1e4).round() / 1e4;
-    let scored: Vec<(f64, bool)> = calibration
-        .iter()
-        .filter(|r| r.decision.eligible())
-        .filter_map(|r| Some((judge::score(&score, r.decision.zero.features.as_ref()?), r.right)))
+        .filter_map(|r| Some((r.decision.zero.features?, r.right)))
         .collect();
     let answerable = calibration.iter().filter(|r| r.answerable).count();
-    let curve = curve(&scored, answerable, confidence);
-    let chosen = best(&curve, target);
-    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    match &chosen {
-        Some(p) => {
-            score.threshold = (p.threshold * 1e6).floor() / 1e6;
-            score.fitted = format!(
-                "{source}: {} of {} calibration questions defended, {} wrong, false-defended ≤ {} at {}",
-                p.defended,
-                calibration.len(),
-                p.wrong,
-                pct(p.bound),
-                pct(confidence)
-            );
-        }
-        None => {
-            score.fitted = format!(
-                "{source}: no threshold keeps false-defended ≤ {} at {} on {} calibration questions",
-                pct(target),
-                pct(confidence),
-                calibration.len()
-            );
-        }
-    }
-    ZeroFit { score, curve, chosen }
+    fit_zero(&rows, (answerable, calibration.len()), target, confidence, source)
 }
 
 /// The calibration replays: every split asked for that is not a test split.

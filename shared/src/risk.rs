@@ -5,7 +5,7 @@
 //! (DESIGN: 5% at 90%); tier zero's score (`eval rag --fit-zero`) and the
 //! local tiers' confidences (`bench models --labelled`) are fitted by it.
 
-use upshift_shared::stats::clopper_pearson_upper;
+use crate::stats::clopper_pearson_upper;
 
 /// One point of a risk–coverage curve: defended from `threshold` up.
 #[derive(Debug, Clone)]
