@@ -1,6 +1,7 @@
 //! Crash and redelivery: an orchestrator killed mid-flight loses nothing, a
-//! result delivered twice is decided once, an attempt that never answers
-//! times out and escalates, and its late result changes nothing.
+//! result delivered twice is decided once, a decision whose commit fails is
+//! redelivered and decided once, an attempt that never answers times out
+//! and escalates, and its late result changes nothing.
 
 use crate::util::{Harness, Opts, answered_result, duplicate_decisions, eventually};
 use std::time::Duration;
@@ -73,6 +74,71 @@ async fn the_same_result_delivered_twice_is_decided_once() {
     let text = "3 + 4 = <<3+4=7>>7\n#### 7";
     let once = upshift_shared::cost::call_cost(100, 50.min(text.len() as u32 + 1), 0.2, 0.2);
     assert!((cost - once).abs() < 1e-12, "cost counted once: {cost}");
+    h.finish().await;
+}
+
+/// A decision whose transaction fails is not acknowledged: its result is
+/// redelivered and decided once it commits. The partial unique index on
+/// decisions refuses a second one for the same attempt, even written
+/// outside the router.
+#[tokio::test]
+async fn a_decision_whose_commit_fails_is_redelivered_and_decided_once() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    // A sequence counts the refusals: nextval is not rolled back with them.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE refusals;
+         CREATE FUNCTION refuse_twice() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.event IN ('accept', 'unresolved', 'escalate', 'fail') AND nextval('refusals') <= 2 THEN
+             RAISE EXCEPTION 'injected: decision refused';
+         END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse_twice BEFORE INSERT ON route_events FOR EACH ROW EXECUTE FUNCTION refuse_twice();",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let job = h.submit_answer(ANN, "low").await;
+    let (attempt, step) = h.published_attempt(job, "small").await;
+    publish_result(
+        &h,
+        answer(&h, job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7").await,
+    )
+    .await;
+    h.wait_all(&[job], Duration::from_secs(30)).await;
+    let refusals: i64 = sqlx::query_scalar("SELECT last_value FROM refusals")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert!(refusals >= 3, "refused twice, then committed: {refusals}");
+    let decisions: Vec<String> = sqlx::query_scalar(
+        "SELECT event FROM route_events WHERE attempt_id = $1 AND event IN ('accept', 'unresolved', 'escalate', 'fail')",
+    )
+    .bind(attempt)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(decisions, ["accept"], "decided once");
+    // The one result was delivered three times: acked only after the commit.
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let stream = format!("{}_RESULTS", h.prefix.to_ascii_uppercase());
+    let mut c: async_nats::jetstream::consumer::PullConsumer =
+        js.get_consumer_from_stream("orchestrator", &stream).await.unwrap();
+    let info = c.info().await.unwrap();
+    assert_eq!(info.delivered.stream_sequence, 1, "one result message");
+    assert!(info.delivered.consumer_sequence >= 3, "redelivered: {info:?}");
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+    // The database refuses a second decision for the attempt.
+    let second = sqlx::query(
+        "INSERT INTO route_events (job_id, step_id, attempt_id, event, policy_version) VALUES ($1, $2, $3, 'escalate', 'x')",
+    )
+    .bind(job)
+    .bind(step)
+    .bind(attempt)
+    .execute(&h.pool)
+    .await
+    .unwrap_err();
+    let code = second.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+    assert_eq!(code.as_deref(), Some("23505"), "{second}");
     h.finish().await;
 }
 

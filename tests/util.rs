@@ -87,6 +87,8 @@ pub struct Harness {
     pub api: Option<String>,
     pub dir: PathBuf,
     log: &'static str,
+    /// Set once [`Harness::finish`] removed what the test made.
+    cleaned: bool,
 }
 
 /// A running orchestrator.
@@ -164,6 +166,7 @@ impl Harness {
             api: None,
             dir,
             log: opts.log,
+            cleaned: false,
         }
     }
 
@@ -342,19 +345,51 @@ impl Harness {
             let _ = p.kill().await;
         }
         self.pool.close().await;
-        let js = async_nats::jetstream::new(self.nats.clone());
-        let stem = self.prefix.to_ascii_uppercase();
-        let _ = js.delete_stream(format!("{stem}_TASKS")).await;
-        let _ = js.delete_stream(format!("{stem}_RESULTS")).await;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&mut admin)
-            .await;
+        remove_world(&self.nats, &self.prefix, &self.db_name, &self.dir).await;
+        self.cleaned = true;
+    }
+}
+
+/// Removes a test's streams, database and directory.
+async fn remove_world(nats: &async_nats::Client, prefix: &str, db_name: &str, dir: &std::path::Path) {
+    let js = async_nats::jetstream::new(nats.clone());
+    let stem = prefix.to_ascii_uppercase();
+    for stream in ["TASKS", "RESULTS", "DEAD"] {
+        let _ = js.delete_stream(format!("{stem}_{stream}")).await;
+    }
+    if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A test that ends without [`Harness::finish`] still leaves nothing
+/// behind: its processes die with it (`kill_on_drop`), and its streams,
+/// database and directory are removed here, on a thread of its own (the
+/// test's runtime may be shutting down). A failing test keeps them for
+/// inspection; the panic message's paths name them.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if self.cleaned || std::thread::panicking() {
+            return;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let (prefix, db, dir) = (self.prefix.clone(), self.db_name.clone(), self.dir.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let nats = async_nats::connect(NATS_URL).await.ok()?;
+                remove_world(&nats, &prefix, &db, &dir).await;
+                Some(())
+            })
+        })
+        .join();
     }
 }
 
