@@ -1,4 +1,5 @@
-//! Real models: the local llama.cpp provider on the fetched GGUF files, the
+//! Real models: the local llama.cpp provider on the fetched GGUF files (in
+//! the test's process, and in worker processes over NATS), the
 //! OpenAI-compatible provider against llama.cpp's server from
 //! `llama-cpp-python`, and its error paths against a scripted stub.
 
@@ -130,6 +131,56 @@ async fn local_models_answer_labels_and_schema_json() {
         [1.0 / 3.0, 2.0 / 3.0, 1.0].iter().any(|v| (v - share).abs() < 1e-9),
         "{share}"
     );
+}
+
+/// The local llama.cpp provider inside real worker processes, over NATS:
+/// a job's step is pulled, run on SmolLM2 and decided like any other.
+#[tokio::test]
+async fn local_models_run_a_job_in_worker_processes_over_nats() {
+    let smol = model_file(SMOL);
+    let mut h = Harness::new(Opts {
+        models: Some(format!(
+            "[[models]]\nname = \"smol\"\nusd_per_m_in = 1\nusd_per_m_out = 1\n\
+             provider = {{ kind = \"local\", path = \"{}\", prompt = \"chat\" }}\n\
+             [tiers]\nsmall = \"smol\"\nmedium = \"smol\"\nstrong = \"smol\"\n",
+            smol.display()
+        )),
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    let (code, body) = h
+        .post_raw(
+            "/v1/jobs",
+            json!({"kind": "steps", "blast_radius": "low", "steps": [
+                {"name": "sentiment", "task": "classify", "input": "The battery died after two days and support never answered.",
+                 "labels": ["positive", "negative"], "ambiguity": 0.1}
+            ]})
+            .to_string()
+            .as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    h.wait_all(&[id], Duration::from_secs(300)).await;
+    let rows: Vec<(String, String, String, String, i32, i32, Option<f64>)> = sqlx::query_as(
+        "SELECT provider, model, status, output, tokens_in, tokens_out, confidence FROM attempts WHERE job_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "every tier is the same model: one attempt, {rows:?}");
+    let (provider, model, status, output, tin, tout, confidence) = &rows[0];
+    assert_eq!((provider.as_str(), model.as_str(), status.as_str()), ("local", "smol", "answered"));
+    assert!(["positive", "negative"].contains(&output.as_str()), "{rows:?}");
+    assert!(*tin > 20 && *tout >= 1 && confidence.is_some_and(|c| c > 0.0 && c <= 1.0), "{rows:?}");
+    let (code, job) = h.get(&format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(code, 200);
+    assert!(["succeeded", "unresolved"].contains(&job["status"].as_str().unwrap()), "{job}");
+    h.finish().await;
 }
 
 /// llama.cpp's OpenAI-compatible server from `llama-cpp-python`, serving SmolLM2.
