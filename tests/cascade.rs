@@ -134,3 +134,52 @@ async fn two_workers_on_one_tier_share_one_consumer() {
     assert_eq!(per_worker.iter().map(|(_, n)| n).sum::<i64>(), 16);
     h.finish().await;
 }
+
+/// A worker pulls only as many tasks as it has free slots, and a call that
+/// outlasts the ack wait keeps its task with in-progress acks: no task is
+/// redelivered, none runs twice.
+#[tokio::test]
+async fn a_busy_worker_pulls_only_its_free_slots_and_keeps_long_calls_with_progress_acks() {
+    let mut h = Harness::new(Opts {
+        latency_ms: [4000, 0, 0],
+        concurrency: 1,
+        ack_wait_secs: 2,
+        progress_secs: 1,
+        ..Opts::default()
+    })
+    .await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    let jobs = [
+        h.submit_answer(ANN, "low").await,
+        h.submit_answer(CARA, "low").await,
+        h.submit_answer(TRAIN, "low").await,
+    ];
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let subjects = upshift_shared::subjects::Subjects::new(h.prefix.clone());
+    let tasks = js.get_stream(subjects.tasks_stream()).await.unwrap();
+    let mut small: async_nats::jetstream::consumer::PullConsumer = tasks
+        .get_consumer(&subjects.worker_consumer(upshift_shared::Tier::Small))
+        .await
+        .unwrap();
+    // Each small call takes 4 s, twice the ack wait: sampled while they run,
+    // the one small worker never holds more than its one slot.
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(small.info().await.unwrap().num_ack_pending);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(most <= 1, "a worker of concurrency 1 held {most} tasks");
+    h.wait_all(&jobs, Duration::from_secs(90)).await;
+    let on_small: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE tier = 'small'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    let info = small.info().await.unwrap();
+    assert_eq!(
+        info.delivered.consumer_sequence, on_small as u64,
+        "each small task delivered once, none redelivered: {info:?}"
+    );
+    assert_eq!(on_small, 3);
+    h.finish().await;
+}

@@ -174,12 +174,21 @@ async fn local_models_run_a_job_in_worker_processes_over_nats() {
     .unwrap();
     assert_eq!(rows.len(), 1, "every tier is the same model: one attempt, {rows:?}");
     let (provider, model, status, output, tin, tout, confidence) = &rows[0];
-    assert_eq!((provider.as_str(), model.as_str(), status.as_str()), ("local", "smol", "answered"));
+    assert_eq!(
+        (provider.as_str(), model.as_str(), status.as_str()),
+        ("local", "smol", "answered")
+    );
     assert!(["positive", "negative"].contains(&output.as_str()), "{rows:?}");
-    assert!(*tin > 20 && *tout >= 1 && confidence.is_some_and(|c| c > 0.0 && c <= 1.0), "{rows:?}");
+    assert!(
+        *tin > 20 && *tout >= 1 && confidence.is_some_and(|c| c > 0.0 && c <= 1.0),
+        "{rows:?}"
+    );
     let (code, job) = h.get(&format!("/v1/jobs/{id}"), None).await;
     assert_eq!(code, 200);
-    assert!(["succeeded", "unresolved"].contains(&job["status"].as_str().unwrap()), "{job}");
+    assert!(
+        ["succeeded", "unresolved"].contains(&job["status"].as_str().unwrap()),
+        "{job}"
+    );
     h.finish().await;
 }
 
