@@ -183,3 +183,42 @@ async fn a_busy_worker_pulls_only_its_free_slots_and_keeps_long_calls_with_progr
     assert_eq!(on_small, 3);
     h.finish().await;
 }
+
+/// A step's generation limits reach the workers: with `stop: ["####"]`
+/// every answer is cut before its final-answer marker (and then judged as
+/// cut: here the last computation still gives the final number), and the
+/// limits are stored with the step.
+#[tokio::test]
+async fn a_steps_stop_sequences_cut_its_answers() {
+    let mut h = Harness::new(Opts::default()).await;
+    let _orch = h.orchestrator().await;
+    h.workers();
+    let body = serde_json::json!({"kind": "steps", "blast_radius": "low", "steps": [
+        {"name": "s", "task": "answer", "input": ANN, "stop": ["####"], "max_tokens": 64}
+    ]});
+    let (code, v) = h.post_raw("/v1/jobs", body.to_string().as_bytes(), &[]).await;
+    assert_eq!(code, 202, "{v}");
+    let job: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    h.wait_all(&[job], Duration::from_secs(30)).await;
+    let outputs: Vec<Option<String>> = sqlx::query_scalar("SELECT output FROM attempts WHERE job_id = $1")
+        .bind(job)
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+    assert!(!outputs.is_empty());
+    assert!(
+        outputs.iter().flatten().all(|o| !o.contains("####") && !o.is_empty()),
+        "every answer cut at the stop sequence: {outputs:?}"
+    );
+    let (_, v) = h.get(&format!("/v1/jobs/{job}"), None).await;
+    let answer = v["result"]["answer"].as_str().unwrap_or_default();
+    assert!(answer.contains("7") && !answer.contains("####"), "{v:#}");
+    let (max_tokens, stop): (Option<i32>, Vec<String>) =
+        sqlx::query_as("SELECT max_tokens, stop FROM steps WHERE job_id = $1")
+            .bind(job)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((max_tokens, stop), (Some(64), vec!["####".to_string()]));
+    h.finish().await;
+}

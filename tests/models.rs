@@ -165,7 +165,8 @@ async fn local_models_run_a_job_in_worker_processes_over_nats() {
     assert_eq!(code, 202, "{body}");
     let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
     h.wait_all(&[id], Duration::from_secs(300)).await;
-    let rows: Vec<(String, String, String, String, i32, i32, Option<f64>)> = sqlx::query_as(
+    type Row = (String, String, String, String, i32, i32, Option<f64>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT provider, model, status, output, tokens_in, tokens_out, confidence FROM attempts WHERE job_id = $1",
     )
     .bind(id)

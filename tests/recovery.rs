@@ -1,6 +1,7 @@
 //! Crash and redelivery: an orchestrator killed mid-flight loses nothing, a
 //! result delivered twice is decided once, a decision whose commit fails is
-//! redelivered and decided once, an attempt that never answers times out
+//! redelivered and decided once, a failed batch is settled result by
+//! result, an attempt that never answers times out
 //! and escalates, and its late result changes nothing.
 
 use crate::util::{Harness, Opts, answered_result, duplicate_decisions, eventually};
@@ -139,6 +140,57 @@ async fn a_decision_whose_commit_fails_is_redelivered_and_decided_once() {
     .unwrap_err();
     let code = second.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
     assert_eq!(code.as_deref(), Some("23505"), "{second}");
+    h.finish().await;
+}
+
+/// A batch whose transaction fails is settled one result at a time, so
+/// one bad result holds up only itself: here Postgres refuses any
+/// statement that records more than one decision, and both results that
+/// waited together are still decided, once each.
+#[tokio::test]
+async fn a_batch_that_fails_is_settled_one_result_at_a_time() {
+    let mut h = Harness::new(Opts::default()).await;
+    let mut orch = h.orchestrator().await;
+    let jobs = [h.submit_answer(ANN, "low").await, h.submit_answer(ANN, "low").await];
+    let mut bodies = Vec::new();
+    for job in jobs {
+        let (attempt, step) = h.published_attempt(job, "small").await;
+        bodies.push(answer(&h, job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7").await);
+    }
+    // The orchestrator is down while both results arrive: they wait
+    // together and are fetched as one batch.
+    orch.child.kill().await.unwrap();
+    for b in bodies {
+        publish_result(&h, b).await;
+    }
+    sqlx::raw_sql(
+        "CREATE FUNCTION one_at_a_time() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF (SELECT count(*) FROM new_rows WHERE event IN ('accept', 'unresolved', 'escalate', 'fail')) > 1 THEN
+             RAISE EXCEPTION 'injected: a batch refused';
+         END IF; RETURN NULL; END $$;
+         CREATE TRIGGER one_at_a_time AFTER INSERT ON route_events REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION one_at_a_time();",
+    )
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let _orch = h.orchestrator().await;
+    h.wait_all(&jobs, Duration::from_secs(30)).await;
+    let decided: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT j.status, (SELECT count(*) FROM route_events e WHERE e.job_id = j.id
+                           AND e.event IN ('accept', 'unresolved', 'escalate', 'fail'))
+         FROM jobs j WHERE j.id = ANY($1)",
+    )
+    .bind(&jobs[..])
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(decided, vec![("succeeded".to_string(), 1); 2], "each decided once");
+    let log = std::fs::read_to_string(h.dir.join("orchestrator-0.log")).unwrap_or_default();
+    assert!(
+        log.contains("settling a batch failed; settling its results one by one"),
+        "the two results were fetched as one batch and split"
+    );
     h.finish().await;
 }
 

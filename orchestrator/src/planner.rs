@@ -6,7 +6,9 @@
 
 use crate::error::{Error, Result};
 use crate::request::has_nul;
-pub use crate::request::{JobKind, JobRequest, MAX_INPUT_BYTES, MAX_LABELS, MAX_STEPS, PlannedStep, StepRequest};
+pub use crate::request::{
+    JobKind, JobRequest, MAX_INPUT_BYTES, MAX_LABELS, MAX_STEP_TOKENS, MAX_STEPS, MAX_STOP, PlannedStep, StepRequest,
+};
 use upshift_shared::TaskType;
 use upshift_shared::policy::estimate_ambiguity;
 use upshift_shared::verify::{VerifierKind, default_verifiers, validate_schema};
@@ -109,6 +111,22 @@ fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             validate_schema(schema).map_err(|e| Error::invalid(field("output_schema"), e))?;
         }
         let labels = plan_labels(s).map_err(|reason| Error::invalid(field("labels"), reason))?;
+        if s.max_tokens.is_some_and(|m| m == 0 || m > MAX_STEP_TOKENS) {
+            return Err(Error::invalid(
+                field("max_tokens"),
+                format!("must be 1 to {MAX_STEP_TOKENS}"),
+            ));
+        }
+        let stop = s.stop.clone().unwrap_or_default();
+        if stop.len() > MAX_STOP {
+            return Err(Error::invalid(field("stop"), format!("at most {MAX_STOP} sequences")));
+        }
+        if stop.iter().any(|x| x.is_empty() || x.len() > 64 || x.contains('\0')) {
+            return Err(Error::invalid(
+                field("stop"),
+                "each sequence must be 1 to 64 bytes, without NUL characters",
+            ));
+        }
         // Each verifier once, in the order first named: a list repeating one
         // (75,000 `json_schema` fit in a request) would otherwise run, and
         // compile its schema, that many times per attempt.
@@ -134,6 +152,8 @@ fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
             labels,
             ambiguity,
             ambiguity_source: source,
+            max_tokens: s.max_tokens,
+            stop,
         });
     }
     Ok(out)
@@ -205,6 +225,20 @@ mod tests {
         let mut bad = ok.clone();
         bad.steps[0].input = "a\0b".into();
         assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
+        // Generation limits are kept; out of range, they name the field.
+        let mut limited = ok.clone();
+        (limited.steps[0].max_tokens, limited.steps[0].stop) = (Some(64), Some(vec!["####".into()]));
+        let p = plan(&limited, &cfg()).unwrap();
+        assert_eq!(
+            (p[0].max_tokens, p[0].stop.as_slice()),
+            (Some(64), ["####".to_string()].as_slice())
+        );
+        let mut bad = ok.clone();
+        bad.steps[0].max_tokens = Some(0);
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].max_tokens"));
+        let mut bad = ok.clone();
+        bad.steps[1].stop = Some(vec![String::new()]);
+        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[1].stop"));
         let mut bad = ok;
         bad.budget_usd = Some(-1.0);
         assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "budget_usd"));

@@ -46,6 +46,27 @@ pub struct TaskMessage {
     /// The closed label set of a classification step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// Most tokens the model may write for this step (the request's
+    /// `max_tokens`); the tier's own limit is the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sequences at which the answer is cut (the request's `stop`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+impl TaskMessage {
+    /// The most tokens this call may write, given the tier's own limit.
+    pub fn token_budget(&self, tier_max: u32) -> u32 {
+        self.max_tokens.map_or(tier_max, |m| m.clamp(1, tier_max.max(1)))
+    }
+
+    /// `text` cut at the first of the step's stop sequences (the sequence
+    /// itself dropped); the text as it is when none occurs.
+    pub fn cut_at_stop<'a>(&self, text: &'a str) -> &'a str {
+        let at = self.stop.iter().filter_map(|s| text.find(s.as_str())).min();
+        at.map_or(text, |i| &text[..i])
+    }
 }
 
 /// The accepted output of an earlier step, handed to a later one.
@@ -217,6 +238,28 @@ pub fn without_nul(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_steps_limits_cap_the_tiers_and_cut_the_answer() {
+        let mut t: TaskMessage = serde_json::from_value(serde_json::json!({
+            "version": MESSAGE_VERSION, "attempt_id": Uuid::nil(), "attempt_token": Uuid::nil(),
+            "job_id": Uuid::nil(), "step_id": Uuid::nil(), "tier": "small", "task": "answer", "input": "x",
+        }))
+        .unwrap();
+        assert_eq!((t.token_budget(256), t.cut_at_stop("a\n#### 4")), (256, "a\n#### 4"));
+        (t.max_tokens, t.stop) = (Some(32), vec!["####".into(), "\n".into()]);
+        assert_eq!(t.token_budget(256), 32);
+        assert_eq!(t.token_budget(16), 16, "the tier's limit stays the ceiling");
+        assert_eq!(t.cut_at_stop("a\n#### 4"), "a", "cut at the first sequence found");
+        // Old messages parse; new fields are left out when unset.
+        let wire = serde_json::to_value(TaskMessage {
+            max_tokens: None,
+            stop: vec![],
+            ..t
+        })
+        .unwrap();
+        assert!(wire.get("max_tokens").is_none() && wire.get("stop").is_none());
+    }
 
     #[test]
     fn hostile_results_become_storable_failures() {

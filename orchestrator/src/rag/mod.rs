@@ -80,6 +80,8 @@ pub fn plan(req: &JobRequest, mode: AnswerMode) -> Result<Vec<PlannedStep>> {
         labels: Vec::new(),
         ambiguity: base,
         ambiguity_source: "estimate",
+        max_tokens: None,
+        stop: Vec::new(),
     };
     let extract = match mode {
         // Labels (the candidate spans) are set when the step starts.

@@ -86,7 +86,22 @@ pub struct StepRequest {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub labels: Option<Vec<String>>,
+    /// Most tokens the model may write for this step; each tier's own
+    /// `max_tokens` stays the ceiling.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 32768)]
+    pub max_tokens: Option<u32>,
+    /// Up to 4 sequences at which the model's answer is cut (the sequence
+    /// itself is not kept).
+    #[serde(default)]
+    #[schema(max_items = 4)]
+    pub stop: Option<Vec<String>>,
 }
+
+/// Most stop sequences of one step.
+pub const MAX_STOP: usize = 4;
+/// Largest `max_tokens` a step may ask for.
+pub const MAX_STEP_TOKENS: u32 = 32_768;
 
 /// Most labels one classification step may have.
 pub const MAX_LABELS: usize = 64;
@@ -116,6 +131,10 @@ pub struct PlannedStep {
     pub ambiguity: f64,
     /// `request` or `estimate`.
     pub ambiguity_source: &'static str,
+    /// Most tokens the model may write (the tier's own limit when `None`).
+    pub max_tokens: Option<u32>,
+    /// Sequences at which the answer is cut.
+    pub stop: Vec<String>,
 }
 
 /// Whether any string (or key) in `v` contains a NUL character.

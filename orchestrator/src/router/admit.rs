@@ -81,6 +81,8 @@ fn step_row(job_id: Uuid, s: &PlannedStep) -> StepRow {
         ambiguity_source: s.ambiguity_source.to_string(),
         state: StepState::Pending,
         current_tier: None,
+        max_tokens: s.max_tokens.map(|m| m as i32),
+        stop: s.stop.clone(),
         output: None,
         open_findings: serde_json::json!([]),
         first_in: None,

@@ -90,6 +90,8 @@ pub(crate) struct TaskSource {
     pub(crate) input: String,
     pub(crate) output_schema: Option<serde_json::Value>,
     pub(crate) labels: Vec<String>,
+    pub(crate) max_tokens: Option<i32>,
+    pub(crate) stop: Vec<String>,
     pub(crate) traceparent: Option<String>,
 }
 
@@ -115,6 +117,8 @@ impl TaskSource {
                 })
                 .collect(),
             output_schema: self.output_schema,
+            max_tokens: self.max_tokens.and_then(|m| u32::try_from(m).ok()),
+            stop: self.stop,
             labels: self.labels,
         };
         Outgoing {
@@ -259,7 +263,7 @@ impl PgStore {
     pub async fn task_messages(&self, attempts: &[Uuid]) -> Result<Vec<Outgoing>> {
         let rows: Vec<Dispatched> = sqlx::query_as(
             "SELECT a.id AS attempt_id, a.token, a.job_id, a.step_id, a.tier, s.task_type, s.input, s.output_schema, s.labels,
-                    j.traceparent, s.depends_on
+                    s.max_tokens, s.stop, j.traceparent, s.depends_on
              FROM attempts a JOIN steps s ON s.id = a.step_id JOIN jobs j ON j.id = a.job_id
              WHERE a.id = ANY($1) AND a.status = 'dispatched' AND a.token IS NOT NULL",
         )

@@ -149,6 +149,8 @@ pub(crate) fn test_task(t: TaskType, input: &str, context: &[(&str, &str)], labe
             .collect(),
         output_schema: None,
         labels: labels.iter().map(|s| s.to_string()).collect(),
+        max_tokens: None,
+        stop: Vec::new(),
     }
 }
 

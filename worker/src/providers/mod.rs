@@ -93,13 +93,20 @@ impl Provider {
 }
 
 impl ModelProvider for Provider {
+    /// Every provider's answer is cut at the step's stop sequences here
+    /// (a server that stops by itself leaves nothing to cut); `max_tokens`
+    /// is each provider's to apply (`TaskMessage::token_budget`), and a
+    /// replayed answer, recorded whole, is not shortened by it.
     async fn complete(&self, task: &TaskMessage) -> Result<Completion, ProviderError> {
-        match self {
+        let mut c = match self {
             Provider::Replay(p) => p.complete(task).await,
             Provider::Openai(p) => p.complete(task).await,
             #[cfg(feature = "local")]
             Provider::Local(p) => p.complete(task).await,
-        }
+        }?;
+        let cut = task.cut_at_stop(&c.output).len();
+        c.output.truncate(cut);
+        Ok(c)
     }
     fn kind(&self) -> &'static str {
         match self {

@@ -115,9 +115,12 @@ impl OpenaiProvider {
         let mut body = json!({
             "model": self.model,
             "messages": [{"role": "user", "content": p.user_message()}],
-            "max_tokens": self.cfg.max_tokens,
+            "max_tokens": task.token_budget(self.cfg.max_tokens),
             "temperature": 0.0,
         });
+        if !task.stop.is_empty() {
+            body["stop"] = json!(task.stop);
+        }
         if self.cfg.logprobs {
             body["logprobs"] = json!(true);
             body["top_logprobs"] = json!(1);

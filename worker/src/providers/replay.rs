@@ -134,6 +134,8 @@ mod tests {
             context: vec![],
             output_schema: None,
             labels: vec![],
+            max_tokens: None,
+            stop: vec![],
         };
         let c = p.complete(&task).await.unwrap();
         assert_eq!((c.output.as_str(), c.label_correct), ("1 + 1 = 2\n#### 2", Some(true)));

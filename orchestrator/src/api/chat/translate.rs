@@ -5,7 +5,7 @@
 
 use super::wire::{ChatRequest, Content, ResponseFormat, Role};
 use crate::error::Error;
-use crate::request::{JobKind, JobRequest, StepRequest};
+use crate::request::{JobKind, JobRequest, MAX_STEP_TOKENS, MAX_STOP, StepRequest};
 use axum::http::HeaderMap;
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
@@ -157,6 +157,8 @@ pub fn to_job(req: ChatRequest, headers: &HeaderMap) -> Result<(JobRequest, Want
                 verifiers: Some(verifiers),
                 output_schema: schema,
                 labels: ext.labels,
+                max_tokens: req.max_completion_tokens.or(req.max_tokens),
+                stop: stop_sequences(req.stop.as_ref())?,
             }],
             collection: None,
             query: None,
@@ -213,16 +215,40 @@ fn text_of(c: &Content, i: usize) -> Result<String, Error> {
     }
 }
 
+/// `stop` as OpenAI takes it: one string or a list of up to four.
+fn stop_sequences(stop: Option<&serde_json::Value>) -> Result<Option<Vec<String>>, Error> {
+    let bad = || {
+        Error::invalid(
+            "stop",
+            format!("a string or at most {MAX_STOP} strings of 1 to 64 bytes"),
+        )
+    };
+    let list: Vec<String> = match stop {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad()),
+    };
+    if list.len() > MAX_STOP || list.iter().any(|s| s.is_empty() || s.len() > 64 || s.contains('\0')) {
+        return Err(bad());
+    }
+    Ok(Some(list).filter(|l| !l.is_empty()))
+}
+
 /// Checks the generation parameters' ranges.
 fn check_generation(req: &ChatRequest) -> Result<(), Error> {
     for (field, v) in [
         ("max_tokens", req.max_tokens),
         ("max_completion_tokens", req.max_completion_tokens),
     ] {
-        if v == Some(0) {
-            return Err(Error::invalid(field, "must be at least 1"));
+        if v.is_some_and(|v| v == 0 || v > MAX_STEP_TOKENS) {
+            return Err(Error::invalid(field, format!("must be 1 to {MAX_STEP_TOKENS}")));
         }
     }
+    stop_sequences(req.stop.as_ref())?;
     if let Some(t) = req.temperature
         && !(t.is_finite() && (0.0..=2.0).contains(&t))
     {
@@ -254,6 +280,30 @@ fn log_unknown(req: &ChatRequest) {
         // Bounded: at most a few hundred distinct names are remembered.
         if seen.len() < 256 && seen.insert(k.clone()) {
             tracing::info!(parameter = %k, "chat completions: parameter accepted and ignored");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_sequences;
+    use serde_json::json;
+
+    #[test]
+    fn stop_is_a_string_or_up_to_four() {
+        assert_eq!(stop_sequences(None).unwrap(), None);
+        assert_eq!(
+            stop_sequences(Some(&json!("\n"))).unwrap(),
+            Some(vec!["\n".to_string()])
+        );
+        assert_eq!(
+            stop_sequences(Some(&json!(["a", "b"]))).unwrap(),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(stop_sequences(Some(&json!([]))).unwrap(), None);
+        for bad in [json!(["a", "b", "c", "d", "e"]), json!([""]), json!(3), json!([1])] {
+            let e = stop_sequences(Some(&bad)).unwrap_err();
+            assert!(e.to_string().starts_with("stop:"), "{e}");
         }
     }
 }

@@ -122,14 +122,14 @@ pub(crate) async fn flush_all(tx: &mut PgConnection, cfg: &Config, units: &[&Uni
         tx,
         "INSERT INTO steps (id, job_id, idx, name, task_type, input, depends_on, verifiers, output_schema,
                                     ambiguity, ambiguity_source, state, task_class, labels, current_tier, output,
-                                    open_findings)
+                                    open_findings, max_tokens, stop)
                  SELECT r.id, r.job_id, r.idx, r.name, r.task_type, r.input, r.depends_on, r.verifiers,
                         r.output_schema, r.ambiguity, r.ambiguity_source, r.state, r.task_class, r.labels,
-                        r.current_tier, r.output, r.open_findings
+                        r.current_tier, r.output, r.open_findings, r.max_tokens, r.stop
                  FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, job_id uuid, idx int, name text, task_type text,
                       input text, depends_on int[], verifiers text[], output_schema jsonb, ambiguity float8,
                       ambiguity_source text, state text, task_class text, labels text[], current_tier text,
-                      output text, open_findings jsonb)",
+                      output text, open_findings jsonb, max_tokens int, stop text[])",
         &new,
         |s| s.id,
     )

@@ -102,7 +102,7 @@ impl Unit {
         let job_ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
         let steps: Vec<StepRow> = sqlx::query_as(
             "SELECT s.id, s.job_id, s.idx, s.name, s.task_type, s.task_class, s.input, s.depends_on, s.verifiers,
-                    s.output_schema, s.labels, s.ambiguity, s.ambiguity_source, s.state, s.current_tier, s.output,
+                    s.output_schema, s.labels, s.ambiguity, s.ambiguity_source, s.state, s.current_tier, s.max_tokens, s.stop, s.output,
                     s.open_findings, f.first_in, f.first_out, f.first_tier
              FROM steps s LEFT JOIN LATERAL (
                  SELECT a.tokens_in AS first_in, a.tokens_out AS first_out, a.tier AS first_tier FROM attempts a
@@ -318,6 +318,8 @@ impl Unit {
             input: step.input.clone(),
             output_schema: step.output_schema.clone(),
             labels: step.labels.clone(),
+            max_tokens: step.max_tokens,
+            stop: step.stop.clone(),
             traceparent: self.job(step.job_id).traceparent.clone(),
         };
         let out = source.into_outgoing(context);

@@ -59,6 +59,10 @@ pub(crate) struct StepRow {
     pub ambiguity_source: String,
     pub state: StepState,
     pub current_tier: Option<Tier>,
+    /// Most tokens the model may write (the tier's own limit when `None`).
+    pub max_tokens: Option<i32>,
+    /// Sequences at which the answer is cut.
+    pub stop: Vec<String>,
     pub output: Option<String>,
     pub open_findings: serde_json::Value,
     /// Input tokens of the step's first answered attempt (for the always-strong cost).
@@ -94,6 +98,8 @@ impl<'r> sqlx::FromRow<'r, PgRow> for StepRow {
             ambiguity_source: row.try_get("ambiguity_source")?,
             state: stored("state", &row.try_get::<String, _>("state")?)?,
             current_tier: optional("current_tier", row)?,
+            max_tokens: row.try_get("max_tokens")?,
+            stop: row.try_get("stop")?,
             output: row.try_get("output")?,
             open_findings: row.try_get("open_findings")?,
             first_in: row.try_get("first_in")?,

@@ -199,7 +199,8 @@ impl LocalModel {
         for i in 0..n {
             let temperature = if n == 1 { 0.0 } else { self.cfg.temperature };
             let seed = self.cfg.seed.wrapping_add(i);
-            samples.push(s.generate(grammar.as_deref(), temperature, seed, stop_at_newline)?);
+            let budget = task.token_budget(self.cfg.max_tokens);
+            samples.push(s.generate(grammar.as_deref(), (temperature, seed), stop_at_newline, budget)?);
             s.rewind(n_prompt)?;
         }
         let tokens_out = samples.iter().map(|g| g.tokens).sum();

@@ -169,14 +169,15 @@ impl<'m> Session<'m> {
     }
 
     /// Generates after the prompt: greedy at temperature 0, else sampled
-    /// with `seed`. Stops at end-of-generation, at `max_tokens`, at the end
-    /// of the context, or (with `stop_at_newline`) after the first line.
+    /// with `seed`. Stops at end-of-generation, at `max_tokens` (at most the
+    /// model's configured limit), at the end of the context, or (with
+    /// `stop_at_newline`) after the first line.
     pub fn generate(
         &mut self,
         grammar: Option<&str>,
-        temperature: f32,
-        seed: u32,
+        (temperature, seed): (f32, u32),
         stop_at_newline: bool,
+        max_tokens: u32,
     ) -> Result<Generated, String> {
         let mut sampler = match grammar {
             Some(g) => Some(LlamaSampler::grammar(self.model, g, "root").map_err(|e| format!("grammar: {e}"))?),
@@ -184,7 +185,9 @@ impl<'m> Session<'m> {
         };
         let mut rng = fastrand::Rng::with_seed(u64::from(seed));
         let mut logits = self.prompt_logits.clone();
-        let budget = self.max_tokens.min(self.n_ctx.saturating_sub(self.n_past + 1));
+        let budget = max_tokens
+            .min(self.max_tokens)
+            .min(self.n_ctx.saturating_sub(self.n_past + 1));
         let (mut bytes, mut sum_logp, mut n) = (Vec::new(), 0.0, 0u32);
         let vocab = self.model.vocab();
         while n < budget {
