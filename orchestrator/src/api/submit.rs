@@ -1,9 +1,11 @@
 //! Submitting a job, in the one order that is right: validate and plan it
-//! (a 4xx writes nothing), admit it under the tenant's quotas, give it the
-//! default budget, check a rag job's collection and search it with the
-//! question (tier zero), build its first decisions, write them and publish
-//! its first attempts. Every front door (`POST /v1/jobs`, the
-//! OpenAI-compatible `POST /v1/chat/completions`) submits through here.
+//! (a 4xx writes nothing), admit it under the tenant's quotas (its rate was
+//! taken before the body was read), give it the default budget, hand it to
+//! the router as one call (`router::submit`: what its kind needs first —
+//! a rag job's collection and tier zero's search — its first decisions,
+//! written atomically), and publish its first attempts. Every front door
+//! (`POST /v1/jobs`, the OpenAI-compatible `POST /v1/chat/completions`)
+//! submits through here.
 
 use super::{ApiError, AppState};
 use crate::planner::plan;
@@ -19,20 +21,17 @@ pub(crate) async fn submit_job(st: &AppState, tenant: &str, mut req: JobRequest)
     if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
         req.budget_usd = Some(st.cfg.limits.default_budget_usd);
     }
-    // What the job's kind needs first (a rag job: its collection, and the
-    // search for its question — tier zero).
-    let retrieval = crate::router::Kind::at_submit(&st.store, &st.retriever, tenant, &req).await?;
     let traceparent = upshift_runtime::traceparent(&span);
     let planned = steps.len();
-    let (id, unit) = crate::router::admit(
-        &st.cfg,
+    let job = crate::router::Submission {
         tenant,
-        &req,
-        &steps,
-        traceparent.as_deref(),
-        retrieval.as_ref(),
-    );
-    let attempts = st.store.create_job(&st.cfg, unit).instrument(span.clone()).await?;
+        req: &req,
+        steps: &steps,
+        traceparent: traceparent.as_deref(),
+    };
+    let (id, attempts) = crate::router::submit(&st.store, &st.retriever, &st.cfg, job)
+        .instrument(span.clone())
+        .await?;
     span.record("job", id.to_string());
     crate::outbox::publish(&st.store, &st.bus, &attempts)
         .instrument(span)

@@ -9,18 +9,48 @@
 use super::advance::advance_job;
 use super::kind::Kind;
 use super::steps;
+use crate::collections::Retriever;
+use crate::error::Result;
 use crate::request::{JobRequest, PlannedStep};
 use crate::store::unit::{NewJob, StepRow, Unit};
+use crate::store::{Outgoing, PgStore};
 use upshift_shared::StepState;
 use upshift_shared::config::Config;
 use upshift_shared::policy::StepRisk;
 use upshift_shared::verify::rag::Retrieval;
 use uuid::Uuid;
 
+/// A validated job to admit.
+pub(crate) struct Submission<'a> {
+    /// Whose job it is.
+    pub tenant: &'a str,
+    /// The request, its default budget applied.
+    pub req: &'a JobRequest,
+    /// Its planned steps.
+    pub steps: &'a [PlannedStep],
+    /// The submission's trace, when traced.
+    pub traceparent: Option<&'a str>,
+}
+
+/// Submits a validated job as one call: what its kind needs first (a rag
+/// job's collection and the search for its question), its rows and first
+/// decisions, written atomically. Returns the job's id and the task
+/// messages to publish.
+pub(crate) async fn submit(
+    store: &PgStore,
+    retriever: &Retriever,
+    cfg: &Config,
+    job: Submission<'_>,
+) -> Result<(Uuid, Vec<Outgoing>)> {
+    let retrieval = Kind::at_submit(store, retriever, job.tenant, job.req).await?;
+    let (id, unit) = admit(cfg, job.tenant, job.req, job.steps, job.traceparent, retrieval.as_ref());
+    Ok((id, store.create_job(cfg, unit).await?))
+}
+
 /// Builds job `req` of `tenant` with its planned `steps` in a new unit and
 /// starts what can start; `retrieval` is a rag job's search for its
 /// question. Returns the job's id and the unit to write.
-pub(crate) fn admit(
+fn admit(
     cfg: &Config,
     tenant: &str,
     req: &JobRequest,

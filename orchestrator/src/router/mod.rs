@@ -23,8 +23,8 @@ mod observe;
 mod rag;
 mod steps;
 
-pub(crate) use admit::admit;
-pub(crate) use kind::Kind;
+pub(crate) use admit::{Submission, submit};
+use kind::Kind;
 
 use crate::collections::Retriever;
 use crate::error::Result;
