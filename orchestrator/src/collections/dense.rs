@@ -12,7 +12,7 @@
 
 use crate::embed::{cosine, from_bytes};
 use crate::error::Result;
-use crate::store::Conn as PgConnection;
+use crate::store::Conn;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -82,7 +82,7 @@ impl DenseIndexes {
     /// loaded on `conn` when the one in memory is missing or older.
     pub async fn get(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         tenant: &str,
         collection: &str,
         model: &str,

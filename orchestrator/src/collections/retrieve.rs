@@ -15,7 +15,7 @@
 use super::dense::DenseIndexes;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::store::Conn as PgConnection;
+use crate::store::Conn;
 use crate::store::{Hit, collection_version, naming, passages_by_id, search_in};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,7 +102,7 @@ impl Retriever {
     /// The best `limit` passages for `query` (the search API).
     pub async fn search(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         tenant: &str,
         collection: &str,
         query: &str,
@@ -120,7 +120,7 @@ impl Retriever {
     /// missing retrieves nothing, which the retrieval floor then reports.
     pub async fn retrieve(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         tenant: &str,
         collection: &str,
         question: &str,
@@ -193,7 +193,7 @@ impl Retriever {
     /// collection.
     async fn rank(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut Conn,
         tenant: &str,
         collection: &str,
         queries: &[String],

@@ -6,7 +6,7 @@ use super::advance::{advance_job, fail_job};
 use super::steps::{self, AfterAccept, Lead};
 use super::{Decided, Evidence, Open};
 use crate::error::Result;
-use crate::store::Conn as PgConnection;
+use crate::store::Conn;
 use crate::store::unit::{AttemptUpdate, Event, Unit};
 use upshift_shared::config::Config;
 use upshift_shared::cost::Priced;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 /// Applies `decision` to the unit.
 pub(crate) async fn apply(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     unit: &mut Unit,
     cfg: &Config,
     d: Decided<'_>,

@@ -13,7 +13,7 @@ use crate::collections::Retriever;
 use crate::error::Result;
 use crate::request::{JobRequest, PlannedStep};
 use crate::store::unit::Unit;
-use crate::store::{Conn as PgConnection, PgStore};
+use crate::store::{Conn, PgStore};
 use upshift_shared::config::Config;
 use upshift_shared::policy::StepRisk;
 use upshift_shared::verify::rag::Retrieval;
@@ -109,7 +109,7 @@ impl Kind {
     /// (`rewrite`, on the decision's connection), else the stored one.
     pub(crate) async fn evidence(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Conn,
         retriever: &Retriever,
         unit: &Unit,
         (tenant, job_id): (&str, Uuid),
@@ -149,7 +149,7 @@ impl Kind {
     /// What an accepted answer of step `step` leads to.
     pub(crate) async fn after_accept(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Conn,
         unit: &Unit,
         cfg: &Config,
         step: &super::StepFacts,

@@ -28,7 +28,7 @@ use kind::Kind;
 
 use crate::collections::Retriever;
 use crate::error::Result;
-use crate::store::Conn as PgConnection;
+use crate::store::Conn;
 use crate::store::unit::Unit;
 use crate::store::{Outgoing, PgStore};
 use apply::late_result;
@@ -297,7 +297,7 @@ fn output_of<'a>(evidence: &'a Evidence<'a>) -> &'a str {
 /// job's kind says (a rag job's retrieval: the one a retrieve step's
 /// rewrite finds now, on this transaction's connection, or the stored one).
 async fn retrieval_for(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     unit: &Unit,
     retriever: &Retriever,
     open: &Open<'_>,
@@ -346,7 +346,7 @@ fn examine(
 /// Decides one attempt inside the unit. Returns what the metrics record, or
 /// `None` when nothing was decided.
 async fn decide(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     unit: &mut Unit,
     cfg: &Config,
     retriever: &Retriever,

@@ -239,12 +239,13 @@ impl PgStore {
 /// has no such collection. Runs on `conn` (the router searches inside its
 /// decision transaction, on the connection it already holds).
 pub(crate) async fn search_in(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut super::Conn,
     tenant: &str,
     collection: &str,
     query: &str,
     limit: i64,
 ) -> Result<Vec<Hit>> {
+    let conn = conn.pg();
     // The OR of the query's lexemes, computed first so the search below sees
     // a constant tsquery and can use the GIN index; NULL without a collection.
     let terms: Option<Option<String>> = sqlx::query_scalar(
@@ -285,12 +286,13 @@ pub(crate) async fn search_in(
 /// setting starts with it. Full-text search splits `work_mem` into `work`
 /// and `mem`, which half the manual contains.
 pub(crate) async fn naming(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut super::Conn,
     tenant: &str,
     collection: &str,
     name: &str,
     limit: i64,
 ) -> Result<Vec<String>> {
+    let conn = conn.pg();
     Ok(sqlx::query_scalar(
         "SELECT id FROM passages
          WHERE tenant = $1 AND collection = $2 AND strpos(lower(text), lower($3)) > 0
@@ -306,11 +308,12 @@ pub(crate) async fn naming(
 
 /// The passages `ids` of a collection (in no particular order).
 pub(crate) async fn passages_by_id(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut super::Conn,
     tenant: &str,
     collection: &str,
     ids: &[String],
 ) -> Result<Vec<Hit>> {
+    let conn = conn.pg();
     Ok(sqlx::query_as(
         "SELECT id AS passage_id, doc_id AS document_id, title, 0::real AS score, text
          FROM passages WHERE tenant = $1 AND collection = $2 AND id = ANY($3)",
@@ -324,11 +327,8 @@ pub(crate) async fn passages_by_id(
 
 /// The version of a collection (bumped by every ingest and every batch of
 /// new embeddings), `None` when the tenant has no such collection.
-pub(crate) async fn collection_version(
-    conn: &mut sqlx::PgConnection,
-    tenant: &str,
-    collection: &str,
-) -> Result<Option<i64>> {
+pub(crate) async fn collection_version(conn: &mut super::Conn, tenant: &str, collection: &str) -> Result<Option<i64>> {
+    let conn = conn.pg();
     Ok(
         sqlx::query_scalar("SELECT version FROM collections WHERE tenant = $1 AND name = $2")
             .bind(tenant)
@@ -341,11 +341,12 @@ pub(crate) async fn collection_version(
 /// Every passage id of a collection with its `model` vector's bytes, when
 /// it has one, in id order.
 pub(crate) async fn dense_vectors(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut super::Conn,
     tenant: &str,
     collection: &str,
     model: &str,
 ) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    let conn = conn.pg();
     // One primary-key probe per passage (a correlated subquery, which
     // the planner does not flatten): as a join, with statistics that
     // still described the tables before a large ingest, it chose a
@@ -367,7 +368,8 @@ pub type QueuedText = (String, Vec<u8>, String);
 
 /// Takes up to `limit` texts waiting for `model`, oldest first, locked in
 /// `tx` (other replicas skip them) until [`save_embeddings`] commits.
-pub async fn queued_texts(tx: &mut sqlx::PgConnection, model: &str, limit: i64) -> Result<Vec<QueuedText>> {
+pub async fn queued_texts(tx: &mut super::Conn, model: &str, limit: i64) -> Result<Vec<QueuedText>> {
+    let tx = tx.pg();
     Ok(sqlx::query_as(
         "SELECT tenant, text_sha256, text FROM embedding_queue WHERE model = $1
          ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -382,12 +384,13 @@ pub async fn queued_texts(tx: &mut sqlx::PgConnection, model: &str, limit: i64) 
 /// removes them from the queue and bumps the version of every collection
 /// holding one, so replicas reload their dense indexes.
 pub async fn save_embeddings(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut super::Conn,
     model: &str,
     tenants: &[String],
     keys: &[Vec<u8>],
     vectors: &[Vec<u8>],
 ) -> Result<()> {
+    let tx = tx.pg();
     sqlx::query(
         "INSERT INTO embeddings (tenant, model, text_sha256, vector)
          SELECT t, $1, k, v FROM UNNEST($2::text[], $3::bytea[], $4::bytea[]) AS x(t, k, v)

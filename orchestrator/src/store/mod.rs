@@ -42,9 +42,36 @@ use upshift_shared::messages::{ContextItem, MESSAGE_VERSION, TaskMessage};
 use upshift_shared::{ReasonCode, TaskType, Tier};
 use uuid::Uuid;
 
-/// A connection (or an open transaction) that store functions run their
-/// statements on; other modules only pass it along.
-pub type Conn = sqlx::PgConnection;
+/// A database session the store's functions run their statements on: an
+/// open transaction ([`PgStore::begin`]) or a pooled connection
+/// ([`PgStore::acquire`]). Opaque outside the store: other modules only pass
+/// it along (the router its decision's transaction, the retriever the
+/// connection it searches on) and commit it; no statement runs on it but
+/// the store's.
+pub struct Conn(Session);
+
+enum Session {
+    Pool(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Tx(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Conn {
+    /// The connection underneath, for the store's statements.
+    pub(in crate::store) fn pg(&mut self) -> &mut sqlx::PgConnection {
+        match &mut self.0 {
+            Session::Pool(c) => c,
+            Session::Tx(t) => t,
+        }
+    }
+
+    /// Commits a transaction; a pooled connection has nothing to commit.
+    pub async fn commit(self) -> Result<()> {
+        if let Session::Tx(t) = self.0 {
+            t.commit().await?;
+        }
+        Ok(())
+    }
+}
 
 /// Postgres-backed store.
 #[derive(Clone)]
@@ -229,14 +256,14 @@ impl PgStore {
 
     /// Begins a transaction, for a unit of work and the statements it runs
     /// on the same connection (see [`unit`]).
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        Ok(self.pool.begin().await?)
+    pub async fn begin(&self) -> Result<Conn> {
+        Ok(Conn(Session::Tx(self.pool.begin().await?)))
     }
 
     /// A connection from the pool, for statements that must share one
     /// (a search at submission).
-    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-        Ok(self.pool.acquire().await?)
+    pub async fn acquire(&self) -> Result<Conn> {
+        Ok(Conn(Session::Pool(self.pool.acquire().await?)))
     }
 
     /// Whether Postgres answers a trivial statement (readiness).

@@ -12,7 +12,7 @@ use crate::rag::result::{Done, Outcome};
 use crate::rag::{CRITIQUE, EXTRACT, RETRIEVE, SYNTHESISE};
 use crate::request::JobRequest;
 use crate::store::unit::Unit;
-use crate::store::{Conn as PgConnection, PgStore};
+use crate::store::{Conn, PgStore};
 use upshift_shared::TaskType;
 use upshift_shared::config::{AnswerMode, Config};
 use upshift_shared::policy::{StepRisk, first_useful_tier, start_tier};
@@ -125,7 +125,7 @@ pub(crate) fn annotate(detail: &mut serde_json::Value, step: &StepFacts, output:
 /// answering step or leave the critique unresolved; anything else is
 /// accepted. `accepted` is (job, attempt, output, budget left).
 pub(crate) async fn after_accept(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     unit: &Unit,
     cfg: &Config,
     step: &StepFacts,
@@ -183,7 +183,7 @@ pub(crate) fn result(unit: &Unit, job: &RagJob, job_id: Uuid, defended: bool, al
 /// Searches again for a retrieve step whose model rewrote the question:
 /// the question and the rewrite, fused (on the decision's connection).
 pub async fn research(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     retriever: &Retriever,
     tenant: &str,
     job: &RagJob,
@@ -242,7 +242,7 @@ enum AfterCritique {
 /// rejects the answer, the answering step can run again one tier up if
 /// there is one and the budget left (`budget_left`) pays for it.
 async fn after_critique(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     unit: &Unit,
     cfg: &Config,
     job_id: Uuid,

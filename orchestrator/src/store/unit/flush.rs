@@ -81,8 +81,8 @@ struct Numbered<'a> {
 
 impl Unit {
     /// Writes everything pending, in foreign-key and event order.
-    pub async fn flush(&self, tx: &mut PgConnection, cfg: &Config) -> Result<()> {
-        flush_all(tx, cfg, &[self]).await
+    pub async fn flush(&self, tx: &mut super::super::Conn, cfg: &Config) -> Result<()> {
+        flush_all(tx.pg(), cfg, &[self]).await
     }
 }
 

@@ -24,7 +24,6 @@ pub(crate) use flush::flush_all;
 use super::{Outgoing, TaskSource, reason_texts};
 pub(crate) use rows::{AttemptRow, AttemptUpdate, JobRow, NewJob, StepRow};
 use rows::{EventRow, NewAttempt, SetAsideRow};
-use sqlx::PgConnection;
 use std::collections::HashMap;
 use upshift_shared::{JobKind, JobStatus, ReasonCode, RouteEventKind, StepState, Tier};
 use uuid::Uuid;
@@ -89,7 +88,8 @@ pub(crate) struct Unit {
 impl Unit {
     /// Locks the jobs of `attempts` (in id order, so concurrent units never
     /// deadlock) and loads them, all their steps and these attempts.
-    pub async fn load(tx: &mut PgConnection, attempts: &[Uuid]) -> Result<Unit> {
+    pub async fn load(tx: &mut super::Conn, attempts: &[Uuid]) -> Result<Unit> {
+        let tx = tx.pg();
         let jobs: Vec<JobRow> = sqlx::query_as(
             "SELECT id, tenant, kind, CASE WHEN kind = ANY($2) THEN input END AS input, blast_radius, budget_usd,
                     cost_usd, traceparent
@@ -140,7 +140,8 @@ impl Unit {
 
     /// The tokens (in, out) of step `step`'s latest accepted attempt, read
     /// on the unit's transaction (what re-running it a tier up would cost).
-    pub async fn accepted_tokens(tx: &mut PgConnection, step: Uuid) -> Result<Option<(i32, i32)>> {
+    pub async fn accepted_tokens(tx: &mut super::Conn, step: Uuid) -> Result<Option<(i32, i32)>> {
+        let tx = tx.pg();
         Ok(sqlx::query_as(
             "SELECT tokens_in, tokens_out FROM attempts WHERE step_id = $1 AND outcome = 'accepted'
              ORDER BY created_at DESC LIMIT 1",
