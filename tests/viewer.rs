@@ -134,18 +134,12 @@ async fn the_job_list_counts_attempts_by_index_at_100k_jobs() {
     ] {
         sqlx::query(sql).execute(&h.pool).await.unwrap();
     }
-    // The list's own statement, its parameters filled in (constants of this test).
-    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (FORMAT JSON) {}",
-        upshift_orchestrator::store::JOB_LIST_SQL
-            .replace("$1", "'t7'")
-            .replace("$2::text", "NULL::text")
-            .replace("$2", "NULL")
-            .replace("$3", "8760")
-    )))
-    .fetch_one(&h.pool)
-    .await
-    .unwrap();
+    // The list's own statement, planned by Postgres for these parameters.
+    let plan = upshift_orchestrator::store::PgStore::for_reports(&h.db_url)
+        .unwrap()
+        .job_list_plan("t7", None, 8760)
+        .await
+        .unwrap();
     fn scans(node: &serde_json::Value, out: &mut Vec<(String, String)>) {
         if let (Some(t), Some(r)) = (node["Node Type"].as_str(), node["Relation Name"].as_str()) {
             out.push((t.to_string(), r.to_string()));

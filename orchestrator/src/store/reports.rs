@@ -25,6 +25,24 @@ impl PgStore {
             .await?)
     }
 
+    /// The plan Postgres chooses for [`PgStore::job_list`] with these
+    /// parameters (`EXPLAIN (FORMAT JSON)`): what the viewer's test checks
+    /// for a scan of every attempt.
+    pub async fn job_list_plan(
+        &self,
+        tenant: &str,
+        status: Option<JobStatus>,
+        hours: i32,
+    ) -> Result<serde_json::Value> {
+        let explain = format!("EXPLAIN (FORMAT JSON) {JOB_LIST_SQL}");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+            .bind(tenant)
+            .bind(status.map(JobStatus::as_str))
+            .bind(hours)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// A tenant's spend per day against always-strong, newest 30 days.
     pub async fn spend_by_day(&self, tenant: &str) -> Result<Vec<SpendRow>> {
         Ok(sqlx::query_as(
@@ -58,7 +76,7 @@ impl PgStore {
 
 /// The job list's statement: $1 tenant, $2 status or NULL, $3 hours back
 /// (public so the index test can EXPLAIN exactly what the viewer runs).
-pub const JOB_LIST_SQL: &str = "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
+const JOB_LIST_SQL: &str = "SELECT j.id, j.status, j.cost_usd, j.always_strong_cost_usd, j.created_at,
         (SELECT count(*) FROM attempts a WHERE a.job_id = j.id)
  FROM jobs j WHERE j.tenant = $1 AND ($2::text IS NULL OR j.status = $2)
    AND j.created_at > now() - make_interval(hours => $3::int)
