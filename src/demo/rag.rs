@@ -52,10 +52,11 @@ pub async fn run(api: &str, question: &str) -> anyhow::Result<()> {
     ingest(&client, IngestArgs::new(COLLECTION, vec![docs]).without_waiting()).await?;
     // The question does not wait for every passage's embedding (about 15
     // minutes the first time on this machine kind): full-text and identifier
-    // search cover every passage at once, the sentences of the passages
-    // found are embedded with the question, and dense retrieval covers
-    // what is embedded so far. The rest embeds while the stack runs and is
-    // kept for the next run.
+    // search cover every passage at once and rank them, and the sentences
+    // of the passages found are embedded with the question; the dense
+    // ranking joins once every passage is embedded (a ranking of the part
+    // embedded so far would favour whatever was embedded first). The rest
+    // embeds while the stack runs and is kept for the next run.
     let status = client.get(&format!("/v1/collections/{COLLECTION}"), &[]).await?;
     let (embedded, passages) = (
         status["embedded"].as_i64().unwrap_or(0),
@@ -63,7 +64,7 @@ pub async fn run(api: &str, question: &str) -> anyhow::Result<()> {
     );
     if embedded < passages {
         println!(
-            "dense retrieval covers {embedded} of {passages} passages so far (the rest embeds in the background and is kept for the next run); full-text search covers all"
+            "{embedded} of {passages} passages embedded so far: full-text search ranks, embeddings score the sentences found, and dense ranking joins once all are embedded (the rest embeds in the background and is kept for the next run)"
         );
     }
     println!("\n== RAG: {question} ==");

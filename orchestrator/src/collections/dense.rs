@@ -23,17 +23,21 @@ const MAX_LOADED: usize = 16;
 /// One collection's vectors.
 pub struct DenseIndex {
     version: i64,
+    /// Passages in the collection, with a vector or not.
+    passages: usize,
     ids: Vec<String>,
     at: HashMap<String, usize>,
     vectors: Vec<Vec<f32>>,
 }
 
 impl DenseIndex {
-    /// An index of `vectors` (unit length, [`crate::embed::DIMS`] each) named by `ids`.
-    pub fn new(version: i64, ids: Vec<String>, vectors: Vec<Vec<f32>>) -> DenseIndex {
+    /// An index of `vectors` (unit length, [`crate::embed::DIMS`] each)
+    /// named by `ids`, of a collection of `passages` passages.
+    pub fn new(version: i64, passages: usize, ids: Vec<String>, vectors: Vec<Vec<f32>>) -> DenseIndex {
         let at = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
         DenseIndex {
             version,
+            passages: passages.max(ids.len()),
             ids,
             at,
             vectors,
@@ -43,6 +47,15 @@ impl DenseIndex {
     /// Whether no passage has a vector yet.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Whether every passage of the collection has its vector, so a scan
+    /// ranks the whole collection. While embeddings are still being made a
+    /// scan ranks only the passages embedded so far — a subset chosen by
+    /// queue order, not by relevance — and fusing that ranking would favour
+    /// whatever happened to be embedded first.
+    pub fn is_complete(&self) -> bool {
+        self.ids.len() >= self.passages
     }
 
     /// The `k` passages most similar to `query`, best first: (id, similarity).
@@ -96,6 +109,7 @@ impl DenseIndexes {
             return Ok(index.clone());
         }
         let rows = crate::store::dense_vectors(conn, tenant, collection, model).await?;
+        let rows_len = rows.len();
         let (mut ids, mut vectors) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
         for (id, bytes) in rows {
             if let Some(v) = bytes.as_deref().and_then(from_bytes) {
@@ -103,7 +117,7 @@ impl DenseIndexes {
                 vectors.push(v);
             }
         }
-        let index = Arc::new(DenseIndex::new(version, ids, vectors));
+        let index = Arc::new(DenseIndex::new(version, rows_len, ids, vectors));
         let mut loaded = self.lock();
         if loaded.len() >= MAX_LOADED
             && !loaded.contains_key(&key)
@@ -129,12 +143,9 @@ mod tests {
     fn top_ranks_by_similarity() {
         let unit = |a: f32| vec![a.cos(), a.sin()];
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let index = DenseIndex {
-            version: 1,
-            at: ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect(),
-            ids,
-            vectors: vec![unit(0.0), unit(1.0), unit(0.2)],
-        };
+        let index = DenseIndex::new(1, 3, ids.clone(), vec![unit(0.0), unit(1.0), unit(0.2)]);
+        assert!(index.is_complete());
+        assert!(!DenseIndex::new(1, 4, ids, vec![unit(0.0), unit(1.0), unit(0.2)]).is_complete());
         // Closer to `a` (0.05 away) than to `c` (0.15 away): no tie to round.
         let top = index.top(&unit(0.05), 2);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), ["a", "c"]);

@@ -215,13 +215,19 @@ impl Retriever {
         for name in identifiers(&queries[0]) {
             rankings.push(naming(conn, tenant, collection, &name, depth as i64).await?);
         }
-        let (mut question, mut index) = (None, None);
+        let (mut question, mut index, mut hybrid) = (None, None, false);
         if let Some(model) = self.model() {
             let dense = self.inner.dense.get(conn, tenant, collection, model, version).await?;
             if !dense.is_empty() {
                 let vectors = self.embed(queries.to_vec()).await?;
-                for v in &vectors {
-                    rankings.push(dense.top(v, depth).into_iter().map(|(id, _)| id.to_string()).collect());
+                // Only a complete index ranks the collection; a partial one
+                // still gives the embedded passages their similarity, and
+                // the question's vector scores every retrieved sentence.
+                if dense.is_complete() {
+                    for v in &vectors {
+                        rankings.push(dense.top(v, depth).into_iter().map(|(id, _)| id.to_string()).collect());
+                    }
+                    hybrid = true;
                 }
                 question = vectors.into_iter().next();
                 index = Some(dense);
@@ -257,11 +263,7 @@ impl Retriever {
                 Some(h)
             })
             .collect();
-        Ok(Ranked {
-            hits,
-            hybrid: index.is_some(),
-            question,
-        })
+        Ok(Ranked { hits, hybrid, question })
     }
 }
 

@@ -296,7 +296,9 @@ async fn run_questions(client: &Client, args: &RagEvalArgs, questions: &[Questio
         status["embedded"].as_i64().unwrap_or(0),
     );
     if embedded < passages && status["embedding_model"].is_string() {
-        eprintln!("note: {embedded}/{passages} passages embedded so far; dense retrieval covers only those");
+        eprintln!(
+            "note: {embedded}/{passages} passages embedded so far; retrieval ranks by full text until all are (dense ranking joins then), so these figures are not the hybrid ones"
+        );
     }
     let mut records = Vec::with_capacity(questions.len());
     for q in questions {
