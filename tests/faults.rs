@@ -1,7 +1,8 @@
 //! Faults: a task that crashes its worker every time is dead-lettered and
 //! escalated, unreadable messages are set aside with a reason, SIGTERM
-//! drains a worker without losing its in-flight attempt, and a result the
-//! stream cannot take for a while is published later, not run again.
+//! drains a worker without losing its in-flight attempt, a result the
+//! stream cannot take for a while is published later, not run again, and a
+//! dead letter raised while no orchestrator runs waits for the next.
 
 use crate::util::{Harness, Opts, eventually, sigterm_and_wait};
 use std::time::Duration;
@@ -314,5 +315,66 @@ async fn a_result_the_stream_cannot_take_for_a_while_is_published_later_not_run_
         delivered += c.info().await.unwrap().delivered.consumer_sequence;
     }
     assert_eq!(delivered, attempts as u64, "no task redelivered");
+    h.finish().await;
+}
+
+/// The `_DEAD` stream keeps a max-deliveries advisory raised while no
+/// orchestrator runs: the next one to start decides the attempt from it
+/// (`dead_lettered`, escalated once) and removes the task.
+#[tokio::test]
+async fn a_dead_letter_raised_while_no_orchestrator_runs_is_decided_when_one_starts() {
+    let mut h = Harness::new(dead_letter_opts()).await;
+    let mut orch = h.orchestrator().await;
+    let job = h.submit_answer(ANN, "low").await;
+    h.published_attempt(job, "small").await;
+    orch.child.kill().await.unwrap();
+    let subjects = upshift_shared::subjects::Subjects::new(h.prefix.clone());
+    let js = async_nats::jetstream::new(h.nats.clone());
+    let mut dead = js.get_stream(subjects.dead_stream()).await.unwrap();
+    // A small worker dies on the task each time it gets it; after
+    // `max_deliver` (2) deliveries JetStream raises the advisory.
+    let mut kept = 0;
+    for _ in 0..10 {
+        let mut child = h.spawn_worker("small", &[("UPSHIFT_FAULT_CRASH_ON", "Ann has")]);
+        if tokio::time::timeout(Duration::from_secs(6), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+        kept = dead.info().await.unwrap().state.messages;
+        if kept > 0 {
+            break;
+        }
+    }
+    assert_eq!(kept, 1, "the advisory waits in the dead-letter stream");
+    h.worker("medium");
+    let _orch = h.orchestrator().await;
+    h.wait_all(&[job], Duration::from_secs(60)).await;
+    let events: Vec<(String, Option<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT event, from_tier, reasons FROM route_events WHERE job_id = $1 AND event IN ('escalate', 'accept') ORDER BY id",
+    )
+    .bind(job)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            (
+                "escalate".into(),
+                Some("small".into()),
+                vec!["dead_lettered".to_string()]
+            ),
+            ("accept".into(), Some("medium".into()), vec![])
+        ]
+    );
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE source = 'max_deliveries'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 1);
+    let mut tasks = js.get_stream(subjects.tasks_stream()).await.unwrap();
+    assert_eq!(tasks.info().await.unwrap().state.messages, 0, "the task is removed");
     h.finish().await;
 }
