@@ -96,6 +96,16 @@ def main():
             )
         ),
         "unresolved_stream": case(lambda: stream(client, model="upshift", messages=user(ORANGE))),
+        "limits": case(
+            lambda: raw(
+                client,
+                model="upshift",
+                messages=user(BOB),
+                stop=["####"],
+                max_tokens=64,
+                extra_headers={"x-upshift-unresolved": "answer"},
+            )
+        ),
         "budget": case(
             lambda: raw(client, model="upshift", messages=user(BOB), extra_body={"upshift": {"budget_usd": 1e-9}})
         ),
