@@ -213,7 +213,9 @@ async fn any_openai_client_gets_the_cascade_its_route_and_an_honest_unresolved()
     // before its final-answer marker.
     let l = &seen["limits"];
     assert_eq!(l["status"], 200, "{l:#}");
-    let content = l["body"]["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    let content = l["body"]["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
     assert!(!content.is_empty() && !content.contains("####"), "{l:#}");
     // Streamed, it ends with the error: no undefended text as content.
     let us = &seen["unresolved_stream"];

@@ -1,4 +1,6 @@
-//! The planner: validates a job request and turns it into steps.
+//! The planner: validates a job request and turns a `steps` job into its
+//! steps. Which planner a job gets is its kind's (`router::Kind::plan`); a
+//! rag job's steps are planned in `crate::rag`.
 //!
 //! Validation happens entirely before anything is written, so a bad request
 //! leaves no rows behind. A step may depend only on steps listed before it,
@@ -13,8 +15,9 @@ use upshift_shared::TaskType;
 use upshift_shared::policy::estimate_ambiguity;
 use upshift_shared::verify::{VerifierKind, default_verifiers, validate_schema};
 
-/// Validates `req` and plans its steps; the error names the offending field.
-pub fn plan(req: &JobRequest, cfg: &upshift_shared::config::Config) -> Result<Vec<PlannedStep>> {
+/// Checks what every kind of request carries (metadata, budget); the
+/// error names the offending field.
+pub fn check_request(req: &JobRequest) -> Result<()> {
     // Postgres text and jsonb cannot hold NUL characters: refuse them up front.
     if let Some(m) = &req.metadata
         && has_nul(m)
@@ -26,21 +29,16 @@ pub fn plan(req: &JobRequest, cfg: &upshift_shared::config::Config) -> Result<Ve
     {
         return Err(Error::invalid("budget_usd", "must be a number between 0 and 1000000"));
     }
-    match req.kind {
-        JobKind::Steps => {
-            for (field, given) in [("collection", req.collection.is_some()), ("query", req.query.is_some())] {
-                if given {
-                    return Err(Error::invalid(field, "only `rag` jobs take this field"));
-                }
-            }
-            plan_steps(req)
-        }
-        JobKind::Rag => crate::rag::plan(req, cfg.rag.answer),
-    }
+    Ok(())
 }
 
-/// Plans a `steps` job.
-fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+/// Plans a `steps` job: its listed steps, validated, in order.
+pub fn plan_steps(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+    for (field, given) in [("collection", req.collection.is_some()), ("query", req.query.is_some())] {
+        if given {
+            return Err(Error::invalid(field, "only `rag` jobs take this field"));
+        }
+    }
     if req.steps.is_empty() {
         return Err(Error::invalid("steps", "must list at least one step"));
     }
@@ -186,8 +184,10 @@ fn plan_labels(s: &StepRequest) -> std::result::Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn cfg() -> upshift_shared::config::Config {
-        upshift_shared::config::Config::from_toml_over_defaults("").unwrap()
+    /// What submission plans a `steps` job with.
+    fn plan(req: &JobRequest) -> Result<Vec<PlannedStep>> {
+        check_request(req)?;
+        plan_steps(req)
     }
     use serde_json::json;
 
@@ -200,7 +200,7 @@ mod tests {
         let ok = req(json!({"kind":"steps","blast_radius":"low","steps":[
             {"name":"a","task":"answer","input":"What is 2+2?"},
             {"name":"b","task":"summarise","input":"x","ambiguity":0.2,"depends_on":["a"]}]}));
-        let p = plan(&ok, &cfg()).unwrap();
+        let p = plan(&ok).unwrap();
         assert_eq!(p[1].depends_on, vec![0]);
         assert_eq!(p[0].ambiguity_source, "estimate");
         assert_eq!(
@@ -212,35 +212,35 @@ mod tests {
         let mut many = ok.clone();
         many.steps[0].verifiers = Some([VerifierKind::Arithmetic, VerifierKind::AnswerFormat].repeat(40_000));
         assert_eq!(
-            plan(&many, &cfg()).unwrap()[0].verifiers,
+            plan(&many).unwrap()[0].verifiers,
             vec![VerifierKind::Arithmetic, VerifierKind::AnswerFormat]
         );
 
         let mut bad = ok.clone();
         bad.steps[1].depends_on = vec!["zzz".into()];
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[1].depends_on"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[1].depends_on"));
         let mut bad = ok.clone();
         bad.steps[0].ambiguity = Some(1.5);
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].ambiguity"));
         let mut bad = ok.clone();
         bad.steps[0].input = "a\0b".into();
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].input"));
         // Generation limits are kept; out of range, they name the field.
         let mut limited = ok.clone();
         (limited.steps[0].max_tokens, limited.steps[0].stop) = (Some(64), Some(vec!["####".into()]));
-        let p = plan(&limited, &cfg()).unwrap();
+        let p = plan(&limited).unwrap();
         assert_eq!(
             (p[0].max_tokens, p[0].stop.as_slice()),
             (Some(64), ["####".to_string()].as_slice())
         );
         let mut bad = ok.clone();
         bad.steps[0].max_tokens = Some(0);
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[0].max_tokens"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[0].max_tokens"));
         let mut bad = ok.clone();
         bad.steps[1].stop = Some(vec![String::new()]);
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "steps[1].stop"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "steps[1].stop"));
         let mut bad = ok;
         bad.budget_usd = Some(-1.0);
-        assert!(matches!(plan(&bad, &cfg()), Err(Error::Invalid { field, .. }) if field == "budget_usd"));
+        assert!(matches!(plan(&bad), Err(Error::Invalid { field, .. }) if field == "budget_usd"));
     }
 }

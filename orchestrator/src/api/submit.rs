@@ -8,7 +8,6 @@
 //! submits through here.
 
 use super::{ApiError, AppState};
-use crate::planner::plan;
 use crate::request::JobRequest;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 /// Plans, admits, writes and publishes `req` for `tenant`; the job's id.
 pub(crate) async fn submit_job(st: &AppState, tenant: &str, mut req: JobRequest) -> Result<Uuid, ApiError> {
     let span = tracing::info_span!("job.submit", job = tracing::field::Empty, %tenant, kind = req.kind.as_str());
-    let steps = plan(&req, &st.cfg)?;
+    let steps = crate::router::Kind::plan(&req, &st.cfg)?;
     st.quotas.admit(tenant)?;
     if req.budget_usd.is_none() && st.cfg.limits.default_budget_usd > 0.0 {
         req.budget_usd = Some(st.cfg.limits.default_budget_usd);

@@ -135,7 +135,7 @@ mod tests {
 
     fn plan_job(r: &JobRequest) -> Result<Vec<PlannedStep>> {
         let cfg = Config::from_toml_over_defaults("").unwrap();
-        crate::planner::plan(r, &cfg)
+        crate::router::Kind::plan(r, &cfg)
     }
 
     fn field(v: serde_json::Value) -> String {

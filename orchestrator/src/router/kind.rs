@@ -47,6 +47,16 @@ impl Kind {
         }
     }
 
+    /// Validates `req` and plans its steps (the planner of its kind); the
+    /// error names the offending field.
+    pub(crate) fn plan(req: &JobRequest, cfg: &Config) -> Result<Vec<PlannedStep>> {
+        crate::planner::check_request(req)?;
+        match req.kind {
+            JobKind::Steps => crate::planner::plan_steps(req),
+            JobKind::Rag => crate::rag::plan(req, cfg.rag.answer),
+        }
+    }
+
     /// At submission, before anything is written: what the kind needs
     /// first (a rag job's collection must exist, and its question is
     /// searched — tier zero). The search result is handed to [`admit_step`].

@@ -24,7 +24,7 @@ mod rag;
 mod steps;
 
 pub(crate) use admit::{Submission, submit};
-use kind::Kind;
+pub(crate) use kind::Kind;
 
 use crate::collections::Retriever;
 use crate::error::Result;
