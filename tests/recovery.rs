@@ -145,20 +145,25 @@ async fn a_decision_whose_commit_fails_is_redelivered_and_decided_once() {
 
 /// A batch whose transaction fails is settled one result at a time, so
 /// one bad result holds up only itself: here Postgres refuses any
-/// statement that records more than one decision, and both results that
+/// statement that records more than one decision, and the results that
 /// waited together are still decided, once each.
 #[tokio::test]
 async fn a_batch_that_fails_is_settled_one_result_at_a_time() {
     let mut h = Harness::new(Opts::default()).await;
     let mut orch = h.orchestrator().await;
-    let jobs = [h.submit_answer(ANN, "low").await, h.submit_answer(ANN, "low").await];
+    // Six results waiting at once: the consumer hands over what is ready
+    // together, and with six some arrive in the same chunk.
+    let mut jobs = Vec::new();
+    for _ in 0..6 {
+        jobs.push(h.submit_answer(ANN, "low").await);
+    }
     let mut bodies = Vec::new();
-    for job in jobs {
+    for &job in &jobs {
         let (attempt, step) = h.published_attempt(job, "small").await;
         bodies.push(answer(&h, job, step, attempt, Tier::Small, "3 + 4 = <<3+4=7>>7\n#### 7").await);
     }
-    // The orchestrator is down while both results arrive: they wait
-    // together and are fetched as one batch.
+    // The orchestrator is down while the results arrive: they wait
+    // together and are fetched in batches.
     orch.child.kill().await.unwrap();
     for b in bodies {
         publish_result(&h, b).await;
@@ -185,11 +190,12 @@ async fn a_batch_that_fails_is_settled_one_result_at_a_time() {
     .fetch_all(&h.pool)
     .await
     .unwrap();
-    assert_eq!(decided, vec![("succeeded".to_string(), 1); 2], "each decided once");
+    assert_eq!(decided, vec![("succeeded".to_string(), 1); 6], "each decided once");
     let log = std::fs::read_to_string(h.dir.join("orchestrator-0.log")).unwrap_or_default();
     assert!(
         log.contains("settling a batch failed; settling its results one by one"),
-        "the two results were fetched as one batch and split"
+        "results fetched together were split: {}",
+        h.dir.display()
     );
     h.finish().await;
 }
