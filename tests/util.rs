@@ -377,6 +377,10 @@ impl Drop for Harness {
         if self.cleaned || std::thread::panicking() {
             return;
         }
+        // Stopped first, so no process recreates what is removed.
+        for p in &mut self.procs {
+            let _ = p.start_kill();
+        }
         let (prefix, db, dir) = (self.prefix.clone(), self.db_name.clone(), self.dir.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

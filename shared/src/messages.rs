@@ -47,7 +47,10 @@ pub struct TaskMessage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// Most tokens the model may write for this step (the request's
-    /// `max_tokens`); the tier's own limit is the ceiling.
+    /// `max_tokens`); the tier's own limit is the ceiling. This field and
+    /// `stop` are left out when unset, so older workers read every message
+    /// of a step without limits; a step with limits needs workers of this
+    /// version or later (upgrade workers before orchestrators).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Sequences at which the answer is cut (the request's `stop`).

@@ -79,7 +79,7 @@ pub fn run(cfg: &Config, args: EmbedArgs) -> anyhow::Result<()> {
                 v.into_iter().map(|x| x / norm).collect()
             })
             .collect();
-        let index = DenseIndex::new(0, n, (0..n).map(|i| format!("p#{i}")).collect(), vectors);
+        let index = DenseIndex::new(0, 0, (0..n).map(|i| format!("p#{i}")).collect(), vectors);
         let t = Instant::now();
         let rounds = 5;
         for _ in 0..rounds {

@@ -38,9 +38,10 @@ struct Ctx {
     client: async_nats::Client,
     /// How model calls are retried.
     retry: RetryPolicy,
-    /// How long a result's publish is retried before the attempt is handed
-    /// back: the attempt's deadline (after it the orchestrator has decided
-    /// the attempt as timed out and would ignore the result anyway).
+    /// How long after the task was received a result's publish is still
+    /// retried before the attempt is handed back: the attempt's deadline
+    /// (after it the orchestrator has decided the attempt as timed out and
+    /// would ignore the result anyway).
     publish_patience: Duration,
     /// Test builds only (feature `fault-injection`): abort the process on
     /// inputs containing this.
@@ -321,7 +322,10 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
         tracing::warn!(attempt = %task.attempt_id, bytes = body.len(), max_payload, "the result is larger than NATS carries; reporting too_large");
         body = serde_json::to_vec(&failed).expect("results serialise");
     }
-    match publish_result(ctx, &msg, headers, body, &hard_stop).await {
+    // Retried until the attempt's deadline, counted from when the task was
+    // received: after it the orchestrator has decided the attempt anyway.
+    let until = started + ctx.publish_patience;
+    match publish_result(ctx, &msg, (headers, body), until, &hard_stop).await {
         Ok(()) => {
             if let Err(e) = msg.ack().await {
                 tracing::warn!(attempt = %task.attempt_id, error = %e, "ack failed; a redelivery will be deduplicated");
@@ -334,8 +338,8 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     }
 }
 
-/// Publishes a result, retrying for up to `ctx.publish_patience` with
-/// back-off while the task stays claimed (progress acks). A publish fails
+/// Publishes a result, retrying with back-off until `until` while the task
+/// stays claimed (progress acks every `ctx.progress`, during a try too). A publish fails
 /// while a NATS cluster elects a stream leader after a node died; handing
 /// the task back at once would run the model again for each failed try and
 /// exhaust `max_deliver` within seconds, so a node kill would end in a dead
@@ -345,12 +349,13 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
 async fn publish_result(
     ctx: &Ctx,
     msg: &jetstream::Message,
-    headers: async_nats::HeaderMap,
-    body: Vec<u8>,
+    (headers, body): (async_nats::HeaderMap, Vec<u8>),
+    until: Instant,
     hard_stop: &CancellationToken,
 ) -> Result<(), String> {
     let body = bytes::Bytes::from(body);
-    let until = Instant::now() + ctx.publish_patience;
+    let mut ticker = tokio::time::interval(ctx.progress);
+    ticker.tick().await;
     let mut delays = backon::BackoffBuilder::build(
         backon::ExponentialBuilder::default()
             .with_jitter()
@@ -359,16 +364,27 @@ async fn publish_result(
             .without_max_times(),
     );
     loop {
-        let last = match ctx
-            .js
-            .publish_with_headers(ctx.subjects.results(), headers.clone(), body.clone())
-            .await
-        {
-            Ok(ack) => match ack.await {
-                Ok(_) => return Ok(()),
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
+        let publish = async {
+            match ctx
+                .js
+                .publish_with_headers(ctx.subjects.results(), headers.clone(), body.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        tokio::pin!(publish);
+        // A try can wait seconds for the stream's ack: keep the task meanwhile.
+        let tried = loop {
+            tokio::select! {
+                r = &mut publish => break r,
+                _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+            }
+        };
+        let last = match tried {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
         };
         let wait = delays.next().unwrap_or(Duration::from_secs(2));
         if Instant::now() + wait > until || hard_stop.is_cancelled() {

@@ -23,8 +23,8 @@ const MAX_LOADED: usize = 16;
 /// One collection's vectors.
 pub struct DenseIndex {
     version: i64,
-    /// Passages in the collection, with a vector or not.
-    passages: usize,
+    /// Passages still waiting for their vector.
+    pending: usize,
     ids: Vec<String>,
     at: HashMap<String, usize>,
     vectors: Vec<Vec<f32>>,
@@ -32,12 +32,13 @@ pub struct DenseIndex {
 
 impl DenseIndex {
     /// An index of `vectors` (unit length, [`crate::embed::DIMS`] each)
-    /// named by `ids`, of a collection of `passages` passages.
-    pub fn new(version: i64, passages: usize, ids: Vec<String>, vectors: Vec<Vec<f32>>) -> DenseIndex {
+    /// named by `ids`, with `pending` passages of the collection still
+    /// waiting for theirs.
+    pub fn new(version: i64, pending: usize, ids: Vec<String>, vectors: Vec<Vec<f32>>) -> DenseIndex {
         let at = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
         DenseIndex {
             version,
-            passages: passages.max(ids.len()),
+            pending,
             ids,
             at,
             vectors,
@@ -49,13 +50,14 @@ impl DenseIndex {
         self.ids.is_empty()
     }
 
-    /// Whether every passage of the collection has its vector, so a scan
-    /// ranks the whole collection. While embeddings are still being made a
-    /// scan ranks only the passages embedded so far — a subset chosen by
-    /// queue order, not by relevance — and fusing that ranking would favour
-    /// whatever happened to be embedded first.
+    /// Whether no passage is still waiting for its vector, so a scan ranks
+    /// the whole collection. While embeddings are still being made a scan
+    /// ranks only the passages embedded so far — a subset chosen by queue
+    /// order, not by relevance — and fusing that ranking would favour
+    /// whatever happened to be embedded first. (A stored vector that does
+    /// not decode is not waiting: it is left out, and the rest still rank.)
     pub fn is_complete(&self) -> bool {
-        self.ids.len() >= self.passages
+        self.pending == 0
     }
 
     /// The `k` passages most similar to `query`, best first: (id, similarity).
@@ -109,7 +111,7 @@ impl DenseIndexes {
             return Ok(index.clone());
         }
         let rows = crate::store::dense_vectors(conn, tenant, collection, model).await?;
-        let rows_len = rows.len();
+        let pending = rows.iter().filter(|(_, bytes)| bytes.is_none()).count();
         let (mut ids, mut vectors) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
         for (id, bytes) in rows {
             if let Some(v) = bytes.as_deref().and_then(from_bytes) {
@@ -117,7 +119,7 @@ impl DenseIndexes {
                 vectors.push(v);
             }
         }
-        let index = Arc::new(DenseIndex::new(version, rows_len, ids, vectors));
+        let index = Arc::new(DenseIndex::new(version, pending, ids, vectors));
         let mut loaded = self.lock();
         if loaded.len() >= MAX_LOADED
             && !loaded.contains_key(&key)
@@ -143,9 +145,9 @@ mod tests {
     fn top_ranks_by_similarity() {
         let unit = |a: f32| vec![a.cos(), a.sin()];
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let index = DenseIndex::new(1, 3, ids.clone(), vec![unit(0.0), unit(1.0), unit(0.2)]);
+        let index = DenseIndex::new(1, 0, ids.clone(), vec![unit(0.0), unit(1.0), unit(0.2)]);
         assert!(index.is_complete());
-        assert!(!DenseIndex::new(1, 4, ids, vec![unit(0.0), unit(1.0), unit(0.2)]).is_complete());
+        assert!(!DenseIndex::new(1, 1, ids, vec![unit(0.0), unit(1.0), unit(0.2)]).is_complete());
         // Closer to `a` (0.05 away) than to `c` (0.15 away): no tie to round.
         let top = index.top(&unit(0.05), 2);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), ["a", "c"]);

@@ -210,18 +210,18 @@ pub fn verdict_schema() -> serde_json::Value {
 pub const VERDICTS: [&str; 2] = ["supported", "unsupported"];
 
 /// A critique's verdict, when its output parses.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// Supported or not.
     pub verdict: CritiqueVerdict,
     /// Why.
-    #[serde(default)]
     pub reason: String,
 }
 
 impl Verdict {
-    /// Parses a critique output: JSON (fenced tolerated) or a bare label;
-    /// a verdict that is neither label does not parse.
+    /// Parses a critique output: JSON (fenced tolerated) or a bare label.
+    /// A JSON verdict that is not `supported` counts as a rejection: only
+    /// an explicit "supported" supports an answer.
     pub fn parse(output: &str) -> Option<Verdict> {
         if let Some(v) = super::match_label(output, &VERDICTS.map(String::from)) {
             return Some(Verdict {
@@ -229,7 +229,17 @@ impl Verdict {
                 reason: String::new(),
             });
         }
-        serde_json::from_str(super::schema::strip_fence(output)).ok()
+        #[derive(Deserialize)]
+        struct Said {
+            verdict: String,
+            #[serde(default)]
+            reason: String,
+        }
+        let said: Said = serde_json::from_str(super::schema::strip_fence(output)).ok()?;
+        Some(Verdict {
+            verdict: said.verdict.parse().unwrap_or(CritiqueVerdict::Unsupported),
+            reason: said.reason,
+        })
     }
 
     /// Whether the critic rejected the answer.
@@ -269,4 +279,12 @@ mod tests;
 fn the_critique_labels_are_the_verdicts() {
     let names: Vec<&str> = CritiqueVerdict::ALL.iter().map(|v| v.as_str()).collect();
     assert_eq!(names, VERDICTS);
+    // Only an explicit "supported" supports.
+    let odd = Verdict::parse(r#"{"verdict": "maybe", "reason": "unsure"}"#).unwrap();
+    assert!(odd.rejects() && odd.reason == "unsure");
+    assert!(
+        !Verdict::parse(r#"{"verdict": "supported", "reason": ""}"#)
+            .unwrap()
+            .rejects()
+    );
 }
