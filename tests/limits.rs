@@ -2,7 +2,7 @@
 //! dribbles its headers is cut off, one that dribbles its body gets 408
 //! JSON, and requests beyond the in-flight cap get 503 with Retry-After.
 
-use crate::util::{Harness, Opts};
+use crate::util::{Harness, Opts, eventually, key_of};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -320,5 +320,92 @@ async fn one_key_holds_at_most_its_share_of_the_request_cap() {
     let (code, body) = h.get("/v1/jobs", Some("another-key")).await;
     assert_ne!(code, 429, "{body}");
     drop(slow);
+    h.finish().await;
+}
+
+/// Decisions never wait for streams: with every stream stuck in Postgres
+/// (twenty streams' key lookups held by a lock on `api_keys`, which no
+/// decision reads), jobs are still decided. Streams read through a pool of
+/// their own; on the decisions' pool (5 connections here) the stuck streams
+/// would hold every connection and no result could be decided.
+#[tokio::test]
+async fn decisions_never_wait_for_streams_stuck_in_postgres() {
+    let mut h = Harness::new(Opts {
+        api_extra: "stream_db_connections = 1\nmax_streams_per_tenant = 64".into(),
+        ..Opts::default()
+    })
+    .await;
+    let (ok, out, err) = h.cli(&["keys", "create", "--tenant", "acme"]).await;
+    assert!(ok, "{err}");
+    let (_, key) = key_of(&out);
+    let bearer = format!("Bearer {key}");
+    let orch = h.orchestrator().await;
+    let body = r#"{"kind":"steps","blast_radius":"low","steps":[{"name":"a","task":"answer","input":"Bob packs 5 boxes with 6 pens each. How many pens does he pack?"}]}"#;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let (s, v) = h
+            .post_raw("/v1/jobs", body.as_bytes(), &[("authorization", &bearer)])
+            .await;
+        assert_eq!(s, 202, "{v}");
+        jobs.push(v["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+
+    // Every key lookup now waits for the lock.
+    let mut lock = h.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let streams: Vec<_> = (0..20)
+        .map(|i| {
+            let req = client
+                .get(format!("{}/v1/jobs/{}/events", orch.api, jobs[i % jobs.len()]))
+                .bearer_auth(&key);
+            tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%api_keys%'";
+    let pool = h.pool.clone();
+    eventually(Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(waiting).fetch_one(&pool).await.ok()?;
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
+
+    // The workers start; the three jobs are decided while the streams wait.
+    h.workers();
+    h.wait_all(&jobs, Duration::from_secs(30)).await;
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'succeeded'")
+        .bind(&jobs)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 3);
+    let stuck: Vec<String> = sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '%api_keys%'",
+    )
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    assert!(
+        !stuck.is_empty() && stuck.iter().all(|a| a == "upshift-streams"),
+        "the streams were still stuck, on their own pool, while the jobs were decided: {stuck:?}"
+    );
+
+    // Released, every stream is served, each to its job's end.
+    lock.rollback().await.unwrap();
+    for s in streams {
+        let text = tokio::time::timeout(Duration::from_secs(20), s)
+            .await
+            .expect("a stream never finished")
+            .unwrap();
+        assert!(text.contains("event: done"), "{text}");
+    }
     h.finish().await;
 }

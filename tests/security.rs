@@ -2,29 +2,10 @@
 //! to tenants; secrets never reach logs or error bodies; a budget stops an
 //! escalation it cannot pay for.
 
-use crate::util::{Harness, Opts};
+use crate::util::{Harness, Opts, key_of};
 use std::time::Duration;
 
 const BOB: &str = "Bob packs 5 boxes with 6 pens each. How many pens does he pack?";
-
-fn key_of(out: &str) -> (String, String) {
-    let last = |prefix: &str| {
-        out.lines()
-            .find(|l| {
-                l.split_whitespace()
-                    .take(prefix.split(' ').count())
-                    .eq(prefix.split(' '))
-            })
-            .and_then(|l| l.split_whitespace().last())
-            .map(str::to_string)
-            .unwrap_or_else(|| panic!("no `{prefix}` in {out}"))
-    };
-    let key = out
-        .lines()
-        .find(|l| l.starts_with("key ") && !l.starts_with("key id"))
-        .and_then(|l| l.split_whitespace().last());
-    (last("key id"), key.unwrap_or_else(|| panic!("{out}")).to_string())
-}
 
 #[tokio::test]
 async fn issued_keys_are_hashed_scoped_revocable_and_never_logged() {

@@ -537,3 +537,23 @@ pub async fn own_nats(port: u16, args: &[&str], envs: &[(String, String)], log: 
     .await;
     child
 }
+
+/// (key id, key) from the output of `upshift keys create`.
+pub fn key_of(out: &str) -> (String, String) {
+    let last = |prefix: &str| {
+        out.lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .take(prefix.split(' ').count())
+                    .eq(prefix.split(' '))
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no `{prefix}` in {out}"))
+    };
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("key ") && !l.starts_with("key id"))
+        .and_then(|l| l.split_whitespace().last());
+    (last("key id"), key.unwrap_or_else(|| panic!("{out}")).to_string())
+}
