@@ -332,6 +332,22 @@ fn no_sql_is_written_outside_the_store() {
     assert!(!runs_sql("RUST_LOG=sqlx::query=debug") && !runs_sql(".matches(\"sqlx::query\")"));
 }
 
+/// The store returns records; what a response shows of them and its OpenAPI
+/// schema are the API's (`api/views.rs`), so no store module names `utoipa`.
+#[test]
+fn response_shapes_are_the_apis_not_the_stores() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    files(&root.join("orchestrator/src/store"), &mut paths);
+    let with_schema: Vec<String> = paths
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("utoipa"))
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert!(paths.len() > 5, "{paths:?}");
+    assert!(with_schema.is_empty(), "OpenAPI schemas in the store: {with_schema:?}");
+}
+
 /// Crates of this workspace that do I/O (network, processes, files as a
 /// service, exporters): none may be a dependency of `upshift-shared`.
 const IO_CRATES: &[&str] = &[

@@ -1,7 +1,8 @@
 //! Collections over HTTP: bulk ingest (JSON or JSONL) and ranked search.
 
+use super::views::{CollectionView, IngestView, SearchHit};
 use super::{ApiError, AppState, ErrorBody, Tenant};
-use crate::collections::{self, CollectionStatus, Hit, Ingested};
+use crate::collections;
 use crate::error::Error;
 use axum::Json;
 use axum::body::Bytes;
@@ -20,7 +21,7 @@ use serde::Deserialize;
     params(("name" = String, Path, description = "collection name: 1–64 of a-z, 0-9, '_', '-'")),
     request_body = crate::request::IngestRequest,
     responses(
-        (status = 200, description = "written", body = Ingested),
+        (status = 200, description = "written", body = IngestView),
         (status = 400, description = "malformed path or body", body = ErrorBody),
         (status = 415, description = "neither JSON nor JSON Lines", body = ErrorBody),
         (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
@@ -63,7 +64,7 @@ pub async fn ingest(
     }
     let out = collections::ingest(&st.store, &tenant, &name, docs, st.retriever.model()).await?;
     tracing::info!(%tenant, collection = %name, documents = out.documents, passages = out.passages, "documents ingested");
-    Ok((StatusCode::OK, Json(out)))
+    Ok((StatusCode::OK, Json(IngestView::from(out))))
 }
 
 /// `GET /v1/collections/{name}/search` parameters.
@@ -83,7 +84,7 @@ pub struct SearchQuery {
 #[utoipa::path(get, path = "/v1/collections/{name}/search", tag = "collections",
     params(("name" = String, Path, description = "collection name"), SearchQuery),
     responses(
-        (status = 200, description = "best passages first", body = [Hit]),
+        (status = 200, description = "best passages first", body = [SearchHit]),
         (status = 400, description = "a query parameter is missing or malformed", body = ErrorBody),
         (status = 404, description = "no such collection for this tenant", body = ErrorBody),
         (status = 422, description = "a parameter is invalid", body = ErrorBody),
@@ -93,7 +94,7 @@ pub async fn search(
     Tenant(tenant): Tenant,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<SearchQuery>, QueryRejection>,
-) -> Result<Json<Vec<Hit>>, ApiError> {
+) -> Result<Json<Vec<SearchHit>>, ApiError> {
     let Path(name) = name?;
     let Query(q) = q?;
     crate::request::valid_name(&name)?;
@@ -105,11 +106,11 @@ pub async fn search(
         return Err(Error::invalid("limit", "must be 1 to 50").into());
     }
     let mut conn = st.store.acquire().await?;
-    Ok(Json(
-        st.retriever
-            .search(&mut conn, &tenant, &name, &q.q, limit as usize)
-            .await?,
-    ))
+    let hits = st
+        .retriever
+        .search(&mut conn, &tenant, &name, &q.q, limit as usize)
+        .await?;
+    Ok(Json(hits.into_iter().map(SearchHit::from).collect()))
 }
 
 /// A collection's size, and how many of its passages are embedded (dense
@@ -117,7 +118,7 @@ pub async fn search(
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
     params(("name" = String, Path, description = "collection name")),
     responses(
-        (status = 200, description = "the collection", body = CollectionStatus),
+        (status = 200, description = "the collection", body = CollectionView),
         (status = 400, description = "malformed name", body = ErrorBody),
         (status = 404, description = "no such collection for this tenant", body = ErrorBody),
         (status = 422, description = "invalid name", body = ErrorBody),
@@ -126,10 +127,9 @@ pub async fn status(
     State(st): State<AppState>,
     Tenant(tenant): Tenant,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<CollectionStatus>, ApiError> {
+) -> Result<Json<CollectionView>, ApiError> {
     let Path(name) = name?;
     crate::request::valid_name(&name)?;
-    Ok(Json(
-        st.store.collection_status(&tenant, &name, st.retriever.model()).await?,
-    ))
+    let status = st.store.collection_status(&tenant, &name, st.retriever.model()).await?;
+    Ok(Json(CollectionView::from(status)))
 }

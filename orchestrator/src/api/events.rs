@@ -20,8 +20,9 @@
 //! finished: the client reconnects with `Last-Event-ID` and loses nothing.
 
 use super::hub::Watch;
+use super::views::{JobDone, RouteEvent};
 use super::{ApiError, AppState, ErrorBody, StreamTenant};
-use crate::store::{JobEnd, Progress, RouteEvent};
+use crate::store::{EventRecord, JobEnd, Progress};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -217,15 +218,18 @@ impl Follow {
 }
 
 /// A route event as an SSE event named after it, its id the event's.
-fn sse(e: &RouteEvent) -> Event {
+fn sse(e: &EventRecord) -> Event {
     Event::default()
         .event(e.event.as_str())
         .id(e.id.to_string())
-        .json_data(e)
+        .json_data(RouteEvent::from(e))
         .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
 }
 
 /// The stream's last event: the job's status and what it cost.
 fn done(end: &JobEnd) -> Event {
-    Event::default().event("done").json_data(end).unwrap_or_default()
+    Event::default()
+        .event("done")
+        .json_data(JobDone::from(end))
+        .unwrap_or_default()
 }

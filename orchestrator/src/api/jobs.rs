@@ -1,10 +1,10 @@
 //! The job endpoints and health probes, with their OpenAPI descriptions.
 
 use super::quota::Submitter;
+use super::views::{JobView, RouteEvent};
 use super::{ApiError, AppState, ErrorBody, Tenant};
 use crate::error::Error;
 use crate::request::JobRequest;
-use crate::store::{JobView, RouteEvent};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -130,7 +130,7 @@ pub async fn job(
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
-    Ok(Json(st.store.job(&tenant, id).await?))
+    Ok(Json(JobView::from(st.store.job(&tenant, id).await?)))
 }
 
 /// A job's route: every start, dispatch, escalation and decision with reasons.
@@ -149,7 +149,13 @@ pub async fn route(
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
-    let events = st.store.route(&tenant, id).await?;
+    let events = st
+        .store
+        .route(&tenant, id)
+        .await?
+        .iter()
+        .map(RouteEvent::from)
+        .collect();
     Ok(Json(RouteDoc { job_id: id, events }))
 }
 

@@ -14,6 +14,7 @@ mod quota;
 mod serve;
 mod submit;
 mod ui;
+mod views;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use serve::serve;

@@ -5,11 +5,10 @@
 
 use super::PgStore;
 use crate::error::{Error, Result};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// What an ingest wrote.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug)]
 pub struct Ingested {
     /// The collection.
     pub collection: String,
@@ -20,7 +19,7 @@ pub struct Ingested {
 }
 
 /// One search result.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Hit {
     /// Passage id, `<document id>#<n>`.
     pub passage_id: String,
@@ -35,16 +34,14 @@ pub struct Hit {
     pub text: String,
     /// Full-text rank, when full-text search found the passage.
     #[sqlx(skip)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lexical: Option<f32>,
     /// Similarity of the passage to the query, when dense search ran.
     #[sqlx(skip)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f32>,
 }
 
 /// A collection's size and how far its embeddings are.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug)]
 pub struct CollectionStatus {
     /// The collection.
     pub collection: String,

@@ -27,7 +27,7 @@ pub use collections::{CollectionStatus, Hit, Ingested, NewDocument, embed_input,
 pub use collections::{QueuedText, queued_texts, save_embeddings};
 pub(crate) use collections::{collection_version, dense_vectors, naming, passages_by_id, search_in};
 pub use measure::RunTotals;
-pub use read::{JobEnd, JobView, Progress, RouteEvent, StepView};
+pub use read::{EventRecord, JobEnd, JobRecord, Progress, StepRecord};
 pub use reports::{JobListRow, SpendRow};
 pub use runs::{Check, Counts, FaultCounts, RunSummary, drop_database};
 

@@ -1,16 +1,17 @@
 //! Tenant-scoped reads for the API. A job of another tenant is reported as
-//! not found, never as forbidden, so ids do not leak across tenants.
+//! not found, never as forbidden, so ids do not leak across tenants. The
+//! records here are what was stored; what the API shows of them, and its
+//! OpenAPI schema, is `api::views`.
 
 use super::PgStore;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use upshift_shared::{JobStatus, RouteEventKind, StepState};
 use uuid::Uuid;
 
-/// A job as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobView {
+/// A job as stored, with its steps.
+#[derive(Debug)]
+pub struct JobRecord {
     /// Job id.
     pub id: Uuid,
     /// Owner.
@@ -27,7 +28,6 @@ pub struct JobView {
     /// Caller's budget.
     pub budget_usd: Option<f64>,
     /// Answer, outputs and open findings, or the error.
-    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Spent so far, every call counted.
     pub cost_usd: f64,
@@ -38,11 +38,11 @@ pub struct JobView {
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
     /// The steps.
-    pub steps: Vec<StepView>,
+    pub steps: Vec<StepRecord>,
 }
 
 /// A job's status and what it cost: the `done` event of its stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct JobEnd {
     /// Its status.
     pub status: JobStatus,
@@ -57,7 +57,7 @@ pub struct JobEnd {
 #[derive(Debug)]
 pub struct Progress {
     /// The events, in order.
-    pub events: Vec<RouteEvent>,
+    pub events: Vec<EventRecord>,
     /// The job's status and costs when they were read.
     pub end: JobEnd,
 }
@@ -85,9 +85,9 @@ struct ProgressRow {
     detail: Option<serde_json::Value>,
 }
 
-/// A step as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct StepView {
+/// A step as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StepRecord {
     /// Step name.
     pub name: String,
     /// Task type.
@@ -108,15 +108,14 @@ pub struct StepView {
     /// extraction's candidate spans, a critique's verdicts).
     pub labels: Vec<String>,
     /// Findings that kept the answer from being defended.
-    #[schema(value_type = Vec<Object>)]
     pub open_findings: serde_json::Value,
     /// Attempts made.
     pub attempts: i64,
 }
 
-/// One route event as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct RouteEvent {
+/// One route event as stored, with its attempt's figures.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
     /// Sequence number of the event (increasing; the SSE event id).
     pub id: i64,
     /// Time.
@@ -145,7 +144,6 @@ pub struct RouteEvent {
     /// Policy version that decided.
     pub policy_version: String,
     /// Findings and other detail.
-    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
@@ -193,7 +191,7 @@ impl PgStore {
     }
 
     /// The job `id` if `tenant` owns it.
-    pub async fn job(&self, tenant: &str, id: Uuid) -> Result<JobView> {
+    pub async fn job(&self, tenant: &str, id: Uuid) -> Result<JobRecord> {
         let row: Option<JobRow> = sqlx::query_as(
             "SELECT id, tenant, kind, status, blast_radius, budget_usd, result, cost_usd, always_strong_cost_usd,
                     created_at, finished_at
@@ -206,7 +204,7 @@ impl PgStore {
         let Some(r) = row else {
             return Err(Error::NotFound(format!("job {id}")));
         };
-        let steps: Vec<StepView> = sqlx::query_as(
+        let steps: Vec<StepRecord> = sqlx::query_as(
             "SELECT s.name, s.task_type AS task, s.state, s.current_tier AS tier, s.ambiguity, s.ambiguity_source,
                     s.output, s.labels, s.open_findings,
                     (SELECT count(*) FROM attempts a WHERE a.step_id = s.id) AS attempts
@@ -215,7 +213,7 @@ impl PgStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(JobView {
+        Ok(JobRecord {
             id: r.0,
             tenant: r.1,
             kind: r.2,
@@ -242,12 +240,12 @@ impl PgStore {
     }
 
     /// The ordered route of job `id` if `tenant` owns it.
-    pub async fn route(&self, tenant: &str, id: Uuid) -> Result<Vec<RouteEvent>> {
+    pub async fn route(&self, tenant: &str, id: Uuid) -> Result<Vec<EventRecord>> {
         self.route_since(tenant, id, 0).await
     }
 
     /// The job's route events with a sequence number above `after`.
-    pub async fn route_since(&self, tenant: &str, id: Uuid, after: i64) -> Result<Vec<RouteEvent>> {
+    pub async fn route_since(&self, tenant: &str, id: Uuid, after: i64) -> Result<Vec<EventRecord>> {
         Ok(self.progress(Some(tenant), id, after).await?.events)
     }
 
@@ -283,7 +281,7 @@ impl PgStore {
         let events = rows
             .into_iter()
             .filter_map(|r| {
-                Some(RouteEvent {
+                Some(EventRecord {
                     id: r.id?,
                     at: r.at?,
                     step: r.step,

@@ -5,16 +5,16 @@
 //! (`answer`, `defended`, `open_findings`), so a new kind needs nothing here.
 
 use super::wire::{AnswerMessage, ChatErrorBody, ChatErrorDetail, Choice, Completion, RouteStep, UpshiftInfo, Usage};
-use crate::store::{JobView, RouteEvent};
+use crate::store::{EventRecord, JobRecord};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use upshift_shared::{JobStatus, RouteEventKind};
 
 /// A finished job, as read for its answer.
 pub struct Finished {
     /// The job.
-    pub job: JobView,
+    pub job: JobRecord,
     /// Its route.
-    pub events: Vec<RouteEvent>,
+    pub events: Vec<EventRecord>,
     /// Tokens of every attempt.
     pub usage: Usage,
 }

@@ -12,7 +12,7 @@ use super::reply::{Answer, completion_id, job_header};
 use super::translate::Wanted;
 use super::{ChatError, Follow, finished};
 use crate::api::AppState;
-use crate::store::{Progress, RouteEvent};
+use crate::store::{EventRecord, Progress};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
@@ -91,7 +91,7 @@ async fn finish(tx: &mpsc::Sender<Event>, last: Event) -> Result<(), mpsc::error
 }
 
 /// A route event as an SSE comment: `upshift: {json}`.
-fn comment(e: &RouteEvent) -> Event {
+fn comment(e: &EventRecord) -> Event {
     let line = serde_json::json!({
         "step": e.step, "event": e.event, "from_tier": e.from_tier, "to_tier": e.to_tier,
         "reasons": e.reasons, "model": e.model,
