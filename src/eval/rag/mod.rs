@@ -257,6 +257,7 @@ fn run_replay(
         replays.len()
     );
     print!("{}", replay::table(&replays, args.zero_confidence));
+    print!("{}", replay::candidate_ranks(&replays));
     // What to look at next, on the splits one may tune on.
     for r in replays.iter().filter(|r| r.decision.defended() && !r.right) {
         if !replay::TEST_SPLITS.contains(&r.split.as_str()) {
@@ -271,6 +272,7 @@ fn run_replay(
                     "id": r.id, "split": r.split, "answerable": r.answerable, "right": r.right,
                     "eligible": r.decision.eligible(), "defended": r.decision.defended(),
                     "answer": r.decision.zero.answer, "score": r.decision.zero.score,
+                    "candidates": r.decision.zero.candidates, "right_candidate": r.right_candidate,
                     "features": r.decision.zero.features.map(|x| x.named()),
                     "findings": r.decision.zero.findings.iter().chain(&r.decision.synthesis)
                         .map(|f| f.code.as_str()).collect::<Vec<_>>(),

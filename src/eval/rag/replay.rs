@@ -34,6 +34,9 @@ pub struct Replayed {
     pub decision: Offline,
     /// The short answer (or the answer text) holds an accepted answer.
     pub right: bool,
+    /// Where the first accepted answer is among tier zero's candidates
+    /// (0: the choice itself); `None`: no candidate is one.
+    pub right_candidate: Option<usize>,
 }
 
 /// Decides every record with a retrieval again under `rag`, rewriting its
@@ -53,6 +56,15 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             .filter(|s| !s.is_empty());
         let judged = short.clone().or_else(|| d.answer.clone()).unwrap_or_default();
         let right = q.answerable() && q.answers.iter().any(|a| contains_span(&judged, a));
+        let right_candidate = q
+            .answerable()
+            .then(|| {
+                d.zero
+                    .candidates
+                    .iter()
+                    .position(|c| q.answers.iter().any(|a| contains_span(c, a)))
+            })
+            .flatten();
         let status = if d.defended() { "succeeded" } else { "unresolved" };
         // An undefended answer is a model's best choice live (its tiers climb
         // before the job ends unresolved): only the status can agree then.
@@ -69,6 +81,7 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             answerable: q.answerable(),
             decision: d,
             right,
+            right_candidate,
         });
     }
     (out, agree)
@@ -231,6 +244,36 @@ pub fn plot(path: &Path, f: &ZeroFit, target: f64, title: &str) -> anyhow::Resul
         .with_context(|| format!("drawing {}", path.display()))
 }
 
+/// Where tier zero loses the answer on the splits one may tune on: of the
+/// answerable questions, how many have an accepted answer among the
+/// candidates at all, and at which place (what a better ranking could win,
+/// and what only better candidates could).
+pub fn candidate_ranks(replays: &[Replayed]) -> String {
+    let tunable: Vec<&Replayed> = replays
+        .iter()
+        .filter(|r| r.answerable && !TEST_SPLITS.contains(&r.split.as_str()))
+        .collect();
+    if tunable.is_empty() {
+        return String::new();
+    }
+    let at = |lo: usize, hi: usize| {
+        tunable
+            .iter()
+            .filter(|r| r.right_candidate.is_some_and(|i| (lo..=hi).contains(&i)))
+            .count()
+    };
+    let among = tunable.iter().filter(|r| r.right_candidate.is_some()).count();
+    format!(
+        "candidates (calibration splits): of {} answerable, an accepted answer is among the candidates for {among} \
+         (chosen {}, 2nd–4th {}, later {}); none is for {}\n",
+        tunable.len(),
+        at(0, 0),
+        at(1, 3),
+        at(4, usize::MAX),
+        tunable.len() - among
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +283,55 @@ mod tests {
         let err = calibration(&[], &["dev".into(), "clean".into()]).err().unwrap();
         assert!(err.to_string().contains("`clean` is for testing only"), "{err}");
         assert!(calibration(&[], &["dev".into()]).is_err(), "nothing recorded");
+    }
+
+    #[test]
+    fn the_replay_says_where_among_the_candidates_the_answer_is() {
+        let passage = |id: &str, text: &str| serde_json::json!({"passage_id": id, "document_id": "os.html", "title": "os", "score": 0.5, "text": text});
+        let sentence = |id: &str, text: &str, similarity: f32| serde_json::json!({"passage_id": id, "text": text, "similarity": similarity});
+        let retrieval = serde_json::json!({
+            "terms": "q", "mode": "hybrid",
+            "passages": [
+                passage("os.html#3", "`os.getcwd` ()\nReturn a string representing the current working directory."),
+                passage("os.html#4", "`os.chdir` (path)\nChange the current working directory to path."),
+            ],
+            "sentences": [
+                sentence("os.html#3", "Return a string representing the current working directory.", 0.8),
+                sentence("os.html#4", "Change the current working directory to path.", 0.6),
+            ],
+        });
+        let record = |id: &str| {
+            serde_json::from_value::<Record>(serde_json::json!({
+                "id": id, "split": "dev", "answerable": true, "job": "j", "status": "unresolved",
+                "answer": null, "short_answer": null, "answer_match": false, "hit_at_1": true, "hit_at_k": true,
+                "cited_page": false, "cost_usd": 0.0, "always_strong_cost_usd": 0.0, "job_s": 0.1,
+                "step_s": {}, "tiers": {}, "findings": [], "decisions": [], "retrieval": retrieval,
+            }))
+            .unwrap()
+        };
+        let question = |id: &str, answer: &str| Question {
+            id: id.into(),
+            split: "dev".into(),
+            kind: "function".into(),
+            question: "My script must move into another folder first. Which function changes the working directory?"
+                .into(),
+            answers: vec![answer.into()],
+            pages: vec!["os.html".into()],
+        };
+        let mut records = vec![record("a"), record("b")];
+        let questions = [question("a", "os.chdir"), question("b", "os.walk")];
+        let cfg = upshift_shared::config::Config::from_toml_over_defaults("").unwrap();
+        let (replays, _) = replay(&mut records, &questions, &cfg.rag);
+        let chosen = &replays[0].decision.zero.candidates;
+        let at = chosen.iter().position(|c| c == "os.chdir");
+        assert!(at.is_some(), "{chosen:?}");
+        assert_eq!(replays[0].right_candidate, at);
+        assert_eq!(replays[1].right_candidate, None, "no candidate is os.walk");
+        let line = candidate_ranks(&replays);
+        assert!(
+            line.contains("of 2 answerable, an accepted answer is among the candidates for 1"),
+            "{line}"
+        );
+        assert!(line.contains("none is for 1"), "{line}");
     }
 }
