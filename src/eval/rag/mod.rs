@@ -252,16 +252,27 @@ fn run_replay(
         }
         return Ok(());
     }
-    println!(
-        "replayed {} recorded retrievals: {agree} decided as the recorded run did (status and short answer)",
-        replays.len()
+    // With --json, stdout is one JSON document; the summary goes to stderr.
+    let summary = format!(
+        "replayed {} recorded retrievals: {agree} decided as the recorded run did (status and short answer)\n{}{}",
+        replays.len(),
+        replay::table(&replays, args.zero_confidence),
+        replay::candidate_ranks(&replays)
     );
-    print!("{}", replay::table(&replays, args.zero_confidence));
-    print!("{}", replay::candidate_ranks(&replays));
+    if args.json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
     // What to look at next, on the splits one may tune on.
     for r in replays.iter().filter(|r| r.decision.defended() && !r.right) {
         if !replay::TEST_SPLITS.contains(&r.split.as_str()) {
-            println!("defended and wrong: {} {} `{}`", r.split, r.id, r.decision.zero.answer);
+            let line = format!("defended and wrong: {} {} `{}`", r.split, r.id, r.decision.zero.answer);
+            if args.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
     }
     if args.json {
