@@ -365,14 +365,15 @@ async fn decisions_never_wait_for_streams_stuck_in_postgres() {
             tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
         })
         .collect();
-    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                   AND wait_event_type = 'Lock' AND query LIKE '%api_keys%'";
+    // The connections waiting for the lock, by application name.
+    let stuck = "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%api_keys%'";
     let pool = h.pool.clone();
     eventually(Duration::from_secs(10), || {
         let pool = pool.clone();
         async move {
-            let n: i64 = sqlx::query_scalar(waiting).fetch_one(&pool).await.ok()?;
-            (n >= 1).then_some(())
+            let names: Vec<String> = sqlx::query_scalar(stuck).fetch_all(&pool).await.ok()?;
+            (!names.is_empty()).then_some(())
         }
     })
     .await;
@@ -386,13 +387,7 @@ async fn decisions_never_wait_for_streams_stuck_in_postgres() {
         .await
         .unwrap();
     assert_eq!(done, 3);
-    let stuck: Vec<String> = sqlx::query_scalar(
-        "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND query LIKE '%api_keys%'",
-    )
-    .fetch_all(&h.pool)
-    .await
-    .unwrap();
+    let stuck: Vec<String> = sqlx::query_scalar(stuck).fetch_all(&h.pool).await.unwrap();
     assert!(
         !stuck.is_empty() && stuck.iter().all(|a| a == "upshift-streams"),
         "the streams were still stuck, on their own pool, while the jobs were decided: {stuck:?}"
