@@ -242,18 +242,12 @@ async fn run_attempt(ctx: &Ctx, msg: jetstream::Message, task: TaskMessage, hard
     let call = ctx
         .retry
         .run(|| ctx.provider.complete(&task).instrument(model_span.clone()));
-    tokio::pin!(call);
-    let mut ticker = tokio::time::interval(ctx.progress);
-    ticker.tick().await;
-    let outcome = loop {
-        tokio::select! {
-            r = &mut call => break r,
-            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-            _ = hard_stop.cancelled() => {
-                tracing::warn!(attempt = %task.attempt_id, "shutting down mid-call; handing the attempt back");
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                return;
-            }
+    let outcome = tokio::select! {
+        r = keeping(&msg, ctx.progress, call) => r,
+        _ = hard_stop.cancelled() => {
+            tracing::warn!(attempt = %task.attempt_id, "shutting down mid-call; handing the attempt back");
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            return;
         }
     };
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -354,8 +348,6 @@ async fn publish_result(
     hard_stop: &CancellationToken,
 ) -> Result<(), String> {
     let body = bytes::Bytes::from(body);
-    let mut ticker = tokio::time::interval(ctx.progress);
-    ticker.tick().await;
     let mut delays = backon::BackoffBuilder::build(
         backon::ExponentialBuilder::default()
             .with_jitter()
@@ -374,15 +366,8 @@ async fn publish_result(
                 Err(e) => Err(e.to_string()),
             }
         };
-        tokio::pin!(publish);
         // A try can wait seconds for the stream's ack: keep the task meanwhile.
-        let tried = loop {
-            tokio::select! {
-                r = &mut publish => break r,
-                _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-            }
-        };
-        let last = match tried {
+        let last = match keeping(msg, ctx.progress, publish).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -395,6 +380,20 @@ async fn publish_result(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = hard_stop.cancelled() => return Err(last),
+        }
+    }
+}
+
+/// Awaits `work` while keeping `msg` claimed: an in-progress ack every
+/// `every`, so a long model call or a slow publish is never redelivered.
+async fn keeping<T>(msg: &jetstream::Message, every: Duration, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = ticker.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
         }
     }
 }
