@@ -209,7 +209,14 @@ pub fn spans(sentence: &str, t: QuestionType) -> Vec<String> {
                     push(&c[1]);
                 }
             }
-            let plain = CODE.replace_all(sentence, " ");
+            // A value question has its code spans whole above; a number
+            // question reads the numbers in them too (`MAXYEAR` is `9999`):
+            // any manual writes a limit or a default as code.
+            let plain = if t == QuestionType::Number {
+                sentence.replace('`', " ").into()
+            } else {
+                CODE.replace_all(sentence, " ")
+            };
             for c in NUMBER.captures_iter(&plain) {
                 push(&c[1]);
             }
@@ -244,6 +251,11 @@ mod tests {
             vec!["5432"]
         );
         assert_eq!(spans("The default is three.", QuestionType::Number), vec!["three"]);
+        // A number written as code is a number.
+        assert_eq!(
+            spans("`MINYEAR` is `1` and `MAXYEAR` is `9999`.", QuestionType::Number),
+            vec!["1", "9999"]
+        );
         assert_eq!(
             spans(
                 "`pg_cancel_backend` ( `pid` `integer` ) → `boolean`",
