@@ -211,6 +211,7 @@ fn run_replay(
     if total == 0 {
         bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
     }
+    let recorded = records.clone();
     let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
     if let Some(path) = &args.fit_zero {
         let splits: Vec<String> = if args.fit_splits.is_empty() {
@@ -225,7 +226,14 @@ fn run_replay(
         } else {
             args.fit_splits.clone()
         };
-        let cal = replay::calibration(&replays, &splits)?;
+        // The floor first; then the score, on the questions that pass it.
+        let floor = replay::fit_floor(&replay::calibration(&replays, &splits)?);
+        let mut rag = cfg.rag.clone();
+        if let Some(f) = floor {
+            rag.min_similarity = f;
+        }
+        let (refloored, _) = replay::replay(&mut recorded.clone(), questions, &rag);
+        let cal = replay::calibration(&refloored, &splits)?;
         let source = format!("{} ({})", args.questions.display(), splits.join(", "));
         let fit = replay::fit(&cal, args.zero_target, args.zero_confidence, &source);
         let command = format!(
@@ -235,7 +243,17 @@ fn run_replay(
             args.records.as_ref().map_or(String::new(), |p| p.display().to_string()),
             path.display()
         );
-        std::fs::write(path, replay::to_toml(&fit, &command)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, replay::to_toml(floor, &fit, &command))
+            .with_context(|| format!("writing {}", path.display()))?;
+        match floor {
+            Some(f) => println!(
+                "retrieval floor: {f:.2} (the lowest best similarity of a question tier zero answers right)"
+            ),
+            None => println!(
+                "retrieval floor: {:.2} kept (no calibration question answered right)",
+                cfg.rag.min_similarity
+            ),
+        }
         println!("risk–coverage on the calibration questions ({}):", splits.join(", "));
         println!("  threshold  defended  wrong  coverage  bound");
         for p in upshift_shared::risk::thin(&fit.curve, 16) {

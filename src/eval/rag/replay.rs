@@ -32,8 +32,14 @@ pub struct Replayed {
     pub answerable: bool,
     /// The offline decision.
     pub decision: Offline,
-    /// The short answer (or the answer text) holds an accepted answer.
+    /// The answer the job shows (none when the retrieval floor stopped it
+    /// before extraction) holds an accepted answer.
     pub right: bool,
+    /// Tier zero's choice holds one, whether or not the floor stopped the
+    /// job: what a floor is fitted on.
+    pub zero_right: bool,
+    /// The similarity of the retrieval's sentence most similar to the question.
+    pub best_similarity: Option<f32>,
     /// Where the first accepted answer is among tier zero's candidates
     /// (0: the choice itself); `None`: no candidate is one.
     pub right_candidate: Option<usize>,
@@ -50,12 +56,18 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             continue;
         };
         let d = decide(&q.question, r, rag);
-        let short = classify(&q.question)
-            .wants_span()
-            .then(|| d.zero.answer.clone())
-            .filter(|s| !s.is_empty());
+        let span = classify(&q.question).wants_span();
+        let short = span.then(|| d.zero.answer.clone()).filter(|s| !s.is_empty());
         let judged = short.clone().or_else(|| d.answer.clone()).unwrap_or_default();
-        let right = q.answerable() && q.answers.iter().any(|a| contains_span(&judged, a));
+        let zero_right = q.answerable() && q.answers.iter().any(|a| contains_span(&judged, a));
+        // Stopped at the floor, the job never reaches extraction and shows no answer.
+        let stopped = d.retrieval.is_some();
+        let (short, answer) = if stopped {
+            (None, None)
+        } else {
+            (short, d.answer.clone())
+        };
+        let right = zero_right && !stopped;
         let right_candidate = q
             .answerable()
             .then(|| {
@@ -73,14 +85,16 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
         }
         rec.status = status.to_string();
         rec.short_answer = short;
-        rec.answer = d.answer.clone();
+        rec.answer = answer;
         rec.answer_match = right;
         out.push(Replayed {
             id: rec.id.clone(),
             split: rec.split.clone(),
             answerable: q.answerable(),
+            best_similarity: r.sentences.iter().map(|s| s.similarity).reduce(f32::max),
             decision: d,
             right,
+            zero_right,
             right_candidate,
         });
     }
@@ -100,6 +114,22 @@ pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str
     fit_zero(&rows, (answerable, calibration.len()), target, confidence, source)
 }
 
+/// The retrieval floor fitted on the `calibration` replays: the highest
+/// (in steps of 0.01) that stops none of the questions tier zero answers
+/// right. Below it, no calibration question's answer was found, so the
+/// job ends early with a plain "nothing retrieved is close" instead of an
+/// undefended guess; above it the fitted score decides. `None`: no right
+/// answer to fit on (the configured floor stays).
+pub fn fit_floor(calibration: &[&Replayed]) -> Option<f32> {
+    calibration
+        .iter()
+        .filter(|r| r.zero_right)
+        .filter_map(|r| r.best_similarity)
+        .reduce(f32::min)
+        // A hundredth down (less float noise: 0.47 stays 0.47).
+        .map(|m| ((m * 100.0) + 1e-3).floor() / 100.0)
+}
+
 /// The calibration replays: every split asked for that is not a test split.
 pub fn calibration<'a>(replays: &'a [Replayed], splits: &[String]) -> anyhow::Result<Vec<&'a Replayed>> {
     if let Some(s) = splits.iter().find(|s| TEST_SPLITS.contains(&s.as_str())) {
@@ -112,10 +142,20 @@ pub fn calibration<'a>(replays: &'a [Replayed], splits: &[String]) -> anyhow::Re
     Ok(out)
 }
 
-/// The fitted score as a config file to layer with `--config`.
-pub fn to_toml(f: &ZeroFit, command: &str) -> String {
+/// The fitted floor and score as a config file to layer with `--config`.
+pub fn to_toml(floor: Option<f32>, f: &ZeroFit, command: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Tier zero's evidence score, written by `{command}`.");
+    let _ = writeln!(
+        out,
+        "# The retrieval floor and tier zero's evidence score, written by `{command}`."
+    );
+    if let Some(floor) = floor {
+        let _ = writeln!(
+            out,
+            "# The floor: the highest that stops no calibration question tier zero answers right."
+        );
+        let _ = writeln!(out, "[rag]\nmin_similarity = {floor:.2}");
+    }
     let _ = writeln!(
         out,
         "# Risk-coverage on the calibration questions (threshold: defended, wrong, coverage, bound):"
@@ -285,8 +325,9 @@ mod tests {
         assert!(calibration(&[], &["dev".into()]).is_err(), "nothing recorded");
     }
 
-    #[test]
-    fn the_replay_says_where_among_the_candidates_the_answer_is() {
+    /// Two retrieved passages of `os` (the best sentence scoring `best`), as
+    /// a record of question `id`.
+    fn record(id: &str, best: f32) -> Record {
         let passage = |id: &str, text: &str| serde_json::json!({"passage_id": id, "document_id": "os.html", "title": "os", "score": 0.5, "text": text});
         let sentence = |id: &str, text: &str, similarity: f32| serde_json::json!({"passage_id": id, "text": text, "similarity": similarity});
         let retrieval = serde_json::json!({
@@ -296,20 +337,21 @@ mod tests {
                 passage("os.html#4", "`os.chdir` (path)\nChange the current working directory to path."),
             ],
             "sentences": [
-                sentence("os.html#3", "Return a string representing the current working directory.", 0.8),
-                sentence("os.html#4", "Change the current working directory to path.", 0.6),
+                sentence("os.html#4", "Change the current working directory to path.", best),
+                sentence("os.html#3", "Return a string representing the current working directory.", best - 0.2),
             ],
         });
-        let record = |id: &str| {
-            serde_json::from_value::<Record>(serde_json::json!({
-                "id": id, "split": "dev", "answerable": true, "job": "j", "status": "unresolved",
-                "answer": null, "short_answer": null, "answer_match": false, "hit_at_1": true, "hit_at_k": true,
-                "cited_page": false, "cost_usd": 0.0, "always_strong_cost_usd": 0.0, "job_s": 0.1,
-                "step_s": {}, "tiers": {}, "findings": [], "decisions": [], "retrieval": retrieval,
-            }))
-            .unwrap()
-        };
-        let question = |id: &str, answer: &str| Question {
+        serde_json::from_value::<Record>(serde_json::json!({
+            "id": id, "split": "dev", "answerable": true, "job": "j", "status": "unresolved",
+            "answer": null, "short_answer": null, "answer_match": false, "hit_at_1": true, "hit_at_k": true,
+            "cited_page": false, "cost_usd": 0.0, "always_strong_cost_usd": 0.0, "job_s": 0.1,
+            "step_s": {}, "tiers": {}, "findings": [], "decisions": [], "retrieval": retrieval,
+        }))
+        .unwrap()
+    }
+
+    fn question(id: &str, answer: &str) -> Question {
+        Question {
             id: id.into(),
             split: "dev".into(),
             kind: "function".into(),
@@ -317,11 +359,20 @@ mod tests {
                 .into(),
             answers: vec![answer.into()],
             pages: vec!["os.html".into()],
-        };
-        let mut records = vec![record("a"), record("b")];
+        }
+    }
+
+    fn rag(floor: f32) -> RagConfig {
+        let mut cfg = upshift_shared::config::Config::from_toml_over_defaults("").unwrap().rag;
+        cfg.min_similarity = floor;
+        cfg
+    }
+
+    #[test]
+    fn the_replay_says_where_among_the_candidates_the_answer_is() {
+        let mut records = vec![record("a", 0.8), record("b", 0.8)];
         let questions = [question("a", "os.chdir"), question("b", "os.walk")];
-        let cfg = upshift_shared::config::Config::from_toml_over_defaults("").unwrap();
-        let (replays, _) = replay(&mut records, &questions, &cfg.rag);
+        let (replays, _) = replay(&mut records, &questions, &rag(0.0));
         let chosen = &replays[0].decision.zero.candidates;
         let at = chosen.iter().position(|c| c == "os.chdir");
         assert!(at.is_some(), "{chosen:?}");
@@ -333,5 +384,26 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("none is for 1"), "{line}");
+    }
+
+    #[test]
+    fn a_job_stopped_at_the_floor_shows_no_answer_and_the_floor_is_fitted_below_every_right_one() {
+        let questions = [question("a", "os.chdir"), question("b", "os.chdir"), question("c", "os.walk")];
+        let recorded = vec![record("a", 0.72), record("b", 0.47), record("c", 0.30)];
+        let (replays, _) = replay(&mut recorded.clone(), &questions, &rag(0.0));
+        assert!(replays[0].right && replays[1].right, "tier zero answers both");
+        // Live, a floor of 0.60 stops `b` before extraction: no answer shown.
+        let mut records = recorded.clone();
+        let (stopped, _) = replay(&mut records, &questions, &rag(0.60));
+        assert!(stopped[0].right && !stopped[1].right && stopped[1].zero_right);
+        assert_eq!(records[1].short_answer, None);
+        assert!(records[1].answer.is_none() && !records[1].answer_match);
+        // The fit: the highest floor that stops no right answer (`c` is wrong).
+        let all: Vec<&Replayed> = stopped.iter().collect();
+        assert_eq!(fit_floor(&all), Some(0.47));
+        assert_eq!(fit_floor(&all[2..]), None, "nothing right to fit on");
+        let toml = to_toml(fit_floor(&all), &fit(&all, 0.05, 0.9, "t"), "cmd");
+        let cfg = upshift_shared::config::Config::from_toml_over_defaults(&toml).unwrap();
+        assert_eq!(cfg.rag.min_similarity, 0.47, "{toml}");
     }
 }
