@@ -246,9 +246,9 @@ fn run_replay(
         std::fs::write(path, replay::to_toml(floor, &fit, &command))
             .with_context(|| format!("writing {}", path.display()))?;
         match floor {
-            Some(f) => println!(
-                "retrieval floor: {f:.2} (the lowest best similarity of a question tier zero answers right)"
-            ),
+            Some(f) => {
+                println!("retrieval floor: {f:.2} (the lowest best similarity of a question tier zero answers right)")
+            }
             None => println!(
                 "retrieval floor: {:.2} kept (no calibration question answered right)",
                 cfg.rag.min_similarity

@@ -388,7 +388,11 @@ mod tests {
 
     #[test]
     fn a_job_stopped_at_the_floor_shows_no_answer_and_the_floor_is_fitted_below_every_right_one() {
-        let questions = [question("a", "os.chdir"), question("b", "os.chdir"), question("c", "os.walk")];
+        let questions = [
+            question("a", "os.chdir"),
+            question("b", "os.chdir"),
+            question("c", "os.walk"),
+        ];
         let recorded = vec![record("a", 0.72), record("b", 0.47), record("c", 0.30)];
         let (replays, _) = replay(&mut recorded.clone(), &questions, &rag(0.0));
         assert!(replays[0].right && replays[1].right, "tier zero answers both");
