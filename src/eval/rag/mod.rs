@@ -211,7 +211,8 @@ fn run_replay(
     if total == 0 {
         bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
     }
-    let recorded = records.clone();
+    // The fit decides the records twice (floor, then score): keep them as recorded.
+    let recorded = args.fit_zero.is_some().then(|| records.clone());
     let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
     if let Some(path) = &args.fit_zero {
         let splits: Vec<String> = if args.fit_splits.is_empty() {
@@ -232,7 +233,7 @@ fn run_replay(
         if let Some(f) = floor {
             rag.min_similarity = f;
         }
-        let (refloored, _) = replay::replay(&mut recorded.clone(), questions, &rag);
+        let (refloored, _) = replay::replay(&mut recorded.unwrap_or_default(), questions, &rag);
         let cal = replay::calibration(&refloored, &splits)?;
         let source = format!("{} ({})", args.questions.display(), splits.join(", "));
         let fit = replay::fit(&cal, args.zero_target, args.zero_confidence, &source);
