@@ -96,6 +96,61 @@ pub fn logistic(xs: &[&[f64]], ys: &[bool], ridge: f64) -> Vec<f64> {
     w
 }
 
+/// Fits a conditional logit by Newton's method: the weights `w` (no
+/// intercept: it cancels within a group) that maximise, over `groups`, the
+/// log-likelihood of the right items under a softmax of `w · x` within
+/// their group (several right items share the group's weight), minus
+/// `ridge / 2 · |w|²`. A group with no right item says nothing and is
+/// skipped. What ranks the candidates of one question, where a logistic
+/// model would mix what differs between questions into the ranking.
+pub fn conditional_logit(groups: &[Vec<(&[f64], bool)>], ridge: f64) -> Vec<f64> {
+    let d = groups.iter().flatten().next().map_or(0, |(x, _)| x.len());
+    let mut w = vec![0.0; d];
+    for _ in 0..25 {
+        let mut grad: Vec<f64> = w.iter().map(|v| ridge * v).collect();
+        let mut hess = vec![vec![0.0; d]; d];
+        for (i, row) in hess.iter_mut().enumerate() {
+            row[i] = ridge + 1e-9;
+        }
+        for g in groups {
+            let k = g.iter().filter(|(_, y)| *y).count();
+            if k == 0 {
+                continue;
+            }
+            let z: Vec<f64> = g
+                .iter()
+                .map(|(x, _)| x.iter().zip(&w).map(|(a, b)| a * b).sum())
+                .collect();
+            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+            let total: f64 = e.iter().sum();
+            let p: Vec<f64> = e.iter().map(|v| v / total).collect();
+            let mean: Vec<f64> = (0..d)
+                .map(|j| g.iter().zip(&p).map(|((x, _), p)| p * x[j]).sum())
+                .collect();
+            for ((x, y), p) in g.iter().zip(&p) {
+                let t = if *y { 1.0 / k as f64 } else { 0.0 };
+                for i in 0..d {
+                    grad[i] += (p - t) * x[i];
+                    for j in 0..d {
+                        hess[i][j] += p * (x[i] - mean[i]) * (x[j] - mean[j]);
+                    }
+                }
+            }
+        }
+        let step = solve(hess, grad);
+        let mut moved = 0.0f64;
+        for i in 0..d {
+            w[i] -= step[i];
+            moved = moved.max(step[i].abs());
+        }
+        if moved < 1e-9 {
+            break;
+        }
+    }
+    w
+}
+
 /// Solves `a · x = b` by Gauss–Jordan elimination with partial pivoting.
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
@@ -151,6 +206,24 @@ mod tests {
         let ys: Vec<bool> = data.iter().map(|x| x[1] == 0.0).collect();
         let w = logistic(&xs, &ys, 1.0);
         assert!(sigmoid(w[0]) > 0.9 && sigmoid(w[0] + w[1]) < 0.1, "{w:?}");
+    }
+
+    #[test]
+    fn a_conditional_logit_ranks_within_groups_whatever_differs_between_them() {
+        // The right item of each group has the larger first feature; the
+        // second feature is large in one whole group and says nothing.
+        let groups: Vec<Vec<(Vec<f64>, bool)>> = vec![
+            vec![(vec![0.9, 5.0], true), (vec![0.2, 5.0], false)],
+            vec![(vec![0.7, 0.0], true), (vec![0.1, 0.0], false), (vec![0.3, 0.0], false)],
+            vec![(vec![0.5, 1.0], false)],
+        ];
+        let refs: Vec<Vec<(&[f64], bool)>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(x, y)| (x.as_slice(), *y)).collect())
+            .collect();
+        let w = conditional_logit(&refs, 0.1);
+        assert!(w[0] > 1.0, "{w:?}");
+        assert!(w[1].abs() < 1e-6, "constant within each group: no weight {w:?}");
     }
 
     #[test]

@@ -27,8 +27,16 @@ use std::collections::BTreeMap;
 /// - `close_alternative`: another candidate names almost the same thing;
 /// - `candidates`: ln(1 + the number of candidates) / ln(25);
 /// - `free`, `value`: the question asks for a sentence, or a value;
-/// - `best_similarity`: the retrieval's best sentence similarity.
-pub const ZERO_FEATURES: [&str; 17] = [
+/// - `best_similarity`: the retrieval's best sentence similarity;
+/// - `order`: 1 / (1 + the answer's place in the evidence order, the
+///   order candidates are drawn in: what the question names first, then
+///   the sentences most similar to it);
+/// - `proximity`: 1 / (1 + the words between the answer and the nearest of
+///   the asking sentence's words in its sentence; 0: none there);
+/// - `shape`: the answer has the shape of the kind asked (an option's `-`,
+///   an environment variable's capitals, a class's CamelCase, a module's
+///   lower case): 1, it has not: -1, no such kind asked: 0.
+pub const ZERO_FEATURES: [&str; 20] = [
     "similarity",
     "margin",
     "no_rival",
@@ -46,6 +54,9 @@ pub const ZERO_FEATURES: [&str; 17] = [
     "free",
     "value",
     "best_similarity",
+    "order",
+    "proximity",
+    "shape",
 ];
 
 /// Tier zero's evidence score: a logistic model over [`ZERO_FEATURES`],
@@ -62,6 +73,21 @@ pub struct ZeroScore {
     /// Defended when the score is at least this (above 1: never).
     pub threshold: f64,
     /// What it was fitted on and the bound it met, shown with the findings.
+    #[serde(default)]
+    pub fitted: String,
+}
+
+/// Which candidate tier zero answers with: a linear ranking over
+/// [`ZERO_FEATURES`], fitted as a conditional logit (a softmax over each
+/// calibration question's candidates) by `upshift eval rag --replay
+/// RECORDS --fit-zero FILE`. No weights: the evidence order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroRank {
+    /// One weight per feature name; a missing feature weighs 0.
+    #[serde(default)]
+    pub weights: BTreeMap<String, f64>,
+    /// What it was fitted on.
     #[serde(default)]
     pub fitted: String,
 }
@@ -128,6 +154,9 @@ pub struct RagConfig {
     pub fusion_depth: u32,
     /// `k` of reciprocal rank fusion: score = Σ 1 / (k + rank).
     pub rrf_k: u32,
+    /// Which candidate tier zero answers with.
+    #[serde(default)]
+    pub zero_rank: ZeroRank,
     /// Tier zero's calibrated evidence score.
     pub zero_score: ZeroScore,
 }
@@ -162,19 +191,22 @@ impl RagConfig {
         if self.rrf_k == 0 {
             return Err(bad("rag.rrf_k", "must be greater than 0"));
         }
-        if let Some(k) = self
-            .zero_score
-            .weights
-            .keys()
-            .find(|k| !ZERO_FEATURES.contains(&k.as_str()))
-        {
-            return Err(bad(
-                format!("rag.zero_score.weights.{k}"),
-                format!("not a feature; one of {}", ZERO_FEATURES.join(", ")),
-            ));
+        for (table, weights) in [
+            ("rag.zero_score", &self.zero_score.weights),
+            ("rag.zero_rank", &self.zero_rank.weights),
+        ] {
+            if let Some(k) = weights.keys().find(|k| !ZERO_FEATURES.contains(&k.as_str())) {
+                return Err(bad(
+                    format!("{table}.weights.{k}"),
+                    format!("not a feature; one of {}", ZERO_FEATURES.join(", ")),
+                ));
+            }
+            if weights.values().any(|w| !w.is_finite()) {
+                return Err(bad(table, "weights must be finite numbers"));
+            }
         }
-        if !self.zero_score.threshold.is_finite() || self.zero_score.weights.values().any(|w| !w.is_finite()) {
-            return Err(bad("rag.zero_score", "weights and threshold must be finite numbers"));
+        if !self.zero_score.threshold.is_finite() {
+            return Err(bad("rag.zero_score", "the threshold must be a finite number"));
         }
         if self.embedding_model.contains("..") || self.embedding_model.starts_with('/') {
             return Err(bad("rag.embedding_model", "a directory name under the model directory"));

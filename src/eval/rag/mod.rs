@@ -211,7 +211,7 @@ fn run_replay(
     if total == 0 {
         bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
     }
-    // The fit decides the records twice (floor, then score): keep them as recorded.
+    // The fit decides the records three times (floor, weights, threshold): keep them as recorded.
     let recorded = args.fit_zero.is_some().then(|| records.clone());
     let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
     if let Some(path) = &args.fit_zero {
@@ -233,9 +233,15 @@ fn run_replay(
         if let Some(f) = floor {
             rag.min_similarity = f;
         }
-        let (refloored, _) = replay::replay(&mut recorded.unwrap_or_default(), questions, &rag);
-        let cal = replay::calibration(&refloored, &splits)?;
+        let recorded = recorded.unwrap_or_default();
+        let (refloored, _) = replay::replay(&mut recorded.clone(), questions, &rag);
         let source = format!("{} ({})", args.questions.display(), splits.join(", "));
+        let rank = replay::rank(&replay::calibration(&refloored, &splits)?, &source);
+        // Decided again with the fitted ranking, the score is fitted on the
+        // answers tier zero then gives.
+        rag.zero_rank = rank.clone();
+        let (reranked, _) = replay::replay(&mut recorded.clone(), questions, &rag);
+        let cal = replay::calibration(&reranked, &splits)?;
         let fit = replay::fit(&cal, args.zero_target, args.zero_confidence, &source);
         let command = format!(
             "upshift eval rag --collection {} --questions {} --records {} --replay --fit-zero {}",
@@ -244,7 +250,7 @@ fn run_replay(
             args.records.as_ref().map_or(String::new(), |p| p.display().to_string()),
             path.display()
         );
-        std::fs::write(path, replay::to_toml(floor, &fit, &command))
+        std::fs::write(path, replay::to_toml(floor, &rank, &fit, &command))
             .with_context(|| format!("writing {}", path.display()))?;
         match floor {
             Some(f) => {
@@ -304,6 +310,10 @@ fn run_replay(
                     "answer": r.decision.zero.answer, "score": r.decision.zero.score,
                     "candidates": r.decision.zero.candidates, "right_candidate": r.right_candidate,
                     "features": r.decision.zero.features.map(|x| x.named()),
+                    "ranked": r.decision.zero.ranked.iter().zip(&r.candidate_right).map(|(c, right)| serde_json::json!({
+                        "label": c.label, "passes": c.passes, "rank": c.rank, "score": c.score, "right": right,
+                        "features": c.features.map(|x| x.named()),
+                    })).collect::<Vec<_>>(),
                     "findings": r.decision.zero.findings.iter().chain(&r.decision.synthesis)
                         .map(|f| f.code.as_str()).collect::<Vec<_>>(),
                 })

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
 use upshift_shared::config::RagConfig;
+use upshift_shared::config::ZeroRank;
 use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
-use upshift_shared::verify::rag::extractive::fit::{ZeroFit, fit_zero};
+use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights};
 use upshift_shared::verify::rag::extractive::judge::ZeroFeatures;
 use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
 use upshift_shared::verify::rag::question::classify;
@@ -43,6 +44,9 @@ pub struct Replayed {
     /// Where the first accepted answer is among tier zero's candidates
     /// (0: the choice itself); `None`: no candidate is one.
     pub right_candidate: Option<usize>,
+    /// Whether each of tier zero's candidates (`decision.zero.ranked`) is
+    /// an accepted answer.
+    pub candidate_right: Vec<bool>,
 }
 
 /// Decides every record with a retrieval again under `rag`, rewriting its
@@ -68,15 +72,13 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             (short, d.answer.clone())
         };
         let right = zero_right && !stopped;
-        let right_candidate = q
-            .answerable()
-            .then(|| {
-                d.zero
-                    .candidates
-                    .iter()
-                    .position(|c| q.answers.iter().any(|a| contains_span(c, a)))
-            })
-            .flatten();
+        let candidate_right: Vec<bool> = d
+            .zero
+            .ranked
+            .iter()
+            .map(|c| q.answerable() && q.answers.iter().any(|a| contains_span(&c.label, a)))
+            .collect();
+        let right_candidate = candidate_right.iter().position(|&r| r);
         let status = if d.defended() { "succeeded" } else { "unresolved" };
         // An undefended answer is a model's best choice live (its tiers climb
         // before the job ends unresolved): only the status can agree then.
@@ -96,14 +98,37 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             right,
             zero_right,
             right_candidate,
+            candidate_right,
         });
     }
     (out, agree)
 }
 
-/// Fits tier zero's score on the `calibration` replays (the eligible
-/// questions' features and whether each answer was right), with the one
-/// fit every corpus uses (`verify::rag::extractive::fit`).
+/// Fits which candidate tier zero answers with, on the `calibration`
+/// replays: the candidates that pass the hard checks, of every question the
+/// retrieval floor lets through, and whether each is an accepted answer
+/// (the one fit every corpus uses, `verify::rag::extractive::fit`).
+pub fn rank(calibration: &[&Replayed], source: &str) -> ZeroRank {
+    let groups: Vec<Vec<(ZeroFeatures, bool)>> = calibration
+        .iter()
+        .filter(|r| r.decision.retrieval.is_none())
+        .map(|r| {
+            r.decision
+                .zero
+                .ranked
+                .iter()
+                .zip(&r.candidate_right)
+                .filter(|(c, _)| c.passes)
+                .filter_map(|(c, right)| Some((c.features?, *right)))
+                .collect()
+        })
+        .collect();
+    fit_rank(&groups, source)
+}
+
+/// Fits tier zero's score on the `calibration` replays (decided with the
+/// fitted ranking): the eligible questions' answers and whether each was
+/// right, then the threshold its bound allows.
 pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str) -> ZeroFit {
     let rows: Vec<(ZeroFeatures, bool)> = calibration
         .iter()
@@ -111,7 +136,14 @@ pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str
         .filter_map(|r| Some((r.decision.zero.features?, r.right)))
         .collect();
     let answerable = calibration.iter().filter(|r| r.answerable).count();
-    fit_zero(&rows, (answerable, calibration.len()), target, confidence, source)
+    calibrate(
+        fit_weights(&rows),
+        &rows,
+        (answerable, calibration.len()),
+        target,
+        confidence,
+        source,
+    )
 }
 
 /// The retrieval floor fitted on the `calibration` replays: the highest
@@ -142,8 +174,8 @@ pub fn calibration<'a>(replays: &'a [Replayed], splits: &[String]) -> anyhow::Re
     Ok(out)
 }
 
-/// The fitted floor and score as a config file to layer with `--config`.
-pub fn to_toml(floor: Option<f32>, f: &ZeroFit, command: &str) -> String {
+/// The fitted floor, ranking and score as a config file to layer with `--config`.
+pub fn to_toml(floor: Option<f32>, rank: &ZeroRank, f: &ZeroFit, command: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -155,6 +187,16 @@ pub fn to_toml(floor: Option<f32>, f: &ZeroFit, command: &str) -> String {
             "# The floor: the highest that stops no calibration question tier zero answers right."
         );
         let _ = writeln!(out, "[rag]\nmin_similarity = {floor:.2}");
+    }
+    let _ = writeln!(
+        out,
+        "# Which candidate tier zero answers with: a conditional logit over each question's candidates."
+    );
+    let _ = writeln!(out, "[rag.zero_rank]");
+    let _ = writeln!(out, "fitted = {}", toml_str(&rank.fitted));
+    let _ = writeln!(out, "[rag.zero_rank.weights]");
+    for (k, v) in &rank.weights {
+        let _ = writeln!(out, "{k} = {v}");
     }
     let _ = writeln!(
         out,
@@ -365,6 +407,11 @@ mod tests {
     fn rag(floor: f32) -> RagConfig {
         let mut cfg = upshift_shared::config::Config::from_toml_over_defaults("").unwrap().rag;
         cfg.min_similarity = floor;
+        // A ranking by the sentence's similarity alone, whatever the shipped fit.
+        cfg.zero_rank = ZeroRank {
+            weights: BTreeMap::from([("similarity".to_string(), 1.0)]),
+            fitted: String::new(),
+        };
         cfg
     }
 
@@ -406,8 +453,9 @@ mod tests {
         let all: Vec<&Replayed> = stopped.iter().collect();
         assert_eq!(fit_floor(&all), Some(0.47));
         assert_eq!(fit_floor(&all[2..]), None, "nothing right to fit on");
-        let toml = to_toml(fit_floor(&all), &fit(&all, 0.05, 0.9, "t"), "cmd");
+        let toml = to_toml(fit_floor(&all), &rank(&all, "t"), &fit(&all, 0.05, 0.9, "t"), "cmd");
         let cfg = upshift_shared::config::Config::from_toml_over_defaults(&toml).unwrap();
         assert_eq!(cfg.rag.min_similarity, 0.47, "{toml}");
+        assert!(cfg.rag.zero_rank.weights.contains_key("similarity"), "{toml}");
     }
 }

@@ -103,8 +103,24 @@ pub(super) fn judgement(detail: &serde_json::Value, candidates: &[String]) -> Op
         html.push_str(&rows);
     }
     if !candidates.is_empty() {
-        let list: Vec<String> = candidates.iter().map(|c| format!("<code>{}</code>", esc(c))).collect();
-        let _ = write!(html, "<p>candidates ({}): {}</p>", candidates.len(), list.join(" · "));
+        // Each candidate's score, in tier zero's order, when it recorded them.
+        let scores = detail["scores"].as_array();
+        let list: Vec<String> = candidates
+            .iter()
+            .enumerate()
+            .map(
+                |(i, c)| match scores.and_then(|s| s.get(i)).and_then(serde_json::Value::as_f64) {
+                    Some(s) => format!("<code>{}</code> {s:.3}", esc(c)),
+                    None => format!("<code>{}</code>", esc(c)),
+                },
+            )
+            .collect();
+        let _ = write!(
+            html,
+            "<p>candidates ({}, in tier zero's order, with their scores): {}</p>",
+            candidates.len(),
+            list.join(" · ")
+        );
     }
     html.push_str("</div>");
     Some(html)
@@ -167,6 +183,7 @@ mod tests {
             "similarity": 0.8, "margin": 0.1,
             "features": {"similarity": 0.8, "defined": 1.0, "rank": 0.0},
             "contributions": {"similarity": 2.4, "defined": -0.5, "rank": 0.0, "bias": -1.0},
+            "scores": [0.41, 0.2],
         });
         let html = judgement(&detail, &["max_widgets".into(), "<gadget_timeout>".into()]).unwrap();
         assert!(
@@ -178,7 +195,10 @@ mod tests {
         let (sim, def) = (html.find(">similarity<").unwrap(), html.find(">defined<").unwrap());
         assert!(sim < def, "the largest contribution first: {html}");
         assert!(html.contains("+2.400") && html.contains("-1.000"), "{html}");
-        assert!(html.contains("&lt;gadget_timeout&gt;"), "candidates escaped: {html}");
+        assert!(
+            html.contains("&lt;gadget_timeout&gt;</code> 0.200"),
+            "candidates escaped, with scores: {html}"
+        );
         assert!(judgement(&serde_json::json!({"by": "compose"}), &[]).is_none());
     }
 

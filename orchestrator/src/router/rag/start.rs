@@ -1,9 +1,8 @@
 //! How the steps of a rag job after retrieval start: their ambiguity comes
 //! from what was retrieved. In extractive mode the extraction first takes the
-//! evidence's own first choice without a model (tier zero) when its sentence
-//! is close enough to the question and no other candidate names almost the
-//! same thing, else a model chooses among the candidate
-//! spans (its labels); the synthesis is composed without a model when the
+//! best-scored candidate without a model (tier zero), defended when its
+//! evidence score reaches the fitted threshold, else a model chooses among
+//! the candidate spans (its labels, best-scored first); the synthesis is composed without a model when the
 //! composed answer passes its verifiers; the critique
 //! starts one tier below the model that decided the answer, on the lowest
 //! tier whose critic is trusted (and does not run when none is).
@@ -44,7 +43,7 @@ pub(crate) fn prepare(
     let extractive = cfg.rag.answer == AnswerMode::Extractive;
     match name.as_str() {
         EXTRACT if extractive => {
-            let zero = tier_zero(&job.query, r, &cfg.rag.zero_score);
+            let zero = tier_zero(&job.query, r, &cfg.rag.zero_rank, &cfg.rag.zero_score);
             let askable = zero.askable();
             // The verifiers' findings apart from tier zero's own gate: what
             // its threshold is measured on.
@@ -54,6 +53,7 @@ pub(crate) fn prepare(
                 "features": zero.features.map(|x| x.named()), "score": zero.score,
                 "contributions": zero.features.map(|x| contributions(&cfg.rag.zero_score, &x)),
                 "threshold": cfg.rag.zero_score.threshold, "fitted": cfg.rag.zero_score.fitted,
+                "scores": zero.ranked.iter().map(|c| c.score).collect::<Vec<_>>(),
             });
             unit.step_mut(step_id).labels = zero.candidates;
             return StepStart::Zero {

@@ -332,7 +332,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
             ("runtime-config-autovacuum.html#1", number, 0.759),
         ],
     );
-    let zero = extractive::tier_zero(q, &near, &zero_floors());
+    let zero = extractive::tier_zero(q, &near, &Default::default(), &zero_floors());
     assert_eq!(zero.answer, "autovacuum_work_mem");
     assert_held_back(&zero);
     assert!(zero.features.unwrap().named()["rival_coverage"].as_f64().unwrap() > 0.0);
@@ -344,7 +344,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
             ("runtime-config-autovacuum.html#1", number, 0.70),
         ],
     );
-    let zero = extractive::tier_zero(q, &clear, &zero_floors());
+    let zero = extractive::tier_zero(q, &clear, &Default::default(), &zero_floors());
     assert!(zero.findings.is_empty(), "{:?}", zero.findings);
 
     // fresh5 n28: the closest sentence belongs to a name the passage
@@ -368,7 +368,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
         ],
     );
     let q = "Which function converts a write-ahead log location to the name of the WAL file holding it?";
-    let zero = extractive::tier_zero(q, &r, &zero_floors());
+    let zero = extractive::tier_zero(q, &r, &Default::default(), &zero_floors());
     assert_eq!(zero.answer, "pg_walfile_name_offset");
     assert_held_back(&zero);
     assert!(zero.features.unwrap().named()["closer_gap"].as_f64().unwrap() > 0.04);
@@ -393,7 +393,7 @@ fn a_name_question_is_never_answered_by_a_heading_or_a_sentence() {
         "Which setting controls how much is written to the write-ahead log?",
         "We lose data after crashes. What option makes the write-ahead log more reliable?",
     ] {
-        let zero = extractive::tier_zero(q, &r, &zero_floors());
+        let zero = extractive::tier_zero(q, &r, &Default::default(), &zero_floors());
         assert!(
             !zero.span_findings.is_empty() && !zero.findings.is_empty(),
             "{q}: {zero:?}"

@@ -11,8 +11,8 @@
 //! that says something else, a name a part away, a floor on similarity) is
 //! a feature here, weighed by data.
 
-use super::{Evidence, close_alternative, defined_terms, lead, locate, rival};
-use crate::config::{ZERO_FEATURES, ZeroScore};
+use super::{Evidence, close_alternative, defined_terms, locate};
+use crate::config::{ZERO_FEATURES, ZeroRank, ZeroScore};
 use crate::stats::sigmoid;
 use crate::verify::rag::Retrieval;
 use crate::verify::rag::checks::{asks_how, names_a_means, presents_program, states_default};
@@ -56,6 +56,70 @@ fn coverage(asked: &[String], text: &str) -> f64 {
     asked.iter().filter(|w| words.contains(w)).count() as f64 / asked.len() as f64
 }
 
+/// How close `answer` stands to the asking sentence's words in its
+/// sentence: 1 / (1 + the number of words between it and the nearest one;
+/// 0 when the sentence holds none). Candidates of one sentence share its
+/// similarity; the one the question's words stand by is likelier meant.
+fn proximity(asked: &[String], sentence: &str, answer: &str) -> f64 {
+    static WORD: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"[\w]+").expect("valid regex"));
+    let lower = sentence.to_lowercase();
+    let Some(at) = lower.find(&answer.to_lowercase()) else {
+        return 0.0;
+    };
+    let end = at + answer.len();
+    // The words outside the answer, each with whether it is asked and
+    // whether it comes before the answer.
+    let words: Vec<(bool, bool)> = WORD
+        .find_iter(&lower)
+        .filter(|m| m.end() <= at || m.start() >= end)
+        .map(|m| {
+            (
+                m.start() < at,
+                content_words(m.as_str()).first().is_some_and(|c| asked.contains(c)),
+            )
+        })
+        .collect();
+    let split = words.iter().position(|(before, _)| !before).unwrap_or(words.len());
+    let before = words[..split].iter().rev().position(|(_, hit)| *hit);
+    let after = words[split..].iter().position(|(_, hit)| *hit);
+    match (before, after) {
+        (Some(a), Some(b)) => 1.0 / (1.0 + a.min(b) as f64),
+        (Some(d), None) | (None, Some(d)) => 1.0 / (1.0 + d as f64),
+        (None, None) => 0.0,
+    }
+}
+
+/// Whether `answer` has the shape the kind the asking sentence names has in
+/// software generally: an option starts with `-`, an environment variable
+/// is in capitals (`PYTHONPATH`), a class or exception is CamelCase
+/// (`ValueError`), a module or function is lower case. 1: it has; -1: it
+/// has not; 0: the kind asked has no such shape.
+fn shape_fit(asking: &str, answer: &str) -> f64 {
+    static KIND: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b(?:(option|flag|switch|argument)|(environment|env|shell)\s+var|(class|exception|error)|(module|package|function|method))")
+            .expect("valid regex")
+    });
+    let Some(c) = KIND.captures(asking) else {
+        return 0.0;
+    };
+    let name = answer.trim().trim_end_matches("()");
+    let last = name.rsplit(['.', ':']).next().unwrap_or(name);
+    let fits = if c.get(1).is_some() {
+        name.starts_with('-')
+    } else if c.get(2).is_some() {
+        name.chars().any(|ch| ch.is_ascii_uppercase())
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+    } else if c.get(3).is_some() {
+        last.starts_with(|ch: char| ch.is_ascii_uppercase()) && last.chars().any(|ch| ch.is_ascii_lowercase())
+    } else {
+        !name.is_empty() && !name.contains(' ') && name.chars().all(|ch| !ch.is_ascii_uppercase())
+    };
+    if fits { 1.0 } else { -1.0 }
+}
+
 /// Whether `ev`'s sentence presents `answer` as what a question of type
 /// `t` asks for.
 fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidence<'_>) -> bool {
@@ -79,73 +143,118 @@ pub struct Judged {
     pub margin: Option<f32>,
 }
 
-/// The evidence for `answer` (the first of `labels`) as the answer to
-/// `query` over `r`; `None` when no retrieved sentence holds it.
+/// The evidence for `answer` (one of `labels`, the candidates in the
+/// evidence order) as the answer to `query` over `r`; `None` when no
+/// retrieved sentence holds it.
 pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]) -> Option<Judged> {
+    let i = labels.iter().position(|l| l == answer);
+    match i {
+        Some(i) => judge_all(query, r, labels).swap_remove(i),
+        None => {
+            let mut with: Vec<String> = vec![answer.to_string()];
+            with.extend(labels.iter().cloned());
+            judge_all(query, r, &with).swap_remove(0)
+        }
+    }
+}
+
+/// The evidence for every one of `labels` (the candidates, in the evidence
+/// order) as the answer to `query` over `r`, in their order; `None` for a
+/// candidate no retrieved sentence holds. What the retrieval and the
+/// question give every candidate alike is computed once.
+pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Judged>> {
     let t = classify(query);
-    let ev = locate(answer, r)?;
-    let sim = f64::from(ev.similarity.unwrap_or(0.0));
-    let rival = rival(answer, labels, r);
-    let rival_sim = rival.as_ref().and_then(|(_, e)| e.similarity).map(f64::from);
+    let located: Vec<Option<Evidence<'_>>> = labels.iter().map(|l| locate(l, r)).collect();
     let best = r.sentences.iter().map(|s| f64::from(s.similarity)).fold(0.0, f64::max);
-    let closer = r
-        .sentences
-        .iter()
-        .filter(|s| s.text.split_whitespace().count() >= 4 && !s.text.contains(answer))
-        .map(|s| f64::from(s.similarity))
-        .fold(0.0, f64::max);
-    let asked = content_words(&asking_sentence(query));
-    let own_cov = coverage(&asked, &format!("{answer} {}", ev.sentence));
-    let rival_cov = rival
-        .as_ref()
-        .map_or(0.0, |(name, e)| coverage(&asked, &format!("{name} {}", e.sentence)));
-    let own_words = content_words(&format!("{answer} {}", ev.sentence));
-    let others: std::collections::HashSet<String> = r
+    let asking = asking_sentence(query);
+    let asked = content_words(&asking);
+    let sentence_words: Vec<(String, Vec<String>)> = r
         .scored_sentences()
-        .iter()
-        .filter(|(_, s, _)| *s != ev.sentence)
-        .flat_map(|(_, s, _)| content_words(s))
+        .into_iter()
+        .map(|(_, s, _)| {
+            let w = content_words(&s);
+            (s, w)
+        })
         .collect();
-    let elsewhere = if asked.is_empty() {
-        0.0
-    } else {
-        asked
-            .iter()
-            .filter(|w| !own_words.contains(w) && others.contains(*w))
-            .count() as f64
-            / asked.len() as f64
+    let terms = defined_terms(r);
+    let is_defined = |name: &str| {
+        let name = name.trim().trim_end_matches("()");
+        terms.iter().any(|t| t.eq_ignore_ascii_case(name))
     };
-    let rank = r
-        .passages
-        .iter()
-        .position(|p| p.passage_id == ev.passage.passage_id)
-        .unwrap_or(r.passages.len());
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let margin = rival_sim.map_or(0.0, |s| (sim - s).clamp(-1.0, 1.0));
-    let features = ZeroFeatures([
-        sim,
-        margin,
-        flag(rival_sim.is_none()),
-        (closer - sim).max(0.0),
-        flag(closer > sim),
-        flag(rival_sim.is_some() && margin < RIVAL_WINDOW && rival_cov > own_cov),
-        flag(defined(answer, r)),
-        flag(presented(query, t, answer, &ev)),
-        own_cov,
-        (rival_cov - own_cov).max(0.0),
-        elsewhere,
-        1.0 / (1.0 + rank as f64),
-        flag(close_alternative(query, answer, labels).is_some()),
-        (1.0 + labels.len() as f64).ln() / 25f64.ln(),
-        flag(t == QuestionType::Free),
-        flag(matches!(t, QuestionType::Default | QuestionType::Number)),
-        best,
-    ]);
-    Some(Judged {
-        features,
-        similarity: ev.similarity,
-        margin: ev.similarity.and_then(|s| lead(s, rival.as_ref())),
-    })
+    let n = labels.len();
+    (0..n)
+        .map(|i| {
+            let answer = labels[i].as_str();
+            let ev = located[i].as_ref()?;
+            let sim = f64::from(ev.similarity.unwrap_or(0.0));
+            // The best rival: another candidate from another sentence, most
+            // similar to the question.
+            let rival = (0..n)
+                .filter(|&j| !labels[j].eq_ignore_ascii_case(answer))
+                .filter_map(|j| located[j].as_ref().map(|e| (j, e)))
+                .filter(|(_, e)| e.sentence != ev.sentence && e.similarity.is_some())
+                .max_by(|a, b| a.1.similarity.unwrap_or(0.0).total_cmp(&b.1.similarity.unwrap_or(0.0)));
+            let rival_sim = rival.and_then(|(_, e)| e.similarity).map(f64::from);
+            let closer = r
+                .sentences
+                .iter()
+                .filter(|s| s.text.split_whitespace().count() >= 4 && !s.text.contains(answer))
+                .map(|s| f64::from(s.similarity))
+                .fold(0.0, f64::max);
+            let own_cov = coverage(&asked, &format!("{answer} {}", ev.sentence));
+            let rival_cov = rival.map_or(0.0, |(j, e)| coverage(&asked, &format!("{} {}", labels[j], e.sentence)));
+            let own_words = content_words(&format!("{answer} {}", ev.sentence));
+            let elsewhere = if asked.is_empty() {
+                0.0
+            } else {
+                asked
+                    .iter()
+                    .filter(|w| {
+                        !own_words.contains(w)
+                            && sentence_words.iter().any(|(s, ws)| *s != ev.sentence && ws.contains(w))
+                    })
+                    .count() as f64
+                    / asked.len() as f64
+            };
+            let rank = r
+                .passages
+                .iter()
+                .position(|p| p.passage_id == ev.passage.passage_id)
+                .unwrap_or(r.passages.len());
+            let margin = rival_sim.map_or(0.0, |s| (sim - s).clamp(-1.0, 1.0));
+            let features = ZeroFeatures([
+                sim,
+                margin,
+                flag(rival_sim.is_none()),
+                (closer - sim).max(0.0),
+                flag(closer > sim),
+                flag(rival_sim.is_some() && margin < RIVAL_WINDOW && rival_cov > own_cov),
+                flag(is_defined(answer)),
+                flag(presented(query, t, answer, ev)),
+                own_cov,
+                (rival_cov - own_cov).max(0.0),
+                elsewhere,
+                1.0 / (1.0 + rank as f64),
+                flag(close_alternative(query, answer, labels).is_some()),
+                (1.0 + n as f64).ln() / 25f64.ln(),
+                flag(t == QuestionType::Free),
+                flag(matches!(t, QuestionType::Default | QuestionType::Number)),
+                best,
+                1.0 / (1.0 + i as f64),
+                proximity(&asked, &ev.sentence, answer),
+                shape_fit(&asking, answer),
+            ]);
+            Some(Judged {
+                features,
+                similarity: ev.similarity,
+                margin: ev
+                    .similarity
+                    .zip(rival.and_then(|(_, e)| e.similarity))
+                    .map(|(a, b)| a - b),
+            })
+        })
+        .collect()
 }
 
 /// What each feature added to the score's log-odds under `model` (its
@@ -165,6 +274,15 @@ pub fn contributions(model: &ZeroScore, x: &ZeroFeatures) -> serde_json::Map<Str
         .collect();
     out.insert("bias".into(), round(model.bias));
     out
+}
+
+/// Where `x` ranks under `rank`: the higher, the likelier tier zero's answer.
+pub fn rank_value(rank: &ZeroRank, x: &ZeroFeatures) -> f64 {
+    ZERO_FEATURES
+        .iter()
+        .zip(x.0)
+        .map(|(name, v)| rank.weights.get(*name).copied().unwrap_or(0.0) * v)
+        .sum()
 }
 
 /// The score of `x` under `model`, in [0, 1].
@@ -221,6 +339,60 @@ mod tests {
                 },
             ],
         }
+    }
+
+    fn rank_by(similarity: f64) -> ZeroRank {
+        ZeroRank {
+            weights: BTreeMap::from([("similarity".to_string(), similarity)]),
+            fitted: String::new(),
+        }
+    }
+
+    fn by_similarity(weight: f64) -> ZeroScore {
+        ZeroScore {
+            bias: 0.0,
+            weights: BTreeMap::from([("similarity".to_string(), weight)]),
+            threshold: 2.0,
+            fitted: String::new(),
+        }
+    }
+
+    #[test]
+    fn tier_zero_answers_with_the_best_ranked_candidate_not_the_first_found() {
+        let r = retrieval();
+        let q = "Which function returns the current working directory?";
+        let zero = super::super::tier_zero(q, &r, &rank_by(1.0), &by_similarity(10.0));
+        assert_eq!(zero.answer, "os.getcwd", "{:?}", zero.candidates);
+        // A ranking that prefers the less similar sentence chooses the
+        // other: the order is the ranking's, not the evidence's.
+        let zero = super::super::tier_zero(q, &r, &rank_by(-1.0), &by_similarity(-10.0));
+        assert_eq!(zero.answer, "os.chdir", "{:?}", zero.candidates);
+        assert_eq!(zero.candidates[0], "os.chdir");
+        assert_eq!(zero.candidates.len(), zero.ranked.len());
+        let ranks: Vec<f64> = zero.ranked.iter().filter(|c| c.passes).filter_map(|c| c.rank).collect();
+        assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "best-ranked first: {ranks:?}");
+        // Those failing a hard check come after every one that passes.
+        let first_failing = zero.ranked.iter().position(|c| !c.passes).unwrap_or(zero.ranked.len());
+        assert!(zero.ranked[first_failing..].iter().all(|c| !c.passes));
+        assert_eq!(zero.score, zero.ranked[0].score);
+        assert!(!zero.findings.is_empty(), "a threshold above 1 defends nothing");
+    }
+
+    #[test]
+    fn proximity_and_shape_tell_apart_the_candidates_of_one_sentence() {
+        let asked = content_words("which option sorts the keys?");
+        let s = "Use --indent to pretty-print and --sort-keys to sort the output by key.";
+        assert!(proximity(&asked, s, "--sort-keys") > proximity(&asked, s, "--indent"));
+        assert_eq!(proximity(&asked, "nothing here", "here"), 0.0);
+        assert_eq!(shape_fit("Which option sorts the keys?", "--sort-keys"), 1.0);
+        assert_eq!(shape_fit("Which option sorts the keys?", "json.dumps"), -1.0);
+        assert_eq!(
+            shape_fit("which environment variable sets the path?", "PYTHONPATH"),
+            1.0
+        );
+        assert_eq!(shape_fit("which exception is raised?", "ValueError"), 1.0);
+        assert_eq!(shape_fit("which exception is raised?", "os.error"), -1.0);
+        assert_eq!(shape_fit("which setting controls it?", "wal_level"), 0.0);
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Offline {
 /// Decides `query` over `r` under `rag`, without a model.
 pub fn decide(query: &str, r: &Retrieval, rag: &RagConfig) -> Offline {
     let retrieval = check_retrieval(r, RetrievalFloor::from(rag));
-    let zero = tier_zero(query, r, &rag.zero_score);
+    let zero = tier_zero(query, r, &rag.zero_rank, &rag.zero_score);
     let answer = compose(query, &zero.answer, r);
     let synthesis = match &answer {
         Some(a) => verify::run(

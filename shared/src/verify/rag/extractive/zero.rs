@@ -3,13 +3,14 @@
 //! online; `upshift eval rag --replay` runs the same code over recorded
 //! retrievals, so a change is measured before a job sees it.
 //!
-//! One decision: the answer must pass what holds on every corpus
-//! ([`check_span_hard`]), and its evidence score ([`judge`]) must reach the
-//! fitted threshold.
+//! Every candidate's evidence is judged ([`judge`]); the answer is the
+//! best-ranked candidate (the fitted `rag.zero_rank`) that passes what holds
+//! on every corpus ([`check_span_hard`]), and one decision defends it: its
+//! evidence score (`rag.zero_score`) reaches the fitted threshold.
 
 use super::candidates;
 use super::judge::{self, ZeroFeatures};
-use crate::config::ZeroScore;
+use crate::config::{ZeroRank, ZeroScore};
 use crate::reasons::ReasonCode;
 use crate::verify::Finding;
 use crate::verify::rag::{Retrieval, check_span_hard};
@@ -19,8 +20,13 @@ use crate::verify::rag::{Retrieval, check_span_hard};
 pub struct ZeroChoice {
     /// The evidence's first choice (empty without candidates).
     pub answer: String,
-    /// Every candidate, in the evidence's order (a model's labels).
+    /// Every candidate, best-ranked first (a model's labels): those that
+    /// pass [`check_span_hard`] before those that do not, then by the
+    /// fitted ranking, then in the evidence order.
     pub candidates: Vec<String>,
+    /// Each candidate's evidence, in the order of `candidates`: what the
+    /// score is fitted on.
+    pub ranked: Vec<Ranked>,
     /// Its sentence's similarity to the question.
     pub similarity: Option<f32>,
     /// Its lead over the best rival candidate's sentence.
@@ -36,6 +42,21 @@ pub struct ZeroChoice {
     pub findings: Vec<Finding>,
 }
 
+/// One candidate as tier zero judged it.
+#[derive(Debug, Clone)]
+pub struct Ranked {
+    /// The candidate.
+    pub label: String,
+    /// Whether it passes [`check_span_hard`].
+    pub passes: bool,
+    /// Its evidence's features, when a retrieved sentence holds it.
+    pub features: Option<ZeroFeatures>,
+    /// Where they rank under the fitted ranking.
+    pub rank: Option<f64>,
+    /// Their score under the fitted model.
+    pub score: Option<f64>,
+}
+
 impl ZeroChoice {
     /// Whether a model could add evidence: choosing among one label always
     /// scores 1, so with a single candidate there is nothing to ask.
@@ -44,17 +65,39 @@ impl ZeroChoice {
     }
 }
 
-/// Tier zero for `query` over `r`: the first candidate is defended when it
-/// passes [`check_span_hard`] and its evidence scores at least the fitted
-/// threshold.
-pub fn tier_zero(query: &str, r: &Retrieval, model: &ZeroScore) -> ZeroChoice {
+/// Tier zero for `query` over `r`: every candidate's evidence is judged;
+/// the best-ranked one under `rank` that passes [`check_span_hard`] is the
+/// answer, defended when its score under `model` reaches the threshold.
+pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore) -> ZeroChoice {
     let labels = candidates(query, r);
-    let first = labels.first().cloned().unwrap_or_default();
+    let judged = judge::judge_all(query, r, &labels);
+    let mut ranked: Vec<(Ranked, Option<judge::Judged>)> = labels
+        .iter()
+        .zip(judged)
+        .map(|(label, j)| {
+            let features = j.map(|j| j.features);
+            let ranked = Ranked {
+                label: label.clone(),
+                passes: check_span_hard(label, r, query).is_empty(),
+                rank: features.as_ref().map(|x| judge::rank_value(rank, x)),
+                score: features.as_ref().map(|x| judge::score(model, x)),
+                features,
+            };
+            (ranked, j)
+        })
+        .collect();
+    // Stable: equal ranks keep the evidence order.
+    ranked.sort_by(|(a, _), (b, _)| {
+        let value = |c: &Ranked| c.rank.unwrap_or(f64::NEG_INFINITY);
+        b.passes.cmp(&a.passes).then(value(b).total_cmp(&value(a)))
+    });
+    let first = ranked.first().map(|(c, _)| c.label.clone()).unwrap_or_default();
     let span_findings = check_span_hard(&first, r, query);
-    let judged = judge::zero_features(query, r, &first, &labels);
-    let (similarity, margin) = judged.as_ref().map_or((None, None), |j| (j.similarity, j.margin));
-    let features = judged.map(|j| j.features);
-    let score = features.as_ref().map(|x| judge::score(model, x));
+    let chosen = ranked.first().and_then(|(_, j)| *j);
+    let (similarity, margin) = chosen.as_ref().map_or((None, None), |j| (j.similarity, j.margin));
+    let features = chosen.map(|j| j.features);
+    let score = ranked.first().and_then(|(c, _)| c.score);
+    let (ranked, _): (Vec<Ranked>, Vec<_>) = ranked.into_iter().unzip();
     let mut findings = span_findings.clone();
     let threshold = model.threshold;
     if findings.is_empty() && score.is_none_or(|s| s < threshold) {
@@ -75,7 +118,8 @@ pub fn tier_zero(query: &str, r: &Retrieval, model: &ZeroScore) -> ZeroChoice {
     }
     ZeroChoice {
         answer: first,
-        candidates: labels,
+        candidates: ranked.iter().map(|c| c.label.clone()).collect(),
+        ranked,
         similarity,
         margin,
         span_findings,
