@@ -269,6 +269,12 @@ fn asks_option(query: &str) -> bool {
         .any(|w| asking.contains(w))
 }
 
+/// "the default <name> is" (backticks removed, lower case), at the end of
+/// the text before a value.
+static DEFAULT_OF: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\bdefault\s+(?:value\s+)?(?:of\s+)?[\w.]+\s+is$").expect("valid regex")
+});
+
 /// Whether `sentence` states `span` as the default ("The default is
 /// `replica`", "defaults to 64 megabytes", "`on` (the default)").
 fn states_default(sentence: &str, span: &str) -> bool {
@@ -287,9 +293,11 @@ fn states_default(sentence: &str, span: &str) -> bool {
         ]
         .iter()
         .any(|p| before.ends_with(p))
-            || ["(the default)", "by default", "is the default"]
+            || ["(the default)", "by default", "is the default", "(which is the default)", ", which is the default"]
                 .iter()
                 .any(|p| after.starts_with(p))
+            // "The default `commit_delay` is zero": the default of a name.
+            || DEFAULT_OF.is_match(before)
     })
 }
 
@@ -474,6 +482,15 @@ mod tests {
         assert!(!got.iter().any(|c| c == "one"), "{got:?}");
         assert_eq!(got.first().map(String::as_str), Some("64"));
         assert!(states_default("The default is eight.", "eight"));
+        // The ways any manual states one.
+        assert!(states_default(
+            "Setting this parameter to zero (which is the default) disables it.",
+            "zero"
+        ));
+        assert!(states_default("The default `commit_delay` is zero (no delay).", "zero"));
+        assert!(!states_default("Setting it to zero disables it.", "zero"));
+        let s = "The default is 50 million transactions.";
+        assert!(spans(s, QuestionType::Default).contains(&"50 million".to_string()), "{:?}", spans(s, QuestionType::Default));
     }
 
     #[test]

@@ -35,13 +35,13 @@ static FILE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(?:^|[^\w.])(-?\d[\d,]*(?:\.\d+)?(?:\s?(?:kB|MB|GB|TB|bytes?|ms|min|h|d|s|%|(?:milli)?seconds?|minutes?|hours?|days?|(?:kilo|mega|giga|tera)bytes?))?)(?:[^\w]|$)",
+        r"(?i)(?:^|[^\w.])(-?\d[\d,]*(?:\.\d+)?(?:\s?(?:kB|MB|GB|TB|bytes?|ms|min|h|d|s|%|(?:milli)?seconds?|minutes?|hours?|days?|(?:kilo|mega|giga|tera)bytes?|thousand|million|billion))?)(?:[^\w]|$)",
     )
     .expect("valid regex")
 });
 static WORD_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|thirty|sixty|hundred)(?:\s(?:(?:milli)?seconds?|minutes?|hours?|days?|(?:kilo|mega|giga)bytes?))?\b",
+        r"(?i)\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|sixteen|twenty|thirty|fifty|sixty|hundred)(?:\s(?:(?:milli)?seconds?|minutes?|hours?|days?|(?:kilo|mega|giga)bytes?))?\b",
     )
     .expect("valid regex")
 });
