@@ -490,7 +490,11 @@ mod tests {
         assert!(states_default("The default `commit_delay` is zero (no delay).", "zero"));
         assert!(!states_default("Setting it to zero disables it.", "zero"));
         let s = "The default is 50 million transactions.";
-        assert!(spans(s, QuestionType::Default).contains(&"50 million".to_string()), "{:?}", spans(s, QuestionType::Default));
+        assert!(
+            spans(s, QuestionType::Default).contains(&"50 million".to_string()),
+            "{:?}",
+            spans(s, QuestionType::Default)
+        );
     }
 
     #[test]
