@@ -63,8 +63,8 @@ fn coverage(asked: &[String], text: &str) -> f64 {
 fn proximity(asked: &[String], sentence: &str, answer: &str) -> f64 {
     static WORD: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"[\w]+").expect("valid regex"));
-    let lower = sentence.to_lowercase();
-    let Some(at) = lower.find(&answer.to_lowercase()) else {
+    let (lower, answer) = (sentence.to_lowercase(), answer.to_lowercase());
+    let Some(at) = lower.find(&answer) else {
         return 0.0;
     };
     let end = at + answer.len();
@@ -141,21 +141,6 @@ pub struct Judged {
     pub similarity: Option<f32>,
     /// Its lead over the best rival candidate's sentence.
     pub margin: Option<f32>,
-}
-
-/// The evidence for `answer` (one of `labels`, the candidates in the
-/// evidence order) as the answer to `query` over `r`; `None` when no
-/// retrieved sentence holds it.
-pub fn zero_features(query: &str, r: &Retrieval, answer: &str, labels: &[String]) -> Option<Judged> {
-    let i = labels.iter().position(|l| l == answer);
-    match i {
-        Some(i) => judge_all(query, r, labels).swap_remove(i),
-        None => {
-            let mut with: Vec<String> = vec![answer.to_string()];
-            with.extend(labels.iter().cloned());
-            judge_all(query, r, &with).swap_remove(0)
-        }
-    }
 }
 
 /// The evidence for every one of `labels` (the candidates, in the evidence
@@ -401,7 +386,7 @@ mod tests {
         let q =
             "My script writes files relative to where it runs. Which function returns the current working directory?";
         let labels = vec!["os.getcwd".to_string(), "os.chdir".to_string()];
-        let x = zero_features(q, &r, "os.getcwd", &labels).unwrap().features;
+        let x = judge_all(q, &r, &labels)[0].unwrap().features;
         let named = x.named();
         assert_eq!(named["defined"], 1.0, "a definition list's term defines it");
         assert_eq!(named["no_rival"], 0.0);
@@ -417,6 +402,10 @@ mod tests {
             fitted: String::new(),
         };
         assert!((score(&model, &x) - sigmoid(2.0)).abs() < 1e-6);
-        assert!(zero_features(q, &r, "os.walk", &labels).is_none());
+        let with_walk = ["os.walk".to_string(), "os.getcwd".to_string()];
+        assert!(
+            judge_all(q, &r, &with_walk)[0].is_none(),
+            "no retrieved sentence holds it"
+        );
     }
 }
