@@ -80,7 +80,8 @@ pub struct ZeroScore {
 /// Which candidate tier zero answers with: a linear ranking over
 /// [`ZERO_FEATURES`], fitted as a conditional logit (a softmax over each
 /// calibration question's candidates) by `upshift eval rag --replay
-/// RECORDS --fit-zero FILE`. No weights: the evidence order.
+/// RECORDS --fit-zero FILE`. No weights: the evidence order (those that
+/// pass the hard checks first).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZeroRank {

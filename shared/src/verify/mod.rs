@@ -142,7 +142,13 @@ pub fn run(verifiers: &[VerifierKind], output: &str, expect: Expect<'_>) -> Vec<
                     VerifierKind::Retrieval => out.extend(rag::check_retrieval(r.retrieval, r.floor)),
                     VerifierKind::FactCitations => out.extend(rag::check_facts(output, r.retrieval, r.query)),
                     VerifierKind::AnswerType => out.extend(rag::check_answer_type(output, r.retrieval, r.query)),
-                    VerifierKind::Span => out.extend(rag::check_span(output, r.retrieval, r.query, r.span)),
+                    VerifierKind::Span => out.extend(rag::check_span(
+                        output,
+                        r.retrieval,
+                        r.query,
+                        r.span,
+                        expect.labels.first().map(String::as_str),
+                    )),
                     _ => out.extend(rag::check_answer(output, r.retrieval)),
                 }
             }

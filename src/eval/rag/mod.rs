@@ -211,7 +211,7 @@ fn run_replay(
     if total == 0 {
         bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
     }
-    // The fit decides the records three times (floor, weights, threshold): keep them as recorded.
+    // The fit decides the records three times (floor, ranking, score): keep them as recorded.
     let recorded = args.fit_zero.is_some().then(|| records.clone());
     let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
     if let Some(path) = &args.fit_zero {
@@ -227,7 +227,7 @@ fn run_replay(
         } else {
             args.fit_splits.clone()
         };
-        // The floor first; then the score, on the questions that pass it.
+        // The floor first; then the ranking and the score, on the questions that pass it.
         let floor = replay::fit_floor(&replay::calibration(&replays, &splits)?);
         let mut rag = cfg.rag.clone();
         if let Some(f) = floor {
@@ -254,7 +254,9 @@ fn run_replay(
             .with_context(|| format!("writing {}", path.display()))?;
         match floor {
             Some(f) => {
-                println!("retrieval floor: {f:.2} (the lowest best similarity of a question tier zero answers right)")
+                println!(
+                    "retrieval floor: {f:.2} (the lowest best similarity of a question with an accepted answer among its candidates)"
+                )
             }
             None => println!(
                 "retrieval floor: {:.2} kept (no calibration question answered right)",

@@ -36,9 +36,6 @@ pub struct Replayed {
     /// The answer the job shows (none when the retrieval floor stopped it
     /// before extraction) holds an accepted answer.
     pub right: bool,
-    /// Tier zero's choice holds one, whether or not the floor stopped the
-    /// job: what a floor is fitted on.
-    pub zero_right: bool,
     /// The similarity of the retrieval's sentence most similar to the question.
     pub best_similarity: Option<f32>,
     /// Where the first accepted answer is among tier zero's candidates
@@ -96,7 +93,6 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             best_similarity: r.sentences.iter().map(|s| s.similarity).reduce(f32::max),
             decision: d,
             right,
-            zero_right,
             right_candidate,
             candidate_right,
         });
@@ -147,15 +143,17 @@ pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str
 }
 
 /// The retrieval floor fitted on the `calibration` replays: the highest
-/// (in steps of 0.01) that stops none of the questions tier zero answers
-/// right. Below it, no calibration question's answer was found, so the
+/// (in steps of 0.01) that stops none of the questions with an accepted
+/// answer among tier zero's candidates, whichever the ranking then chooses
+/// (so the floor depends neither on the ranking nor on the score fitted
+/// after it). Below it, no calibration question's answer was found, so the
 /// job ends early with a plain "nothing retrieved is close" instead of an
-/// undefended guess; above it the fitted score decides. `None`: no right
-/// answer to fit on (the configured floor stays).
+/// undefended guess; above it the fitted ranking and score decide. `None`:
+/// no answer to fit on (the configured floor stays).
 pub fn fit_floor(calibration: &[&Replayed]) -> Option<f32> {
     calibration
         .iter()
-        .filter(|r| r.zero_right)
+        .filter(|r| r.right_candidate.is_some())
         .filter_map(|r| r.best_similarity)
         .reduce(f32::min)
         // A hundredth down (less float noise: 0.47 stays 0.47).
@@ -184,7 +182,7 @@ pub fn to_toml(floor: Option<f32>, rank: &ZeroRank, f: &ZeroFit, command: &str) 
     if let Some(floor) = floor {
         let _ = writeln!(
             out,
-            "# The floor: the highest that stops no calibration question tier zero answers right."
+            "# The floor: the highest that stops no calibration question with an accepted answer among its candidates."
         );
         let _ = writeln!(out, "[rag]\nmin_similarity = {floor:.2}");
     }
@@ -446,7 +444,7 @@ mod tests {
         // Live, a floor of 0.60 stops `b` before extraction: no answer shown.
         let mut records = recorded.clone();
         let (stopped, _) = replay(&mut records, &questions, &rag(0.60));
-        assert!(stopped[0].right && !stopped[1].right && stopped[1].zero_right);
+        assert!(stopped[0].right && !stopped[1].right && stopped[1].right_candidate.is_some());
         assert_eq!(records[1].short_answer, None);
         assert!(records[1].answer.is_none() && !records[1].answer_match);
         // The fit: the highest floor that stops no right answer (`c` is wrong).

@@ -115,9 +115,10 @@ pub(super) fn judgement(detail: &serde_json::Value, candidates: &[String]) -> Op
                 },
             )
             .collect();
+        let with = if scores.is_some() { ", with their scores" } else { "" };
         let _ = write!(
             html,
-            "<p>candidates ({}, in tier zero's order, with their scores): {}</p>",
+            "<p>candidates ({}, in tier zero's order{with}): {}</p>",
             candidates.len(),
             list.join(" · ")
         );

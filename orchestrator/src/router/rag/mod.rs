@@ -146,8 +146,8 @@ pub(crate) async fn after_accept(
 /// What a decided rag step keeps when it is not the answer itself: a
 /// retrieve step its search, a critique its verdict with its confidence,
 /// and an extraction no tier could defend against the evidence the
-/// evidence's own first choice (right more often than any local model's
-/// on the dev questions).
+/// candidate tier zero ranks first (right more often than any local
+/// model's on the dev questions).
 pub(crate) fn stored_output(d: &Decided<'_>, state: StepState, open: &[Finding], tier: Tier) -> Option<String> {
     let disagrees = open.iter().any(|f| f.code == ReasonCode::EvidenceDisagrees);
     match (d.retrieval, d.step.task) {
@@ -260,7 +260,7 @@ async fn after_critique(
         v.reason.trim().to_string()
     };
     if cfg.rag.answer == AnswerMode::Extractive {
-        // An extraction is defended only as the evidence's own first choice
+        // An extraction is defended only as tier zero's first-ranked candidate
         // (a model must agree with it): asking another tier cannot give a
         // different defended answer.
         return Ok(AfterCritique::Unresolved(vec![Finding::new(

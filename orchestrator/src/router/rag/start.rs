@@ -1,9 +1,10 @@
 //! How the steps of a rag job after retrieval start: their ambiguity comes
 //! from what was retrieved. In extractive mode the extraction first takes the
-//! best-scored candidate without a model (tier zero), defended when its
+//! best-ranked candidate without a model (tier zero), defended when its
 //! evidence score reaches the fitted threshold, else a model chooses among
-//! the candidate spans (its labels, best-scored first); the synthesis is composed without a model when the
-//! composed answer passes its verifiers; the critique
+//! the candidate spans (its labels, best-ranked first); the synthesis is
+//! composed without a model when the composed answer passes its verifiers;
+//! the critique
 //! starts one tier below the model that decided the answer, on the lowest
 //! tier whose critic is trusted (and does not run when none is).
 

@@ -257,10 +257,11 @@ pub fn check_span_hard(span: &str, r: &Retrieval, query: &str) -> Vec<Finding> {
 
 /// Checks the span a model chose: [`check_span_hard`], and that it is
 /// presented as what was asked (a setting defined as one, a program
-/// called one, a default stated as one, a means for "how"), the span the
-/// evidence itself ranks first, in a sentence similar enough to the
-/// question and clearly more similar than any rival candidate's.
-pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) -> Vec<Finding> {
+/// called one, a default stated as one, a means for "how"), the span tier
+/// zero ranks first (`first`: the first of the step's labels; `None`: the
+/// evidence order's first), in a sentence similar enough to the question
+/// and clearly more similar than any rival candidate's.
+pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors, first: Option<&str>) -> Vec<Finding> {
     let SpanFloors {
         min_relevance,
         min_margin,
@@ -298,8 +299,12 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors) ->
         ));
     }
     // The evidence's own ranking is a second judge: a model that picks
-    // another span than the one it ranks first is not confirmed by it.
-    if let Some(first) = candidates(query, r).into_iter().next()
+    // another span than the one tier zero ranked first (the first of the
+    // step's labels; without them, the evidence order's) is not confirmed.
+    let first = first
+        .map(str::to_string)
+        .or_else(|| candidates(query, r).into_iter().next());
+    if let Some(first) = first
         && !first.eq_ignore_ascii_case(span)
     {
         out.push(Finding::new(

@@ -95,18 +95,18 @@ const FLOORS: SpanFloors = SpanFloors {
 fn a_chosen_span_must_be_real_typed_and_about_the_question() {
     let r = retrieval();
     let q = "Which setting controls how much information is written to the WAL?";
-    assert!(check_span("wal_level", &r, q, FLOORS).is_empty());
+    assert!(check_span("wal_level", &r, q, FLOORS, None).is_empty());
     assert_eq!(
-        codes(&check_span(extractive::NO_ANSWER, &r, q, FLOORS)),
+        codes(&check_span(extractive::NO_ANSWER, &r, q, FLOORS, None)),
         vec![ReasonCode::NoAnswer]
     );
     assert_eq!(
-        codes(&check_span("fsync", &r, q, FLOORS)),
+        codes(&check_span("fsync", &r, q, FLOORS, None)),
         vec![ReasonCode::CitationMissing]
     );
     // A command from a passage that never mentions the WAL.
     assert_eq!(
-        codes(&check_span("VACUUM", &r, q, FLOORS)),
+        codes(&check_span("VACUUM", &r, q, FLOORS, None)),
         vec![
             ReasonCode::AnswerTypeMismatch,
             ReasonCode::UnresolvedEntities,
@@ -115,12 +115,12 @@ fn a_chosen_span_must_be_real_typed_and_about_the_question() {
     );
     // A real setting, but not the one the evidence ranks first.
     assert_eq!(
-        codes(&check_span("wal_buffers", &r, q, FLOORS)),
+        codes(&check_span("wal_buffers", &r, q, FLOORS, None)),
         vec![ReasonCode::EvidenceDisagrees]
     );
     let q2 = "Which setting of MySQL controls how much is written to the WAL?";
     assert_eq!(
-        codes(&check_span("wal_level", &r, q2, FLOORS)),
+        codes(&check_span("wal_level", &r, q2, FLOORS, None)),
         vec![ReasonCode::UnresolvedEntities]
     );
 }
@@ -226,16 +226,16 @@ fn a_setting_must_be_defined_as_one_and_a_default_stated_as_one() {
         ],
     };
     let q = "Which setting specifies the name of the file containing the SSL server certificate?";
-    let f = check_span("sslrootcert", &r, q, floors);
+    let f = check_span("sslrootcert", &r, q, floors, None);
     assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
-    let f = check_span("ssl_cert_file", &r, q, floors);
+    let f = check_span("ssl_cert_file", &r, q, floors, None);
     assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
     // A setting has a definition; a name used in code does not.
     assert!(extractive::judge::defined("ssl_cert_file", &r) && !extractive::judge::defined("sslrootcert", &r));
     let q = "What is the default amount of memory reserved for each session's command text?";
-    let f = check_span("64 bytes", &r, q, floors);
+    let f = check_span("64 bytes", &r, q, floors, None);
     assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
-    let f = check_span("1024 bytes", &r, q, floors);
+    let f = check_span("1024 bytes", &r, q, floors, None);
     assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
 }
 
@@ -260,9 +260,9 @@ fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
     };
     // fresh6 p26, defended as `username` under version 7.
     let q = "Which utility defines a new PostgreSQL user account from the command line?";
-    let f = check_span("username", &r, q, floors);
+    let f = check_span("username", &r, q, floors, None);
     assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
-    let f = check_span("createuser", &r, q, floors);
+    let f = check_span("createuser", &r, q, floors, None);
     assert!(!codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
     // Prose presents a program too, off its own page.
     page.title = "Backup".into();

@@ -1,5 +1,6 @@
-//! Tier zero's one calibrated decision: the evidence for the evidence's
-//! own first choice, as features every corpus has ([`ZERO_FEATURES`]),
+//! Tier zero's one calibrated decision: the evidence for each candidate,
+//! as features every corpus has ([`ZERO_FEATURES`]), ranked by the fitted
+//! `rag.zero_rank` and, for the answer it ranks first,
 //! weighed by a logistic model fitted on labelled questions
 //! ([`ZeroScore`]), against a threshold chosen so that the one-sided 90%
 //! Clopper–Pearson upper bound of the false-defended rate on the
@@ -64,30 +65,30 @@ fn proximity(asked: &[String], sentence: &str, answer: &str) -> f64 {
     static WORD: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"[\w]+").expect("valid regex"));
     let (lower, answer) = (sentence.to_lowercase(), answer.to_lowercase());
-    let Some(at) = lower.find(&answer) else {
-        return 0.0;
-    };
-    let end = at + answer.len();
-    // The words outside the answer, each with whether it is asked and
-    // whether it comes before the answer.
-    let words: Vec<(bool, bool)> = WORD
+    let words: Vec<(usize, usize, bool)> = WORD
         .find_iter(&lower)
-        .filter(|m| m.end() <= at || m.start() >= end)
         .map(|m| {
-            (
-                m.start() < at,
-                content_words(m.as_str()).first().is_some_and(|c| asked.contains(c)),
-            )
+            let hit = content_words(m.as_str()).first().is_some_and(|c| asked.contains(c));
+            (m.start(), m.end(), hit)
         })
         .collect();
-    let split = words.iter().position(|(before, _)| !before).unwrap_or(words.len());
-    let before = words[..split].iter().rev().position(|(_, hit)| *hit);
-    let after = words[split..].iter().position(|(_, hit)| *hit);
-    match (before, after) {
-        (Some(a), Some(b)) => 1.0 / (1.0 + a.min(b) as f64),
-        (Some(d), None) | (None, Some(d)) => 1.0 / (1.0 + d as f64),
-        (None, None) => 0.0,
-    }
+    let word_char = |c: char| c.is_alphanumeric() || c == '_';
+    // Every occurrence of the answer as a whole word (`on`, not the `on` of
+    // `option`); the nearest asked word to any of them.
+    lower
+        .match_indices(&answer)
+        .filter(|(at, _)| {
+            let end = at + answer.len();
+            !lower[..*at].ends_with(word_char) && !lower[end..].starts_with(word_char)
+        })
+        .filter_map(|(at, _)| {
+            let end = at + answer.len();
+            let before = words.iter().filter(|w| w.1 <= at).rev().position(|w| w.2);
+            let after = words.iter().filter(|w| w.0 >= end).position(|w| w.2);
+            before.into_iter().chain(after).min()
+        })
+        .min()
+        .map_or(0.0, |d| 1.0 / (1.0 + d as f64))
 }
 
 /// Whether `answer` has the shape the kind the asking sentence names has in
@@ -97,7 +98,13 @@ fn proximity(asked: &[String], sentence: &str, answer: &str) -> f64 {
 /// has not; 0: the kind asked has no such shape.
 fn shape_fit(asking: &str, answer: &str) -> f64 {
     static KIND: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)\b(?:(option|flag|switch|argument)|(environment|env|shell)\s+var|(class|exception|error)|(module|package|function|method))")
+        // The kind the question asks for: the noun after "which" / "what"
+        // ("which option", "what's the datetime method"), not any word.
+        regex::Regex::new(concat!(
+            r"(?i)\b(?:which|what(?:'s|\s+is|\s+are)?(?:\s+the)?|is\s+there\s+an?|i\s+(?:need|want)\s+an?)\s+(?:[\w.-]+\s+){0,3}?",
+            r"(?:(options?|flags?|switch(?:es)?|arguments?)|((?:environment|env|shell)\s+var(?:iable)?s?)|",
+            r"(class(?:es)?|exceptions?|errors?)|(modules?|packages?|functions?|methods?))\b"
+        ))
             .expect("valid regex")
     });
     let Some(c) = KIND.captures(asking) else {
@@ -378,6 +385,22 @@ mod tests {
         assert_eq!(shape_fit("which exception is raised?", "ValueError"), 1.0);
         assert_eq!(shape_fit("which exception is raised?", "os.error"), -1.0);
         assert_eq!(shape_fit("which setting controls it?", "wal_level"), 0.0);
+        // The kind is the one asked for, a whole word.
+        assert_eq!(
+            shape_fit("When an error occurs, which setting logs it?", "log_min_messages"),
+            0.0
+        );
+        assert_eq!(shape_fit("which optional argument sorts?", "--sort"), 1.0);
+        assert_eq!(shape_fit("how do I classify it?", "classify"), 0.0);
+        // A whole word: the `on` of `option` is not `on`.
+        assert_eq!(
+            proximity(&content_words("the option"), "Turn the option on.", "on"),
+            1.0
+        );
+        assert_eq!(
+            proximity(&content_words("sort keys"), "The optional sort is on.", "on"),
+            0.5
+        );
     }
 
     #[test]

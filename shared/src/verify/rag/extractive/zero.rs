@@ -1,4 +1,4 @@
-//! Tier zero of an extraction: the evidence's own first choice, and
+//! Tier zero of an extraction: the candidate the evidence ranks first, and
 //! whether it can be defended without a model. The router decides with it
 //! online; `upshift eval rag --replay` runs the same code over recorded
 //! retrievals, so a change is measured before a job sees it.
@@ -18,14 +18,15 @@ use crate::verify::rag::{Retrieval, check_span_hard};
 /// What tier zero makes of a retrieval.
 #[derive(Debug, Clone)]
 pub struct ZeroChoice {
-    /// The evidence's first choice (empty without candidates).
+    /// The first-ranked candidate that passes the hard checks, else the
+    /// first-ranked one (empty without candidates).
     pub answer: String,
     /// Every candidate, best-ranked first (a model's labels): those that
     /// pass [`check_span_hard`] before those that do not, then by the
     /// fitted ranking, then in the evidence order.
     pub candidates: Vec<String>,
     /// Each candidate's evidence, in the order of `candidates`: what the
-    /// score is fitted on.
+    /// ranking is fitted on.
     pub ranked: Vec<Ranked>,
     /// Its sentence's similarity to the question.
     pub similarity: Option<f32>,
