@@ -118,6 +118,12 @@ fn a_chosen_span_must_be_real_typed_and_about_the_question() {
         codes(&check_span("wal_buffers", &r, q, FLOORS, None)),
         vec![ReasonCode::EvidenceDisagrees]
     );
+    // Tier zero's first-ranked candidate (the step's first label) is the
+    // one a model must agree with, whatever the evidence order says.
+    assert!(check_span("wal_buffers", &r, q, FLOORS, Some("wal_buffers")).is_empty());
+    let f = check_span("wal_level", &r, q, FLOORS, Some("wal_buffers"));
+    assert_eq!(codes(&f), vec![ReasonCode::EvidenceDisagrees]);
+    assert!(f[0].detail.contains("`wal_buffers` first"), "{f:?}");
     let q2 = "Which setting of MySQL controls how much is written to the WAL?";
     assert_eq!(
         codes(&check_span("wal_level", &r, q2, FLOORS, None)),
