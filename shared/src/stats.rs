@@ -64,12 +64,11 @@ pub fn sigmoid(z: f64) -> f64 {
 /// every weight but the first (the bias); each row of `xs` starts with 1.
 pub fn logistic(xs: &[&[f64]], ys: &[bool], ridge: f64) -> Vec<f64> {
     let d = xs.first().map_or(0, |x| x.len());
-    let mut w = vec![0.0; d];
-    for _ in 0..25 {
+    newton(d, |w| {
         let mut grad = vec![0.0; d];
         let mut hess = vec![vec![0.0; d]; d];
         for (x, &y) in xs.iter().zip(ys) {
-            let p = sigmoid(x.iter().zip(&w).map(|(a, b)| a * b).sum());
+            let p = sigmoid(x.iter().zip(w).map(|(a, b)| a * b).sum());
             let r = p - f64::from(u8::from(y));
             for i in 0..d {
                 grad[i] += r * x[i];
@@ -83,6 +82,17 @@ pub fn logistic(xs: &[&[f64]], ys: &[bool], ridge: f64) -> Vec<f64> {
             hess[i][i] += ridge;
         }
         hess[0][0] += 1e-6;
+        (grad, hess)
+    })
+}
+
+/// Newton's method over `d` weights from zero: `at(w)` gives the gradient
+/// and Hessian of the loss at `w`; at most 25 steps, until no weight moves
+/// more than 1e-9.
+fn newton(d: usize, mut at: impl FnMut(&[f64]) -> (Vec<f64>, Vec<Vec<f64>>)) -> Vec<f64> {
+    let mut w = vec![0.0; d];
+    for _ in 0..25 {
+        let (grad, hess) = at(&w);
         let step = solve(hess, grad);
         let mut moved = 0.0f64;
         for i in 0..d {
@@ -105,8 +115,7 @@ pub fn logistic(xs: &[&[f64]], ys: &[bool], ridge: f64) -> Vec<f64> {
 /// model would mix what differs between questions into the ranking.
 pub fn conditional_logit(groups: &[Vec<(&[f64], bool)>], ridge: f64) -> Vec<f64> {
     let d = groups.iter().flatten().next().map_or(0, |(x, _)| x.len());
-    let mut w = vec![0.0; d];
-    for _ in 0..25 {
+    newton(d, |w| {
         let mut grad: Vec<f64> = w.iter().map(|v| ridge * v).collect();
         let mut hess = vec![vec![0.0; d]; d];
         for (i, row) in hess.iter_mut().enumerate() {
@@ -119,7 +128,7 @@ pub fn conditional_logit(groups: &[Vec<(&[f64], bool)>], ridge: f64) -> Vec<f64>
             }
             let z: Vec<f64> = g
                 .iter()
-                .map(|(x, _)| x.iter().zip(&w).map(|(a, b)| a * b).sum())
+                .map(|(x, _)| x.iter().zip(w).map(|(a, b)| a * b).sum())
                 .collect();
             let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
@@ -138,17 +147,8 @@ pub fn conditional_logit(groups: &[Vec<(&[f64], bool)>], ridge: f64) -> Vec<f64>
                 }
             }
         }
-        let step = solve(hess, grad);
-        let mut moved = 0.0f64;
-        for i in 0..d {
-            w[i] -= step[i];
-            moved = moved.max(step[i].abs());
-        }
-        if moved < 1e-9 {
-            break;
-        }
-    }
-    w
+        (grad, hess)
+    })
 }
 
 /// Solves `a · x = b` by Gauss–Jordan elimination with partial pivoting.

@@ -44,8 +44,13 @@ impl ZeroFeatures {
 /// line, a definition list's term, a reference row's first cell, or the
 /// title of a reference page).
 pub fn defined(name: &str, r: &Retrieval) -> bool {
+    defines(&defined_terms(r), name)
+}
+
+/// Whether `terms` (a retrieval's [`defined_terms`]) hold `name`.
+fn defines(terms: &[String], name: &str) -> bool {
     let name = name.trim().trim_end_matches("()");
-    defined_terms(r).iter().any(|t| t.eq_ignore_ascii_case(name))
+    terms.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Share of the asking sentence's content words that `text` holds.
@@ -169,10 +174,6 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
         })
         .collect();
     let terms = defined_terms(r);
-    let is_defined = |name: &str| {
-        let name = name.trim().trim_end_matches("()");
-        terms.iter().any(|t| t.eq_ignore_ascii_case(name))
-    };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let n = labels.len();
     (0..n)
@@ -222,7 +223,7 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
                 (closer - sim).max(0.0),
                 flag(closer > sim),
                 flag(rival_sim.is_some() && margin < RIVAL_WINDOW && rival_cov > own_cov),
-                flag(is_defined(answer)),
+                flag(defines(&terms, answer)),
                 flag(presented(query, t, answer, ev)),
                 own_cov,
                 (rival_cov - own_cov).max(0.0),

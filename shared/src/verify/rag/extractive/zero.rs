@@ -72,33 +72,38 @@ impl ZeroChoice {
 pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore) -> ZeroChoice {
     let labels = candidates(query, r);
     let judged = judge::judge_all(query, r, &labels);
-    let mut ranked: Vec<(Ranked, Option<judge::Judged>)> = labels
+    // Each candidate with its evidence and its hard checks' findings.
+    let mut ranked: Vec<(Ranked, Option<judge::Judged>, Vec<Finding>)> = labels
         .iter()
         .zip(judged)
         .map(|(label, j)| {
+            let hard = check_span_hard(label, r, query);
             let features = j.map(|j| j.features);
             let ranked = Ranked {
                 label: label.clone(),
-                passes: check_span_hard(label, r, query).is_empty(),
+                passes: hard.is_empty(),
                 rank: features.as_ref().map(|x| judge::rank_value(rank, x)),
                 score: features.as_ref().map(|x| judge::score(model, x)),
                 features,
             };
-            (ranked, j)
+            (ranked, j, hard)
         })
         .collect();
     // Stable: equal ranks keep the evidence order.
-    ranked.sort_by(|(a, _), (b, _)| {
+    ranked.sort_by(|(a, ..), (b, ..)| {
         let value = |c: &Ranked| c.rank.unwrap_or(f64::NEG_INFINITY);
         b.passes.cmp(&a.passes).then(value(b).total_cmp(&value(a)))
     });
-    let first = ranked.first().map(|(c, _)| c.label.clone()).unwrap_or_default();
-    let span_findings = check_span_hard(&first, r, query);
-    let chosen = ranked.first().and_then(|(_, j)| *j);
+    let first = ranked.first().map(|(c, ..)| c.label.clone()).unwrap_or_default();
+    let span_findings = match ranked.first() {
+        Some((_, _, hard)) => hard.clone(),
+        None => check_span_hard(&first, r, query),
+    };
+    let chosen = ranked.first().and_then(|(_, j, _)| *j);
     let (similarity, margin) = chosen.as_ref().map_or((None, None), |j| (j.similarity, j.margin));
     let features = chosen.map(|j| j.features);
-    let score = ranked.first().and_then(|(c, _)| c.score);
-    let (ranked, _): (Vec<Ranked>, Vec<_>) = ranked.into_iter().unzip();
+    let score = ranked.first().and_then(|(c, ..)| c.score);
+    let ranked: Vec<Ranked> = ranked.into_iter().map(|(c, ..)| c).collect();
     let mut findings = span_findings.clone();
     let threshold = model.threshold;
     if findings.is_empty() && score.is_none_or(|s| s < threshold) {
