@@ -481,7 +481,7 @@ mod validate;
 
 pub use api::{ApiConfig, ApiKey};
 pub use connections::{DatabaseConfig, NatsConfig, redact_url};
-pub use rag::{AnswerMode, CritiqueMode, RagConfig, ZERO_FEATURES, ZeroRank, ZeroScore};
+pub use rag::{AnswerMode, CritiqueMode, RANKING_READS, RagConfig, ZERO_FEATURES, ZeroRank, ZeroScore};
 pub use tiers::TierChoice;
 
 pub use providers::{LocalConfig, OpenaiConfig, PromptFormat, StructuredOutput};

@@ -35,8 +35,20 @@ use std::collections::BTreeMap;
 ///   the asking sentence's words in its sentence; 0: none there);
 /// - `shape`: the answer has the shape of the kind asked (an option's `-`,
 ///   an environment variable's capitals, a class's CamelCase, a module's
-///   lower case): 1, it has not: -1, no such kind asked: 0.
-pub const ZERO_FEATURES: [&str; 20] = [
+///   lower case): 1, it has not: -1, no such kind asked: 0;
+/// - `subject`: the definition the answer's sentence falls under (the
+///   nearest definition line at or before it in its passage) is one the
+///   asking sentence names: 1, another's (a default stated for a
+///   neighbour): -1, none, or the question names nothing: 0;
+/// - `governs`: for a question asking for a name, the answer is the term
+///   whose definition its sentence falls under: 1, another term's: -1,
+///   none (or no name asked): 0;
+/// - `share`: the candidate's share of the ranking's softmax over the
+///   candidates that pass the hard checks (1: no rival), and `lead`: how
+///   far its ranking value leads the best other's (clamped to [-5, 5]; 5:
+///   no rival). Both read the ranking, so its fit leaves them out
+///   ([`RANKING_READS`]): they tell the score how clearly the answer won.
+pub const ZERO_FEATURES: [&str; 24] = [
     "similarity",
     "margin",
     "no_rival",
@@ -57,7 +69,15 @@ pub const ZERO_FEATURES: [&str; 20] = [
     "order",
     "proximity",
     "shape",
+    "subject",
+    "governs",
+    "share",
+    "lead",
 ];
+
+/// The features computed from `rag.zero_rank` itself: the ranking's fit
+/// gives them no weight.
+pub const RANKING_READS: [&str; 2] = ["share", "lead"];
 
 /// Tier zero's evidence score: a logistic model over [`ZERO_FEATURES`],
 /// and the score from which its answer is defended. Fitted on labelled

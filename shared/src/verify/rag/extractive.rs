@@ -18,6 +18,7 @@ pub mod fit;
 pub mod judge;
 pub mod offline;
 mod zero;
+pub(crate) use evidence::governing;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
 pub use zero::{ZeroChoice, tier_zero};
 

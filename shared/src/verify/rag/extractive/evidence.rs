@@ -163,3 +163,17 @@ pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
         format!("{sentence} [{cite}]")
     })
 }
+
+/// The term of the nearest definition line ([`term_of`]) at or before
+/// `sentence` in `passage` (an evidence sentence may be a definition line
+/// joined with the sentence after it).
+pub(crate) fn governing(passage: &Passage, sentence: &str) -> Option<String> {
+    let sentences = sentences(&passage.text);
+    let at = sentences
+        .iter()
+        .position(|s| s == sentence || sentence.starts_with(&format!("{} ", s.trim())))?;
+    sentences[..=at]
+        .iter()
+        .rev()
+        .find_map(|s| term_of(s.split('|').next().unwrap_or(s)))
+}

@@ -12,18 +12,22 @@
 //! that says something else, a name a part away, a floor on similarity) is
 //! a feature here, weighed by data.
 
-use super::{Evidence, close_alternative, defined_terms, locate};
+use super::{Evidence, close_alternative, defined_terms, governing, locate};
 use crate::config::{ZERO_FEATURES, ZeroRank, ZeroScore};
 use crate::stats::sigmoid;
-use crate::verify::rag::Retrieval;
 use crate::verify::rag::checks::{asks_how, names_a_means, presents_program, states_default};
 use crate::verify::rag::question::{QuestionType, asking_sentence, classify};
 use crate::verify::rag::text::content_words;
+use crate::verify::rag::text::entities;
+use crate::verify::rag::{Passage, Retrieval};
 
 /// Similarities closer than this are not ordered reliably by the embedding
 /// (a right and a wrong name 0.03 apart in the calibration questions): the
 /// width of `rival_close`, a feature whose weight the fit sets.
 const RIVAL_WINDOW: f64 = 0.05;
+
+/// `lead` when no rival ranks beside a candidate, and its bound either way.
+pub const LEAD_CAP: f64 = 5.0;
 
 /// The features of one answer, in [`ZERO_FEATURES`] order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,6 +136,27 @@ fn shape_fit(asking: &str, answer: &str) -> f64 {
     if fits { 1.0 } else { -1.0 }
 }
 
+/// Whether the definition `sentence` falls under in `passage` (the nearest
+/// definition line at or before it, [`term_of`]) is one of `named`, the
+/// asking sentence's entities: 1 it is, -1 it is another's (the default of
+/// a neighbouring setting, the return type of a neighbouring function), 0
+/// no definition line precedes it or the question names nothing.
+fn subject(named: &[String], passage: &Passage, sentence: &str) -> f64 {
+    if named.is_empty() {
+        return 0.0;
+    }
+    governing(passage, sentence).map_or(0.0, |t| if named.contains(&t.to_lowercase()) { 1.0 } else { -1.0 })
+}
+
+/// Whether a name question's `answer` is the term whose definition its
+/// `sentence` falls under in `passage`: 1 it is (the manual defines it
+/// there), -1 another term's (the answer is mentioned in a neighbour's
+/// description), 0 no definition line precedes it.
+fn governs(passage: &Passage, sentence: &str, answer: &str) -> f64 {
+    let answer = answer.trim().trim_end_matches("()");
+    governing(passage, sentence).map_or(0.0, |t| if t.eq_ignore_ascii_case(answer) { 1.0 } else { -1.0 })
+}
+
 /// Whether `ev`'s sentence presents `answer` as what a question of type
 /// `t` asks for.
 fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidence<'_>) -> bool {
@@ -174,6 +199,7 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
         })
         .collect();
     let terms = defined_terms(r);
+    let named = entities(query);
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let n = labels.len();
     (0..n)
@@ -237,6 +263,15 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
                 1.0 / (1.0 + i as f64),
                 proximity(&asked, &ev.sentence, answer),
                 shape_fit(&asking, answer),
+                subject(&named, ev.passage, &ev.sentence),
+                if t.wants_name() {
+                    governs(ev.passage, &ev.sentence, answer)
+                } else {
+                    0.0
+                },
+                // `share` and `lead`: set once the candidates are ranked.
+                1.0,
+                LEAD_CAP,
             ]);
             Some(Judged {
                 features,
@@ -276,6 +311,37 @@ pub fn rank_value(rank: &ZeroRank, x: &ZeroFeatures) -> f64 {
         .zip(x.0)
         .map(|(name, v)| rank.weights.get(*name).copied().unwrap_or(0.0) * v)
         .sum()
+}
+
+/// Sets `share` and `lead` of each of `values` (a candidate's features and
+/// its ranking value, `None` for one that does not pass the hard checks
+/// or has no evidence): its share of the softmax over the others' values,
+/// and how far it leads the best of them (capped at [`LEAD_CAP`]).
+pub fn set_standing(values: &mut [(Option<&mut ZeroFeatures>, f64)]) {
+    let idx = |name: &str| ZERO_FEATURES.iter().position(|f| *f == name).expect("a feature");
+    let (share, lead) = (idx("share"), idx("lead"));
+    let top = values
+        .iter()
+        .filter(|(x, _)| x.is_some())
+        .map(|(_, v)| *v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = values
+        .iter()
+        .filter(|(x, _)| x.is_some())
+        .map(|(_, v)| (v - top).exp())
+        .sum();
+    let vs: Vec<Option<f64>> = values.iter().map(|(x, v)| x.as_ref().map(|_| *v)).collect();
+    for (i, (x, v)) in values.iter_mut().enumerate() {
+        let Some(x) = x else { continue };
+        let rival = vs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, w)| *w)
+            .fold(f64::NEG_INFINITY, f64::max);
+        x.0[share] = (*v - top).exp() / total;
+        x.0[lead] = (*v - rival).clamp(-LEAD_CAP, LEAD_CAP);
+    }
 }
 
 /// The score of `x` under `model`, in [0, 1].
@@ -402,6 +468,58 @@ mod tests {
             proximity(&content_words("sort keys"), "The optional sort is on.", "on"),
             0.5
         );
+    }
+
+    #[test]
+    fn an_answer_is_weighed_by_the_definition_its_sentence_falls_under() {
+        let passage = Passage {
+            passage_id: "config.html#7".into(),
+            document_id: "config.html".into(),
+            title: "Settings".into(),
+            score: 0.5,
+            text: "`cache_size` (`integer`)\nThe size of the cache. The default value is 8.\n`cache_age` (`integer`)\nHow long an entry is kept. The default value is 60.".into(),
+            lexical: None,
+            similarity: None,
+        };
+        let named = entities("What is the default value of cache_age?");
+        assert_eq!(subject(&named, &passage, "The default value is 60."), 1.0);
+        assert_eq!(
+            subject(&named, &passage, "The default value is 8."),
+            -1.0,
+            "the default of the setting defined before it"
+        );
+        assert_eq!(subject(&[], &passage, "The default value is 8."), 0.0);
+        // A name question: the answer is the term its sentence defines, or a
+        // word in another's description; a definition line joined with the
+        // sentence after it (as `locate` gives it) is found too.
+        let joined = "`cache_age` (`integer`) How long an entry is kept.";
+        assert_eq!(governs(&passage, joined, "cache_age"), 1.0);
+        assert_eq!(governs(&passage, "The size of the cache.", "cache_age"), -1.0);
+        assert_eq!(governs(&passage, "not in the passage", "cache_age"), 0.0);
+    }
+
+    #[test]
+    fn standing_is_the_ranking_softmax_share_and_lead() {
+        let mut a = ZeroFeatures([0.0; ZERO_FEATURES.len()]);
+        let (mut b, mut c) = (a, a);
+        let idx = |n: &str| ZERO_FEATURES.iter().position(|f| *f == n).unwrap();
+        let mut values = vec![
+            (Some(&mut a), 2.0),
+            (Some(&mut b), 0.0),
+            (None, 9.0),
+            (Some(&mut c), 0.0),
+        ];
+        set_standing(&mut values);
+        let e2 = 2f64.exp();
+        assert!((a.0[idx("share")] - e2 / (e2 + 2.0)).abs() < 1e-9);
+        assert!((a.0[idx("lead")] - 2.0).abs() < 1e-9);
+        assert!((b.0[idx("lead")] + 2.0).abs() < 1e-9, "behind the best other");
+        assert!((b.0[idx("share")] - c.0[idx("share")]).abs() < 1e-12);
+        // Alone, a candidate has the whole share and the capped lead.
+        let mut alone = ZeroFeatures([0.0; ZERO_FEATURES.len()]);
+        set_standing(&mut [(Some(&mut alone), -3.0)]);
+        assert_eq!(alone.0[idx("share")], 1.0);
+        assert_eq!(alone.0[idx("lead")], LEAD_CAP);
     }
 
     #[test]

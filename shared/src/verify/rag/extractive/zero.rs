@@ -83,7 +83,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore)
                 label: label.clone(),
                 passes: hard.is_empty(),
                 rank: features.as_ref().map(|x| judge::rank_value(rank, x)),
-                score: features.as_ref().map(|x| judge::score(model, x)),
+                score: None,
                 features,
             };
             (ranked, j, hard)
@@ -94,6 +94,18 @@ pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore)
         let value = |c: &Ranked| c.rank.unwrap_or(f64::NEG_INFINITY);
         b.passes.cmp(&a.passes).then(value(b).total_cmp(&value(a)))
     });
+    // How clearly each candidate stands among those that pass, then its score.
+    let mut standing: Vec<(Option<&mut ZeroFeatures>, f64)> = ranked
+        .iter_mut()
+        .map(|(c, ..)| {
+            let v = c.rank.unwrap_or(0.0);
+            (c.features.as_mut().filter(|_| c.passes), v)
+        })
+        .collect();
+    judge::set_standing(&mut standing);
+    for (c, ..) in &mut ranked {
+        c.score = c.features.as_ref().map(|x| judge::score(model, x));
+    }
     let first = ranked.first().map(|(c, ..)| c.label.clone()).unwrap_or_default();
     let span_findings = match ranked.first() {
         Some((_, _, hard)) => hard.clone(),
@@ -101,7 +113,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore)
     };
     let chosen = ranked.first().and_then(|(_, j, _)| *j);
     let (similarity, margin) = chosen.as_ref().map_or((None, None), |j| (j.similarity, j.margin));
-    let features = chosen.map(|j| j.features);
+    let features = ranked.first().and_then(|(c, ..)| c.features);
     let score = ranked.first().and_then(|(c, ..)| c.score);
     let ranked: Vec<Ranked> = ranked.into_iter().map(|(c, ..)| c).collect();
     let mut findings = span_findings.clone();
