@@ -211,7 +211,7 @@ fn run_replay(
     if total == 0 {
         bail!("the records hold no retrievals (record them with this version's `upshift eval rag --json`)");
     }
-    // The fit decides the records three times (floor, ranking, score): keep them as recorded.
+    // The fit decides the records again (floor, ranking, each fold of the score): keep them as recorded.
     let recorded = args.fit_zero.is_some().then(|| records.clone());
     let (replays, agree) = replay::replay(&mut records, questions, &cfg.rag);
     if let Some(path) = &args.fit_zero {
@@ -237,12 +237,11 @@ fn run_replay(
         let (refloored, _) = replay::replay(&mut recorded.clone(), questions, &rag);
         let source = format!("{} ({})", args.questions.display(), splits.join(", "));
         let rank = replay::rank(&replay::calibration(&refloored, &splits)?, &source);
-        // Decided again with the fitted ranking, the score is fitted on the
-        // answers tier zero then gives.
-        rag.zero_rank = rank.clone();
-        let (reranked, _) = replay::replay(&mut recorded.clone(), questions, &rag);
-        let cal = replay::calibration(&reranked, &splits)?;
-        let fit = replay::fit(&cal, args.zero_target, args.zero_confidence, &source);
+        // The score is fitted on the answers tier zero gives each question
+        // under a ranking fitted without it (cross-fitted), as a new
+        // question's would be chosen; the ranking shipped is fitted on all.
+        let held = replay::cross_fit(&recorded, questions, &rag, &refloored, &splits, &source)?;
+        let fit = replay::fit(&held, args.zero_target, args.zero_confidence, &source);
         let command = format!(
             "upshift eval rag --collection {} --questions {} --records {} --replay --fit-zero {}",
             args.collection,

@@ -14,7 +14,7 @@ use upshift_shared::config::RagConfig;
 use upshift_shared::config::ZeroRank;
 use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
-use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights};
+use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights, held_out_scores};
 use upshift_shared::verify::rag::extractive::judge::ZeroFeatures;
 use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
 use upshift_shared::verify::rag::question::classify;
@@ -122,19 +122,65 @@ pub fn rank(calibration: &[&Replayed], source: &str) -> ZeroRank {
     fit_rank(&groups, source)
 }
 
-/// Fits tier zero's score on the `calibration` replays (decided with the
-/// fitted ranking): the eligible questions' answers and whether each was
-/// right, then the threshold its bound allows.
-pub fn fit(calibration: &[&Replayed], target: f64, confidence: f64, source: &str) -> ZeroFit {
-    let rows: Vec<(ZeroFeatures, bool)> = calibration
+/// Folds of the cross-fit ([`cross_fit`]).
+pub const FOLDS: usize = 5;
+
+/// The calibration questions decided again, each with a ranking fitted
+/// without it (cross-fitting over [`FOLDS`] folds, a question's fold its
+/// place among the `floored` calibration replays modulo the folds): the
+/// score is then fitted on answers chosen as a new question's are, not by a
+/// ranking that has seen the question, so its threshold does not lean on
+/// the ranking's fit to its own data. `floored`: the `records` replayed
+/// under `rag` (the fitted floor); `rag.zero_rank` is replaced per fold.
+pub fn cross_fit(
+    records: &[Record],
+    questions: &[Question],
+    rag: &RagConfig,
+    floored: &[Replayed],
+    splits: &[String],
+    source: &str,
+) -> anyhow::Result<Vec<(usize, Replayed)>> {
+    let cal = calibration(floored, splits)?;
+    let fold: HashMap<(&str, &str), usize> = cal
         .iter()
-        .filter(|r| r.decision.eligible())
-        .filter_map(|r| Some((r.decision.zero.features?, r.right)))
+        .enumerate()
+        .map(|(i, r)| ((r.split.as_str(), r.id.as_str()), i % FOLDS))
         .collect();
-    let answerable = calibration.iter().filter(|r| r.answerable).count();
+    let mut out = Vec::with_capacity(cal.len());
+    for k in 0..FOLDS {
+        let train: Vec<&Replayed> = cal
+            .iter()
+            .copied()
+            .filter(|r| fold[&(r.split.as_str(), r.id.as_str())] != k)
+            .collect();
+        let mut held: Vec<Record> = records
+            .iter()
+            .filter(|r| fold.get(&(r.split.as_str(), r.id.as_str())) == Some(&k))
+            .cloned()
+            .collect();
+        let mut rag = rag.clone();
+        rag.zero_rank = rank(&train, source);
+        out.extend(replay(&mut held, questions, &rag).0.into_iter().map(|r| (k, r)));
+    }
+    Ok(out)
+}
+
+/// Fits tier zero's score on the `calibration` replays, each with its fold
+/// ([`cross_fit`]): a logistic model of whether the eligible questions'
+/// answers are right, and the threshold its bound allows on their scores
+/// under weights fitted without their fold ([`held_out_scores`]).
+pub fn fit(calibration: &[(usize, Replayed)], target: f64, confidence: f64, source: &str) -> ZeroFit {
+    let (folds, rows): (Vec<usize>, Vec<(ZeroFeatures, bool)>) = calibration
+        .iter()
+        .filter(|(_, r)| r.decision.eligible())
+        .filter_map(|(k, r)| Some((*k, (r.decision.zero.features?, r.right))))
+        .unzip();
+    let held = held_out_scores(&rows, &folds);
+    let scored: Vec<(f64, bool)> = held.into_iter().zip(rows.iter().map(|(_, y)| *y)).collect();
+    let answerable = calibration.iter().filter(|(_, r)| r.answerable).count();
     calibrate(
         fit_weights(&rows),
-        &rows,
+        &scored,
         (answerable, calibration.len()),
         target,
         confidence,
@@ -432,6 +478,24 @@ mod tests {
     }
 
     #[test]
+    fn the_cross_fit_decides_each_calibration_question_once_with_a_ranking_fitted_without_it() {
+        let ids: Vec<String> = (0..12).map(|i| format!("q{i}")).collect();
+        let questions: Vec<Question> = ids.iter().map(|id| question(id, "os.chdir")).collect();
+        let mut records: Vec<Record> = ids.iter().map(|id| record(id, 0.8)).collect();
+        let mut test = record("t", 0.8);
+        test.split = "test".into();
+        records.push(test);
+        let (floored, _) = replay(&mut records.clone(), &questions, &rag(0.0));
+        let held = cross_fit(&records, &questions, &rag(0.0), &floored, &["dev".into()], "t").unwrap();
+        let mut seen: Vec<&str> = held.iter().map(|(_, r)| r.id.as_str()).collect();
+        seen.sort();
+        let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(seen, want, "every calibration question once, no test question");
+        assert!(cross_fit(&records, &questions, &rag(0.0), &floored, &["test".into()], "t").is_err());
+    }
+
+    #[test]
     fn a_job_stopped_at_the_floor_shows_no_answer_and_the_floor_is_fitted_below_every_right_one() {
         let questions = [
             question("a", "os.chdir"),
@@ -451,7 +515,13 @@ mod tests {
         let all: Vec<&Replayed> = stopped.iter().collect();
         assert_eq!(fit_floor(&all), Some(0.47));
         assert_eq!(fit_floor(&all[2..]), None, "nothing right to fit on");
-        let toml = to_toml(fit_floor(&all), &rank(&all, "t"), &fit(&all, 0.05, 0.9, "t"), "cmd");
+        let folded: Vec<(usize, Replayed)> = replay(&mut recorded.clone(), &questions, &rag(0.60))
+            .0
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i % FOLDS, r))
+            .collect();
+        let toml = to_toml(fit_floor(&all), &rank(&all, "t"), &fit(&folded, 0.05, 0.9, "t"), "cmd");
         let cfg = upshift_shared::config::Config::from_toml_over_defaults(&toml).unwrap();
         assert_eq!(cfg.rag.min_similarity, 0.47, "{toml}");
         assert!(cfg.rag.zero_rank.weights.contains_key("similarity"), "{toml}");

@@ -11,7 +11,7 @@
 //!   meets the target ([`calibrate`]).
 
 use super::judge::{self, ZeroFeatures};
-use crate::config::{ZERO_FEATURES, ZeroRank, ZeroScore};
+use crate::config::{RANKING_READS, ZERO_FEATURES, ZeroRank, ZeroScore};
 use crate::risk::{Point, best, curve};
 use crate::stats::{conditional_logit, logistic};
 
@@ -66,7 +66,16 @@ pub fn fit_rank(groups: &[Vec<(ZeroFeatures, bool)>], source: &str) -> ZeroRank 
             g.iter()
                 .map(|(x, y)| {
                     (
-                        (0..ZERO_FEATURES.len()).map(|j| (x.0[j] - mean[j]) / sd[j]).collect(),
+                        (0..ZERO_FEATURES.len())
+                            .map(|j| {
+                                // What reads the ranking has no place in it.
+                                if RANKING_READS.contains(&ZERO_FEATURES[j]) {
+                                    0.0
+                                } else {
+                                    (x.0[j] - mean[j]) / sd[j]
+                                }
+                            })
+                            .collect(),
                         *y,
                     )
                 })
@@ -120,9 +129,35 @@ pub fn fit_weights(rows: &[(ZeroFeatures, bool)]) -> ZeroScore {
     score
 }
 
-/// Chooses the threshold of `score` on `eligible`: (features, right) of the
-/// calibration questions where only the score stands between tier zero's
-/// answer (the best-ranked candidate) and "defended". The lowest threshold
+/// The score of each of `rows` under weights fitted without its fold
+/// (`folds[i]`, row i's): what the threshold is chosen on, so the bound is
+/// measured on answers the weights never saw. Chosen on the answers the
+/// weights were fitted on, it would lean on how well they fit those: the
+/// top of an in-sample curve is where a model fits its own data best.
+pub fn held_out_scores(rows: &[(ZeroFeatures, bool)], folds: &[usize]) -> Vec<f64> {
+    let mut out = vec![0.0; rows.len()];
+    let mut ks: Vec<usize> = folds.to_vec();
+    ks.sort_unstable();
+    ks.dedup();
+    for k in ks {
+        let train: Vec<(ZeroFeatures, bool)> = rows
+            .iter()
+            .zip(folds)
+            .filter(|(_, f)| **f != k)
+            .map(|(r, _)| *r)
+            .collect();
+        // One fold alone: nothing to fit without it, so it is scored by nothing.
+        let model = (!train.is_empty()).then(|| fit_weights(&train));
+        for (i, (x, _)) in rows.iter().enumerate().filter(|(i, _)| folds[*i] == k) {
+            out[i] = model.as_ref().map_or(0.0, |m| judge::score(m, x));
+        }
+    }
+    out
+}
+
+/// Chooses the threshold of `score` on `scored`: (held-out score, right) of
+/// the calibration questions where only the score stands between tier
+/// zero's answer (the best-ranked candidate) and "defended" ([`held_out_scores`]). The lowest threshold
 /// at which the one-sided upper bound of the false-defended rate is at most
 /// `target` at `confidence` (the most right answers defended); none meeting
 /// it: a threshold above 1, so nothing is defended. `(answerable,
@@ -130,25 +165,21 @@ pub fn fit_weights(rows: &[(ZeroFeatures, bool)]) -> ZeroScore {
 /// answerable ones); `source` names the data in the fit's description.
 pub fn calibrate(
     mut score: ZeroScore,
-    eligible: &[(ZeroFeatures, bool)],
+    scored: &[(f64, bool)],
     (answerable, questions): (usize, usize),
     target: f64,
     confidence: f64,
     source: &str,
 ) -> ZeroFit {
     score.threshold = 2.0;
-    let scored: Vec<(f64, bool)> = eligible
-        .iter()
-        .map(|(x, right)| (judge::score(&score, x), *right))
-        .collect();
-    let curve = curve(&scored, answerable, confidence);
+    let curve = curve(scored, answerable, confidence);
     let chosen = best(&curve, target);
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     match &chosen {
         Some(p) => {
             score.threshold = (p.threshold * 1e6).floor() / 1e6;
             score.fitted = format!(
-                "{source}: {} of {} calibration questions defended, {} wrong, false-defended ≤ {} at {}",
+                "{source}: {} of {} calibration questions defended (held-out scores), {} wrong, false-defended ≤ {} at {}",
                 p.defended,
                 questions,
                 p.wrong,
@@ -158,7 +189,7 @@ pub fn calibrate(
         }
         None => {
             score.fitted = format!(
-                "{source}: no threshold keeps false-defended ≤ {} at {} on {} calibration questions",
+                "{source}: no threshold keeps false-defended ≤ {} at {} on {} calibration questions (held-out scores)",
                 pct(target),
                 pct(confidence),
                 questions
@@ -166,4 +197,49 @@ pub fn calibrate(
         }
     }
     ZeroFit { score, curve, chosen }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(similarity: f64, right: bool) -> (ZeroFeatures, bool) {
+        let mut x = ZeroFeatures([0.0; ZERO_FEATURES.len()]);
+        x.0[0] = similarity;
+        (x, right)
+    }
+
+    #[test]
+    fn a_held_out_score_comes_from_weights_that_never_saw_its_row() {
+        // Fold 0: high similarity and right; fold 1: high similarity and wrong.
+        let rows: Vec<(ZeroFeatures, bool)> = (0..20)
+            .map(|i| {
+                if i < 10 {
+                    row(0.9, true)
+                } else {
+                    row(0.9 - 0.01 * f64::from(i), false)
+                }
+            })
+            .chain((0..10).map(|_| row(0.1, false)))
+            .collect();
+        let folds: Vec<usize> = (0..30).map(|i| usize::from(i >= 10)).collect();
+        let held = held_out_scores(&rows, &folds);
+        let without_0 = fit_weights(&rows[10..]);
+        for (i, (x, _)) in rows.iter().enumerate().take(10) {
+            assert!((held[i] - judge::score(&without_0, x)).abs() < 1e-12);
+        }
+        // In sample the right rows score highest; held out, the weights that
+        // never saw them call them wrong, and no threshold defends them.
+        let in_sample = fit_weights(&rows);
+        assert!(judge::score(&in_sample, &rows[0].0) > 0.5);
+        assert!(held[0] < 0.5, "{}", held[0]);
+        let scored: Vec<(f64, bool)> = held.iter().copied().zip(rows.iter().map(|(_, y)| *y)).collect();
+        let fit = calibrate(in_sample, &scored, (10, 30), 0.05, 0.9, "t");
+        assert!(
+            fit.chosen.is_none() && fit.score.threshold > 1.0,
+            "{}",
+            fit.score.fitted
+        );
+        assert!(fit.score.fitted.contains("held-out scores"));
+    }
 }
