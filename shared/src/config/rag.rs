@@ -36,18 +36,20 @@ use std::collections::BTreeMap;
 /// - `shape`: the answer has the shape of the kind asked (an option's `-`,
 ///   an environment variable's capitals, a class's CamelCase, a module's
 ///   lower case): 1, it has not: -1, no such kind asked: 0;
-/// - `subject`: the definition the answer's sentence falls under (the
-///   nearest definition line at or before it in its passage) is one the
-///   asking sentence names: 1, another's (a default stated for a
-///   neighbour): -1, none, or the question names nothing: 0;
+/// - `subject`: for a question not asking for a name, the definition the
+///   answer's sentence falls under (the nearest definition line at or
+///   before it in its passage) is one the asking sentence names: 1,
+///   another's (a default stated for a neighbour): -1, none, or the
+///   question names nothing: 0;
 /// - `governs`: for a question asking for a name, the answer is the term
 ///   whose definition its sentence falls under: 1, another term's: -1,
 ///   none (or no name asked): 0;
 /// - `share`: the candidate's share of the ranking's softmax over the
 ///   candidates that pass the hard checks (1: no rival), and `lead`: how
 ///   far its ranking value leads the best other's (clamped to [-5, 5]; 5:
-///   no rival). Both read the ranking, so its fit leaves them out
-///   ([`RANKING_READS`]): they tell the score how clearly the answer won.
+///   no rival); 0 and -5 for a candidate failing the hard checks. Both
+///   read the ranking, so its fit leaves them out ([`RANKING_READS`]):
+///   they tell the score how clearly the answer won.
 pub const ZERO_FEATURES: [&str; 24] = [
     "similarity",
     "margin",

@@ -189,11 +189,19 @@ pub(crate) fn defined_terms(r: &Retrieval) -> Vec<String> {
     r.passages
         .iter()
         .flat_map(|p| super::text::sentences(&p.text))
-        .filter(|s| s.contains('`') || s.ends_with(')'))
-        // A reference row's subject is its first cell.
-        .filter_map(|s| term_of(s.split('|').next().unwrap_or(&s)))
+        .filter_map(|s| definition_term(&s))
         .chain(titles)
         .collect()
+}
+
+/// The name `sentence` defines, when it is a definition line in code (a
+/// `` `name` (`type`) `` line, a definition list's term, a reference row,
+/// whose subject is its first cell), not a heading or a word of prose.
+pub(crate) fn definition_term(sentence: &str) -> Option<String> {
+    if !(sentence.contains('`') || sentence.ends_with(')')) {
+        return None;
+    }
+    term_of(sentence.split('|').next().unwrap_or(sentence))
 }
 
 /// The candidates a model chooses among for `query`: spans of the type the

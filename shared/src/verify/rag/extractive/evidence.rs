@@ -4,7 +4,7 @@
 //! ([`close_alternative`]), and the cited answer composed from it
 //! ([`compose`]).
 
-use super::{candidates, term_of};
+use super::{candidates, definition_term, term_of};
 use crate::verify::rag::question::{QuestionType, classify};
 use crate::verify::rag::text::{contains_span, sentences};
 use crate::verify::rag::{Passage, Retrieval};
@@ -164,16 +164,16 @@ pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
     })
 }
 
-/// The term of the nearest definition line ([`term_of`]) at or before
-/// `sentence` in `passage` (an evidence sentence may be a definition line
-/// joined with the sentence after it).
-pub(crate) fn governing(passage: &Passage, sentence: &str) -> Option<String> {
+/// The terms of the definitions `sentence` falls under in `passage`: for
+/// each place it stands (a sentence such as "The default is `off`." may
+/// repeat under several), the term of the nearest definition line
+/// ([`definition_term`]) at or before it. An evidence sentence may be a
+/// definition line joined with the sentence after it.
+pub(crate) fn governing(passage: &Passage, sentence: &str) -> Vec<String> {
     let sentences = sentences(&passage.text);
-    let at = sentences
-        .iter()
-        .position(|s| s == sentence || sentence.starts_with(&format!("{} ", s.trim())))?;
-    sentences[..=at]
-        .iter()
-        .rev()
-        .find_map(|s| term_of(s.split('|').next().unwrap_or(s)))
+    let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
+    (0..sentences.len())
+        .filter(|&at| joined(&sentences[at]))
+        .filter_map(|at| sentences[..=at].iter().rev().find_map(|s| definition_term(s)))
+        .collect()
 }

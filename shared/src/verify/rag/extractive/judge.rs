@@ -136,25 +136,38 @@ fn shape_fit(asking: &str, answer: &str) -> f64 {
     if fits { 1.0 } else { -1.0 }
 }
 
-/// Whether the definition `sentence` falls under in `passage` (the nearest
-/// definition line at or before it, [`term_of`]) is one of `named`, the
-/// asking sentence's entities: 1 it is, -1 it is another's (the default of
-/// a neighbouring setting, the return type of a neighbouring function), 0
-/// no definition line precedes it or the question names nothing.
+/// Whether a definition `sentence` falls under in `passage` ([`governing`])
+/// is one of `named`, the asking sentence's entities: 1 one is, -1 only
+/// others' are (the default of a neighbouring setting), 0 no definition
+/// line precedes it or the question names nothing.
 fn subject(named: &[String], passage: &Passage, sentence: &str) -> f64 {
     if named.is_empty() {
         return 0.0;
     }
-    governing(passage, sentence).map_or(0.0, |t| if named.contains(&t.to_lowercase()) { 1.0 } else { -1.0 })
+    let terms = governing(passage, sentence);
+    if terms.iter().any(|t| named.contains(&t.to_lowercase())) {
+        1.0
+    } else if terms.is_empty() {
+        0.0
+    } else {
+        -1.0
+    }
 }
 
 /// Whether a name question's `answer` is the term whose definition its
 /// `sentence` falls under in `passage`: 1 it is (the manual defines it
-/// there), -1 another term's (the answer is mentioned in a neighbour's
+/// there), -1 only others' (the answer is mentioned in a neighbour's
 /// description), 0 no definition line precedes it.
 fn governs(passage: &Passage, sentence: &str, answer: &str) -> f64 {
     let answer = answer.trim().trim_end_matches("()");
-    governing(passage, sentence).map_or(0.0, |t| if t.eq_ignore_ascii_case(answer) { 1.0 } else { -1.0 })
+    let terms = governing(passage, sentence);
+    if terms.iter().any(|t| t.eq_ignore_ascii_case(answer)) {
+        1.0
+    } else if terms.is_empty() {
+        0.0
+    } else {
+        -1.0
+    }
 }
 
 /// Whether `ev`'s sentence presents `answer` as what a question of type
@@ -263,15 +276,22 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
                 1.0 / (1.0 + i as f64),
                 proximity(&asked, &ev.sentence, answer),
                 shape_fit(&asking, answer),
-                subject(&named, ev.passage, &ev.sentence),
+                // A name question's answer stands under its own definition,
+                // which the question does not name: `governs` reads that.
+                if t.wants_name() {
+                    0.0
+                } else {
+                    subject(&named, ev.passage, &ev.sentence)
+                },
                 if t.wants_name() {
                     governs(ev.passage, &ev.sentence, answer)
                 } else {
                     0.0
                 },
-                // `share` and `lead`: set once the candidates are ranked.
-                1.0,
-                LEAD_CAP,
+                // `share` and `lead`: set once the candidates are ranked
+                // (none for one failing the hard checks).
+                0.0,
+                -LEAD_CAP,
             ]);
             Some(Judged {
                 features,
@@ -315,8 +335,9 @@ pub fn rank_value(rank: &ZeroRank, x: &ZeroFeatures) -> f64 {
 
 /// Sets `share` and `lead` of each of `values` (a candidate's features and
 /// its ranking value, `None` for one that does not pass the hard checks
-/// or has no evidence): its share of the softmax over the others' values,
-/// and how far it leads the best of them (capped at [`LEAD_CAP`]).
+/// or has no evidence): its share of the softmax over the values of all
+/// of them that are `Some` (itself included), and how far it leads the
+/// best other (capped at ±[`LEAD_CAP`]).
 pub fn set_standing(values: &mut [(Option<&mut ZeroFeatures>, f64)]) {
     let idx = |name: &str| ZERO_FEATURES.iter().position(|f| *f == name).expect("a feature");
     let (share, lead) = (idx("share"), idx("lead"));
@@ -489,6 +510,21 @@ mod tests {
             "the default of the setting defined before it"
         );
         assert_eq!(subject(&[], &passage, "The default value is 8."), 0.0);
+        // A heading is not a definition; a sentence that stands under two
+        // definitions is about either.
+        let mut two = passage.clone();
+        two.text = "Notes\nThe default is `off`.\n`cache_sync` (`boolean`)\nSyncs. The default is `off`.".into();
+        assert_eq!(subject(&named, &two, "Syncs."), -1.0);
+        assert_eq!(
+            subject(&entities("the default of cache_sync?"), &two, "The default is `off`."),
+            1.0
+        );
+        two.text = "Notes\nThe default is `off`.".into();
+        assert_eq!(
+            subject(&named, &two, "The default is `off`."),
+            0.0,
+            "under a heading only"
+        );
         // A name question: the answer is the term its sentence defines, or a
         // word in another's description; a definition line joined with the
         // sentence after it (as `locate` gives it) is found too.
