@@ -92,11 +92,23 @@ pub struct ZeroScore {
     pub bias: f64,
     /// One weight per feature name; a missing feature weighs 0.
     pub weights: BTreeMap<String, f64>,
-    /// Defended when the score is at least this (above 1: never).
+    /// A name or value answer is defended when its score is at least this
+    /// (above 1: never).
     pub threshold: f64,
+    /// A sentence answer (to a free-form question) is defended when its
+    /// score is at least this (above 1: never, the default): each kind of
+    /// answer is held to the bound on its own, so sentences are never
+    /// trusted on the strength of names.
+    #[serde(default = "never_defended")]
+    pub sentence_threshold: f64,
     /// What it was fitted on and the bound it met, shown with the findings.
     #[serde(default)]
     pub fitted: String,
+}
+
+/// A threshold no score reaches.
+fn never_defended() -> f64 {
+    2.0
 }
 
 /// Which candidate tier zero answers with: a linear ranking over
@@ -228,7 +240,7 @@ impl RagConfig {
                 return Err(bad(table, "weights must be finite numbers"));
             }
         }
-        if !self.zero_score.threshold.is_finite() {
+        if !self.zero_score.threshold.is_finite() || !self.zero_score.sentence_threshold.is_finite() {
             return Err(bad("rag.zero_score", "the threshold must be a finite number"));
         }
         if self.embedding_model.contains("..") || self.embedding_model.starts_with('/') {

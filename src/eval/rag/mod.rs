@@ -262,13 +262,18 @@ fn run_replay(
                 cfg.rag.min_similarity
             ),
         }
-        println!("risk–coverage on the calibration questions ({}):", splits.join(", "));
-        println!("  threshold  defended  wrong  coverage  bound");
-        for p in upshift_shared::risk::thin(&fit.curve, 16) {
+        for (kind, curve) in [("names and values", &fit.curve), ("sentences", &fit.sentence_curve)] {
             println!(
-                "  {:>9.4}  {:>8}  {:>5}  {:>8.3}  {:>5.3}",
-                p.threshold, p.defended, p.wrong, p.coverage, p.bound
+                "risk–coverage of the {kind} on the calibration questions ({}), held-out scores:",
+                splits.join(", ")
             );
+            println!("  threshold  defended  wrong  coverage  bound");
+            for p in upshift_shared::risk::thin(curve, 16) {
+                println!(
+                    "  {:>9.4}  {:>8}  {:>5}  {:>8.3}  {:>5.3}",
+                    p.threshold, p.defended, p.wrong, p.coverage, p.bound
+                );
+            }
         }
         println!("{}", fit.score.fitted);
         println!("written to {} (use it with --config)", path.display());

@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
-use upshift_shared::config::RagConfig;
 use upshift_shared::config::ZeroRank;
+use upshift_shared::config::{RagConfig, ZERO_FEATURES};
 use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
 use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights, held_out_scores};
@@ -176,7 +176,13 @@ pub fn fit(calibration: &[(usize, Replayed)], target: f64, confidence: f64, sour
         .filter_map(|(k, r)| Some((*k, (r.decision.zero.features?, r.right))))
         .unzip();
     let held = held_out_scores(&rows, &folds);
-    let scored: Vec<(f64, bool)> = held.into_iter().zip(rows.iter().map(|(_, y)| *y)).collect();
+    // A free-form question's answer is a sentence: its own kind, its own threshold.
+    let free = ZERO_FEATURES.iter().position(|f| *f == "free").expect("a feature");
+    let scored: Vec<(f64, bool, bool)> = held
+        .into_iter()
+        .zip(&rows)
+        .map(|(h, (x, y))| (h, *y, x.0[free] > 0.5))
+        .collect();
     let answerable = calibration.iter().filter(|(_, r)| r.answerable).count();
     calibrate(
         fit_weights(&rows),
@@ -242,20 +248,23 @@ pub fn to_toml(floor: Option<f32>, rank: &ZeroRank, f: &ZeroFit, command: &str) 
     for (k, v) in &rank.weights {
         let _ = writeln!(out, "{k} = {v}");
     }
-    let _ = writeln!(
-        out,
-        "# Risk-coverage on the calibration questions (threshold: defended, wrong, coverage, bound):"
-    );
-    for p in thin(&f.curve, 12) {
+    for (kind, curve) in [("names and values", &f.curve), ("sentences", &f.sentence_curve)] {
         let _ = writeln!(
             out,
-            "#   {:.4}: {:>4} defended, {:>3} wrong, coverage {:.3}, bound {:.3}",
-            p.threshold, p.defended, p.wrong, p.coverage, p.bound
+            "# Risk-coverage of the {kind} on the calibration questions, held-out scores (threshold: defended, wrong, coverage, bound):"
         );
+        for p in thin(curve, 12) {
+            let _ = writeln!(
+                out,
+                "#   {:.4}: {:>4} defended, {:>3} wrong, coverage {:.3}, bound {:.3}",
+                p.threshold, p.defended, p.wrong, p.coverage, p.bound
+            );
+        }
     }
     let _ = writeln!(out, "[rag.zero_score]");
     let _ = writeln!(out, "fitted = {}", toml_str(&f.score.fitted));
     let _ = writeln!(out, "threshold = {}", f.score.threshold);
+    let _ = writeln!(out, "sentence_threshold = {}", f.score.sentence_threshold);
     let _ = writeln!(out, "bias = {}", f.score.bias);
     let _ = writeln!(out, "[rag.zero_score.weights]");
     for (k, v) in &f.score.weights {

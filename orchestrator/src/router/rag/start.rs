@@ -53,7 +53,7 @@ pub(crate) fn prepare(
                 "margin": zero.margin, "candidates": zero.candidates.len(),
                 "features": zero.features.map(|x| x.named()), "score": zero.score,
                 "contributions": zero.features.map(|x| contributions(&cfg.rag.zero_score, &x)),
-                "threshold": cfg.rag.zero_score.threshold, "fitted": cfg.rag.zero_score.fitted,
+                "threshold": zero.threshold, "fitted": cfg.rag.zero_score.fitted,
                 "scores": zero.ranked.iter().map(|c| c.score).collect::<Vec<_>>(),
             });
             unit.step_mut(step_id).labels = zero.candidates;

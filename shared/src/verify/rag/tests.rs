@@ -308,6 +308,7 @@ fn zero_floors() -> crate::config::ZeroScore {
         bias: -4.0,
         weights: weights.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         threshold: 0.5,
+        sentence_threshold: 0.5,
         fitted: "a test model".into(),
     }
 }
@@ -412,4 +413,35 @@ fn a_name_question_is_never_answered_by_a_heading_or_a_sentence() {
             zero.findings
         );
     }
+}
+
+#[test]
+fn a_sentence_answer_is_held_to_the_sentence_threshold() {
+    let text = "To leave the interpreter, type `quit()` at the prompt and press Enter.";
+    let r = scored(
+        vec![passage("tutorial.html#0", 0.5, text)],
+        &[("tutorial.html#0", text, 0.9)],
+    );
+    let q = "how do I leave the interactive interpreter";
+    let mut model = crate::config::ZeroScore {
+        bias: 0.0,
+        weights: [("similarity".to_string(), 10.0)].into_iter().collect(),
+        threshold: 0.5,
+        sentence_threshold: 2.0,
+        fitted: "t".into(),
+    };
+    // The names' threshold is met, but a sentence has its own, never met.
+    let zero = extractive::tier_zero(q, &r, &Default::default(), &model);
+    assert!(zero.score.is_some_and(|s| s > 0.5) && zero.threshold > 1.0, "{zero:?}");
+    assert_held_back(&zero);
+    assert!(
+        zero.findings
+            .iter()
+            .any(|f| f.detail.contains("defends no sentence alone")),
+        "{zero:?}"
+    );
+    // A fit that met the bound for sentences defends it.
+    model.sentence_threshold = 0.5;
+    let zero = extractive::tier_zero(q, &r, &Default::default(), &model);
+    assert!(zero.findings.is_empty(), "{zero:?}");
 }

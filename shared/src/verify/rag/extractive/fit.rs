@@ -18,14 +18,18 @@ use crate::stats::{conditional_logit, logistic};
 /// Ridge penalty on the standardised weights (not the bias).
 const RIDGE: f64 = 1.0;
 
-/// A fitted score with its curve on the calibration questions.
+/// A fitted score with its curves on the calibration questions.
 pub struct ZeroFit {
-    /// The model and threshold.
+    /// The model and thresholds.
     pub score: ZeroScore,
-    /// Its curve on the calibration questions.
+    /// Its curve on the calibration answers that are names or values.
     pub curve: Vec<Point>,
-    /// The operating point chosen, if one meets the target.
+    /// The operating point chosen on it, if one meets the target.
     pub chosen: Option<Point>,
+    /// Its curve on the calibration answers that are sentences.
+    pub sentence_curve: Vec<Point>,
+    /// The operating point chosen on that, if one meets the target.
+    pub sentence_chosen: Option<Point>,
 }
 
 /// The mean and standard deviation (1 where constant) of each feature of `rows`.
@@ -123,6 +127,7 @@ pub fn fit_weights(rows: &[(ZeroFeatures, bool)]) -> ZeroScore {
         bias,
         weights: named(&raw),
         threshold: 2.0,
+        sentence_threshold: 2.0,
         fitted: String::new(),
     };
     score.bias = (score.bias * 1e4).round() / 1e4;
@@ -155,48 +160,67 @@ pub fn held_out_scores(rows: &[(ZeroFeatures, bool)], folds: &[usize]) -> Vec<f6
     out
 }
 
-/// Chooses the threshold of `score` on `scored`: (held-out score, right) of
-/// the calibration questions where only the score stands between tier
-/// zero's answer (the best-ranked candidate) and "defended" ([`held_out_scores`]). The lowest threshold
-/// at which the one-sided upper bound of the false-defended rate is at most
-/// `target` at `confidence` (the most right answers defended); none meeting
-/// it: a threshold above 1, so nothing is defended. `(answerable,
-/// questions)` count every calibration question (coverage is of the
-/// answerable ones); `source` names the data in the fit's description.
+/// Chooses the thresholds of `score` on `scored`: (held-out score, right,
+/// whether the answer is a sentence) of the calibration questions where
+/// only the score stands between tier zero's answer (the best-ranked
+/// candidate) and "defended" ([`held_out_scores`]). Each kind of answer
+/// (names and values; sentences) gets its own: the lowest threshold at
+/// which the one-sided upper bound of the false-defended rate of that
+/// kind's answers is at most `target` at `confidence` (the most right
+/// answers defended); a kind none meets gets a threshold above 1, so it is
+/// never defended, however well the other does. `(answerable, questions)`
+/// count every calibration question (coverage is of the answerable ones);
+/// `source` names the data in the fit's description.
 pub fn calibrate(
     mut score: ZeroScore,
-    scored: &[(f64, bool)],
+    scored: &[(f64, bool, bool)],
     (answerable, questions): (usize, usize),
     target: f64,
     confidence: f64,
     source: &str,
 ) -> ZeroFit {
-    score.threshold = 2.0;
-    let curve = curve(scored, answerable, confidence);
+    let of_kind = |sentence: bool| -> Vec<(f64, bool)> {
+        scored
+            .iter()
+            .filter(|(_, _, k)| *k == sentence)
+            .map(|(s, right, _)| (*s, *right))
+            .collect()
+    };
+    let (names, sentences) = (of_kind(false), of_kind(true));
+    let curve = curve(&names, answerable, confidence);
     let chosen = best(&curve, target);
+    let sentence_curve = crate::risk::curve(&sentences, answerable, confidence);
+    let sentence_chosen = best(&sentence_curve, target);
+    let threshold = |p: &Option<Point>| p.as_ref().map_or(2.0, |p| (p.threshold * 1e6).floor() / 1e6);
+    score.threshold = threshold(&chosen);
+    score.sentence_threshold = threshold(&sentence_chosen);
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    match &chosen {
-        Some(p) => {
-            score.threshold = (p.threshold * 1e6).floor() / 1e6;
-            score.fitted = format!(
-                "{source}: {} of {} calibration questions defended (held-out scores), {} wrong, false-defended ≤ {} at {}",
-                p.defended,
-                questions,
-                p.wrong,
-                pct(p.bound),
-                pct(confidence)
-            );
-        }
-        None => {
-            score.fitted = format!(
-                "{source}: no threshold keeps false-defended ≤ {} at {} on {} calibration questions (held-out scores)",
-                pct(target),
-                pct(confidence),
-                questions
-            );
-        }
+    let said = |p: &Option<Point>, n: usize| match p {
+        Some(p) => format!(
+            "{} of {n} defended, {} wrong, false-defended ≤ {} at {}",
+            p.defended,
+            p.wrong,
+            pct(p.bound),
+            pct(confidence)
+        ),
+        None => format!(
+            "no threshold keeps false-defended ≤ {} at {} on {n}",
+            pct(target),
+            pct(confidence)
+        ),
+    };
+    score.fitted = format!(
+        "{source}, {questions} calibration questions (held-out scores): names and values {}; sentences {}",
+        said(&chosen, names.len()),
+        said(&sentence_chosen, sentences.len())
+    );
+    ZeroFit {
+        score,
+        curve,
+        chosen,
+        sentence_curve,
+        sentence_chosen,
     }
-    ZeroFit { score, curve, chosen }
 }
 
 #[cfg(test)]
@@ -235,7 +259,7 @@ mod tests {
         let in_sample = fit_weights(&rows);
         assert!(judge::score(&in_sample, &rows[0].0) > 0.5);
         assert!(held[0] < 0.5, "{}", held[0]);
-        let scored: Vec<(f64, bool)> = held.iter().copied().zip(rows.iter().map(|(_, y)| *y)).collect();
+        let scored: Vec<(f64, bool, bool)> = held.iter().zip(&rows).map(|(h, (_, y))| (*h, *y, false)).collect();
         let fit = calibrate(in_sample, &scored, (10, 30), 0.05, 0.9, "t");
         assert!(
             fit.chosen.is_none() && fit.score.threshold > 1.0,
@@ -243,5 +267,31 @@ mod tests {
             fit.score.fitted
         );
         assert!(fit.score.fitted.contains("held-out scores"));
+    }
+
+    #[test]
+    fn each_kind_of_answer_is_held_to_the_bound_on_its_own() {
+        // 60 names, all right; 4 sentences scoring above them, 2 wrong.
+        let mut scored: Vec<(f64, bool, bool)> = (0..60).map(|i| (0.5 + f64::from(i) / 200.0, true, false)).collect();
+        scored.extend([
+            (0.99, true, true),
+            (0.98, false, true),
+            (0.97, true, true),
+            (0.96, false, true),
+        ]);
+        let model = fit_weights(&[row(0.9, true), row(0.1, false)]);
+        let fit = calibrate(model, &scored, (64, 64), 0.05, 0.9, "t");
+        // The names meet the bound alone (0 wrong in 60): all defended.
+        assert_eq!(fit.chosen.map(|p| p.defended), Some(60));
+        assert!((fit.score.threshold - 0.5).abs() < 1e-6, "{}", fit.score.threshold);
+        // The sentences cannot (2 wrong in 4), so none is, though they
+        // score highest: one threshold for both would have to defend them.
+        assert!(fit.sentence_chosen.is_none() && fit.score.sentence_threshold > 1.0);
+        assert!(
+            fit.score.fitted.contains("names and values 60 of 60 defended")
+                && fit.score.fitted.contains("sentences no threshold"),
+            "{}",
+            fit.score.fitted
+        );
     }
 }

@@ -433,6 +433,7 @@ mod tests {
             bias: 0.0,
             weights: BTreeMap::from([("similarity".to_string(), weight)]),
             threshold: 2.0,
+            sentence_threshold: 2.0,
             fitted: String::new(),
         }
     }
@@ -577,6 +578,7 @@ mod tests {
             bias: -1.0,
             weights: BTreeMap::from([("margin".to_string(), 10.0), ("defined".to_string(), 1.0)]),
             threshold: 0.5,
+            sentence_threshold: 2.0,
             fitted: String::new(),
         };
         assert!((score(&model, &x) - sigmoid(2.0)).abs() < 1e-6);

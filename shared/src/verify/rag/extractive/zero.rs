@@ -13,6 +13,7 @@ use super::judge::{self, ZeroFeatures};
 use crate::config::{ZeroRank, ZeroScore};
 use crate::reasons::ReasonCode;
 use crate::verify::Finding;
+use crate::verify::rag::question::{QuestionType, classify};
 use crate::verify::rag::{Retrieval, check_span_hard};
 
 /// What tier zero makes of a retrieval.
@@ -39,6 +40,9 @@ pub struct ZeroChoice {
     pub features: Option<ZeroFeatures>,
     /// Their score under the fitted model.
     pub score: Option<f64>,
+    /// The threshold it is held to: the fit's for a name or a value, or
+    /// for a sentence (each kind meets the bound on its own).
+    pub threshold: f64,
     /// Everything that stops tier zero defending it; empty: defended.
     pub findings: Vec<Finding>,
 }
@@ -117,10 +121,16 @@ pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore)
     let score = ranked.first().and_then(|(c, ..)| c.score);
     let ranked: Vec<Ranked> = ranked.into_iter().map(|(c, ..)| c).collect();
     let mut findings = span_findings.clone();
-    let threshold = model.threshold;
+    let sentence = classify(query) == QuestionType::Free;
+    let threshold = if sentence {
+        model.sentence_threshold
+    } else {
+        model.threshold
+    };
     if findings.is_empty() && score.is_none_or(|s| s < threshold) {
+        let what = if sentence { "no sentence" } else { "nothing" };
         let needs = if threshold > 1.0 {
-            "tier zero defends nothing alone".to_string()
+            format!("tier zero defends {what} alone")
         } else {
             format!("tier zero defends from {threshold:.3}")
         };
@@ -143,6 +153,7 @@ pub fn tier_zero(query: &str, r: &Retrieval, rank: &ZeroRank, model: &ZeroScore)
         span_findings,
         features,
         score,
+        threshold,
         findings,
     }
 }
