@@ -314,7 +314,7 @@ fn run_replay(
                     "id": r.id, "split": r.split, "answerable": r.answerable, "right": r.right,
                     "eligible": r.decision.eligible(), "defended": r.decision.defended(),
                     "answer": r.decision.zero.answer, "score": r.decision.zero.score,
-                    "candidates": r.decision.zero.candidates, "right_candidate": r.right_candidate,
+                    "candidates": r.decision.zero.candidates, "right_candidate": r.right_candidate(),
                     "features": r.decision.zero.features.map(|x| x.named()),
                     "ranked": r.decision.zero.ranked.iter().zip(&r.candidate_right).map(|(c, right)| serde_json::json!({
                         "label": c.label, "passes": c.passes, "rank": c.rank, "score": c.score, "right": right,

@@ -10,8 +10,7 @@ use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
-use upshift_shared::config::ZeroRank;
-use upshift_shared::config::{RagConfig, ZERO_FEATURES};
+use upshift_shared::config::{RagConfig, ZERO_FEATURES, ZeroRank};
 use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
 use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights, held_out_scores};
@@ -38,12 +37,17 @@ pub struct Replayed {
     pub right: bool,
     /// The similarity of the retrieval's sentence most similar to the question.
     pub best_similarity: Option<f32>,
-    /// Where the first accepted answer is among tier zero's candidates
-    /// (0: the choice itself); `None`: no candidate is one.
-    pub right_candidate: Option<usize>,
     /// Whether each of tier zero's candidates (`decision.zero.ranked`) is
     /// an accepted answer.
     pub candidate_right: Vec<bool>,
+}
+
+impl Replayed {
+    /// Where the first accepted answer is among tier zero's candidates
+    /// (0: the choice itself); `None`: no candidate is one.
+    pub fn right_candidate(&self) -> Option<usize> {
+        self.candidate_right.iter().position(|&r| r)
+    }
 }
 
 /// Decides every record with a retrieval again under `rag`, rewriting its
@@ -75,7 +79,6 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             .iter()
             .map(|c| q.answerable() && q.answers.iter().any(|a| contains_span(&c.label, a)))
             .collect();
-        let right_candidate = candidate_right.iter().position(|&r| r);
         let status = if d.defended() { "succeeded" } else { "unresolved" };
         // An undefended answer is a model's best choice live (its tiers climb
         // before the job ends unresolved): only the status can agree then.
@@ -93,7 +96,6 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             best_similarity: r.sentences.iter().map(|s| s.similarity).reduce(f32::max),
             decision: d,
             right,
-            right_candidate,
             candidate_right,
         });
     }
@@ -205,7 +207,7 @@ pub fn fit(calibration: &[(usize, Replayed)], target: f64, confidence: f64, sour
 pub fn fit_floor(calibration: &[&Replayed]) -> Option<f32> {
     calibration
         .iter()
-        .filter(|r| r.right_candidate.is_some())
+        .filter(|r| r.right_candidate().is_some())
         .filter_map(|r| r.best_similarity)
         .reduce(f32::min)
         // A hundredth down (less float noise: 0.47 stays 0.47).
@@ -394,10 +396,10 @@ pub fn candidate_ranks(replays: &[Replayed]) -> String {
     let at = |lo: usize, hi: usize| {
         tunable
             .iter()
-            .filter(|r| r.right_candidate.is_some_and(|i| (lo..=hi).contains(&i)))
+            .filter(|r| r.right_candidate().is_some_and(|i| (lo..=hi).contains(&i)))
             .count()
     };
-    let among = tunable.iter().filter(|r| r.right_candidate.is_some()).count();
+    let among = tunable.iter().filter(|r| r.right_candidate().is_some()).count();
     format!(
         "candidates (calibration splits): of {} answerable, an accepted answer is among the candidates for {among} \
          (chosen {}, 2nd–4th {}, later {}); none is for {}\n",
@@ -476,8 +478,8 @@ mod tests {
         let chosen = &replays[0].decision.zero.candidates;
         let at = chosen.iter().position(|c| c == "os.chdir");
         assert!(at.is_some(), "{chosen:?}");
-        assert_eq!(replays[0].right_candidate, at);
-        assert_eq!(replays[1].right_candidate, None, "no candidate is os.walk");
+        assert_eq!(replays[0].right_candidate(), at);
+        assert_eq!(replays[1].right_candidate(), None, "no candidate is os.walk");
         let line = candidate_ranks(&replays);
         assert!(
             line.contains("of 2 answerable, an accepted answer is among the candidates for 1"),
@@ -517,7 +519,7 @@ mod tests {
         // Live, a floor of 0.60 stops `b` before extraction: no answer shown.
         let mut records = recorded.clone();
         let (stopped, _) = replay(&mut records, &questions, &rag(0.60));
-        assert!(stopped[0].right && !stopped[1].right && stopped[1].right_candidate.is_some());
+        assert!(stopped[0].right && !stopped[1].right && stopped[1].right_candidate().is_some());
         assert_eq!(records[1].short_answer, None);
         assert!(records[1].answer.is_none() && !records[1].answer_match);
         // The fit: the highest floor that stops no right answer (`c` is wrong).

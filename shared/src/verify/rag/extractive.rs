@@ -415,7 +415,7 @@ mod tests {
             close_alternative("What is the default value of shared_buffers?", "128 kilobytes", &labels),
             None
         );
-        // A name with something appended is an alternative (fresh5 n49).
+        // A name with something appended is an alternative.
         let labels = c(&["macaddr8", "inet", "cidr", "macaddr"]);
         let q = "Which data type stores MAC addresses?";
         assert_eq!(close_alternative(q, "macaddr8", &labels), Some("macaddr"));
@@ -425,7 +425,7 @@ mod tests {
             close_alternative(q, "pg_walfile_name", &labels),
             Some("pg_walfile_name_offset")
         );
-        // A separate part appended makes another name (dev a23, a51).
+        // A separate part appended makes another name.
         let labels = c(&["TimeZone", "timezone_abbreviations", "COPY", "COPY FROM"]);
         assert_eq!(
             close_alternative("Which setting sets the time zone?", "TimeZone", &labels),

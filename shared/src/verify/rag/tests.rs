@@ -264,7 +264,7 @@ fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
         sentences: Vec::new(),
         passages: vec![page.clone()],
     };
-    // fresh6 p26, defended as `username` under version 7.
+    // An argument of the program once defended as the answer.
     let q = "Which utility defines a new PostgreSQL user account from the command line?";
     let f = check_span("username", &r, q, floors, None);
     assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
@@ -323,7 +323,7 @@ fn assert_held_back(zero: &extractive::ZeroChoice) {
 
 #[test]
 fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
-    // fresh5 n25 as version 7 saw it: the memory setting's sentence scored
+    // Two settings of one passage: the memory setting's sentence scored
     // 0.79, the one the question describes 0.759, with more of its words.
     let text = "`autovacuum_work_mem` (`integer`)\nSpecifies the maximum amount of memory to be used by each \
                 autovacuum worker process.\n`autovacuum_max_workers` (`integer`)\nSpecifies the maximum number \
@@ -354,7 +354,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
     let zero = extractive::tier_zero(q, &clear, &Default::default(), &zero_floors());
     assert!(zero.findings.is_empty(), "{:?}", zero.findings);
 
-    // fresh5 n28: the closest sentence belongs to a name the passage
+    // The closest sentence belongs to a name the passage
     // before holds; the next row's name is not the answer.
     let row = "Converts a write-ahead log location to the name of the WAL file holding that location.\n|\n\
                `pg_walfile_name_offset` ( `lsn` `pg_lsn` ) → `record`\nConverts a write-ahead log location to a \

@@ -64,27 +64,16 @@ fn named(raw: &[f64]) -> std::collections::BTreeMap<String, f64> {
 pub fn fit_rank(groups: &[Vec<(ZeroFeatures, bool)>], source: &str) -> ZeroRank {
     let all: Vec<&ZeroFeatures> = groups.iter().flatten().map(|(x, _)| x).collect();
     let (mean, sd) = moments(&all);
+    // What reads the ranking has no place in it: those features stay 0.
+    let used: Vec<bool> = ZERO_FEATURES.iter().map(|f| !RANKING_READS.contains(f)).collect();
+    let standardise = |x: &ZeroFeatures| -> Vec<f64> {
+        (0..ZERO_FEATURES.len())
+            .map(|j| if used[j] { (x.0[j] - mean[j]) / sd[j] } else { 0.0 })
+            .collect()
+    };
     let scaled: Vec<Vec<(Vec<f64>, bool)>> = groups
         .iter()
-        .map(|g| {
-            g.iter()
-                .map(|(x, y)| {
-                    (
-                        (0..ZERO_FEATURES.len())
-                            .map(|j| {
-                                // What reads the ranking has no place in it.
-                                if RANKING_READS.contains(&ZERO_FEATURES[j]) {
-                                    0.0
-                                } else {
-                                    (x.0[j] - mean[j]) / sd[j]
-                                }
-                            })
-                            .collect(),
-                        *y,
-                    )
-                })
-                .collect()
-        })
+        .map(|g| g.iter().map(|(x, y)| (standardise(x), *y)).collect())
         .collect();
     let refs: Vec<Vec<(&[f64], bool)>> = scaled
         .iter()
@@ -179,18 +168,19 @@ pub fn calibrate(
     confidence: f64,
     source: &str,
 ) -> ZeroFit {
-    let of_kind = |sentence: bool| -> Vec<(f64, bool)> {
-        scored
+    // One kind's answers, their curve and the point its bound allows.
+    let of_kind = |sentence: bool| {
+        let rows: Vec<(f64, bool)> = scored
             .iter()
             .filter(|(_, _, k)| *k == sentence)
             .map(|(s, right, _)| (*s, *right))
-            .collect()
+            .collect();
+        let c = curve(&rows, answerable, confidence);
+        let chosen = best(&c, target);
+        (rows.len(), c, chosen)
     };
-    let (names, sentences) = (of_kind(false), of_kind(true));
-    let curve = curve(&names, answerable, confidence);
-    let chosen = best(&curve, target);
-    let sentence_curve = crate::risk::curve(&sentences, answerable, confidence);
-    let sentence_chosen = best(&sentence_curve, target);
+    let (names, curve, chosen) = of_kind(false);
+    let (sentences, sentence_curve, sentence_chosen) = of_kind(true);
     let threshold = |p: &Option<Point>| p.as_ref().map_or(2.0, |p| (p.threshold * 1e6).floor() / 1e6);
     score.threshold = threshold(&chosen);
     score.sentence_threshold = threshold(&sentence_chosen);
@@ -211,8 +201,8 @@ pub fn calibrate(
     };
     score.fitted = format!(
         "{source}, {questions} calibration questions (held-out scores): names and values {}; sentences {}",
-        said(&chosen, names.len()),
-        said(&sentence_chosen, sentences.len())
+        said(&chosen, names),
+        said(&sentence_chosen, sentences)
     );
     ZeroFit {
         score,
