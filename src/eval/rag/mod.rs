@@ -20,15 +20,16 @@ use score::{Question, Record, Summary, score, summarise};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The splits of the question sets: `dev` and `udev` are calibration;
-/// `test`, `clean`, `uclean` and `heldout` are only ever reported (a fit
-/// refuses them, [`replay::TEST_SPLITS`]); `holdout` and `fresh` …
+/// The splits of the question sets: `dev`, `dev2`, `udev` and `udev2` are
+/// calibration; `test`, `clean`, `clean2`, `uclean`, `uclean2` and `heldout`
+/// are only ever reported (a fit refuses them, [`replay::TEST_SPLITS`]);
+/// `holdout` and `fresh` …
 /// `fresh7` of the PostgreSQL set were each written before a change to the
 /// rules of an earlier version and run with it (docs/rag.md tells the
 /// history of each); they are calibration data now.
 const SPLITS: &[&str] = &[
-    "dev", "udev", "test", "clean", "uclean", "heldout", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5",
-    "fresh6", "fresh7",
+    "dev", "dev2", "udev", "udev2", "test", "clean", "clean2", "uclean", "uclean2", "heldout", "holdout", "fresh",
+    "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7",
 ];
 
 /// Options of `upshift eval rag`.
@@ -82,7 +83,7 @@ pub struct RagEvalArgs {
     #[arg(long, requires = "replay")]
     fit_zero: Option<PathBuf>,
     /// The calibration splits of --fit-zero (default: every recorded split
-    /// but the test ones: test, clean, uclean, heldout, which are refused).
+    /// but the test ones: test, clean, clean2, uclean, uclean2, heldout, which are refused).
     #[arg(long, value_delimiter = ',')]
     fit_splits: Vec<String>,
     /// With --fit-zero: the false-defended rate the bound must meet …

@@ -20,7 +20,7 @@ use upshift_shared::verify::rag::question::classify;
 use upshift_shared::verify::rag::text::contains_span;
 
 /// Splits that are only ever reported: a fit refuses them, whatever it is told.
-pub const TEST_SPLITS: &[&str] = &["test", "clean", "uclean", "heldout"];
+pub const TEST_SPLITS: &[&str] = &["test", "clean", "clean2", "uclean", "uclean2", "heldout"];
 
 /// One question decided again.
 pub struct Replayed {
