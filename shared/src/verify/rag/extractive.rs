@@ -217,7 +217,7 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
     if t != QuestionType::Free {
         let wants_default = query.to_lowercase().contains("default");
         // A setting's name is not its value: a value question skips the names defined.
-        let value = matches!(t, QuestionType::Default | QuestionType::Number);
+        let value = matches!(t, QuestionType::Default | QuestionType::Number | QuestionType::Value);
         for s in evidence_order(query, r, t) {
             let mut found = spans(&s, t);
             if wants_default {

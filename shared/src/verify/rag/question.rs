@@ -1,7 +1,7 @@
 //! What a question asks for: a setting, a command, a function, a program,
 //! a file, a data type, another kind of name (an option, a variable, a
-//! module, a directive …), a default value, a number, or something
-//! free-form.
+//! module, a directive …), a default value, another value, a number, or
+//! something free-form.
 //!
 //! Users write context first and ask last ("Our nightly export keeps timing
 //! out. Which setting …?"): the sentence that asks ([`asking_sentence`]) is
@@ -40,6 +40,9 @@ crate::types::text_enum! {
         Name => "name",
         /// "What is the default …", "… by default": a value.
         Default => "default",
+        /// "What value of X …", "what do I set X to?", "what do I pass
+        /// for X?": a value, not asked as a default.
+        Value => "value",
         /// "How many / how much / which port / what is the maximum …": a number.
         Number => "number",
         /// Anything else: answered by a sentence of the passages.
@@ -112,6 +115,11 @@ static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
             r"\bhow\s+(?:many|much|long|large|big|often)\b|\b(?:what|which)\s+(?:tcp\s+)?(?:port|number)\b|\bon\s+which\s+(?:tcp\s+)?port\b|\b(?:maximum|minimum|largest|smallest|highest|lowest)\b".into(),
         ),
         rule(QuestionType::Default, r"\bdefaults?\b".into()),
+        // After the default: "what value is the default" asks for a default.
+        rule(
+            QuestionType::Value,
+            r"\b(?:what|which)\s+(?:\w+\s+)?values?\b|\bset\s+(?:it|them|[\w.$-]+)\s+to\s*\?|\bwhat\s+(?:do|should|must|can)\s+(?:i|we|you)\s+(?:set|pass|give|put)\b".into(),
+        ),
     ]
 });
 
@@ -150,8 +158,9 @@ pub fn classify(query: &str) -> QuestionType {
     RULES
         .iter()
         .find(|(t, re)| {
-            re.find_iter(&asking)
-                .any(|m| matches!(t, QuestionType::Number | QuestionType::Default) || !value(m.as_str()))
+            re.find_iter(&asking).any(|m| {
+                matches!(t, QuestionType::Number | QuestionType::Default | QuestionType::Value) || !value(m.as_str())
+            })
         })
         .map_or(QuestionType::Free, |(t, _)| *t)
 }
@@ -238,6 +247,13 @@ mod tests {
             ("which log level shows the most detail?", QuestionType::Name),
             ("What's the default port?", QuestionType::Default),
             ("which option changes the default port?", QuestionType::Name),
+            (
+                "What value of synchronous_commit waits for the standby?",
+                QuestionType::Value,
+            ),
+            ("ok. what do I set session_replication_role to?", QuestionType::Value),
+            ("what do I pass for stderr so it goes to stdout?", QuestionType::Value),
+            ("What value does it have by default?", QuestionType::Default),
         ] {
             assert_eq!(classify(q), t, "{q}");
         }

@@ -148,7 +148,7 @@ pub fn fits(span: &str, t: QuestionType) -> bool {
         QuestionType::Clause => keyword(s),
         QuestionType::File => FILE.is_match(s),
         QuestionType::Number => NUMBER.is_match(s) || WORD_NUMBER.is_match(s),
-        QuestionType::Default => value(s),
+        QuestionType::Default | QuestionType::Value => value(s),
         QuestionType::Free => true,
     }
 }
@@ -200,8 +200,8 @@ pub fn spans(sentence: &str, t: QuestionType) -> Vec<String> {
                 push(m.as_str());
             }
         }
-        QuestionType::Number | QuestionType::Default => {
-            if t == QuestionType::Default {
+        QuestionType::Number | QuestionType::Default | QuestionType::Value => {
+            if t != QuestionType::Number {
                 for c in CODE.captures_iter(sentence) {
                     push(&c[1]);
                 }

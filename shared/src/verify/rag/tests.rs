@@ -445,3 +445,25 @@ fn a_sentence_answer_is_held_to_the_sentence_threshold() {
     let zero = extractive::tier_zero(q, &r, &Default::default(), &model);
     assert!(zero.findings.is_empty(), "{zero:?}");
 }
+
+#[test]
+fn a_value_question_gets_a_value_not_held_to_a_stated_default() {
+    let r = Retrieval {
+        passages: vec![passage(
+            "client.html#3",
+            0.5,
+            "`session_replication_role` (`enum`) Controls firing of replication-related triggers. Setting it to \
+             `replica` skips ordinary triggers. The default is `origin`.",
+        )],
+        ..retrieval()
+    };
+    let value = "doing a bulk load and I want to skip the triggers. what do I set session_replication_role to?";
+    assert_eq!(question::classify(value), question::QuestionType::Value);
+    let found = extractive::candidates(value, &r);
+    assert!(found.iter().any(|c| c == "replica"), "{found:?}");
+    // A value need not be the default; a default question's answer must be.
+    assert!(!codes(&check_span_hard("replica", &r, value)).contains(&ReasonCode::AnswerTypeMismatch));
+    let default = "what is session_replication_role set to by default?";
+    assert!(codes(&check_span_hard("replica", &r, default)).contains(&ReasonCode::AnswerTypeMismatch));
+    assert!(!codes(&check_span_hard("origin", &r, default)).contains(&ReasonCode::AnswerTypeMismatch));
+}

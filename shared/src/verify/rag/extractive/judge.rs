@@ -271,7 +271,10 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
                 flag(close_alternative(query, answer, labels).is_some()),
                 (1.0 + n as f64).ln() / 25f64.ln(),
                 flag(t == QuestionType::Free),
-                flag(matches!(t, QuestionType::Default | QuestionType::Number)),
+                flag(matches!(
+                    t,
+                    QuestionType::Default | QuestionType::Number | QuestionType::Value
+                )),
                 best,
                 1.0 / (1.0 + i as f64),
                 proximity(&asked, &ev.sentence, answer),
