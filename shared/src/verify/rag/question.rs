@@ -116,9 +116,11 @@ static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
         ),
         rule(QuestionType::Default, r"\bdefaults?\b".into()),
         // After the default: "what value is the default" asks for a default.
+        // "What do I set so it …" asks for a name as often as a value: only
+        // "set X to?" is a value.
         rule(
             QuestionType::Value,
-            r"\b(?:what|which)\s+(?:\w+\s+)?values?\b|\bset\s+(?:it|them|[\w.$-]+)\s+to\s*\?|\bwhat\s+(?:do|should|must|can)\s+(?:i|we|you)\s+(?:set|pass|give|put)\b".into(),
+            r"\b(?:what|which)\s+(?:\w+\s+)?values?\b|\bset\s+(?:it|them|[\w.$-]+)\s+to\s*\?|\bwhat\s+(?:do|should|must|can)\s+(?:i|we|you)\s+(?:pass|give|put)\b".into(),
         ),
     ]
 });
@@ -254,6 +256,7 @@ mod tests {
             ("ok. what do I set session_replication_role to?", QuestionType::Value),
             ("what do I pass for stderr so it goes to stdout?", QuestionType::Value),
             ("What value does it have by default?", QuestionType::Default),
+            ("What do I set so psql stops at the first error?", QuestionType::Free),
         ] {
             assert_eq!(classify(q), t, "{q}");
         }
