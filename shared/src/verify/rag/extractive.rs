@@ -167,7 +167,9 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
             push(p);
         }
     }
-    if query.to_lowercase().contains("default") {
+    // A value question naming a default (`default_toast_compression`, "the
+    // default is too slow") does not ask for the default.
+    if t != QuestionType::Value && query.to_lowercase().contains("default") {
         // Stable: sentences that state a default first, in the order above.
         ordered.sort_by_key(|s| !s.to_lowercase().contains("default"));
     }
@@ -215,7 +217,7 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
     let terms = defined_terms(r);
     let annotated = annotations(r);
     if t != QuestionType::Free {
-        let wants_default = query.to_lowercase().contains("default");
+        let wants_default = t != QuestionType::Value && query.to_lowercase().contains("default");
         // A setting's name is not its value: a value question skips the names defined.
         let value = matches!(t, QuestionType::Default | QuestionType::Number | QuestionType::Value);
         for s in evidence_order(query, r, t) {
@@ -227,6 +229,10 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
                 // A bare word number ("one lock per …") is a default only
                 // where its sentence says so ("the default is eight").
                 found.retain(|span| !bare_word_number(span) || states_default(&s, span));
+            }
+            if t == QuestionType::Value {
+                // "one of …" is a pronoun, not a value.
+                found.retain(|span| !bare_word_number(span));
             }
             for span in found {
                 let repeat = out.iter().any(|o| o.eq_ignore_ascii_case(&span));
@@ -240,7 +246,7 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
             }
         }
     }
-    if matches!(t, QuestionType::Number | QuestionType::Default) {
+    if matches!(t, QuestionType::Number | QuestionType::Default | QuestionType::Value) {
         // "How much memory": an amount with its unit (`64MB`) before a bare
         // number, and never "one" alone; "how many" keeps every number.
         let unit = |c: &String| has_asked_unit(query, c);

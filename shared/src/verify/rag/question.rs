@@ -116,11 +116,11 @@ static RULES: LazyLock<Vec<(QuestionType, Regex)>> = LazyLock::new(|| {
         ),
         rule(QuestionType::Default, r"\bdefaults?\b".into()),
         // After the default: "what value is the default" asks for a default.
-        // "What do I set so it …" asks for a name as often as a value: only
-        // "set X to?" is a value.
+        // "What do I set / pass / put so it …" asks for a name as often as
+        // for a value: only a named slot ("set X to?", "pass for X") is one.
         rule(
             QuestionType::Value,
-            r"\b(?:what|which)\s+(?:\w+\s+)?values?\b|\bset\s+(?:it|them|[\w.$-]+)\s+to\s*\?|\bwhat\s+(?:do|should|must|can)\s+(?:i|we|you)\s+(?:pass|give|put)\b".into(),
+            r"\b(?:what|which)\s+(?:\w+\s+)?values?\b|\bset\s+[\w.$-]+\s+to\s*\?|\bwhat\s+(?:do|should|must|can)\s+(?:i|we|you)\s+pass\s+(?:for|as)\b".into(),
         ),
     ]
 });
@@ -257,6 +257,14 @@ mod tests {
             ("what do I pass for stderr so it goes to stdout?", QuestionType::Value),
             ("What value does it have by default?", QuestionType::Default),
             ("What do I set so psql stops at the first error?", QuestionType::Free),
+            (
+                "What do I pass to the dump program to skip ownership?",
+                QuestionType::Free,
+            ),
+            (
+                "what should I put in the config file to log slow queries?",
+                QuestionType::Free,
+            ),
         ] {
             assert_eq!(classify(q), t, "{q}");
         }

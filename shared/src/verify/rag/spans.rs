@@ -251,6 +251,11 @@ mod tests {
             vec!["5432"]
         );
         assert_eq!(spans("The default is three.", QuestionType::Number), vec!["three"]);
+        // A value is a code span, a quoted value or a number outside code.
+        assert_eq!(
+            spans("Set it to `lz4` or \"pglz\", at most 2 of them.", QuestionType::Value),
+            vec!["lz4", "pglz", "2"]
+        );
         // A number written as code is a number.
         assert_eq!(
             spans("`MINYEAR` is `1` and `MAXYEAR` is `9999`.", QuestionType::Number),
