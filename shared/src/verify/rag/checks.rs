@@ -501,7 +501,7 @@ mod how_tests {
             q
         ));
         assert!(names_a_means(
-            "With the `CONCURRENTLY` option, PostgreSQL builds the index without taking locks that prevent writes.",
+            "With the `CONCURRENTLY` option, the server builds the index without taking locks that prevent writes.",
             q
         ));
         // A code span the question already names is not a means.

@@ -167,9 +167,7 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
             push(p);
         }
     }
-    // A value question naming a default (`default_toast_compression`, "the
-    // default is too slow") does not ask for the default.
-    if t != QuestionType::Value && query.to_lowercase().contains("default") {
+    if wants_default(query, t) {
         // Stable: sentences that state a default first, in the order above.
         ordered.sort_by_key(|s| !s.to_lowercase().contains("default"));
     }
@@ -206,6 +204,13 @@ pub(crate) fn definition_term(sentence: &str) -> Option<String> {
     term_of(sentence.split('|').next().unwrap_or(sentence))
 }
 
+/// Whether an answer to `query` (of type `t`) is likelier a stated default:
+/// the query says "default", and it is not a value question merely naming
+/// one (`default_toast_compression`, "the default is too slow").
+fn wants_default(query: &str, t: QuestionType) -> bool {
+    t != QuestionType::Value && query.to_lowercase().contains("default")
+}
+
 /// The candidates a model chooses among for `query`: spans of the type the
 /// question asks for, drawn from the sentences most similar to it and their
 /// neighbours (in that order), without the question's own words or the docs'
@@ -217,7 +222,7 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
     let terms = defined_terms(r);
     let annotated = annotations(r);
     if t != QuestionType::Free {
-        let wants_default = t != QuestionType::Value && query.to_lowercase().contains("default");
+        let wants_default = wants_default(query, t);
         // A setting's name is not its value: a value question skips the names defined.
         let value = matches!(t, QuestionType::Default | QuestionType::Number | QuestionType::Value);
         for s in evidence_order(query, r, t) {
@@ -410,12 +415,12 @@ mod tests {
         let labels = c(&[
             "seq_page_cost",
             "random_page_cost",
-            "pg_dump",
-            "pg_basebackup",
+            "db_dump",
+            "db_basebackup",
             "wal_level",
         ]);
         assert_eq!(close_alternative(q, "seq_page_cost", &labels), None);
-        assert_eq!(close_alternative(q, "pg_basebackup", &labels), None);
+        assert_eq!(close_alternative(q, "db_basebackup", &labels), None);
         let labels = c(&["128 megabytes", "128 kilobytes"]);
         assert_eq!(
             close_alternative("What is the default value of shared_buffers?", "128 kilobytes", &labels),
@@ -426,10 +431,10 @@ mod tests {
         let q = "Which data type stores MAC addresses?";
         assert_eq!(close_alternative(q, "macaddr8", &labels), Some("macaddr"));
         let q = "Which function converts a location to a file name?";
-        let labels = c(&["pg_walfile_name_offset", "pg_walfile_name", "lsn"]);
+        let labels = c(&["log_file_name_offset", "log_file_name", "lsn"]);
         assert_eq!(
-            close_alternative(q, "pg_walfile_name", &labels),
-            Some("pg_walfile_name_offset")
+            close_alternative(q, "log_file_name", &labels),
+            Some("log_file_name_offset")
         );
         // A separate part appended makes another name.
         let labels = c(&["TimeZone", "timezone_abbreviations", "COPY", "COPY FROM"]);
@@ -516,13 +521,10 @@ mod tests {
     fn definition_lines_name_their_term() {
         assert_eq!(term_of("`wal_level` (`enum`)").as_deref(), Some("wal_level"));
         assert_eq!(
-            term_of("`pg_cancel_backend` ( `pid` `integer` ) → `boolean`").as_deref(),
-            Some("pg_cancel_backend")
+            term_of("`cancel_backend` ( `pid` `integer` ) → `boolean`").as_deref(),
+            Some("cancel_backend")
         );
-        assert_eq!(
-            term_of("`pg_backend_pid` () → `integer`").as_deref(),
-            Some("pg_backend_pid")
-        );
+        assert_eq!(term_of("`backend_pid` () → `integer`").as_deref(), Some("backend_pid"));
         assert_eq!(term_of("Sets the amount of memory."), None);
     }
 

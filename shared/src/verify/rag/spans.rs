@@ -263,10 +263,10 @@ mod tests {
         );
         assert_eq!(
             spans(
-                "`pg_cancel_backend` ( `pid` `integer` ) → `boolean`",
+                "`cancel_backend` ( `pid` `integer` ) → `boolean`",
                 QuestionType::Function
             ),
-            vec!["pg_cancel_backend", "pid", "integer", "boolean"]
+            vec!["cancel_backend", "pid", "integer", "boolean"]
         );
         assert_eq!(
             spans(
@@ -277,10 +277,10 @@ mod tests {
         );
         assert_eq!(
             spans(
-                "Client authentication is controlled by `pg_hba.conf` in the data directory.",
+                "Client authentication is controlled by `client_auth.conf` in the data directory.",
                 QuestionType::File
             ),
-            vec!["pg_hba.conf"]
+            vec!["client_auth.conf"]
         );
         assert!(fits("wal_level", QuestionType::Setting) && !fits("VACUUM", QuestionType::Setting));
         assert!(fits("VACUUM", QuestionType::Command) && !fits("vacuum_cost", QuestionType::Command));

@@ -255,7 +255,7 @@ fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
         "app-createuser.html#1",
         0.5,
         "`createuser` is a wrapper around the SQL command `CREATE ROLE`. Options `createuser` accepts the \
-         following command-line arguments: `username` Specifies the name of the PostgreSQL user to be created.",
+         following command-line arguments: `username` Specifies the name of the database user to be created.",
     );
     page.title = "createuser".into();
     let r = Retrieval {
@@ -265,7 +265,7 @@ fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
         passages: vec![page.clone()],
     };
     // An argument of the program once defended as the answer.
-    let q = "Which utility defines a new PostgreSQL user account from the command line?";
+    let q = "Which utility defines a new database user account from the command line?";
     let f = check_span("username", &r, q, floors, None);
     assert!(codes(&f).contains(&ReasonCode::AnswerTypeMismatch), "{f:?}");
     let f = check_span("createuser", &r, q, floors, None);
@@ -273,8 +273,8 @@ fn a_program_is_the_subject_of_its_page_not_an_argument_on_it() {
     // Prose presents a program too, off its own page.
     page.title = "Backup".into();
     assert!(presents_program(&page, "createuser"));
-    let other = passage("x.html#0", 0.1, "Run the `pg_dump` utility nightly.");
-    assert!(presents_program(&other, "pg_dump") && !presents_program(&other, "nightly"));
+    let other = passage("x.html#0", 0.1, "Run the `db_dump` utility nightly.");
+    assert!(presents_program(&other, "db_dump") && !presents_program(&other, "nightly"));
 }
 
 /// A retrieval whose sentences carry the given similarities.
@@ -357,7 +357,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
     // The closest sentence belongs to a name the passage
     // before holds; the next row's name is not the answer.
     let row = "Converts a write-ahead log location to the name of the WAL file holding that location.\n|\n\
-               `pg_walfile_name_offset` ( `lsn` `pg_lsn` ) → `record`\nConverts a write-ahead log location to a \
+               `log_file_name_offset` ( `lsn` `lsn_t` ) → `record`\nConverts a write-ahead log location to a \
                WAL file name and byte offset within that file.\n|";
     let r = scored(
         vec![passage("functions-admin.html#14", 0.5, row)],
@@ -376,7 +376,7 @@ fn tier_zero_defends_a_name_only_when_the_evidence_singles_it_out() {
     );
     let q = "Which function converts a write-ahead log location to the name of the WAL file holding it?";
     let zero = extractive::tier_zero(q, &r, &Default::default(), &zero_floors());
-    assert_eq!(zero.answer, "pg_walfile_name_offset");
+    assert_eq!(zero.answer, "log_file_name_offset");
     assert_held_back(&zero);
     assert!(zero.features.unwrap().named()["closer_gap"].as_f64().unwrap() > 0.04);
 }
