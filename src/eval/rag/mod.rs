@@ -20,7 +20,7 @@ use score::{Question, Record, Summary, score, summarise};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The splits of the question sets: `dev`, `dev2`, `udev` and `udev2` are
+/// The splits of the question sets: `dev`, `dev2`, `dev3`, `udev`, `udev2` and `udev3` are
 /// calibration; `test`, `clean`, `clean2`, `uclean`, `uclean2` and `heldout`
 /// are only ever reported (a fit refuses them, [`replay::TEST_SPLITS`]);
 /// `holdout` and `fresh` …
@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 /// rules of an earlier version and run with it (docs/rag.md tells the
 /// history of each); they are calibration data now.
 const SPLITS: &[&str] = &[
-    "dev", "dev2", "udev", "udev2", "test", "clean", "clean2", "uclean", "uclean2", "heldout", "holdout", "fresh",
-    "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7",
+    "dev", "dev2", "dev3", "udev", "udev2", "udev3", "test", "clean", "clean2", "uclean", "uclean2", "heldout",
+    "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7",
 ];
 
 /// Options of `upshift eval rag`.
