@@ -44,13 +44,17 @@ use std::collections::BTreeMap;
 /// - `governs`: for a question asking for a name, the answer is the term
 ///   whose definition its sentence falls under: 1, another term's: -1,
 ///   none (or no name asked): 0;
+/// - `name_parts`: for a question asking for a name, the share of the
+///   answer's own words (its parts at `_`, `.`, `-`, `:` and case changes:
+///   `walfile`, `name`, `offset`) the question holds; 0 otherwise. Two
+///   names a part apart are told apart by the part the question asks for;
 /// - `share`: the candidate's share of the ranking's softmax over the
 ///   candidates that pass the hard checks (1: no rival), and `lead`: how
 ///   far its ranking value leads the best other's (clamped to [-5, 5]; 5:
 ///   no rival); 0 and -5 for a candidate failing the hard checks. Both
 ///   read the ranking, so its fit leaves them out ([`RANKING_READS`]):
 ///   they tell the score how clearly the answer won.
-pub const ZERO_FEATURES: [&str; 24] = [
+pub const ZERO_FEATURES: [&str; 25] = [
     "similarity",
     "margin",
     "no_rival",
@@ -73,6 +77,7 @@ pub const ZERO_FEATURES: [&str; 24] = [
     "shape",
     "subject",
     "governs",
+    "name_parts",
     "share",
     "lead",
 ];

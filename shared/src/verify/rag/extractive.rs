@@ -14,6 +14,7 @@ use super::spans::{bare_word_number, has_asked_unit, spans};
 use super::text::contains_span;
 
 mod evidence;
+mod features;
 pub mod fit;
 pub mod judge;
 pub mod offline;
