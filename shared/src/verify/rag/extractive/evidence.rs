@@ -149,8 +149,7 @@ pub fn rival<'a>(span: &str, candidates: &[String], r: &'a Retrieval) -> Option<
 /// The answer composed from a chosen `span`: the span, then the sentence
 /// that holds it with its citation (`wal_level — `wal_level` determines how
 /// much information is written to the WAL. [runtime-config-wal.html#1]`); a
-/// free-form question's answer is the cited sentence, after the one term
-/// whose definition it falls under when it does not name it.
+/// free-form question's answer is the cited sentence alone.
 pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
     let ev = locate(span, r)?;
     let mut sentence = ev.sentence.trim().to_string();
@@ -158,18 +157,10 @@ pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
         sentence.push('.');
     }
     let cite = &ev.passage.passage_id;
-    if classify(query).wants_span() {
-        return Some(format!("{} — {sentence} [{cite}]", span.trim()));
-    }
-    // A sentence that describes one term of a definition list or a
-    // reference (`--no-owner`: "Do not output commands to set ownership …")
-    // is read with that term: "how do I dump without owners?" is answered
-    // by the option the sentence describes.
-    let mut terms = governing(ev.passage, &ev.sentence);
-    terms.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    Some(match terms.as_slice() {
-        [term] if !contains_span(&sentence, term) => format!("`{term}` — {sentence} [{cite}]"),
-        _ => format!("{sentence} [{cite}]"),
+    Some(if classify(query).wants_span() {
+        format!("{} — {sentence} [{cite}]", span.trim())
+    } else {
+        format!("{sentence} [{cite}]")
     })
 }
 
@@ -185,46 +176,4 @@ pub(crate) fn governing(passage: &Passage, sentence: &str) -> Vec<String> {
         .filter(|&at| joined(&sentences[at]))
         .filter_map(|at| sentences[..=at].iter().rev().find_map(|s| definition_term(s)))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::verify::rag::Sentence;
-
-    #[test]
-    fn a_free_form_answer_is_read_with_the_term_its_sentence_describes() {
-        let text =
-            "`--no-owner`\nDo not output commands to set ownership of objects.\nUse this when restoring elsewhere.";
-        let r = Retrieval {
-            terms: "q".into(),
-            mode: "hybrid".into(),
-            passages: vec![Passage {
-                passage_id: "app-dump.html#4".into(),
-                document_id: "app-dump.html".into(),
-                title: "db_dump".into(),
-                score: 0.5,
-                text: text.into(),
-                lexical: None,
-                similarity: None,
-            }],
-            sentences: vec![Sentence {
-                passage_id: "app-dump.html#4".into(),
-                text: "Do not output commands to set ownership of objects.".into(),
-                similarity: 0.7,
-            }],
-        };
-        let q = "restores fail on the owner lines. how do I make a dump without ownership commands?";
-        assert_eq!(classify(q), QuestionType::Free);
-        let sentence = "Do not output commands to set ownership of objects.";
-        assert_eq!(
-            compose(q, sentence, &r).unwrap(),
-            "`--no-owner` — Do not output commands to set ownership of objects. [app-dump.html#4]"
-        );
-        // A sentence that names its term already is left as it is.
-        let mut named = r.clone();
-        named.passages[0].text = "`--no-owner`\nWith `--no-owner` no ownership commands are written.".into();
-        let said = "With `--no-owner` no ownership commands are written.";
-        assert_eq!(compose(q, said, &named).unwrap(), format!("{said} [app-dump.html#4]"));
-    }
 }
