@@ -139,7 +139,8 @@ pub(super) fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidenc
 /// holds: the share of `answer`'s parts, split at `_`, `.`, `-`, `:`, `/`
 /// and where a lower-case letter meets a capital (`TimeoutError`: `timeout`,
 /// `error`), that a question word is, is part of (`octet`, `octets`) or is
-/// in (`walfile` holds `file`). 0 for a name with no part of three letters.
+/// in (`walfile` holds `file`); a word of three letters only as itself
+/// (`set` is not in `offset`). 0 for a name with no part of three letters.
 /// Of `log_walfile_name` and `log_walfile_name_offset`, a question about a
 /// file name and its offset holds more of the second.
 pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
@@ -155,7 +156,7 @@ pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     let holds = |p: &String| {
         asked
             .iter()
-            .any(|w| w == p || (w.len() >= 3 && p.contains(w.as_str())) || (p.len() >= 3 && w.contains(p.as_str())))
+            .any(|w| w == p || (w.len() >= 4 && p.contains(w.as_str())) || (p.len() >= 4 && w.contains(p.as_str())))
     };
     parts.iter().filter(|p| holds(p)).count() as f64 / parts.len() as f64
 }
