@@ -140,9 +140,12 @@ pub(super) fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidenc
 /// and where a lower-case letter meets a capital (`TimeoutError`: `timeout`,
 /// `error`), that a question word is, is part of (`octet`, `octets`) or is
 /// in (`walfile` holds `file`); a word of three letters only as itself
-/// (`set` is not in `offset`). 0 for a name with no part of three letters.
-/// Of `log_walfile_name` and `log_walfile_name_offset`, a question about a
-/// file name and its offset holds more of the second.
+/// (`set` is not in `offset`). A word naming the kind of answer asked for
+/// (`error`, `function`, `option`, …) says what kind, not which, and is not
+/// matched. The share is taken over one more than the parts, so a longer
+/// name whose every part is asked for (`pg_walfile_name_offset`, `pg` being
+/// too short to count) outweighs its shorter prefix (`pg_walfile_name`).
+/// 0 for a name with no part of three letters.
 pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     static CASE: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"([a-z0-9])([A-Z])").expect("valid regex"));
@@ -153,12 +156,31 @@ pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     if parts.is_empty() {
         return 0.0;
     }
+    // As `content_words` stems them (`settings` is `sett`, `variables` `variabl`).
+    const KINDS: &[&str] = &[
+        "error",
+        "exception",
+        "function",
+        "option",
+        "sett",
+        "setting",
+        "parameter",
+        "variable",
+        "variabl",
+        "module",
+        "modul",
+        "class",
+        "method",
+        "command",
+        "flag",
+    ];
     let holds = |p: &String| {
         asked
             .iter()
+            .filter(|w| !KINDS.contains(&w.as_str()))
             .any(|w| w == p || (w.len() >= 4 && p.contains(w.as_str())) || (p.len() >= 4 && w.contains(p.as_str())))
     };
-    parts.iter().filter(|p| holds(p)).count() as f64 / parts.len() as f64
+    parts.iter().filter(|p| holds(p)).count() as f64 / (parts.len() + 1) as f64
 }
 
 #[cfg(test)]
@@ -248,14 +270,27 @@ mod tests {
         let long = name_parts(&asked, "log_walfile_name_offset()");
         let short = name_parts(&asked, "log_walfile_name");
         assert!(long > short, "{long} vs {short}");
+        // A prefix too short to count does not tie the pair.
+        let long = name_parts(&asked, "db_walfile_name_offset()");
+        let short = name_parts(&asked, "db_walfile_name");
+        assert!(long > short, "{long} vs {short}");
         let asked = content_words("which exception is raised when the call times out?");
         assert_eq!(
             name_parts(&asked, "TimeoutError"),
-            0.5,
+            1.0 / 3.0,
             "`timeout` holds `time`; `error` is not asked"
+        );
+        let asked = content_words("which error is raised on a timeout?");
+        assert_eq!(
+            name_parts(&asked, "TimeoutError"),
+            1.0 / 3.0,
+            "`error` names the kind asked for, not which"
         );
         assert_eq!(name_parts(&asked, "--jobs"), 0.0);
         assert_eq!(name_parts(&asked, "-j"), 0.0, "no part of three letters");
-        assert_eq!(name_parts(&content_words("count the octets"), "octet_length"), 0.5);
+        assert_eq!(
+            name_parts(&content_words("count the octets"), "octet_length"),
+            1.0 / 3.0
+        );
     }
 }
