@@ -13,6 +13,7 @@ use std::path::Path;
 use upshift_shared::config::{RagConfig, ZERO_FEATURES, ZeroRank};
 use upshift_shared::risk::thin;
 use upshift_shared::stats::clopper_pearson_upper;
+use upshift_shared::verify::rag::extractive::compose;
 use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank, fit_weights, held_out_scores};
 use upshift_shared::verify::rag::extractive::judge::ZeroFeatures;
 use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
@@ -73,11 +74,20 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             (short, d.answer.clone())
         };
         let right = zero_right && !stopped;
+        // A free-form candidate is judged as it would be answered, composed
+        // (with the term its sentence describes), as `right` is.
         let candidate_right: Vec<bool> = d
             .zero
             .ranked
             .iter()
-            .map(|c| q.answerable() && q.answers.iter().any(|a| contains_span(&c.label, a)))
+            .map(|c| {
+                let said = if span {
+                    c.label.clone()
+                } else {
+                    compose(&q.question, &c.label, r).unwrap_or_else(|| c.label.clone())
+                };
+                q.answerable() && q.answers.iter().any(|a| contains_span(&said, a))
+            })
             .collect();
         let status = if d.defended() { "succeeded" } else { "unresolved" };
         // An undefended answer is a model's best choice live (its tiers climb

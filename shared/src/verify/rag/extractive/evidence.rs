@@ -149,7 +149,8 @@ pub fn rival<'a>(span: &str, candidates: &[String], r: &'a Retrieval) -> Option<
 /// The answer composed from a chosen `span`: the span, then the sentence
 /// that holds it with its citation (`wal_level — `wal_level` determines how
 /// much information is written to the WAL. [runtime-config-wal.html#1]`); a
-/// free-form question's answer is the cited sentence alone.
+/// free-form question's answer is the cited sentence, after the term it
+/// describes ([`described_term`]) when it does not name it.
 pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
     let ev = locate(span, r)?;
     let mut sentence = ev.sentence.trim().to_string();
@@ -157,11 +158,36 @@ pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
         sentence.push('.');
     }
     let cite = &ev.passage.passage_id;
-    Some(if classify(query).wants_span() {
-        format!("{} — {sentence} [{cite}]", span.trim())
-    } else {
-        format!("{sentence} [{cite}]")
+    if classify(query).wants_span() {
+        return Some(format!("{} — {sentence} [{cite}]", span.trim()));
+    }
+    // "How do I dump without owners?" is answered by the option the
+    // sentence describes ("Do not output commands to set ownership …").
+    Some(match described_term(ev.passage, &ev.sentence) {
+        Some(term) if !contains_span(&sentence, &term) => format!("`{term}` — {sentence} [{cite}]"),
+        _ => format!("{sentence} [{cite}]"),
     })
+}
+
+/// How many sentences before it a description may stand from the term it
+/// describes: the definition line, a first sentence, then this one.
+const DESCRIBED_REACH: usize = 2;
+
+/// The one term `sentence` describes in `passage`: the term of a definition
+/// line in code (one holding a `` ` ``, so a prose line ending in `main()`
+/// is none) at most [`DESCRIBED_REACH`] sentences before it, the same
+/// wherever the sentence stands; `None` when there is none or they differ.
+pub(crate) fn described_term(passage: &Passage, sentence: &str) -> Option<String> {
+    let sentences = sentences(&passage.text);
+    let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
+    let mut terms = (0..sentences.len()).filter(|&at| joined(&sentences[at])).map(|at| {
+        sentences[at.saturating_sub(DESCRIBED_REACH)..=at]
+            .iter()
+            .rev()
+            .find_map(|s| s.contains('`').then(|| definition_term(s)).flatten())
+    });
+    let first = terms.next()??;
+    terms.all(|t| t.as_deref() == Some(first.as_str())).then_some(first)
 }
 
 /// The terms of the definitions `sentence` falls under in `passage`: for
@@ -176,4 +202,62 @@ pub(crate) fn governing(passage: &Passage, sentence: &str) -> Vec<String> {
         .filter(|&at| joined(&sentences[at]))
         .filter_map(|at| sentences[..=at].iter().rev().find_map(|s| definition_term(s)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::rag::Sentence;
+
+    fn one_passage(text: &str, sentence: &str) -> Retrieval {
+        Retrieval {
+            terms: "q".into(),
+            mode: "hybrid".into(),
+            passages: vec![Passage {
+                passage_id: "app-dump.html#4".into(),
+                document_id: "app-dump.html".into(),
+                title: "db_dump".into(),
+                score: 0.5,
+                text: text.into(),
+                lexical: None,
+                similarity: None,
+            }],
+            sentences: vec![Sentence {
+                passage_id: "app-dump.html#4".into(),
+                text: sentence.into(),
+                similarity: 0.7,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_free_form_answer_is_read_with_the_term_its_sentence_describes() {
+        let said = "Do not output commands to set ownership of objects.";
+        let r = one_passage(
+            &format!("`--no-owner`\n{said}\nUse this when restoring elsewhere."),
+            said,
+        );
+        let q = "restores fail on the owner lines. how do I make a dump without ownership commands?";
+        assert_eq!(classify(q), QuestionType::Free);
+        assert_eq!(
+            compose(q, said, &r).unwrap(),
+            format!("`--no-owner` — {said} [app-dump.html#4]")
+        );
+        // A sentence that names its term already is left as it is.
+        let named = "With `--no-owner` no ownership commands are written.";
+        let r = one_passage(&format!("`--no-owner`\n{named}"), named);
+        assert_eq!(compose(q, named, &r).unwrap(), format!("{named} [app-dump.html#4]"));
+        // Prose far past a definition line, or after a prose line ending in
+        // a call, describes no term.
+        let far = format!("`--no-owner`\nOne. Two. Three. {said}");
+        assert_eq!(
+            compose(q, said, &one_passage(&far, said)).unwrap(),
+            format!("{said} [app-dump.html#4]")
+        );
+        let call = format!("Then the program calls main()\n{said}");
+        assert_eq!(
+            compose(q, said, &one_passage(&call, said)).unwrap(),
+            format!("{said} [app-dump.html#4]")
+        );
+    }
 }
