@@ -46,8 +46,10 @@ use std::collections::BTreeMap;
 ///   none (or no name asked): 0;
 /// - `name_parts`: for a question asking for a name, the share of the
 ///   answer's own words (its parts at `_`, `.`, `-`, `:` and case changes:
-///   `walfile`, `name`, `offset`) the question holds; 0 otherwise. Two
-///   names a part apart are told apart by the part the question asks for;
+///   `walfile`, `name`, `offset`) the question holds, over one more than
+///   the parts, the kind noun asked for (`which error`) not counted; 0
+///   otherwise. Two names a part apart are told apart by the part the
+///   question asks for;
 /// - `share`: the candidate's share of the ranking's softmax over the
 ///   candidates that pass the hard checks (1: no rival), and `lead`: how
 ///   far its ranking value leads the best other's (clamped to [-5, 5]; 5:

@@ -7,7 +7,7 @@ use crate::rag::step_times;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use upshift_shared::stats::quantile;
-use upshift_shared::verify::rag::text::contains_span;
+use upshift_shared::verify::rag::text::{contains_span, strip_citations};
 
 /// One labelled question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,7 +103,8 @@ pub fn score(q: &Question, job: &serde_json::Value, route: &serde_json::Value, j
     let r = &job["result"];
     let answer = r["answer"].as_str().map(str::to_string);
     let short = r["short_answer"].as_str().map(str::to_string);
-    let judged = short.clone().or_else(|| answer.clone()).unwrap_or_default();
+    // Judged without its citations: `[sql-copy.html#2]` holds `COPY`.
+    let judged = strip_citations(&short.clone().or_else(|| answer.clone()).unwrap_or_default());
     let answer_match = q.answers.iter().any(|a| contains_span(&judged, a));
     let doc = |pid: &str| pid.split('#').next().unwrap_or_default().to_string();
     let retrieved: Vec<String> = r["retrieved"]

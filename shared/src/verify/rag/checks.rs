@@ -1,6 +1,6 @@
 //! The verifiers of a rag job's steps (see the module above for the list).
 
-use super::extractive::{NO_ANSWER, candidates, locate, margin};
+use super::extractive::{NO_ANSWER, candidates, described_term, locate, margin};
 use super::question::{QuestionType, classify};
 use super::spans::{fits, spans};
 use super::{
@@ -292,7 +292,12 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors, fi
             ),
         ));
     }
-    if t == QuestionType::Free && asks_how(query) && !names_a_means(&ev.sentence, query) {
+    // A sentence is answered with the term it describes (`compose`), a means.
+    if t == QuestionType::Free
+        && asks_how(query)
+        && !names_a_means(&ev.sentence, query)
+        && described_term(ev.passage, &ev.sentence).is_none()
+    {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
             "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not",

@@ -19,8 +19,8 @@ pub mod fit;
 pub mod judge;
 pub mod offline;
 mod zero;
-pub(crate) use evidence::governing;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
+pub(crate) use evidence::{described_term, governing};
 pub use zero::{ZeroChoice, tier_zero};
 
 /// What an extraction answers when it found nothing (a model given free

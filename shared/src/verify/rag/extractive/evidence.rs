@@ -150,7 +150,7 @@ pub fn rival<'a>(span: &str, candidates: &[String], r: &'a Retrieval) -> Option<
 /// that holds it with its citation (`wal_level — `wal_level` determines how
 /// much information is written to the WAL. [runtime-config-wal.html#1]`); a
 /// free-form question's answer is the cited sentence, after the term it
-/// describes ([`described_term`]) when it does not name it.
+/// describes when it does not name it.
 pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
     let ev = locate(span, r)?;
     let mut sentence = ev.sentence.trim().to_string();
@@ -173,18 +173,30 @@ pub fn compose(query: &str, span: &str, r: &Retrieval) -> Option<String> {
 /// describes: the definition line, a first sentence, then this one.
 const DESCRIBED_REACH: usize = 2;
 
-/// The one term `sentence` describes in `passage`: the term of a definition
-/// line in code (one holding a `` ` ``, so a prose line ending in `main()`
-/// is none) at most [`DESCRIBED_REACH`] sentences before it, the same
-/// wherever the sentence stands; `None` when there is none or they differ.
+/// The one term `sentence` describes in `passage`: the term of the nearest
+/// definition line at or before it (a line that [`definition_term`] reads,
+/// or any line opening with code), when that line is at most
+/// [`DESCRIBED_REACH`] sentences back, is in code (holds a `` ` ``: a bare
+/// `main()` line is not a definition), and its term is a plain name (no
+/// brackets or separators, which would read as a citation); the same
+/// wherever the sentence stands, else `None`.
 pub(crate) fn described_term(passage: &Passage, sentence: &str) -> Option<String> {
     let sentences = sentences(&passage.text);
     let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
+    let of_line = |s: &String| {
+        let term = definition_term(s);
+        (term.is_some() || s.trim_start().starts_with('`')).then(|| {
+            term.filter(|_| s.contains('`'))
+                .map(|t| t.trim_end_matches([':', '.']).to_string())
+                .filter(|t| !t.is_empty() && !t.contains(['[', ']', ';', ',']))
+        })
+    };
     let mut terms = (0..sentences.len()).filter(|&at| joined(&sentences[at])).map(|at| {
         sentences[at.saturating_sub(DESCRIBED_REACH)..=at]
             .iter()
             .rev()
-            .find_map(|s| s.contains('`').then(|| definition_term(s)).flatten())
+            .find_map(of_line)
+            .flatten()
     });
     let first = terms.next()??;
     terms.all(|t| t.as_deref() == Some(first.as_str())).then_some(first)
@@ -247,14 +259,14 @@ mod tests {
         let named = "With `--no-owner` no ownership commands are written.";
         let r = one_passage(&format!("`--no-owner`\n{named}"), named);
         assert_eq!(compose(q, named, &r).unwrap(), format!("{named} [app-dump.html#4]"));
-        // Prose far past a definition line, or after a prose line ending in
-        // a call, describes no term.
+        // Prose far past a definition line, under a bare code line, or
+        // under a nearer definition that is no plain name, describes no term.
         let far = format!("`--no-owner`\nOne. Two. Three. {said}");
         assert_eq!(
             compose(q, said, &one_passage(&far, said)).unwrap(),
             format!("{said} [app-dump.html#4]")
         );
-        let call = format!("Then the program calls main()\n{said}");
+        let call = format!("`--no-owner`\nmain()\n{said}");
         assert_eq!(
             compose(q, said, &one_passage(&call, said)).unwrap(),
             format!("{said} [app-dump.html#4]")

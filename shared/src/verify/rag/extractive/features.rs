@@ -5,7 +5,7 @@
 //! its sentence falls under, and how much of its own name the question
 //! holds. Pure functions of text, true of any manual.
 
-use super::{Evidence, governing};
+use super::{Evidence, described_term, governing};
 use crate::verify::rag::Passage;
 use crate::verify::rag::checks::{asks_how, names_a_means, presents_program, states_default};
 use crate::verify::rag::question::QuestionType;
@@ -130,22 +130,62 @@ pub(super) fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidenc
     match t {
         QuestionType::Default => states_default(&ev.passage.text, answer),
         QuestionType::Program => presents_program(ev.passage, answer),
-        QuestionType::Free if asks_how(query) => names_a_means(&ev.sentence, query),
+        // Read with the term it describes (`compose`), the sentence names it.
+        QuestionType::Free if asks_how(query) => {
+            names_a_means(&ev.sentence, query) || described_term(ev.passage, &ev.sentence).is_some()
+        }
         _ => true,
     }
 }
 
-/// How much of a name's own words `asked` (the question's content words)
-/// holds: the share of `answer`'s parts, split at `_`, `.`, `-`, `:`, `/`
-/// and where a lower-case letter meets a capital (`TimeoutError`: `timeout`,
-/// `error`), that a question word is, is part of (`octet`, `octets`) or is
-/// in (`walfile` holds `file`); a word of three letters only as itself
-/// (`set` is not in `offset`). A word naming the kind of answer asked for
-/// (`error`, `function`, `option`, …) says what kind, not which, and is not
-/// matched. The share is taken over one more than the parts, so a longer
-/// name whose every part is asked for (`pg_walfile_name_offset`, `pg` being
-/// too short to count) outweighs its shorter prefix (`pg_walfile_name`).
-/// 0 for a name with no part of three letters.
+/// Words naming the kind of answer asked for (`which error`, `what
+/// function`): they say what kind, not which.
+const KIND_NOUNS: &[&str] = &[
+    "error",
+    "exception",
+    "function",
+    "option",
+    "setting",
+    "parameter",
+    "variable",
+    "module",
+    "class",
+    "method",
+    "command",
+    "flag",
+];
+
+/// The words of `query` a name's parts are matched against
+/// ([`name_parts`]): its content words, less the kind noun the question
+/// asks for (the word after `which` or `what`, once), so "which error is
+/// raised on a timeout?" does not hold `Error` of `TimeoutError`, while
+/// "which variable stops at the first error?" still holds `ON_ERROR_STOP`'s.
+pub(super) fn name_words(query: &str) -> Vec<String> {
+    static ASKED: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\b(?:which|what)\s+(\w+)").expect("valid regex"));
+    let mut words = content_words(query);
+    let kind = ASKED.captures(query).map(|c| c[1].to_lowercase()).filter(|w| {
+        KIND_NOUNS
+            .iter()
+            .any(|k| w == k || w.strip_suffix('s') == Some(k) || w.strip_suffix("es") == Some(k))
+    });
+    if let Some(stemmed) = kind.and_then(|w| content_words(&w).pop())
+        && let Some(at) = words.iter().position(|w| *w == stemmed)
+    {
+        words.remove(at);
+    }
+    words
+}
+
+/// How much of a name's own words `asked` ([`name_words`]) holds: the
+/// share of `answer`'s parts, split at `_`, `.`, `-`, `:`, `/` and where a
+/// lower-case letter meets a capital (`TimeoutError`: `timeout`, `error`),
+/// that a question word is, is part of (`octet`, `octets`) or is in
+/// (`walfile` holds `file`); a word of three letters only as itself (`set`
+/// is not in `offset`). The share is taken over one more than the parts,
+/// so a longer name whose every part is asked for (`pg_walfile_name_offset`,
+/// `pg` being too short to count) outweighs its shorter prefix
+/// (`pg_walfile_name`). 0 for a name with no part of three letters.
 pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     static CASE: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"([a-z0-9])([A-Z])").expect("valid regex"));
@@ -156,28 +196,9 @@ pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     if parts.is_empty() {
         return 0.0;
     }
-    // As `content_words` stems them (`settings` is `sett`, `variables` `variabl`).
-    const KINDS: &[&str] = &[
-        "error",
-        "exception",
-        "function",
-        "option",
-        "sett",
-        "setting",
-        "parameter",
-        "variable",
-        "variabl",
-        "module",
-        "modul",
-        "class",
-        "method",
-        "command",
-        "flag",
-    ];
     let holds = |p: &String| {
         asked
             .iter()
-            .filter(|w| !KINDS.contains(&w.as_str()))
             .any(|w| w == p || (w.len() >= 4 && p.contains(w.as_str())) || (p.len() >= 4 && w.contains(p.as_str())))
     };
     parts.iter().filter(|p| holds(p)).count() as f64 / (parts.len() + 1) as f64
@@ -274,18 +295,25 @@ mod tests {
         let long = name_parts(&asked, "db_walfile_name_offset()");
         let short = name_parts(&asked, "db_walfile_name");
         assert!(long > short, "{long} vs {short}");
-        let asked = content_words("which exception is raised when the call times out?");
+        let asked = name_words("which exception is raised when the call times out?");
         assert_eq!(
             name_parts(&asked, "TimeoutError"),
             1.0 / 3.0,
             "`timeout` holds `time`; `error` is not asked"
         );
-        let asked = content_words("which error is raised on a timeout?");
+        let asked = name_words("which error is raised on a timeout?");
         assert_eq!(
             name_parts(&asked, "TimeoutError"),
             1.0 / 3.0,
             "`error` names the kind asked for, not which"
         );
+        let asked = name_words("Which psql variable stops a script at the first error?");
+        assert_eq!(
+            name_parts(&asked, "ON_ERROR_STOP"),
+            2.0 / 3.0,
+            "here `error` is what is asked about"
+        );
+        assert!(!name_words("Which classes are there?").contains(&"class".to_string()));
         assert_eq!(name_parts(&asked, "--jobs"), 0.0);
         assert_eq!(name_parts(&asked, "-j"), 0.0, "no part of three letters");
         assert_eq!(

@@ -12,7 +12,7 @@
 //! that says something else, a name a part away, a floor on similarity) is
 //! a feature here, weighed by data.
 
-use super::features::{coverage, governs, name_parts, presented, proximity, shape_fit, subject};
+use super::features::{coverage, governs, name_parts, name_words, presented, proximity, shape_fit, subject};
 use super::{Evidence, close_alternative, defined_terms, locate};
 use crate::config::{ZERO_FEATURES, ZeroRank, ZeroScore};
 use crate::stats::sigmoid;
@@ -80,7 +80,7 @@ pub fn judge_all(query: &str, r: &Retrieval, labels: &[String]) -> Vec<Option<Ju
     let asking = asking_sentence(query);
     let asked = content_words(&asking);
     // The context says what is wanted too ("… the file name and its offset").
-    let whole = content_words(query);
+    let whole = name_words(query);
     let sentence_words: Vec<(String, Vec<String>)> = r
         .scored_sentences()
         .into_iter()
