@@ -33,10 +33,16 @@ pub fn chunk(text: &str) -> Vec<String> {
     out
 }
 
-/// The paragraphs of `text`, white space collapsed, each short one joined
-/// (by a line break) to the paragraph after it: a heading or a definition's
-/// term then starts the passage of the text it introduces.
+/// The paragraphs of `text`, white space collapsed, each lead-in (a short
+/// paragraph that is no sentence: a heading, a definition's term, a table
+/// row's `|`) joined by a line break to the paragraph after it, so that it
+/// starts the passage of the text it introduces. A short sentence ("This
+/// function is restricted to superusers.") introduces nothing: were it a
+/// lead-in, it would fill the lead and leave the term after it
+/// (`` `pg_walfile_name` ( `lsn` ) ``) at the end of a passage whose next
+/// one holds its description.
 fn units(text: &str) -> Vec<String> {
+    let is_lead = |p: &str| p.len() <= LEAD_IN && !p.ends_with(['.', '!', '?']);
     let mut out: Vec<String> = Vec::new();
     let mut lead = String::new();
     for para in text
@@ -44,12 +50,18 @@ fn units(text: &str) -> Vec<String> {
         .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|p| !p.is_empty())
     {
+        if is_lead(&para) && !lead.is_empty() && lead.len() + 1 + para.len() > LEAD_IN {
+            // Leads too long together: the earlier ones stand alone, this
+            // one introduces what follows it.
+            out.push(std::mem::replace(&mut lead, para));
+            continue;
+        }
         let joined = if lead.is_empty() {
             para
         } else {
             format!("{lead}\n{para}")
         };
-        if joined.len() <= LEAD_IN {
+        if is_lead(&joined) {
             lead = joined;
         } else {
             lead.clear();
@@ -124,6 +136,19 @@ mod tests {
         assert!(
             b[1].starts_with("`effective_cache_size` (`integer`)\nSets it."),
             "{b:?}"
+        );
+        // After a short sentence, a table row's term still opens the
+        // passage of its description (the docs' function tables).
+        let row = format!(
+            "{body}\n\nThis function is restricted to superusers by default, but other users can be granted EXECUTE.\n\n|\n\n\
+             `pg_walfile_name` ( `lsn` `pg_lsn` ) → `text`\n\nConverts a location to the name of the WAL file. {}",
+            "w ".repeat(100)
+        );
+        let c = chunk(&row);
+        assert!(
+            c.iter()
+                .any(|p| p.starts_with("|\n`pg_walfile_name` ( `lsn` `pg_lsn` ) → `text`\nConverts")),
+            "{c:?}"
         );
     }
 }
