@@ -183,9 +183,9 @@ pub(super) fn name_words(query: &str) -> Vec<String> {
 /// that a question word is, is part of (`octet`, `octets`) or is in
 /// (`walfile` holds `file`); a word of three letters only as itself (`set`
 /// is not in `offset`). The share is taken over one more than the parts,
-/// so a longer name whose every part is asked for (`pg_walfile_name_offset`,
-/// `pg` being too short to count) outweighs its shorter prefix
-/// (`pg_walfile_name`). 0 for a name with no part of three letters.
+/// so a longer name whose every part is asked for (`db_walfile_name_offset`,
+/// `db` being too short to count) outweighs its shorter prefix
+/// (`db_walfile_name`). 0 for a name with no part of three letters.
 pub(super) fn name_parts(asked: &[String], answer: &str) -> f64 {
     static CASE: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"([a-z0-9])([A-Z])").expect("valid regex"));
