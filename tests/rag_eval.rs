@@ -16,7 +16,11 @@ fn question_file(dir: &std::path::Path, name: &str, questions: &[Value]) -> Stri
 
 #[tokio::test]
 async fn eval_rag_scores_jobs_of_a_fixture_collection() {
-    let (h, _orch) = widgets_stack(crate::rag::ZERO_TRUSTED).await;
+    // The fixture's floor is pinned: its off-topic question (w3) scores
+    // under 0.44, and the shipped floor is refitted on the manuals' questions
+    // and moves with them; this test is about the figures eval reports.
+    let config = format!("[rag]\nmin_similarity = 0.44\n{}", crate::rag::ZERO_TRUSTED);
+    let (h, _orch) = widgets_stack(&config).await;
     let questions = [
         // Answered by the evidence alone and right.
         json!({"id": "w1", "split": "dev", "kind": "setting", "question": LIMIT_Q,

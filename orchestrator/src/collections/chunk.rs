@@ -1,16 +1,21 @@
 //! Chunking: a document becomes passages of at most [`MAX_PASSAGE`] bytes,
-//! cut at paragraph breaks, then sentence ends, then spaces. A short last
-//! paragraph (a heading, a definition's term such as `wal_level` (`enum`))
-//! moves on with the text it introduces. The same text always gives the
-//! same passages, so passage ids (`<doc>#<n>`) are stable.
+//! cut at paragraph breaks, then sentence ends, then spaces. A short
+//! paragraph that is no sentence (a heading, a definition's term such as
+//! `wal_level` (`enum`), a table row's `|`) moves on with the text it
+//! introduces. The same text always gives the same passages, so passage
+//! ids (`<doc>#<n>`) are stable.
 
 /// Largest passage, in bytes (about 200 tokens).
 pub const MAX_PASSAGE: usize = 900;
-/// A paragraph this short introduces the next one rather than ending a
-/// passage (a heading, a setting's `name (type)` line, a function's
-/// signature: the longest signatures of the PostgreSQL docs' admin
-/// functions are about 90 bytes).
+/// A paragraph this short and no sentence introduces the next one rather
+/// than ending a passage (a heading, a setting's `name (type)` line, a
+/// function's signature: the longest signatures of the PostgreSQL docs'
+/// admin functions are about 90 bytes).
 const LEAD_IN: usize = 120;
+/// How long a run of lead-ins may grow (a table row's `|`, two overloaded
+/// signatures, a short description without a full stop) before the earlier
+/// ones stand alone.
+const LEAD_RUN: usize = MAX_PASSAGE / 3;
 
 /// Splits `text` into passages.
 pub fn chunk(text: &str) -> Vec<String> {
@@ -33,16 +38,12 @@ pub fn chunk(text: &str) -> Vec<String> {
     out
 }
 
-/// The paragraphs of `text`, white space collapsed, each lead-in (a short
-/// paragraph that is no sentence: a heading, a definition's term, a table
-/// row's `|`) joined by a line break to the paragraph after it, so that it
-/// starts the passage of the text it introduces. A short sentence ("This
-/// function is restricted to superusers.") introduces nothing: were it a
-/// lead-in, it would fill the lead and leave the term after it
-/// (`` `pg_walfile_name` ( `lsn` ) ``) at the end of a passage whose next
-/// one holds its description.
+/// The paragraphs of `text`, white space collapsed, each run of lead-ins
+/// ([`is_lead`]) joined by line breaks to the paragraph after it, so that
+/// it starts the passage of the text it introduces. A table row's `|`
+/// starts a run of its own (the row before it is complete), and a run
+/// longer than [`LEAD_RUN`] leaves its earlier lead-ins standing alone.
 fn units(text: &str) -> Vec<String> {
-    let is_lead = |p: &str| p.len() <= LEAD_IN && !p.ends_with(['.', '!', '?']);
     let mut out: Vec<String> = Vec::new();
     let mut lead = String::new();
     for para in text
@@ -50,28 +51,39 @@ fn units(text: &str) -> Vec<String> {
         .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|p| !p.is_empty())
     {
-        if is_lead(&para) && !lead.is_empty() && lead.len() + 1 + para.len() > LEAD_IN {
-            // Leads too long together: the earlier ones stand alone, this
-            // one introduces what follows it.
-            out.push(std::mem::replace(&mut lead, para));
+        if is_lead(&para) {
+            if !lead.is_empty() && (para == "|" || lead.len() + 1 + para.len() > LEAD_RUN) {
+                out.push(std::mem::take(&mut lead));
+            }
+            if !lead.is_empty() {
+                lead.push('\n');
+            }
+            lead.push_str(&para);
             continue;
         }
-        let joined = if lead.is_empty() {
+        out.push(if lead.is_empty() {
             para
         } else {
-            format!("{lead}\n{para}")
-        };
-        if is_lead(&joined) {
-            lead = joined;
-        } else {
-            lead.clear();
-            out.push(joined);
-        }
+            format!("{}\n{para}", std::mem::take(&mut lead))
+        });
     }
     if !lead.is_empty() {
         out.push(lead);
     }
     out
+}
+
+/// Whether paragraph `p` introduces the next: short and no sentence. A
+/// sentence ends in `.` or `!` (before a closing bracket or quote) and has
+/// three words or more ("This function is restricted to superusers."):
+/// were it a lead-in, a run of them would leave the term after them
+/// (`` `pg_walfile_name` ( `lsn` ) ``) at the end of a passage whose next
+/// one holds its description. A question ("What is deterministic
+/// profiling?") and an option such as `-?` introduce their answer.
+fn is_lead(p: &str) -> bool {
+    let end = p.trim_end_matches([')', ']', '"', '\'', '\u{201d}', '\u{2019}']);
+    let sentence = end.ends_with(['.', '!']) && p.split_whitespace().count() >= 3;
+    p.len() <= LEAD_IN && !sentence
 }
 
 /// Cuts a paragraph longer than a passage at sentence ends, else at spaces.

@@ -7,7 +7,7 @@ use crate::rag::step_times;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use upshift_shared::stats::quantile;
-use upshift_shared::verify::rag::text::{contains_span, strip_citations};
+use upshift_shared::verify::rag::text::contains_span;
 
 /// One labelled question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,13 +98,23 @@ pub struct Judged {
     pub passed: bool,
 }
 
+/// `text` without the passage ids it cites (`[sql-copy.html#2]` holds
+/// `COPY`): what an answer is judged on. Only `[<doc>#<n>]` brackets go,
+/// so an answer such as `%m [%p]` or `s[i]` is judged whole.
+pub fn without_citations(text: &str) -> String {
+    static CITED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\[[^\[\]\s]+#\d+(?:\s*[,;]\s*[^\[\]\s]+#\d+)*\]").expect("valid regex")
+    });
+    CITED.replace_all(text, "").into_owned()
+}
+
 /// Scores the finished `job` (with its `route`) against question `q`.
 pub fn score(q: &Question, job: &serde_json::Value, route: &serde_json::Value, job_s: f64) -> Record {
     let r = &job["result"];
     let answer = r["answer"].as_str().map(str::to_string);
     let short = r["short_answer"].as_str().map(str::to_string);
     // Judged without its citations: `[sql-copy.html#2]` holds `COPY`.
-    let judged = strip_citations(&short.clone().or_else(|| answer.clone()).unwrap_or_default());
+    let judged = without_citations(&short.clone().or_else(|| answer.clone()).unwrap_or_default());
     let answer_match = q.answers.iter().any(|a| contains_span(&judged, a));
     let doc = |pid: &str| pid.split('#').next().unwrap_or_default().to_string();
     let retrieved: Vec<String> = r["retrieved"]
@@ -294,6 +304,13 @@ pub fn summarise(records: &[&Record]) -> Summary {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_answer_is_judged_without_the_passages_it_cites() {
+        assert_eq!(without_citations("Use COPY. [sql-copy.html#2]"), "Use COPY. ");
+        assert_eq!(without_citations("`%m [%p]` [a.html#1; b.html#3]"), "`%m [%p]` ");
+        assert_eq!(without_citations("s[i] and [default: 3]"), "s[i] and [default: 3]");
+    }
 
     fn question(answers: &[&str]) -> Question {
         Question {

@@ -1,6 +1,6 @@
 //! The verifiers of a rag job's steps (see the module above for the list).
 
-use super::extractive::{NO_ANSWER, candidates, described_term, locate, margin};
+use super::extractive::{NO_ANSWER, candidates, describes_a_means, locate, margin};
 use super::question::{QuestionType, classify};
 use super::spans::{fits, spans};
 use super::{
@@ -296,11 +296,11 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors, fi
     if t == QuestionType::Free
         && asks_how(query)
         && !names_a_means(&ev.sentence, query)
-        && described_term(ev.passage, &ev.sentence).is_none()
+        && !describes_a_means(query, &ev)
     {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
-            "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not",
+            "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not, nor describes one",
         ));
     }
     // The evidence's own ranking is a second judge: a model that picks

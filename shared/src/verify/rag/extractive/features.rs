@@ -131,9 +131,7 @@ pub(super) fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidenc
         QuestionType::Default => states_default(&ev.passage.text, answer),
         QuestionType::Program => presents_program(ev.passage, answer),
         // Read with the term it describes (`compose`), the sentence names it.
-        QuestionType::Free if asks_how(query) => {
-            names_a_means(&ev.sentence, query) || described_term(ev.passage, &ev.sentence).is_some()
-        }
+        QuestionType::Free if asks_how(query) => names_a_means(&ev.sentence, query) || describes_a_means(query, ev),
         _ => true,
     }
 }
@@ -156,25 +154,40 @@ const KIND_NOUNS: &[&str] = &[
 ];
 
 /// The words of `query` a name's parts are matched against
-/// ([`name_parts`]): its content words, less the kind noun the question
-/// asks for (the word after `which` or `what`, once), so "which error is
-/// raised on a timeout?" does not hold `Error` of `TimeoutError`, while
-/// "which variable stops at the first error?" still holds `ON_ERROR_STOP`'s.
+/// ([`name_parts`]): its content words, less the kind noun each
+/// `which`/`what` asks for (the first of the three words after it that is
+/// one: "which server variable"), once each, so "which error is raised on
+/// a timeout?" does not hold `Error` of `TimeoutError`, while "which
+/// variable stops at the first error?" still holds `ON_ERROR_STOP`'s.
 pub(super) fn name_words(query: &str) -> Vec<String> {
-    static ASKED: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\b(?:which|what)\s+(\w+)").expect("valid regex"));
-    let mut words = content_words(query);
-    let kind = ASKED.captures(query).map(|c| c[1].to_lowercase()).filter(|w| {
+    static ASKED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b(?:which|what)\b((?:\W+\w+){1,3})").expect("valid regex")
+    });
+    let is_kind = |w: &str| {
         KIND_NOUNS
             .iter()
-            .any(|k| w == k || w.strip_suffix('s') == Some(k) || w.strip_suffix("es") == Some(k))
-    });
-    if let Some(stemmed) = kind.and_then(|w| content_words(&w).pop())
-        && let Some(at) = words.iter().position(|w| *w == stemmed)
-    {
-        words.remove(at);
+            .any(|k| w == *k || w.strip_suffix('s') == Some(k) || w.strip_suffix("es") == Some(k))
+    };
+    let mut words = content_words(query);
+    for c in ASKED.captures_iter(query) {
+        let kind = c[1]
+            .split(|ch: char| !ch.is_alphanumeric())
+            .map(str::to_lowercase)
+            .find(|w| is_kind(w));
+        if let Some(stemmed) = kind.and_then(|w| content_words(&w).pop())
+            && let Some(at) = words.iter().position(|w| *w == stemmed)
+        {
+            words.remove(at);
+        }
     }
     words
+}
+
+/// Whether `ev`'s sentence, read with the term it describes
+/// ([`described_term`], as `compose` answers it), names a means the
+/// question does not.
+pub(crate) fn describes_a_means(query: &str, ev: &Evidence<'_>) -> bool {
+    described_term(ev.passage, &ev.sentence).is_some_and(|t| !query.to_lowercase().contains(&t.to_lowercase()))
 }
 
 /// How much of a name's own words `asked` ([`name_words`]) holds: the
@@ -314,6 +327,8 @@ mod tests {
             "here `error` is what is asked about"
         );
         assert!(!name_words("Which classes are there?").contains(&"class".to_string()));
+        let asked = name_words("It stops there. Which Python error is raised on a timeout?");
+        assert_eq!(name_parts(&asked, "TimeoutError"), 1.0 / 3.0, "a modifier between");
         assert_eq!(name_parts(&asked, "--jobs"), 0.0);
         assert_eq!(name_parts(&asked, "-j"), 0.0, "no part of three letters");
         assert_eq!(
