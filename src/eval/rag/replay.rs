@@ -76,7 +76,8 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
         };
         let right = zero_right && !stopped;
         // A free-form candidate is judged as it would be answered, composed
-        // (with the term its sentence describes), as `right` is.
+        // (with the term its sentence describes) and without its citation,
+        // as `right` is.
         let candidate_right: Vec<bool> = d
             .zero
             .ranked
@@ -85,7 +86,7 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
                 let said = if span {
                     c.label.clone()
                 } else {
-                    compose(&q.question, &c.label, r).unwrap_or_else(|| c.label.clone())
+                    compose(&q.question, &c.label, r).map_or_else(|| c.label.clone(), |a| without_citations(&a))
                 };
                 q.answerable() && q.answers.iter().any(|a| contains_span(&said, a))
             })
