@@ -181,8 +181,7 @@ const DESCRIBED_REACH: usize = 2;
 /// brackets or separators, which would read as a citation); the same
 /// wherever the sentence stands, else `None`.
 pub(crate) fn described_term(passage: &Passage, sentence: &str) -> Option<String> {
-    let sentences = sentences(&passage.text);
-    let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
+    let (sentences, places) = places(passage, sentence);
     let of_line = |s: &String| {
         let term = definition_term(s);
         (term.is_some() || s.trim_start().starts_with('`')).then(|| {
@@ -191,7 +190,7 @@ pub(crate) fn described_term(passage: &Passage, sentence: &str) -> Option<String
                 .filter(|t| !t.is_empty() && !t.contains(['[', ']', ';', ',']))
         })
     };
-    let mut terms = (0..sentences.len()).filter(|&at| joined(&sentences[at])).map(|at| {
+    let mut terms = places.into_iter().map(|at| {
         sentences[at.saturating_sub(DESCRIBED_REACH)..=at]
             .iter()
             .rev()
@@ -208,12 +207,21 @@ pub(crate) fn described_term(passage: &Passage, sentence: &str) -> Option<String
 /// ([`definition_term`]) at or before it. An evidence sentence may be a
 /// definition line joined with the sentence after it.
 pub(crate) fn governing(passage: &Passage, sentence: &str) -> Vec<String> {
-    let sentences = sentences(&passage.text);
-    let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
-    (0..sentences.len())
-        .filter(|&at| joined(&sentences[at]))
+    let (sentences, places) = places(passage, sentence);
+    places
+        .into_iter()
         .filter_map(|at| sentences[..=at].iter().rev().find_map(|s| definition_term(s)))
         .collect()
+}
+
+/// `passage`'s sentences and the places `sentence` stands among them (it
+/// may repeat; an evidence sentence may be a definition line joined with
+/// the sentence after it, found at the line).
+fn places(passage: &Passage, sentence: &str) -> (Vec<String>, Vec<usize>) {
+    let sentences = sentences(&passage.text);
+    let joined = |s: &str| sentence == s || sentence.starts_with(&format!("{} ", s.trim()));
+    let places = (0..sentences.len()).filter(|&at| joined(&sentences[at])).collect();
+    (sentences, places)
 }
 
 #[cfg(test)]
