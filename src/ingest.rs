@@ -358,6 +358,9 @@ static FIRST_CELL: LazyLock<Regex> =
 /// `::`-qualified name, an option (`--sort-keys`, `-X`), a `%` format code.
 static LEADING_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(?:--?|%)?[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::|-)[A-Za-z_][A-Za-z0-9_]*)*").unwrap());
+/// One or two lower-case keywords declaring what a term is (`class`,
+/// `exception`, `async def`), then a name.
+static DECLARED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^((?:[a-z]+\s+){1,2})(?:--?|%)?[A-Za-z_]").unwrap());
 /// Table cells: kept apart (`columns per table | 1,600`), not run together.
 static CELL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)</t[dh]\s*>").unwrap());
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
@@ -421,6 +424,14 @@ fn definition_line(inner: &str) -> String {
     if opens_with_code(inner) || plain.starts_with('`') {
         return inner.to_string();
     }
+    // A declaration's keywords (`exception ConnectionRefusedError`,
+    // `class queue.PriorityQueue(maxsize=0)`, `coroutine asyncio.wait(…)`)
+    // stand before the name they declare: the name leads the line, as
+    // every other definition's does, and the keywords follow it.
+    let (keywords, plain) = match DECLARED.captures(plain).and_then(|c| c.get(1)) {
+        Some(k) => (Some(plain[..k.end()].trim()), &plain[k.end()..]),
+        None => (None, plain),
+    };
     let Some(m) = LEADING_NAME.find(plain) else {
         return inner.to_string();
     };
@@ -434,10 +445,21 @@ fn definition_line(inner: &str) -> String {
             .chars()
             .skip(1)
             .any(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    if !(code_like || rest.is_empty()) {
+    let ok = match keywords {
+        // Declared: a call's signature (`(` right after the name), or a
+        // code-like name alone; "new archive (B)" and "in PL/pgSQL, …" are prose.
+        Some(_) => plain[m.end()..].starts_with('(') || (code_like && rest.is_empty()),
+        None => code_like || rest.is_empty(),
+    };
+    if !ok {
         return inner.to_string();
     }
     let rest = rest.replace('<', "&lt;").replace('>', "&gt;");
+    let rest = match keywords {
+        Some(k) if rest.is_empty() => format!("({k})"),
+        Some(k) => format!("{rest} ({k})"),
+        None => rest,
+    };
     if rest.is_empty() {
         format!("<code>{name}</code>")
     } else {
@@ -510,6 +532,25 @@ mod tests {
             text.starts_with("`shutil.copytree` (src, dst, symlinks=False)"),
             "{text}"
         );
+        // A declaration's keywords follow the name they declare.
+        let dt = r#"<dl><dt id="ConnectionRefusedError"><em class="property"><span class="pre">exception</span><span class="w"> </span></em><span class="sig-name descname"><span class="pre">ConnectionRefusedError</span></span></dt><dd><p>Raised when a connection attempt is refused.</p></dd></dl>"#;
+        assert!(
+            html_to_text(dt).1.starts_with("`ConnectionRefusedError` (exception)\n"),
+            "{:?}",
+            html_to_text(dt)
+        );
+        let (_, text) = html_to_text("<dl><dt>class queue.PriorityQueue(maxsize=0)</dt><dd>A queue.</dd></dl>");
+        assert!(
+            text.starts_with("`queue.PriorityQueue` (maxsize=0) (class)\n"),
+            "{text}"
+        );
+        let (_, text) = html_to_text("<dl><dt>new archive (B)</dt></dl>");
+        assert_eq!(text, "new archive (B)");
+        // Prose that opens in lower case is no declaration.
+        let (_, text) = html_to_text("<dl><dt>if the server is busy</dt></dl>");
+        assert_eq!(text, "if the server is busy");
+        let (_, text) = html_to_text("<dl><dt>see below</dt></dl>");
+        assert_eq!(text, "see below");
         let (_, text) = html_to_text("<dl><dt><span>--sort-keys</span></dt><dd>Sort the output.</dd></dl>");
         assert!(text.starts_with("`--sort-keys`\n"), "{text}");
         // Already code (a setting with its type), or prose: kept.
