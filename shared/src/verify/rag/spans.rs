@@ -29,8 +29,13 @@ static COMMAND: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Z][A-Z_]+(?: [A-Z][A-Z_]+){0,3}$").expect("valid regex"));
 /// Capitalised SQL keywords in running text, one to four words.
 static CAPS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z]{3,}(?: [A-Z]{2,}){0,3}\b").expect("valid regex"));
+/// A file name: any stem (dotted too: `postgresql.auto.conf`), then an
+/// extension files have in any manual.
 static FILE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b[A-Za-z0-9_\-/]*[A-Za-z0-9_]\.(?:conf|sql|txt|json|log|html|csv|h|c|so|pid|signal)\b")
+    Regex::new(concat!(
+        r"\b[A-Za-z0-9_\-/.]*[A-Za-z0-9_]\.",
+        r"(?:conf|sql|txt|json|log|html|csv|h|c|so|pid|signal|opts|key|crt|pem|cfg|ini|py|toml|ya?ml|xml|gz|tar|zip|lock|sh)\b"
+    ))
         .expect("valid regex")
 });
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
@@ -281,6 +286,14 @@ mod tests {
                 QuestionType::File
             ),
             vec!["client_auth.conf"]
+        );
+        // A dotted stem is one file; a key file is a file.
+        assert_eq!(
+            spans(
+                "Settings in `db.auto.conf` override those; the key is `$DATA/server.key`.",
+                QuestionType::File
+            ),
+            vec!["db.auto.conf", "DATA/server.key"]
         );
         assert!(fits("wal_level", QuestionType::Setting) && !fits("VACUUM", QuestionType::Setting));
         assert!(fits("VACUUM", QuestionType::Command) && !fits("vacuum_cost", QuestionType::Command));
