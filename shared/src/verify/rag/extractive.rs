@@ -32,7 +32,7 @@ pub const NO_ANSWER: &str = "none of these";
 /// Most candidates offered.
 pub const MAX_CANDIDATES: usize = 24;
 /// Candidates come from this many of the sentences most similar to the question.
-pub const EVIDENCE_SENTENCES: usize = 8;
+pub const EVIDENCE_SENTENCES: usize = 12;
 /// A free-form question is answered by one of this many sentences.
 pub const SENTENCE_CANDIDATES: usize = 6;
 
@@ -146,10 +146,13 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
             push(s);
         }
     }
-    // Headings ("Write Ahead Log") look like the question but state nothing.
+    // Headings ("Write Ahead Log") look like the question but state
+    // nothing; a short line that holds a span of the kind asked is a
+    // definition's term line (`exception ConnectionRefusedError`,
+    // `` `--skip-locked` ``), the name itself.
     let best: Vec<_> = best_sentences(r, EVIDENCE_SENTENCES + 8)
         .into_iter()
-        .filter(|(_, s, _)| s.split_whitespace().count() >= 4)
+        .filter(|(_, s, _)| s.split_whitespace().count() >= 4 || (t != QuestionType::Free && !spans(s, t).is_empty()))
         .take(EVIDENCE_SENTENCES)
         .collect();
     let name_first = t.wants_name() || t == QuestionType::Command;

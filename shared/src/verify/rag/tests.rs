@@ -467,3 +467,38 @@ fn a_value_question_gets_a_value_not_held_to_a_stated_default() {
     assert!(codes(&check_span_hard("replica", &r, default)).contains(&ReasonCode::AnswerTypeMismatch));
     assert!(!codes(&check_span_hard("origin", &r, default)).contains(&ReasonCode::AnswerTypeMismatch));
 }
+
+#[test]
+fn a_short_definition_line_among_the_best_sentences_offers_its_name() {
+    // The term line alone is among the sentences most like the question;
+    // eight longer sentences of another page rank above it.
+    let filler: Vec<String> = (0..8)
+        .map(|i| format!("Tables are processed one after another in step {i}."))
+        .collect();
+    let mut sentences: Vec<Sentence> = filler
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Sentence {
+            passage_id: "other.html#0".into(),
+            text: t.clone(),
+            similarity: 0.9 - 0.01 * i as f32,
+        })
+        .collect();
+    sentences.push(Sentence {
+        passage_id: "app-vacuumdb.html#2".into(),
+        text: "`--skip-locked`".into(),
+        similarity: 0.7,
+    });
+    let r = Retrieval {
+        mode: "hybrid".into(),
+        passages: vec![
+            passage("other.html#0", 0.5, &filler.join(" ")),
+            passage("app-vacuumdb.html#2", 0.4, "`--skip-locked`"),
+        ],
+        sentences,
+        ..retrieval()
+    };
+    let q = "some tables are locked by a long job. which option makes the tool move on without waiting?";
+    let found = extractive::candidates(q, &r);
+    assert!(found.iter().any(|c| c == "--skip-locked"), "{found:?}");
+}
