@@ -29,7 +29,7 @@ static COMMAND: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Z][A-Z_]+(?: [A-Z][A-Z_]+){0,3}$").expect("valid regex"));
 /// Capitalised SQL keywords in running text, one to four words.
 static CAPS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z]{3,}(?: [A-Z]{2,}){0,3}\b").expect("valid regex"));
-/// A file name: any stem (dotted too: `postgresql.auto.conf`), then an
+/// A file name: any stem (dotted too: `db.auto.conf`), then an
 /// extension files have in any manual.
 static FILE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
