@@ -358,6 +358,11 @@ static FIRST_CELL: LazyLock<Regex> =
 /// `::`-qualified name, an option (`--sort-keys`, `-X`), a `%` format code.
 static LEADING_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(?:--?|%)?[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|::|-)[A-Za-z_][A-Za-z0-9_]*)*").unwrap());
+/// Words of English prose, never a declaration's keyword.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "and", "as", "at", "by", "for", "from", "if", "in", "into", "is", "not", "of", "on", "or", "see", "the",
+    "to", "using", "via", "with",
+];
 /// One or two lower-case keywords declaring what a term is (`class`,
 /// `exception`, `async def`), then a name.
 static DECLARED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^((?:[a-z]+\s+){1,2})(?:--?|%)?[A-Za-z_]").unwrap());
@@ -416,8 +421,10 @@ pub fn html_to_text(html: &str) -> (Option<String>, String) {
 }
 
 /// The HTML of a definition's term with its leading name marked as code:
-/// `os.getcwd()` → `` `os.getcwd` () ``; `--sort-keys` → `` `--sort-keys` ``.
-/// A term that already opens with code, or opens with no name, is kept.
+/// `os.getcwd()` → `` `os.getcwd` () ``; `--sort-keys` → `` `--sort-keys` ``;
+/// a declaration's name before its keywords: `exception ValueError` →
+/// `` `ValueError` (exception) ``. A term that already opens with code, or
+/// opens with no name, is kept.
 fn definition_line(inner: &str) -> String {
     let plain = decode(&TAG.replace_all(inner, ""));
     let plain = plain.trim();
@@ -448,7 +455,15 @@ fn definition_line(inner: &str) -> String {
     let ok = match keywords {
         // Declared: a call's signature (`(` right after the name), or a
         // code-like name alone; "new archive (B)" and "in PL/pgSQL, …" are prose.
-        Some(_) => plain[m.end()..].starts_with('(') || (code_like && rest.is_empty()),
+        // English words before a name ("not NULL", "via OpenSSL", "see
+        // db.conf") declare nothing, nor does an acronym alone.
+        Some(k) if k.split_whitespace().any(|w| FUNCTION_WORDS.contains(&w)) => false,
+        Some(_) => {
+            plain[m.end()..].starts_with('(')
+                || (code_like
+                    && rest.is_empty()
+                    && (name.contains('_') || name.chars().any(|c| c.is_ascii_lowercase())))
+        }
         None => code_like || rest.is_empty(),
     };
     if !ok {
@@ -546,6 +561,17 @@ mod tests {
         );
         let (_, text) = html_to_text("<dl><dt>new archive (B)</dt></dl>");
         assert_eq!(text, "new archive (B)");
+        let (_, text) = html_to_text("<dl><dt>int CO_NESTED</dt></dl>");
+        assert_eq!(text, "`CO_NESTED` (int)");
+        for prose in [
+            "not NULL",
+            "via OpenSSL",
+            "see db.auto.conf",
+            "bool NULL",
+            "provisional API",
+        ] {
+            assert_eq!(html_to_text(&format!("<dl><dt>{prose}</dt></dl>")).1, prose);
+        }
         // Prose that opens in lower case is no declaration.
         let (_, text) = html_to_text("<dl><dt>if the server is busy</dt></dl>");
         assert_eq!(text, "if the server is busy");

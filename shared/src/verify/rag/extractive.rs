@@ -146,29 +146,29 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
             push(s);
         }
     }
-    // Headings ("Write Ahead Log") look like the question but state
-    // nothing; a short line that holds a span of the kind asked is a
-    // definition's term line (`exception ConnectionRefusedError`,
+    // Headings ("Write Ahead Log", "19.5.") look like the question but
+    // state nothing; a short line that holds a name of the kind asked is a
+    // definition's term line (`` `ConnectionRefusedError` (exception) ``,
     // `` `--skip-locked` ``), the name itself.
+    let names = t.wants_name() || t == QuestionType::Command;
     let best: Vec<_> = best_sentences(r, EVIDENCE_SENTENCES + 8)
         .into_iter()
-        .filter(|(_, s, _)| s.split_whitespace().count() >= 4 || (t != QuestionType::Free && !spans(s, t).is_empty()))
+        .filter(|(_, s, _)| s.split_whitespace().count() >= 4 || (names && !spans(s, t).is_empty()))
         .take(EVIDENCE_SENTENCES)
         .collect();
-    let name_first = t.wants_name() || t == QuestionType::Command;
     for (pid, s, _) in &best {
         let ss = sentences_of(pid);
         let i = ss.and_then(|ss| ss.iter().position(|x| x == s));
         let prev = i.and_then(|i| i.checked_sub(1)).and_then(|i| ss?.get(i));
         let next = i.and_then(|i| ss?.get(i + 1));
-        if name_first && let Some(p) = prev {
+        if names && let Some(p) = prev {
             push(p);
         }
         push(s);
         if let Some(n) = next {
             push(n);
         }
-        if !name_first && let Some(p) = prev {
+        if !names && let Some(p) = prev {
             push(p);
         }
     }

@@ -137,6 +137,12 @@ fn value(s: &str) -> bool {
     NUMBER.is_match(s) || WORD_NUMBER.is_match(s) || (s.len() <= 40 && !s.contains('\n'))
 }
 
+/// Whether `s` is a file name as a whole (`ssl.key.password` is a
+/// setting, not the file `ssl.key`).
+fn whole_file(s: &str) -> bool {
+    FILE.find(s).is_some_and(|m| m.start() == 0 && m.end() == s.len())
+}
+
 /// Whether `span` fits question type `t` by its shape.
 pub fn fits(span: &str, t: QuestionType) -> bool {
     let s = span.trim().trim_matches('`').trim_end_matches("()").trim();
@@ -145,7 +151,7 @@ pub fn fits(span: &str, t: QuestionType) -> bool {
     }
     match t {
         QuestionType::Setting | QuestionType::Program | QuestionType::DataType => {
-            identifier(s) && !keyword(s) && !FILE.is_match(s)
+            identifier(s) && !keyword(s) && !whole_file(s)
         }
         QuestionType::Function => identifier(s) && !keyword(s),
         QuestionType::Name => name_shaped(s),
@@ -296,6 +302,7 @@ mod tests {
             vec!["db.auto.conf", "DATA/server.key"]
         );
         assert!(fits("wal_level", QuestionType::Setting) && !fits("VACUUM", QuestionType::Setting));
+        assert!(fits("ssl.key.password", QuestionType::Setting) && !fits("db.conf", QuestionType::Setting));
         assert!(fits("VACUUM", QuestionType::Command) && !fits("vacuum_cost", QuestionType::Command));
         // An acronym or a keyword in capitals is not a command; it can be a clause.
         assert!(!fits("WAL", QuestionType::Command) && !fits("NULL", QuestionType::Command));
