@@ -5,7 +5,7 @@
 //! questions, its threshold chosen so that the one-sided upper bound of the
 //! false-defended rate (Clopper–Pearson) meets the target.
 
-use super::score::{Question, Record, without_citations};
+use super::score::{Question, Record};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -18,7 +18,6 @@ use upshift_shared::verify::rag::extractive::fit::{ZeroFit, calibrate, fit_rank,
 use upshift_shared::verify::rag::extractive::judge::ZeroFeatures;
 use upshift_shared::verify::rag::extractive::offline::{Offline, decide};
 use upshift_shared::verify::rag::question::classify;
-use upshift_shared::verify::rag::text::contains_span;
 
 /// Splits that are only ever reported: a fit refuses them, whatever it is told.
 pub const TEST_SPLITS: &[&str] = &["test", "clean", "clean2", "uclean", "uclean2", "heldout"];
@@ -64,9 +63,7 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
         let d = decide(&q.question, r, rag);
         let span = classify(&q.question).wants_span();
         let short = span.then(|| d.zero.answer.clone()).filter(|s| !s.is_empty());
-        // Judged without its citation: `[sql-copy.html#2]` holds `COPY`.
-        let judged = without_citations(&short.clone().or_else(|| d.answer.clone()).unwrap_or_default());
-        let zero_right = q.answerable() && q.answers.iter().any(|a| contains_span(&judged, a));
+        let zero_right = q.answerable() && q.accepts(&short.clone().or_else(|| d.answer.clone()).unwrap_or_default());
         // Stopped at the floor, the job never reaches extraction and shows no answer.
         let stopped = d.retrieval.is_some();
         let (short, answer) = if stopped {
@@ -86,9 +83,9 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
                 let said = if span {
                     c.label.clone()
                 } else {
-                    compose(&q.question, &c.label, r).map_or_else(|| c.label.clone(), |a| without_citations(&a))
+                    compose(&q.question, &c.label, r).unwrap_or_else(|| c.label.clone())
                 };
-                q.answerable() && q.answers.iter().any(|a| contains_span(&said, a))
+                q.answerable() && q.accepts(&said)
             })
             .collect();
         let status = if d.defended() { "succeeded" } else { "unresolved" };

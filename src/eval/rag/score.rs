@@ -33,6 +33,13 @@ impl Question {
     pub fn answerable(&self) -> bool {
         !self.answers.is_empty()
     }
+
+    /// Whether `text` holds one of the accepted answers, judged without
+    /// the passages it cites ([`without_citations`]).
+    pub fn accepts(&self, text: &str) -> bool {
+        let text = without_citations(text);
+        self.answers.iter().any(|a| contains_span(&text, a))
+    }
 }
 
 /// What one job did with one question.
@@ -113,9 +120,7 @@ pub fn score(q: &Question, job: &serde_json::Value, route: &serde_json::Value, j
     let r = &job["result"];
     let answer = r["answer"].as_str().map(str::to_string);
     let short = r["short_answer"].as_str().map(str::to_string);
-    // Judged without its citations: `[sql-copy.html#2]` holds `COPY`.
-    let judged = without_citations(&short.clone().or_else(|| answer.clone()).unwrap_or_default());
-    let answer_match = q.answers.iter().any(|a| contains_span(&judged, a));
+    let answer_match = q.accepts(&short.clone().or_else(|| answer.clone()).unwrap_or_default());
     let doc = |pid: &str| pid.split('#').next().unwrap_or_default().to_string();
     let retrieved: Vec<String> = r["retrieved"]
         .as_array()
@@ -154,7 +159,7 @@ pub fn score(q: &Question, job: &serde_json::Value, route: &serde_json::Value, j
             let (said, right) = match step {
                 "extract" => {
                     let said = e["detail"]["answer"].as_str()?;
-                    (said, q.answers.iter().any(|a| contains_span(said, a)))
+                    (said, q.accepts(said))
                 }
                 "critique" => (e["detail"]["verdict"].as_str()?, q.answerable() && answer_match),
                 _ => return None,
