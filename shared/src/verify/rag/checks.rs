@@ -1,6 +1,6 @@
 //! The verifiers of a rag job's steps (see the module above for the list).
 
-use super::extractive::{NO_ANSWER, candidates, describes_a_means, locate, margin};
+use super::extractive::{NO_ANSWER, candidates, locate, margin, offers_a_means};
 use super::question::{QuestionType, classify};
 use super::spans::{fits, spans};
 use super::{
@@ -293,11 +293,7 @@ pub fn check_span(span: &str, r: &Retrieval, query: &str, floors: SpanFloors, fi
         ));
     }
     // A sentence is answered with the term it describes (`compose`), a means.
-    if t == QuestionType::Free
-        && asks_how(query)
-        && !names_a_means(&ev.sentence, query)
-        && !describes_a_means(query, &ev)
-    {
+    if t == QuestionType::Free && asks_how(query) && !offers_a_means(query, &ev) {
         out.push(Finding::new(
             ReasonCode::AnswerTypeMismatch,
             "a \"how\" question is answered by a means (a command, option, function or setting); this sentence names none the question does not, nor describes one",

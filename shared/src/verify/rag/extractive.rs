@@ -21,7 +21,7 @@ pub mod offline;
 mod zero;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
 pub(crate) use evidence::{described_term, governing};
-pub(crate) use features::describes_a_means;
+pub(crate) use features::offers_a_means;
 pub use zero::{ZeroChoice, tier_zero};
 
 /// What an extraction answers when it found nothing (a model given free

@@ -131,7 +131,7 @@ pub(super) fn presented(query: &str, t: QuestionType, answer: &str, ev: &Evidenc
         QuestionType::Default => states_default(&ev.passage.text, answer),
         QuestionType::Program => presents_program(ev.passage, answer),
         // Read with the term it describes (`compose`), the sentence names it.
-        QuestionType::Free if asks_how(query) => names_a_means(&ev.sentence, query) || describes_a_means(query, ev),
+        QuestionType::Free if asks_how(query) => offers_a_means(query, ev),
         _ => true,
     }
 }
@@ -183,11 +183,13 @@ pub(super) fn name_words(query: &str) -> Vec<String> {
     words
 }
 
-/// Whether `ev`'s sentence, read with the term it describes
-/// ([`described_term`], as `compose` answers it), names a means the
-/// question does not.
-pub(crate) fn describes_a_means(query: &str, ev: &Evidence<'_>) -> bool {
-    described_term(ev.passage, &ev.sentence).is_some_and(|t| !query.to_lowercase().contains(&t.to_lowercase()))
+/// Whether `ev`'s sentence answers a "how" question with a means the
+/// question does not name: it names one ([`names_a_means`]), or, read with
+/// the term it describes ([`described_term`], as `compose` answers it), is
+/// about one. The one rule of the span check and of `presented`.
+pub(crate) fn offers_a_means(query: &str, ev: &Evidence<'_>) -> bool {
+    names_a_means(&ev.sentence, query)
+        || described_term(ev.passage, &ev.sentence).is_some_and(|t| !query.to_lowercase().contains(&t.to_lowercase()))
 }
 
 /// How much of a name's own words `asked` ([`name_words`]) holds: the
