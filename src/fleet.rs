@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 
 /// Line the orchestrator prints on stdout once it is listening.
 pub const LISTENING: &str = "UPSHIFT_LISTENING ";
+/// Line the orchestrator prints on stdout, before [`LISTENING`], with its
+/// operations listener's address (`api.ops_listen`, which may be port 0).
+pub const OPS_LISTENING: &str = "UPSHIFT_OPS_LISTENING ";
 
 /// Set on the processes of a local stack to the pid of the CLI that started
 /// them; see [`die_with_parent`].

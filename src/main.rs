@@ -201,7 +201,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = load()?;
             let _telemetry = upshift_orchestrator::init_tracing("upshift-orchestrator");
             fleet::die_with_parent();
-            upshift_orchestrator::serve(cfg, |addr| println!("{}{addr}", fleet::LISTENING)).await?;
+            upshift_orchestrator::serve(cfg, |bound| {
+                if let Some(ops) = bound.ops {
+                    println!("{}{ops}", fleet::OPS_LISTENING);
+                }
+                println!("{}{}", fleet::LISTENING, bound.api)
+            })
+            .await?;
         }
         Command::Worker { tier } => {
             let cfg = load()?;

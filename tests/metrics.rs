@@ -18,9 +18,7 @@ async fn text(url: &str) -> (u16, String) {
 #[tokio::test]
 async fn orchestrator_and_worker_expose_prometheus_metrics() {
     let mut h = Harness::new(Opts::default()).await;
-    let orch = h
-        .orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", &crate::util::free_addr())])
-        .await;
+    let orch = h.orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", "127.0.0.1:0")]).await;
     h.worker("medium");
     let mut cmd = h.command(&["worker", "--tier", "small"], "worker-small-metrics.log");
     cmd.env("UPSHIFT_WORKER__LISTEN", "127.0.0.1:0").stdout(Stdio::piped());

@@ -160,9 +160,7 @@ async fn replay_harness(extra: &str) -> Harness {
 /// embedded; keep the orchestrator alive while it is used.
 pub async fn widgets_stack(extra: &str) -> (Harness, Proc) {
     let mut h = replay_harness(extra).await;
-    let orch = h
-        .orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", &crate::util::free_addr())])
-        .await;
+    let orch = h.orchestrator_with(&[("UPSHIFT_API__OPS_LISTEN", "127.0.0.1:0")]).await;
     h.workers();
     ingest(&h, "widgets", widgets()).await;
     (h, orch)

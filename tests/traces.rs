@@ -40,8 +40,8 @@ async fn one_trace_per_job_across_the_queue() {
     let cfg = Config::load(Some(&h.config)).unwrap();
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(upshift_orchestrator::run(cfg.clone(), cancel.clone(), move |a| {
-        let _ = tx.send(a);
+    tokio::spawn(upshift_orchestrator::run(cfg.clone(), cancel.clone(), move |bound| {
+        let _ = tx.send(bound.api);
     }));
     let addr = tokio::time::timeout(Duration::from_secs(30), rx)
         .await

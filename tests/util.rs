@@ -60,16 +60,6 @@ impl Default for Opts {
     }
 }
 
-/// A free local address for an orchestrator's operations listener
-/// (`/metrics`): pass it as `UPSHIFT_API__OPS_LISTEN` to
-/// [`Harness::orchestrator_with`], then read [`Proc::ops`].
-pub fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .to_string()
-}
-
 /// Installs ring as the TLS provider of the test process (reqwest needs one).
 pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -194,10 +184,15 @@ impl Harness {
         cmd.envs(env.iter().copied()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning upshift orchestrator");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        // The operations listener's address comes first when one is set
+        // (port 0: bound by the orchestrator, no port race between tests).
+        let (addr, ops) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut ops = None;
             while let Ok(Some(l)) = lines.next_line().await {
-                if let Some(a) = l.strip_prefix("UPSHIFT_LISTENING ") {
-                    return a.to_string();
+                if let Some(a) = l.strip_prefix("UPSHIFT_OPS_LISTENING ") {
+                    ops = Some(format!("http://{a}"));
+                } else if let Some(a) = l.strip_prefix("UPSHIFT_LISTENING ") {
+                    return (a.to_string(), ops);
                 }
             }
             panic!("orchestrator exited; see {}", self.dir.display());
@@ -206,10 +201,6 @@ impl Harness {
         .expect("orchestrator did not start within 60s");
         let api = format!("http://{addr}");
         self.api = Some(api.clone());
-        let ops = env
-            .iter()
-            .find(|(k, _)| *k == "UPSHIFT_API__OPS_LISTEN")
-            .map(|(_, v)| format!("http://{v}"));
         Proc { child, api, ops }
     }
 

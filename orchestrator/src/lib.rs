@@ -27,9 +27,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use upshift_shared::config::Config;
 
+/// The addresses an orchestrator bound (useful with port 0): the API's, and
+/// the operations listener's when `api.ops_listen` is set.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The API.
+    pub api: std::net::SocketAddr,
+    /// `/metrics` (`api.ops_listen`).
+    pub ops: Option<std::net::SocketAddr>,
+}
+
 /// Runs the orchestrator until `cancel`; `on_listen` receives the bound
-/// address (useful with port 0).
-pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+/// addresses.
+pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(Bound)) -> Result<()> {
     let cfg = Arc::new(cfg);
     let keys = api::configured_keys(&cfg)?;
     let store = store::PgStore::connect(&cfg).await?;
@@ -46,13 +56,19 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
             let l = tokio::net::TcpListener::bind(a)
                 .await
                 .map_err(|e| Error::invalid("api.ops_listen", e.to_string()))?;
-            tracing::info!(addr = ?l.local_addr().ok(), "operations listener (/metrics)");
-            Some(l)
+            let a = l
+                .local_addr()
+                .map_err(|e| Error::invalid("api.ops_listen", e.to_string()))?;
+            tracing::info!(addr = %a, "operations listener (/metrics)");
+            Some((l, a))
         }
         None => None,
     };
     tracing::info!(%addr, prefix = %cfg.nats.prefix, "orchestrator listening");
-    on_listen(addr);
+    on_listen(Bound {
+        api: addr,
+        ops: ops.as_ref().map(|(_, a)| *a),
+    });
 
     let prometheus = upshift_runtime::install_metrics();
     // The embedding model loads in about a second; dense retrieval needs it.
@@ -105,7 +121,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
     let state = api::AppState::new(store.clone(), bus.clone(), cfg.clone(), retriever, keys, prometheus);
     tracker.spawn(state.clone().count_jobs_in_flight(cancel.clone()));
     tracker.spawn(state.clone().wake_event_streams(cancel.clone()));
-    if let Some(ops) = ops {
+    if let Some((ops, _)) = ops {
         let (app, api, shutdown) = (api::ops_router(state.clone()), cfg.api.clone(), cancel.clone());
         tracker.spawn(async move { api::serve(ops, app, &api, shutdown).await });
     }
@@ -134,7 +150,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken, on_listen: impl FnOnce(
 pub use upshift_runtime::init_tracing;
 
 /// Runs the orchestrator until SIGTERM or Ctrl-C, then shuts down gracefully.
-pub async fn serve(cfg: Config, on_listen: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+pub async fn serve(cfg: Config, on_listen: impl FnOnce(Bound)) -> Result<()> {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
