@@ -11,7 +11,7 @@
 use super::Retrieval;
 use super::question::{QuestionType, classify};
 use super::spans::{bare_word_number, has_asked_unit, spans};
-use super::text::contains_span;
+use super::text::{contains_span, names_qualified};
 
 mod evidence;
 mod features;
@@ -250,7 +250,8 @@ pub fn candidates(query: &str, r: &Retrieval) -> Vec<String> {
                 let annotation = (t != QuestionType::DataType && !defined && annotated.contains(&span.to_lowercase()))
                     || (value && defined);
                 // An answer that repeats the question's own words answers nothing.
-                if !repeat && !annotation && !contains_span(query, &span) {
+                let own = contains_span(query, &span) || names_qualified(query, &span);
+                if !repeat && !annotation && !own {
                     out.push(span);
                 }
             }

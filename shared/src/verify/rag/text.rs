@@ -281,6 +281,30 @@ pub fn contains_span(text: &str, span: &str) -> bool {
     bounded(&t, &s)
 }
 
+/// Whether `span`, a qualified name (`subprocess.PIPE`, `queue::Queue`),
+/// is one `text` already names in code by its last part: `PIPE` of
+/// "stdout=PIPE", `PriorityQueue` — a word written as code (an `_`, a
+/// capital after its first letter, or beside `=`, `.` or `(`), matched with
+/// its case, so "path names" names no `os.path`.
+pub fn names_qualified(text: &str, span: &str) -> bool {
+    static CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[=.(]?\b[A-Za-z_][A-Za-z0-9_]*\b[=(.]?").expect("valid regex"));
+    let span = span.trim().trim_end_matches("()");
+    let Some((_, last)) = span.rsplit_once(['.', ':']) else {
+        return false;
+    };
+    if last.len() < 2 {
+        return false;
+    }
+    CODE.find_iter(text).any(|m| {
+        let m = m.as_str();
+        let word = m.trim_matches(|c| matches!(c, '=' | '.' | '('));
+        let code = word.len() < m.len()
+            || word.contains('_')
+            || word.chars().skip(1).any(|c| c.is_ascii_uppercase());
+        word == last && code
+    })
+}
+
 static SETTING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?:\W+\w+){0,4}?\W+(?:is|=|to|of)\W+(-?\d+(?:\.\d+)?\s?(?:kb|mb|gb|tb|ms|s|min|h|%)?)\b")
         .expect("valid regex")
@@ -298,6 +322,16 @@ pub fn settings(text: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_qualified_name_the_question_writes_in_code_is_its_own() {
+        let q = "I want both collected without setting stdout=PIPE myself. What argument do I pass?";
+        assert!(names_qualified(q, "subprocess.PIPE"));
+        assert!(!names_qualified(q, "subprocess.run"));
+        assert!(names_qualified("Which module has PriorityQueue?", "queue.PriorityQueue"));
+        assert!(!names_qualified("Which module handles path names?", "os.path"), "a word, not code");
+        assert!(!names_qualified("stdout=PIPE", "PIPE"), "not qualified: contains_span's case");
+    }
 
     #[test]
     fn words_stem_and_support_is_a_share() {
