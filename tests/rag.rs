@@ -42,7 +42,7 @@ pub async fn embedded(h: &Harness, collection: &str) -> serde_json::Value {
 }
 
 /// Submits a rag job; returns its id.
-async fn submit(h: &Harness, collection: &str, query: &str) -> Uuid {
+pub async fn submit(h: &Harness, collection: &str, query: &str) -> Uuid {
     let body = json!({"kind": "rag", "collection": collection, "query": query, "blast_radius": "low"});
     let (code, v) = h.post_raw("/v1/jobs", body.to_string().as_bytes(), &[]).await;
     assert_eq!(code, 202, "{v}");
@@ -81,7 +81,7 @@ pub fn ev(e: &str, from: &str, to: &str, reasons: &str) -> (String, String, Stri
 /// Checks what every finished rag job must hold: citations that resolve to
 /// retrieved passages of the collection, decisions with reasons, and a
 /// `defended` flag that agrees with the status. Returns the job document.
-async fn check_shape(h: &Harness, job: Uuid, collection: &str) -> serde_json::Value {
+pub async fn check_shape(h: &Harness, job: Uuid, collection: &str) -> serde_json::Value {
     let (code, v) = h.get(&format!("/v1/jobs/{job}"), None).await;
     assert_eq!(code, 200);
     let result = &v["result"];
@@ -94,10 +94,10 @@ async fn check_shape(h: &Harness, job: Uuid, collection: &str) -> serde_json::Va
             );
         }
     }
-    let retrieved: Vec<&str> = result["retrieved"]
-        .as_array()
-        .unwrap()
+    // The search's passages and the definitions fetched for its names.
+    let retrieved: Vec<&str> = ["retrieved", "definitions"]
         .iter()
+        .flat_map(|k| result[*k].as_array().unwrap())
         .map(|p| p.as_str().unwrap())
         .collect();
     for c in result["citations"].as_array().unwrap() {

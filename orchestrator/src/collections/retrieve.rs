@@ -12,22 +12,26 @@
 //! judge evidence by. Without an embedding model (or before a collection's
 //! embeddings exist) retrieval is full-text only, as it was.
 
-use super::dense::DenseIndexes;
+use super::dense::{DenseIndex, DenseIndexes};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::store::Conn;
-use crate::store::{Hit, collection_version, naming, passages_by_id, search_in};
+use crate::store::{Hit, collection_version, defining, naming, passages_by_id, search_in};
 use std::collections::HashMap;
 use std::sync::Arc;
 use upshift_shared::config::{Config, RagConfig};
+use upshift_shared::verify::rag::extractive::lookup::{MAX_DEFINITIONS, definition_block, undefined_candidates};
 use upshift_shared::verify::rag::text::{keywords, sentences};
 use upshift_shared::verify::rag::{Passage, Retrieval, Sentence};
 
 /// Most keywords of a model's rewrite a full-text search runs with:
 /// Postgres divides an OR query's rank by its number of terms.
 pub const MAX_TERMS: usize = 8;
-/// Most scored sentences a retrieval keeps.
+/// Most scored sentences a retrieval keeps of its passages (a definition
+/// looked up adds its own).
 const MAX_SENTENCES: usize = 48;
+/// Most passages read for the definition of one name.
+const FETCHED_DEFINITIONS: i64 = 16;
 
 /// Searches collections; cheap to clone (one embedding model per process).
 #[derive(Clone)]
@@ -46,6 +50,8 @@ struct Ranked {
     hits: Vec<Hit>,
     /// The question's embedding, when dense search ran.
     question: Option<Vec<f32>>,
+    /// The collection's vectors, when it has any.
+    index: Option<Arc<DenseIndex>>,
     hybrid: bool,
 }
 
@@ -137,6 +143,7 @@ impl Retriever {
             Err(Error::NotFound(_)) => Ranked {
                 hits: Vec::new(),
                 question: None,
+                index: None,
                 hybrid: false,
             },
             Err(e) => return Err(e),
@@ -153,18 +160,92 @@ impl Retriever {
                 text: h.text,
                 lexical: h.lexical,
                 similarity: h.similarity,
+                defines: None,
             })
             .collect();
         let sentences = match &ranked.question {
             Some(q) => self.score_sentences(&passages, q).await?,
             None => Vec::new(),
         };
-        Ok(Retrieval {
+        let mut retrieval = Retrieval {
             terms,
             mode: if ranked.hybrid { "hybrid" } else { "lexical" }.into(),
             passages,
             sentences,
-        })
+        };
+        if let Some(q) = &ranked.question {
+            self.add_definitions(
+                conn,
+                tenant,
+                collection,
+                question,
+                q,
+                ranked.index.as_deref(),
+                &mut retrieval,
+            )
+            .await?;
+        }
+        Ok(retrieval)
+    }
+
+    /// Adds to `r` the passages defining the candidates it only mentions
+    /// (`extractive::lookup`), at most [`MAX_DEFINITIONS`]: for each name,
+    /// of the passages defining it the one most similar to the question,
+    /// with its definition's sentences scored like the rest.
+    #[allow(clippy::too_many_arguments)]
+    async fn add_definitions(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        collection: &str,
+        question: &str,
+        vector: &[f32],
+        index: Option<&DenseIndex>,
+        r: &mut Retrieval,
+    ) -> Result<()> {
+        let names = undefined_candidates(question, r);
+        if names.is_empty() {
+            return Ok(());
+        }
+        let found = defining(conn, tenant, collection, &names, FETCHED_DEFINITIONS).await?;
+        let similarity = |id: &str| index.and_then(|d| d.similarity(id, vector));
+        let mut blocks: Vec<Sentence> = Vec::new();
+        for name in &names {
+            if r.passages.iter().filter(|p| p.defines.is_some()).count() == MAX_DEFINITIONS {
+                break;
+            }
+            let best = found
+                .iter()
+                .filter(|h| r.get(&h.passage_id).is_none())
+                .filter_map(|h| definition_block(&h.title, &h.text, name).map(|b| (h, b)))
+                .max_by(|a, b| {
+                    let (x, y) = (similarity(&a.0.passage_id), similarity(&b.0.passage_id));
+                    x.unwrap_or(0.0).total_cmp(&y.unwrap_or(0.0))
+                });
+            let Some((h, block)) = best else { continue };
+            blocks.extend(block.into_iter().map(|text| Sentence {
+                passage_id: h.passage_id.clone(),
+                text,
+                similarity: 0.0,
+            }));
+            r.passages.push(Passage {
+                passage_id: h.passage_id.clone(),
+                document_id: h.document_id.clone(),
+                title: h.title.clone(),
+                score: 0.0,
+                text: h.text.clone(),
+                lexical: None,
+                similarity: similarity(&h.passage_id),
+                defines: Some(name.clone()),
+            });
+        }
+        let vectors = self.embed(blocks.iter().map(|s| s.text.clone()).collect()).await?;
+        for (s, v) in blocks.iter_mut().zip(&vectors) {
+            s.similarity = crate::embed::cosine(vector, v);
+        }
+        r.sentences.extend(blocks);
+        r.sentences.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        Ok(())
     }
 
     /// Every sentence of `passages` with its similarity to `question`, most
@@ -263,7 +344,12 @@ impl Retriever {
                 Some(h)
             })
             .collect();
-        Ok(Ranked { hits, hybrid, question })
+        Ok(Ranked {
+            hits,
+            hybrid,
+            question,
+            index,
+        })
     }
 }
 

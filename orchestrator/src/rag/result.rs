@@ -96,9 +96,22 @@ pub fn result(o: &Outcome<'_>) -> serde_json::Value {
         .and_then(|r| r.sentences.first())
         .map(|s| s.similarity);
     let evidence_margin = span.zip(retrieval.as_ref()).and_then(|(s, r)| margin(o.query, s, r));
-    let retrieved: Option<Vec<&str>> = retrieval
-        .as_ref()
-        .map(|r| r.passages.iter().map(|p| p.passage_id.as_str()).collect());
+    // What the search found; a definition looked up for a candidate is no
+    // search result (`definitions`).
+    let retrieved: Option<Vec<&str>> = retrieval.as_ref().map(|r| {
+        r.passages
+            .iter()
+            .filter(|p| p.defines.is_none())
+            .map(|p| p.passage_id.as_str())
+            .collect()
+    });
+    let definitions: Option<Vec<&str>> = retrieval.as_ref().map(|r| {
+        r.passages
+            .iter()
+            .filter(|p| p.defines.is_some())
+            .map(|p| p.passage_id.as_str())
+            .collect()
+    });
     serde_json::json!({
         "answer": answer,
         "defended": o.defended,
@@ -114,6 +127,7 @@ pub fn result(o: &Outcome<'_>) -> serde_json::Value {
         "evidence_margin": evidence_margin,
         "search_terms": retrieval.as_ref().map(|r| r.terms.clone()),
         "retrieved": retrieved,
+        "definitions": definitions,
         "cost_usd": o.cost_usd,
         "always_strong_cost_usd": o.always_strong_cost_usd,
     })

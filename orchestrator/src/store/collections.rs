@@ -303,6 +303,39 @@ pub(crate) async fn naming(
     .await?)
 }
 
+/// Passages of a collection that may define one of `names`: a line of
+/// theirs opens with the name in code (`` `log_duration` (`boolean`) ``, as
+/// ingest writes a definition list's term or a table's first cell), or
+/// they open a page titled with the name; at most `per_name` for each, in
+/// document order. The caller reads which ones define it
+/// (`extractive::lookup`).
+pub(crate) async fn defining(
+    conn: &mut super::Conn,
+    tenant: &str,
+    collection: &str,
+    names: &[String],
+    per_name: i64,
+) -> Result<Vec<Hit>> {
+    let conn = conn.pg();
+    Ok(sqlx::query_as(
+        "SELECT p.id AS passage_id, p.doc_id AS document_id, p.title, 0::real AS score, p.text
+         FROM unnest($3::text[]) AS n(name)
+         CROSS JOIN LATERAL (
+             SELECT id, doc_id, title, text FROM passages
+             WHERE tenant = $1 AND collection = $2
+               AND (starts_with(text, '`' || n.name || '`')
+                    OR strpos(text, E'\\n`' || n.name || '`') > 0
+                    OR (title = n.name AND idx = 0))
+             ORDER BY doc_id, idx LIMIT $4) AS p",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(names)
+    .bind(per_name)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// The passages `ids` of a collection (in no particular order).
 pub(crate) async fn passages_by_id(
     conn: &mut super::Conn,

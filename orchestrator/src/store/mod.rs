@@ -25,7 +25,7 @@ pub(crate) mod unit;
 
 pub use collections::{CollectionStatus, Hit, Ingested, NewDocument, embed_input, text_key};
 pub use collections::{QueuedText, queued_texts, save_embeddings};
-pub(crate) use collections::{collection_version, dense_vectors, naming, passages_by_id, search_in};
+pub(crate) use collections::{collection_version, defining, dense_vectors, naming, passages_by_id, search_in};
 pub use measure::RunTotals;
 pub use read::{EventRecord, JobEnd, JobRecord, Progress, StepRecord};
 pub use reports::{JobListRow, SpendRow};

@@ -31,7 +31,11 @@ pub(super) fn retrieval(output: &str) -> Option<String> {
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i + 1,
-            esc(&p.title),
+            match &p.defines {
+                // Not a search result: fetched as the definition of a name the results mention.
+                Some(name) => format!("{} (defines <code>{}</code>)", esc(&p.title), esc(name)),
+                None => esc(&p.title),
+            },
             esc(&p.document_id),
             p.score,
             opt(p.lexical),

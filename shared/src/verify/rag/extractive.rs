@@ -17,6 +17,7 @@ mod evidence;
 mod features;
 pub mod fit;
 pub mod judge;
+pub mod lookup;
 pub mod offline;
 mod zero;
 pub use evidence::{Evidence, close_alternative, compose, lead, locate, margin, rival};
@@ -349,6 +350,7 @@ mod tests {
             text: text.into(),
             lexical: None,
             similarity: None,
+            defines: None,
         };
         let s = |id: &str, text: &str, similarity: f32| Sentence {
             passage_id: id.into(),
@@ -481,6 +483,7 @@ mod tests {
                 text: text.into(),
                 lexical: None,
                 similarity: None,
+                defines: None,
             }],
             sentences,
         };
@@ -501,6 +504,7 @@ mod tests {
                 text: "`max_locks_per_transaction` (`integer`) The shared lock table has space for one lock per object. The default is 64.".into(),
                 lexical: None,
                 similarity: None,
+                defines: None,
             }],
             sentences: Vec::new(),
         };

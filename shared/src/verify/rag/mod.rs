@@ -70,6 +70,11 @@ pub struct Passage {
     /// Cosine similarity of the passage's embedding to the question's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f32>,
+    /// The name it was fetched to define, when it is no search result but
+    /// the definition of a candidate the results only mention
+    /// ([`extractive::lookup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defines: Option<String>,
 }
 
 /// A sentence of a retrieved passage and its similarity to the question.

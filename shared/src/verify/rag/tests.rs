@@ -11,6 +11,7 @@ fn passage(id: &str, score: f32, text: &str) -> Passage {
         text: text.into(),
         lexical: Some(score),
         similarity: None,
+        defines: None,
     }
 }
 

@@ -287,7 +287,8 @@ pub fn contains_span(text: &str, span: &str) -> bool {
 /// capital after its first letter, or beside `=`, `.` or `(`), matched with
 /// its case, so "path names" names no `os.path`.
 pub fn names_qualified(text: &str, span: &str) -> bool {
-    static CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[=.(]?\b[A-Za-z_][A-Za-z0-9_]*\b[=(.]?").expect("valid regex"));
+    static CODE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[=.(]?\b[A-Za-z_][A-Za-z0-9_]*\b[=(.]?").expect("valid regex"));
     let span = span.trim().trim_end_matches("()");
     let Some((_, last)) = span.rsplit_once(['.', ':']) else {
         return false;
@@ -298,9 +299,7 @@ pub fn names_qualified(text: &str, span: &str) -> bool {
     CODE.find_iter(text).any(|m| {
         let m = m.as_str();
         let word = m.trim_matches(|c| matches!(c, '=' | '.' | '('));
-        let code = word.len() < m.len()
-            || word.contains('_')
-            || word.chars().skip(1).any(|c| c.is_ascii_uppercase());
+        let code = word.len() < m.len() || word.contains('_') || word.chars().skip(1).any(|c| c.is_ascii_uppercase());
         word == last && code
     })
 }
@@ -328,9 +327,18 @@ mod tests {
         let q = "I want both collected without setting stdout=PIPE myself. What argument do I pass?";
         assert!(names_qualified(q, "subprocess.PIPE"));
         assert!(!names_qualified(q, "subprocess.run"));
-        assert!(names_qualified("Which module has PriorityQueue?", "queue.PriorityQueue"));
-        assert!(!names_qualified("Which module handles path names?", "os.path"), "a word, not code");
-        assert!(!names_qualified("stdout=PIPE", "PIPE"), "not qualified: contains_span's case");
+        assert!(names_qualified(
+            "Which module has PriorityQueue?",
+            "queue.PriorityQueue"
+        ));
+        assert!(
+            !names_qualified("Which module handles path names?", "os.path"),
+            "a word, not code"
+        );
+        assert!(
+            !names_qualified("stdout=PIPE", "PIPE"),
+            "not qualified: contains_span's case"
+        );
     }
 
     #[test]

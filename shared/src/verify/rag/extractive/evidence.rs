@@ -241,6 +241,7 @@ mod tests {
                 text: text.into(),
                 lexical: None,
                 similarity: None,
+                defines: None,
             }],
             sentences: vec![Sentence {
                 passage_id: "app-dump.html#4".into(),

@@ -267,6 +267,7 @@ mod tests {
             text: "`cache_size` (`integer`)\nThe size of the cache. The default value is 8.\n`cache_age` (`integer`)\nHow long an entry is kept. The default value is 60.".into(),
             lexical: None,
             similarity: None,
+            defines: None,
         };
         let named = entities("What is the default value of cache_age?");
         assert_eq!(subject(&named, &passage, "The default value is 60."), 1.0);

@@ -276,6 +276,7 @@ mod tests {
             text: text.into(),
             lexical: None,
             similarity: None,
+            defines: None,
         };
         Retrieval {
             terms: "q".into(),
