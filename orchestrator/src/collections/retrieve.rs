@@ -214,13 +214,18 @@ impl Retriever {
             if r.passages.iter().filter(|p| p.defines.is_some()).count() == MAX_DEFINITIONS {
                 break;
             }
+            // The most similar to the question; of equals, the first found.
             let best = found
                 .iter()
                 .filter(|h| r.get(&h.passage_id).is_none())
-                .filter_map(|h| definition_block(&h.title, &h.text, name).map(|b| (h, b)))
+                .filter_map(|h| {
+                    let opens = h.passage_id.ends_with("#0");
+                    definition_block(&h.title, &h.text, opens, name).map(|b| (h, b))
+                })
+                .rev()
                 .max_by(|a, b| {
-                    let (x, y) = (similarity(&a.0.passage_id), similarity(&b.0.passage_id));
-                    x.unwrap_or(0.0).total_cmp(&y.unwrap_or(0.0))
+                    let sim = |h: &Hit| similarity(&h.passage_id).unwrap_or(f32::NEG_INFINITY);
+                    sim(a.0).total_cmp(&sim(b.0))
                 });
             let Some((h, block)) = best else { continue };
             blocks.extend(block.into_iter().map(|text| Sentence {

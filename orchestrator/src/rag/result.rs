@@ -91,27 +91,16 @@ pub fn result(o: &Outcome<'_>) -> serde_json::Value {
         .zip(retrieval.as_ref())
         .and_then(|(s, r)| locate(s, r))
         .and_then(|e| e.similarity);
-    let best_similarity = retrieval
-        .as_ref()
-        .and_then(|r| r.sentences.first())
-        .map(|s| s.similarity);
+    let best_similarity = retrieval.as_ref().and_then(Retrieval::best_similarity);
     let evidence_margin = span.zip(retrieval.as_ref()).and_then(|(s, r)| margin(o.query, s, r));
     // What the search found; a definition looked up for a candidate is no
     // search result (`definitions`).
-    let retrieved: Option<Vec<&str>> = retrieval.as_ref().map(|r| {
-        r.passages
-            .iter()
-            .filter(|p| p.defines.is_none())
-            .map(|p| p.passage_id.as_str())
-            .collect()
-    });
-    let definitions: Option<Vec<&str>> = retrieval.as_ref().map(|r| {
-        r.passages
-            .iter()
-            .filter(|p| p.defines.is_some())
-            .map(|p| p.passage_id.as_str())
-            .collect()
-    });
+    let retrieved: Option<Vec<&str>> = retrieval
+        .as_ref()
+        .map(|r| r.results().map(|p| p.passage_id.as_str()).collect());
+    let definitions: Option<Vec<&str>> = retrieval
+        .as_ref()
+        .map(|r| r.definitions().map(|p| p.passage_id.as_str()).collect());
     serde_json::json!({
         "answer": answer,
         "defended": o.defended,

@@ -306,9 +306,11 @@ pub(crate) async fn naming(
 /// Passages of a collection that may define one of `names`: a line of
 /// theirs opens with the name in code (`` `log_duration` (`boolean`) ``, as
 /// ingest writes a definition list's term or a table's first cell), or
-/// they open a page titled with the name; at most `per_name` for each, in
-/// document order. The caller reads which ones define it
-/// (`extractive::lookup`).
+/// they open a page titled with the name; at most `per_name` for each,
+/// those whose line has a definition's shape first (the name alone, or
+/// followed by ` (`: an index entry or a sentence that opens with the name
+/// comes after), then in document order. The caller reads which ones
+/// define it (`extractive::lookup`).
 pub(crate) async fn defining(
     conn: &mut super::Conn,
     tenant: &str,
@@ -326,7 +328,12 @@ pub(crate) async fn defining(
                AND (starts_with(text, '`' || n.name || '`')
                     OR strpos(text, E'\\n`' || n.name || '`') > 0
                     OR (title = n.name AND idx = 0))
-             ORDER BY doc_id, idx LIMIT $4) AS p",
+             ORDER BY (starts_with(text, '`' || n.name || '` (')
+                       OR starts_with(text, '`' || n.name || E'`\\n')
+                       OR strpos(text, E'\\n`' || n.name || '` (') > 0
+                       OR strpos(text, E'\\n`' || n.name || E'`\\n') > 0) DESC,
+                      doc_id, idx
+             LIMIT $4) AS p",
     )
     .bind(tenant)
     .bind(collection)

@@ -35,7 +35,8 @@ pub struct Replayed {
     /// The answer the job shows (none when the retrieval floor stopped it
     /// before extraction) holds an accepted answer.
     pub right: bool,
-    /// The similarity of the retrieval's sentence most similar to the question.
+    /// The similarity of the search's sentence most similar to the question
+    /// (what the retrieval floor reads).
     pub best_similarity: Option<f32>,
     /// Whether each of tier zero's candidates (`decision.zero.ranked`) is
     /// an accepted answer.
@@ -102,7 +103,7 @@ pub fn replay(records: &mut [Record], questions: &[Question], rag: &RagConfig) -
             id: rec.id.clone(),
             split: rec.split.clone(),
             answerable: q.answerable(),
-            best_similarity: r.sentences.iter().map(|s| s.similarity).reduce(f32::max),
+            best_similarity: r.best_similarity(),
             decision: d,
             right,
             candidate_right,

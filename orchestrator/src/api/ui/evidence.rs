@@ -20,9 +20,10 @@ const FEATURES: usize = 8;
 pub(super) fn retrieval(output: &str) -> Option<String> {
     let r = Retrieval::parse(output)?;
     let mut html = format!(
-        "<div class=\"evidence\"><b>Passages</b> · {} found, {} search for <q>{}</q>\
+        "<div class=\"evidence\"><b>Passages</b> · {} found, {} looked up as definitions, {} search for <q>{}</q>\
          <table><tr><th>#</th><th>title</th><th>page</th><th>score</th><th>full-text</th><th>similarity</th><th>passage</th></tr>",
-        r.passages.len(),
+        r.results().count(),
+        r.definitions().count(),
         esc(&r.mode),
         esc(&r.terms)
     );

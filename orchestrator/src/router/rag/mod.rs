@@ -77,8 +77,8 @@ pub(crate) async fn at_submit(
 /// tier trusted for its class, ends unresolved).
 pub(crate) fn admit_retrieve(unit: &mut Unit, cfg: &Config, id: Uuid, class: &str, risk: StepRisk<'_>, r: &Retrieval) {
     let detail = serde_json::json!({
-        "by": "search", "mode": r.mode, "passages": r.passages.len(),
-        "best_similarity": r.sentences.first().map(|s| s.similarity),
+        "by": "search", "mode": r.mode, "passages": r.results().count(),
+        "definitions": r.definitions().count(), "best_similarity": r.best_similarity(),
     });
     let output = || serde_json::to_string(r).expect("retrievals serialise");
     match check_retrieval(r, RetrievalFloor::from(&cfg.rag)) {

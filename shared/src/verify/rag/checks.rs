@@ -12,18 +12,18 @@ use std::collections::BTreeMap;
 
 /// `retrieval_empty` when retrieval missed its floor: too few passages, or
 /// (with sentence similarities) no sentence similar enough to the question,
-/// or (full-text only) too few passages ranked at or above the floor.
+/// or (full-text only) too few passages ranked at or above the floor. The
+/// search is judged: definitions looked up for its candidates do not count.
 pub fn check_retrieval(r: &Retrieval, floor: RetrievalFloor) -> Option<Finding> {
     let miss = |d: String| Some(Finding::new(ReasonCode::RetrievalEmpty, d));
-    if r.passages.len() < floor.min_passages {
+    let found = r.results().count();
+    if found < floor.min_passages {
         return miss(format!(
-            "`{}` found {} passages (need {})",
-            r.terms,
-            r.passages.len(),
-            floor.min_passages
+            "`{}` found {found} passages (need {})",
+            r.terms, floor.min_passages
         ));
     }
-    if let Some(best) = r.sentences.iter().map(|s| s.similarity).reduce(f32::max) {
+    if let Some(best) = r.best_similarity() {
         return (best < floor.min_similarity).then(|| {
             Finding::new(
                 ReasonCode::RetrievalEmpty,
@@ -35,8 +35,7 @@ pub fn check_retrieval(r: &Retrieval, floor: RetrievalFloor) -> Option<Finding> 
         });
     }
     let good = r
-        .passages
-        .iter()
+        .results()
         .filter(|p| p.lexical.unwrap_or(p.score) >= floor.min_score)
         .count();
     if good < floor.min_passages {
@@ -463,15 +462,17 @@ pub fn conflicts(passages: &[&Passage]) -> Option<String> {
 ///   to the question (their scores without embeddings): a flat ranking
 ///   means the search could not tell passages apart;
 /// - conflict: 1 when the passages give different values for a setting.
+///
+/// The search's passages are judged, not the definitions looked up.
 pub fn ambiguity(query: &str, r: &Retrieval, base: f64) -> (f64, serde_json::Value) {
     let ents = text::entities(query);
-    let all: String = r.passages.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" ");
+    let all: String = r.results().map(|p| p.text.as_str()).collect::<Vec<_>>().join(" ");
     let unresolved = if ents.is_empty() {
         0.0
     } else {
         ents.iter().filter(|e| !text::mentions(&all, e)).count() as f64 / ents.len() as f64
     };
-    let scores: Vec<f32> = r.passages.iter().map(|p| p.similarity.unwrap_or(p.score)).collect();
+    let scores: Vec<f32> = r.results().map(|p| p.similarity.unwrap_or(p.score)).collect();
     let best = scores.iter().copied().fold(0.0f32, f32::max);
     let worst = scores.iter().copied().fold(f32::INFINITY, f32::min);
     let flatness = if scores.len() < 2 || best <= 0.0 {
@@ -479,7 +480,7 @@ pub fn ambiguity(query: &str, r: &Retrieval, base: f64) -> (f64, serde_json::Val
     } else {
         1.0 - f64::from((best - worst) / best)
     };
-    let all_refs: Vec<&Passage> = r.passages.iter().collect();
+    let all_refs: Vec<&Passage> = r.results().collect();
     let conflict = conflicts(&all_refs);
     let a = (0.4 * unresolved + 0.3 * flatness + 0.3 * f64::from(u8::from(conflict.is_some()))).max(base);
     let detail = serde_json::json!({

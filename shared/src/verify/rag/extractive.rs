@@ -76,6 +76,14 @@ fn annotations(r: &Retrieval) -> Vec<String> {
 /// Most sentences of one definition block taken as evidence.
 const DEFINITION_SENTENCES: usize = 12;
 
+/// Where the definition whose line is `ss[start]` ends: at the next line
+/// that introduces a name ([`term_of`]), or with the passage.
+pub(super) fn definition_end(ss: &[String], start: usize) -> usize {
+    ss.get(start + 1..)
+        .and_then(|rest| rest.iter().position(|s| term_of(s).is_some()))
+        .map_or(ss.len(), |k| start + 1 + k)
+}
+
 /// The name a definition line introduces, when `sentence` is one: a line
 /// that is a name alone, or a name followed by its type or arguments
 /// (`` `wal_level` (`enum`) ``, `` `cancel_backend` ( `pid` `integer` ) → `boolean` ``).
@@ -129,11 +137,7 @@ fn evidence_order(query: &str, r: &Retrieval, t: QuestionType) -> Vec<String> {
                 // A definition runs to the next definition line (its default
                 // is often its last sentence); a mention, three sentences on.
                 let end = if defines {
-                    ss[i + 1..]
-                        .iter()
-                        .position(|s| term_of(s).is_some())
-                        .map_or(ss.len(), |k| i + 1 + k)
-                        .min(i + DEFINITION_SENTENCES)
+                    definition_end(ss, i).min(i + DEFINITION_SENTENCES)
                 } else {
                     i + 4
                 };

@@ -116,6 +116,29 @@ impl Retrieval {
         serde_json::from_str(output).ok()
     }
 
+    /// The search's own passages, best first: without the definitions
+    /// looked up for its candidates ([`Passage::defines`]).
+    pub fn results(&self) -> impl Iterator<Item = &Passage> {
+        self.passages.iter().filter(|p| p.defines.is_none())
+    }
+
+    /// The passages looked up as the definition of a candidate.
+    pub fn definitions(&self) -> impl Iterator<Item = &Passage> {
+        self.passages.iter().filter(|p| p.defines.is_some())
+    }
+
+    /// The similarity to the question of the search's sentence most similar
+    /// to it (a definition looked up is not the search's); `None` without
+    /// embeddings.
+    pub fn best_similarity(&self) -> Option<f32> {
+        let looked_up: Vec<&str> = self.definitions().map(|p| p.passage_id.as_str()).collect();
+        self.sentences
+            .iter()
+            .filter(|s| !looked_up.contains(&s.passage_id.as_str()))
+            .map(|s| s.similarity)
+            .reduce(f32::max)
+    }
+
     /// The passage `id`, if it was retrieved.
     pub fn get(&self, id: &str) -> Option<&Passage> {
         self.passages.iter().find(|p| p.passage_id == id)

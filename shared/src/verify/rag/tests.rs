@@ -67,6 +67,27 @@ fn retrieval_needs_enough_passages_over_the_floor() {
         check_retrieval(&hybrid, strict).is_none(),
         "the lexical rank no longer decides"
     );
+    // A definition looked up for a candidate is not the search's: it
+    // neither makes up the passages nor lifts the best sentence.
+    let mut looked_up = hybrid.clone();
+    looked_up.sentences[0].similarity = 0.35;
+    looked_up.passages.truncate(1);
+    let mut definition = passage("wal.html#2", 0.0, "`wal_buffers` (`integer`) The WAL's shared memory.");
+    definition.defines = Some("wal_buffers".into());
+    looked_up.passages.push(definition);
+    looked_up.sentences.push(Sentence {
+        passage_id: "wal.html#2".into(),
+        text: "The WAL's shared memory.".into(),
+        similarity: 0.9,
+    });
+    let f = check_retrieval(&looked_up, floor).unwrap();
+    assert!(f.detail.contains("found 1 passages"), "{f:?}");
+    looked_up
+        .passages
+        .insert(1, passage("vacuum.html#0", 0.2, "VACUUM reclaims storage."));
+    let f = check_retrieval(&looked_up, floor).unwrap();
+    assert!(f.detail.contains("0.35"), "{f:?}");
+    assert_eq!(looked_up.best_similarity(), Some(0.35));
 }
 
 #[test]

@@ -284,11 +284,11 @@ pub fn contains_span(text: &str, span: &str) -> bool {
 /// Whether `span`, a qualified name (`subprocess.PIPE`, `queue::Queue`),
 /// is one `text` already names in code by its last part: `PIPE` of
 /// "stdout=PIPE", `PriorityQueue` — a word written as code (an `_`, a
-/// capital after its first letter, or beside `=`, `.` or `(`), matched with
-/// its case, so "path names" names no `os.path`.
+/// capital after its first letter, `=` or `(` beside it, or a `.` that
+/// joins it to another word), matched with its case, so neither "path
+/// names" nor "split a path." names `os.path`.
 pub fn names_qualified(text: &str, span: &str) -> bool {
-    static CODE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"[=.(]?\b[A-Za-z_][A-Za-z0-9_]*\b[=(.]?").expect("valid regex"));
+    static WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Za-z_][A-Za-z0-9_]*\b").expect("valid regex"));
     let span = span.trim().trim_end_matches("()");
     let Some((_, last)) = span.rsplit_once(['.', ':']) else {
         return false;
@@ -296,10 +296,20 @@ pub fn names_qualified(text: &str, span: &str) -> bool {
     if last.len() < 2 {
         return false;
     }
-    CODE.find_iter(text).any(|m| {
-        let m = m.as_str();
-        let word = m.trim_matches(|c| matches!(c, '=' | '.' | '('));
-        let code = word.len() < m.len() || word.contains('_') || word.chars().skip(1).any(|c| c.is_ascii_uppercase());
+    let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    WORD.find_iter(text).any(|m| {
+        let word = m.as_str();
+        let before = text[..m.start()].chars().next_back();
+        let after = text[m.end()..].chars().next();
+        // A `.` is code only between two words (`os.path`), not a full stop.
+        let joined_before = before == Some('.') && ident(text[..m.start() - 1].chars().next_back());
+        let joined_after = after == Some('.') && ident(text[m.end() + 1..].chars().next());
+        let code = word.contains('_')
+            || word.chars().skip(1).any(|c| c.is_ascii_uppercase())
+            || matches!(before, Some('=' | '('))
+            || matches!(after, Some('=' | '('))
+            || joined_before
+            || joined_after;
         word == last && code
     })
 }

@@ -8,7 +8,7 @@
 //! ([`definition_block`]), so every candidate is weighed by what the manual
 //! says it is. Pure: the orchestrator runs the search.
 
-use super::{candidates, defined_terms, definition_term};
+use super::{candidates, defined_terms, definition_end, definition_term};
 use crate::verify::rag::Retrieval;
 use crate::verify::rag::question::classify;
 use crate::verify::rag::text::sentences;
@@ -23,8 +23,8 @@ pub const BLOCK_SENTENCES: usize = 4;
 /// The candidates of a name question over `r` that `r` does not define,
 /// in the candidates' order, at most [`MAX_LOOKUPS`]: names a definition
 /// line or a reference page's title could introduce (one to three words,
-/// no `()`: `log_duration`, `CREATE INDEX`, not a sentence); empty for
-/// other questions.
+/// a call's `()` dropped: `log_duration`, `CREATE INDEX`, not a
+/// sentence); empty for other questions.
 pub fn undefined_candidates(query: &str, r: &Retrieval) -> Vec<String> {
     if !classify(query).wants_name() {
         return Vec::new();
@@ -49,20 +49,17 @@ pub fn undefined_candidates(query: &str, r: &Retrieval) -> Vec<String> {
 /// The sentences of the definition of `name` in a passage (`text`, under
 /// `title`): from the definition line that introduces it to the next
 /// definition line, or a reference page's opening when the page is the
-/// name's (`title` is the name); at most [`BLOCK_SENTENCES`]. `None`: the
-/// passage only mentions it.
-pub fn definition_block(title: &str, text: &str, name: &str) -> Option<Vec<String>> {
+/// name's (`title` is the name and the passage `opens` its page); at most
+/// [`BLOCK_SENTENCES`]. `None`: the passage only mentions it.
+pub fn definition_block(title: &str, text: &str, opens: bool, name: &str) -> Option<Vec<String>> {
     let all = sentences(text);
     let is_name = |t: &str| t.trim_end_matches("()").eq_ignore_ascii_case(name);
     let start = match all.iter().position(|s| definition_term(s).is_some_and(|t| is_name(&t))) {
         Some(at) => at,
-        None if is_name(title.trim()) => 0,
+        None if opens && is_name(title.trim()) && !all.is_empty() => 0,
         None => return None,
     };
-    let end = all[start + 1..]
-        .iter()
-        .position(|s| definition_term(s).is_some())
-        .map_or(all.len(), |e| start + 1 + e);
+    let end = definition_end(&all, start);
     Some(all[start..end].iter().take(BLOCK_SENTENCES).cloned().collect())
 }
 
@@ -109,24 +106,30 @@ mod tests {
     #[test]
     fn a_definition_block_runs_to_the_next_definition() {
         let text = "Notes on logging.\n`log_duration` (`boolean`)\nCauses the duration of every completed statement to be logged. The default is `off`.\n`log_error_verbosity` (`enum`)\nControls the amount of detail.";
-        let block = definition_block("What to Log", text, "log_duration").expect("defined");
+        let block = definition_block("What to Log", text, false, "log_duration").expect("defined");
         assert_eq!(block.len(), 3, "{block:?}");
         assert!(block[1].starts_with("Causes the duration"));
-        assert!(definition_block("What to Log", text, "log_statement").is_none());
+        assert!(definition_block("What to Log", text, false, "log_statement").is_none());
         assert!(
             definition_block(
                 "Index",
                 "`log_duration` configuration parameter, What to Log",
+                true,
                 "log_duration"
             )
             .is_none(),
             "an index entry mentions, it does not define"
         );
-        let page = definition_block("COPY", "COPY — copy data between a file and a table", "COPY");
+        let page = definition_block("COPY", "COPY — copy data between a file and a table", true, "COPY");
         assert_eq!(
             page.map(|b| b.len()),
             Some(1),
             "a reference page is its name's definition"
         );
+        assert!(
+            definition_block("COPY", "File Formats", false, "COPY").is_none(),
+            "only where it opens its page"
+        );
+        assert!(definition_block("COPY", "", true, "COPY").is_none());
     }
 }
