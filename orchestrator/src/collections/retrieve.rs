@@ -152,16 +152,7 @@ impl Retriever {
             .hits
             .into_iter()
             .take(self.inner.cfg.passages as usize)
-            .map(|h| Passage {
-                passage_id: h.passage_id,
-                document_id: h.document_id,
-                title: h.title,
-                score: h.score,
-                text: h.text,
-                lexical: h.lexical,
-                similarity: h.similarity,
-                defines: None,
-            })
+            .map(|h| passage(h, None))
             .collect();
         let sentences = match &ranked.question {
             Some(q) => self.score_sentences(&passages, q).await?,
@@ -211,7 +202,7 @@ impl Retriever {
         let similarity = |id: &str| index.and_then(|d| d.similarity(id, vector));
         let mut blocks: Vec<Sentence> = Vec::new();
         for name in &names {
-            if r.passages.iter().filter(|p| p.defines.is_some()).count() == MAX_DEFINITIONS {
+            if r.definitions().count() == MAX_DEFINITIONS {
                 break;
             }
             // The most similar to the question; of equals, the first found.
@@ -233,16 +224,9 @@ impl Retriever {
                 text,
                 similarity: 0.0,
             }));
-            r.passages.push(Passage {
-                passage_id: h.passage_id.clone(),
-                document_id: h.document_id.clone(),
-                title: h.title.clone(),
-                score: 0.0,
-                text: h.text.clone(),
-                lexical: None,
-                similarity: similarity(&h.passage_id),
-                defines: Some(name.clone()),
-            });
+            let mut h = h.clone();
+            h.similarity = similarity(&h.passage_id);
+            r.passages.push(passage(h, Some(name.clone())));
         }
         let vectors = self.embed(blocks.iter().map(|s| s.text.clone()).collect()).await?;
         for (s, v) in blocks.iter_mut().zip(&vectors) {
@@ -355,6 +339,21 @@ impl Retriever {
             question,
             index,
         })
+    }
+}
+
+/// A search hit as the retrieval carries it; `defines`: the name it was
+/// looked up for, when it is no search result.
+fn passage(h: Hit, defines: Option<String>) -> Passage {
+    Passage {
+        passage_id: h.passage_id,
+        document_id: h.document_id,
+        title: h.title,
+        score: h.score,
+        text: h.text,
+        lexical: h.lexical,
+        similarity: h.similarity,
+        defines,
     }
 }
 
